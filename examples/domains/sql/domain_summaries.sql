@@ -1,0 +1,52 @@
+-- One row per domain: last-twelve-month totals, ratios, and year-over-year growth of the latest
+-- month. Portable between SQLite and PostgreSQL: no date functions, months are indexed as
+-- year * 12 + month - 1; NULLIF turns zero denominators into NULL (the feature is then absent).
+WITH m AS (
+    SELECT d.*, d.year * 12 + d.month - 1 AS m_idx
+    FROM domain_monthly d
+),
+bounds AS (
+    SELECT MAX(m_idx) AS last_m FROM m
+),
+ltm AS (
+    SELECT m.domain,
+           MAX(m.category) AS category,
+           MAX(m.country) AS country,
+           SUM(m.visits) AS visits,
+           SUM(m.orders) AS orders,
+           SUM(m.revenue) AS revenue,
+           SUM(m.returning_share * m.orders)
+               / NULLIF(SUM(CASE WHEN m.returning_share IS NOT NULL THEN m.orders END), 0) AS returning_share,
+           SUM(m.mobile_share * m.visits)
+               / NULLIF(SUM(CASE WHEN m.mobile_share IS NOT NULL THEN m.visits END), 0) AS mobile_share,
+           COUNT(*) AS months_reported
+    FROM m CROSS JOIN bounds b
+    WHERE m.m_idx > b.last_m - 12
+    GROUP BY m.domain
+),
+yoy AS (
+    SELECT m.domain,
+           SUM(CASE WHEN m.m_idx = b.last_m THEN m.revenue END) AS revenue_now,
+           SUM(CASE WHEN m.m_idx = b.last_m - 12 THEN m.revenue END) AS revenue_year_ago,
+           SUM(CASE WHEN m.m_idx = b.last_m THEN m.orders END) AS orders_now,
+           SUM(CASE WHEN m.m_idx = b.last_m - 12 THEN m.orders END) AS orders_year_ago
+    FROM m CROSS JOIN bounds b
+    GROUP BY m.domain
+)
+SELECT l.domain,
+       l.category,
+       l.country,
+       l.months_reported,
+       l.visits,
+       l.orders,
+       l.revenue,
+       CAST(l.orders AS DOUBLE PRECISION) / NULLIF(l.visits, 0) AS conversion_rate,
+       l.revenue / NULLIF(l.orders, 0) AS average_order_value,
+       l.revenue / NULLIF(l.visits, 0) AS revenue_per_visit,
+       y.revenue_now / NULLIF(y.revenue_year_ago, 0) - 1 AS revenue_growth_yoy,
+       CAST(y.orders_now AS DOUBLE PRECISION) / NULLIF(y.orders_year_ago, 0) - 1 AS orders_growth_yoy,
+       l.returning_share,
+       l.mobile_share
+FROM ltm l
+JOIN yoy y ON y.domain = l.domain
+ORDER BY l.domain

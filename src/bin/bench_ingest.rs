@@ -1,0 +1,141 @@
+//! Ingestion benchmark: N review lines (~600 bytes each, the Amazon reviews shape) into the
+//! store, then a second delivery (10 % edited, 10 % new, the rest repeated) through the SCD2
+//! merge. Prints lines/s for both and the process's peak memory.
+//!
+//!   cargo run --release --bin bench_ingest -- [sqlite|postgres] [N]
+
+use shopscribe::config::{Dataset, FieldType};
+use shopscribe::ingest::db::IngestDb;
+use std::io::Write;
+use std::time::Instant;
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn write_delivery(path: &std::path::Path, n: usize, day: u32) {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let filler = "This product does what it says. The build quality is solid, shipping was quick and the price was fair for what you get. ";
+    let total = if day == 1 { n } else { n + n / 10 };
+    for i in 0..total {
+        let edited = day == 2 && i % 10 == 0;
+        let line = serde_json::json!({
+            "reviewerID": format!("A{:012}", i * 7919 % 10_000_019),
+            "asin": format!("B{:09}", i / 3),
+            "reviewerName": format!("Reviewer {i}"),
+            "helpful": [i % 7, i % 11],
+            "reviewText": format!("{}{}{}{}", if edited { "EDITED. " } else { "" }, filler, filler, &filler[..(i % 120).min(filler.len())]),
+            "overall": (i % 5 + 1) as f64,
+            "summary": format!("Summary {}", i % 1000),
+            "unixReviewTime": 1_400_000_000 + i as i64 + if edited { 86_400 } else { 0 },
+            "reviewTime": "05 21, 2014"
+        });
+        writeln!(w, "{line}").unwrap();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let args: Vec<String> = std::env::args().collect();
+    let backend = args
+        .get(1)
+        .map(String::as_str)
+        .unwrap_or("sqlite")
+        .to_string();
+    let n: usize = args
+        .get(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _guard) = if backend == "postgres" {
+        let admin = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("shopscribe_ingest_bench_{}", std::process::id());
+        let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut u = url::Url::parse(&admin).unwrap();
+        u.set_path(&name);
+        (u.to_string(), Some((pool, name)))
+    } else {
+        (
+            format!("sqlite://{}", dir.path().join("s.db").display()),
+            None,
+        )
+    };
+    let ds = Dataset {
+        name: "reviews".into(),
+        from: String::new(),
+        key: vec!["asin".into(), "reviewerID".into()],
+        version: Some("unixReviewTime".into()),
+        snapshot: false,
+        types: [
+            ("overall".to_string(), FieldType::Float),
+            ("unixReviewTime".to_string(), FieldType::Int),
+            ("helpful".to_string(), FieldType::Array),
+        ]
+        .into_iter()
+        .collect(),
+        max_line_bytes: 1 << 20,
+        max_reject_share: 0.05,
+        product_summary: false,
+    };
+    let day1 = dir.path().join("day1.jsonl");
+    let day2 = dir.path().join("day2.jsonl");
+    write_delivery(&day1, n, 1);
+    write_delivery(&day2, n, 2);
+    let size = std::fs::metadata(&day1).unwrap().len();
+    let db = IngestDb::connect(&url).await.unwrap();
+    let rss0 = peak_rss_mb();
+    let t = Instant::now();
+    let r1 = shopscribe::ingest::ingest_file(&db, &ds, &day1)
+        .await
+        .unwrap();
+    let t1 = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let r2 = shopscribe::ingest::ingest_file(&db, &ds, &day2)
+        .await
+        .unwrap();
+    let t2 = t.elapsed().as_secs_f64();
+    println!(
+        "{backend}: delivery 1: {} lines ({:.0} bytes/line) in {t1:.2} s = {:.0} lines/s; inserted {}",
+        r1.lines,
+        size as f64 / n as f64,
+        r1.lines as f64 / t1,
+        r1.merge.inserted
+    );
+    println!(
+        "{backend}: delivery 2 (SCD2 merge): {} lines in {t2:.2} s = {:.0} lines/s; new {}, changed {}, unchanged {}",
+        r2.lines,
+        r2.lines as f64 / t2,
+        r2.merge.inserted,
+        r2.merge.changed,
+        r2.merge.unchanged
+    );
+    println!(
+        "{backend}: peak RSS {:.0} MB (before ingesting: {rss0:.0} MB)",
+        peak_rss_mb()
+    );
+    if let Some((pool, name)) = _guard {
+        drop(db);
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {name} WITH (FORCE)"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+}

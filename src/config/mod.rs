@@ -1,0 +1,857 @@
+//! Configuration: `shopscribe.toml` + environment overrides → a validated [`Project`]. Every
+//! problem is collected and reported at once, each with the file and the key it concerns.
+
+mod raw;
+
+use crate::features::{BinSpec, MetricSpec, Unit};
+use raw::{RawConfig, RawJob, RawMetric};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The file name looked for in a project folder.
+pub const CONFIG_FILE: &str = "shopscribe.toml";
+
+/// Every problem found in a project's configuration.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "{} has {} problem{}:",
+            self.file.display(),
+            n,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Which writer produces the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderKind {
+    Offline,
+    OpenAi,
+    /// OpenAI's Batch API: half price, answers within 24 h.
+    OpenAiBatch,
+}
+
+impl ProviderKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProviderKind::Offline => "offline",
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::OpenAiBatch => "openai-batch",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LlmConfig {
+    pub provider: ProviderKind,
+    /// True when `provider = "auto"` chose offline because the key variable was unset.
+    pub fell_back_to_offline: bool,
+    pub model: String,
+    pub base_url: String,
+    pub api_key_env: String,
+    pub max_output_tokens: u32,
+    pub temperature: f32,
+    pub max_in_flight: usize,
+    pub max_attempts: u32,
+    pub max_entity_time: std::time::Duration,
+    pub structured_output: crate::llm::openai::StructuredOutput,
+    pub max_tokens_field: String,
+    pub requests_per_minute: f64,
+    pub tokens_per_minute: f64,
+    pub connect_timeout: std::time::Duration,
+    pub request_timeout: std::time::Duration,
+    pub prices: BTreeMap<String, Price>,
+    /// Batch API: how failed or expired requests are retried.
+    pub batch_retry: BatchRetry,
+    /// Batch API: first poll interval (then 1.5× up to `batch_poll_max`).
+    pub batch_poll_first: std::time::Duration,
+    pub batch_poll_max: std::time::Duration,
+    /// Batch API: requests per batch file (the API allows 50,000).
+    pub batch_max_requests: usize,
+}
+
+/// Where a batch's failed or expired requests go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchRetry {
+    /// Real-time calls, right after the batch.
+    Realtime,
+    /// A follow-up batch (at most two).
+    Batch,
+}
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    pub batch_input: f64,
+    pub batch_output: f64,
+}
+
+impl Price {
+    pub fn cost(&self, tokens_in: u64, tokens_out: u64, batch: bool) -> f64 {
+        let (i, o) = if batch {
+            (self.batch_input, self.batch_output)
+        } else {
+            (self.input, self.output)
+        };
+        (tokens_in as f64 * i + tokens_out as f64 * o) / 1e6
+    }
+}
+
+impl LlmConfig {
+    /// The price of the configured model, if the project declares one.
+    pub fn price(&self) -> Option<Price> {
+        self.prices.get(&self.model).copied()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// The warehouse URL; `None` means the store's database.
+    pub url: Option<String>,
+    pub statement_timeout: std::time::Duration,
+}
+
+/// A declared dataset (see `raw::RawDataset` for every field's meaning).
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub name: String,
+    /// Normalised location: `file:///abs/dir` or `s3://bucket/prefix`.
+    pub from: String,
+    pub key: Vec<String>,
+    pub version: Option<String>,
+    pub snapshot: bool,
+    pub types: BTreeMap<String, FieldType>,
+    pub max_line_bytes: usize,
+    pub max_reject_share: f64,
+    /// Rebuild `product_summary` from this dataset after each ingest.
+    pub product_summary: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    String,
+    Int,
+    Float,
+    Bool,
+    Array,
+    Object,
+    Any,
+}
+
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    pub telegram_token_env: String,
+    pub telegram_chat_id: Option<String>,
+    pub telegram_api: String,
+    pub webhook_url: Option<String>,
+    pub webhook_url_env: Option<String>,
+    pub only_failures: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkersConfig {
+    pub lease: std::time::Duration,
+    pub claim_batch: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PublishConfig {
+    /// Normalised destination: `file:///abs/dir` or `s3://bucket/prefix`.
+    pub url: String,
+    pub base_url: String,
+}
+
+/// A metric of a job: where it comes from and how it becomes features.
+#[derive(Debug, Clone)]
+pub struct JobMetric {
+    pub column: String,
+    pub spec: MetricSpec,
+    pub lower_is_better: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ValidateConfig {
+    pub name_in: Vec<String>,
+    pub word_count: BTreeMap<String, (usize, usize)>,
+    pub banned_phrases: Vec<String>,
+    pub privacy_guard: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub description: String,
+    pub sql_file: PathBuf,
+    pub sql: String,
+    pub key_column: String,
+    pub name_column: String,
+    pub group_column: Option<String>,
+    pub group_label: String,
+    pub entity_label: String,
+    pub attributes: Vec<String>,
+    pub min_group_size: usize,
+    pub system_template: String,
+    pub user_template: String,
+    pub schema: serde_json::Value,
+    /// The schema file's text, hashed into every input hash.
+    pub schema_text: String,
+    pub metrics: Vec<JobMetric>,
+    pub validate: ValidateConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub dir: PathBuf,
+    pub name: String,
+    pub currency: String,
+    /// Normalised store URL (`sqlite:///abs/path.db`).
+    pub store_url: String,
+    pub source: SourceConfig,
+    pub llm: LlmConfig,
+    pub publish: PublishConfig,
+    pub workers: WorkersConfig,
+    pub notify: NotifyConfig,
+    pub datasets: BTreeMap<String, Dataset>,
+    pub jobs: BTreeMap<String, Job>,
+}
+
+impl Project {
+    pub fn dataset(&self, name: &str) -> Result<&Dataset, String> {
+        self.datasets.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.datasets.keys().map(String::as_str).collect();
+            format!(
+                "no dataset named `{name}` in this project; datasets: {}",
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })
+    }
+
+    pub fn job(&self, name: &str) -> Result<&Job, String> {
+        self.jobs.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.jobs.keys().map(String::as_str).collect();
+            format!(
+                "no job named `{name}` in this project; jobs: {}",
+                known.join(", ")
+            )
+        })
+    }
+}
+
+/// Reads the environment through a function so tests can inject one.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Loads `DIR/shopscribe.toml` with overrides from the process environment.
+pub fn load(dir: &Path) -> Result<Project, ConfigError> {
+    load_with_env(dir, &|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+}
+
+pub fn load_with_env(dir: &Path, env: EnvLookup) -> Result<Project, ConfigError> {
+    let file = dir.join(CONFIG_FILE);
+    let fail = |p: String| ConfigError {
+        file: file.clone(),
+        problems: vec![p],
+    };
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        fail(format!(
+            "cannot read it: {e} (run `shopscribe init {}` to create a project there)",
+            dir.display()
+        ))
+    })?;
+    let raw: RawConfig = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    validate(raw, &dir, env).map_err(|problems| ConfigError { file, problems })
+}
+
+fn validate(raw: RawConfig, dir: &Path, env: EnvLookup) -> Result<Project, Vec<String>> {
+    let mut problems = Vec::new();
+    let currency = raw.project.currency.unwrap_or_else(|| "$".into());
+    if raw.project.name.trim().is_empty() {
+        problems.push("project.name: must not be empty".into());
+    }
+
+    let store_url = env("SHOPSCRIBE_STORE_URL")
+        .or(raw.store.url)
+        .unwrap_or_else(|| "sqlite://shopscribe.db".into());
+    let store_url = match normalise_store_url(&store_url, dir) {
+        Ok(u) => u,
+        Err(e) => {
+            problems.push(format!("store.url: {e}"));
+            String::new()
+        }
+    };
+
+    let llm = validate_llm(raw.llm, env, &mut problems);
+    let source_url = env("SHOPSCRIBE_SOURCE_URL").or(raw.source.url);
+    if let Some(u) = &source_url
+        && !(u.starts_with("postgres://")
+            || u.starts_with("postgresql://")
+            || u.starts_with("sqlite://"))
+    {
+        problems.push(format!(
+            "source.url: `{}` is neither postgres://… nor sqlite://PATH",
+            redact_url(u)
+        ));
+    }
+    let source_url = source_url.map(|u| normalise_store_url(&u, dir).unwrap_or(u));
+    let timeout = raw.source.statement_timeout_seconds.unwrap_or(600.0);
+    if !(timeout.is_finite() && timeout > 0.0) {
+        problems.push("source.statement_timeout_seconds: must be a positive number".into());
+    }
+    let source = SourceConfig {
+        url: source_url,
+        statement_timeout: std::time::Duration::from_secs_f64(timeout.max(0.001)),
+    };
+
+    let publish_url = env("SHOPSCRIBE_PUBLISH_URL")
+        .or(raw.publish.url)
+        .unwrap_or_else(|| "site".into());
+    let publish_url = match normalise_location(&publish_url, dir) {
+        Ok(u) => u,
+        Err(e) => {
+            problems.push(format!("publish.url: {e}"));
+            String::new()
+        }
+    };
+    let base_url = raw
+        .publish
+        .base_url
+        .unwrap_or_else(|| "https://example.com".into());
+    if url::Url::parse(&base_url).is_err() {
+        problems.push(format!(
+            "publish.base_url: `{base_url}` is not an absolute URL"
+        ));
+    }
+    let publish = PublishConfig {
+        url: publish_url,
+        base_url: base_url.trim_end_matches('/').into(),
+    };
+
+    let lease = raw.workers.lease_seconds.unwrap_or(60.0);
+    if !(lease.is_finite() && lease >= 1.0) {
+        problems.push("workers.lease_seconds: must be at least 1".into());
+    }
+    let workers = WorkersConfig {
+        lease: std::time::Duration::from_secs_f64(lease.max(1.0)),
+        claim_batch: raw.workers.claim_batch.unwrap_or(llm.max_in_flight).max(1),
+    };
+    let only_failures = match raw.notify.on.as_deref().unwrap_or("always") {
+        "always" => false,
+        "failures" => true,
+        other => {
+            problems.push(format!(
+                "notify.on: unknown value `{other}`; use \"always\" or \"failures\""
+            ));
+            false
+        }
+    };
+    if let Some(u) = &raw.notify.webhook_url
+        && url::Url::parse(u).is_err()
+    {
+        problems.push(format!("notify.webhook_url: `{u}` is not an absolute URL"));
+    }
+    let notify = NotifyConfig {
+        telegram_token_env: raw
+            .notify
+            .telegram_token_env
+            .unwrap_or_else(|| "TELEGRAM_BOT_TOKEN".into()),
+        telegram_chat_id: env("TELEGRAM_CHAT_ID").or(raw.notify.telegram_chat_id),
+        telegram_api: raw
+            .notify
+            .telegram_api
+            .unwrap_or_else(|| "https://api.telegram.org".into()),
+        webhook_url: raw.notify.webhook_url,
+        webhook_url_env: raw.notify.webhook_url_env,
+        only_failures,
+    };
+    let mut datasets = BTreeMap::new();
+    for (name, d) in raw.datasets {
+        let at = format!("datasets.{name}");
+        let from = normalise_location(&d.from, dir).unwrap_or_else(|e| {
+            problems.push(format!("{at}.from: {e}"));
+            String::new()
+        });
+        if d.key.is_empty() {
+            problems.push(format!("{at}.key: name at least one key field"));
+        }
+        let snapshot = match d.mode.as_deref().unwrap_or("incremental") {
+            "incremental" => false,
+            "snapshot" => true,
+            other => {
+                problems.push(format!(
+                    "{at}.mode: unknown mode `{other}`; use \"incremental\" or \"snapshot\""
+                ));
+                false
+            }
+        };
+        let mut types = BTreeMap::new();
+        for (field, t) in d.types {
+            let ft = match t.as_str() {
+                "string" => FieldType::String,
+                "int" => FieldType::Int,
+                "float" => FieldType::Float,
+                "bool" => FieldType::Bool,
+                "array" => FieldType::Array,
+                "object" => FieldType::Object,
+                "any" => FieldType::Any,
+                other => {
+                    problems.push(format!(
+                        "{at}.types.{field}: unknown type `{other}`; use string, int, float, bool, array, object or any"
+                    ));
+                    FieldType::Any
+                }
+            };
+            types.insert(field, ft);
+        }
+        let product_summary = match d.gold.as_deref() {
+            None => false,
+            Some("product_summary") => true,
+            Some(other) => {
+                problems.push(format!(
+                    "{at}.gold: unknown gold table `{other}`; shopscribe builds \"product_summary\""
+                ));
+                false
+            }
+        };
+        let share = d.max_reject_share.unwrap_or(0.05);
+        if !(0.0..=1.0).contains(&share) {
+            problems.push(format!("{at}.max_reject_share: must be between 0 and 1"));
+        }
+        datasets.insert(
+            name.clone(),
+            Dataset {
+                name,
+                from,
+                key: d.key,
+                version: d.version,
+                snapshot,
+                types,
+                max_line_bytes: d.max_line_bytes.unwrap_or(1 << 20).max(16),
+                max_reject_share: share,
+                product_summary,
+            },
+        );
+    }
+    if raw.jobs.is_empty() {
+        problems.push("jobs: the project declares no job (add a [jobs.NAME] table)".into());
+    }
+    let mut jobs = BTreeMap::new();
+    for (name, job) in raw.jobs {
+        if let Some(job) = validate_job(&name, job, dir, &currency, &mut problems) {
+            jobs.insert(name, job);
+        }
+    }
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Project {
+        dir: dir.to_path_buf(),
+        name: raw.project.name,
+        currency,
+        store_url,
+        source,
+        llm,
+        publish,
+        workers,
+        notify,
+        datasets,
+        jobs,
+    })
+}
+
+fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) -> LlmConfig {
+    let api_key_env = raw.api_key_env.unwrap_or_else(|| "OPENAI_API_KEY".into());
+    let provider_name = env("SHOPSCRIBE_LLM_PROVIDER")
+        .or(raw.provider)
+        .unwrap_or_else(|| "auto".into());
+    let key_present = env(&api_key_env).is_some();
+    let (provider, fell_back_to_offline) = match provider_name.as_str() {
+        "offline" => (ProviderKind::Offline, false),
+        "openai" => (ProviderKind::OpenAi, false),
+        "openai-batch" => (ProviderKind::OpenAiBatch, false),
+        "auto" if key_present => (ProviderKind::OpenAi, false),
+        "auto" => (ProviderKind::Offline, true),
+        other => {
+            problems.push(format!(
+                "llm.provider: unknown provider `{other}`; use \"offline\", \"openai\", \"openai-batch\" or \"auto\""
+            ));
+            (ProviderKind::Offline, false)
+        }
+    };
+    let max_in_flight = raw.max_in_flight.unwrap_or(16);
+    if max_in_flight == 0 {
+        problems.push("llm.max_in_flight: must be at least 1".into());
+    }
+    let max_attempts = raw.max_attempts.unwrap_or(8);
+    if max_attempts == 0 {
+        problems.push("llm.max_attempts: must be at least 1".into());
+    }
+    let temperature = raw.temperature.unwrap_or(0.4);
+    if !(0.0..=2.0).contains(&temperature) {
+        problems.push(format!("llm.temperature: {temperature} is outside 0–2"));
+    }
+    let structured_output = match raw.structured_output.as_deref().unwrap_or("json_schema") {
+        "json_schema" => crate::llm::openai::StructuredOutput::JsonSchema,
+        "json_object" => crate::llm::openai::StructuredOutput::JsonObject,
+        "none" => crate::llm::openai::StructuredOutput::None,
+        other => {
+            problems.push(format!(
+                "llm.structured_output: unknown value `{other}`; use \"json_schema\", \"json_object\" or \"none\""
+            ));
+            crate::llm::openai::StructuredOutput::None
+        }
+    };
+    let base_url = env("SHOPSCRIBE_LLM_BASE_URL")
+        .or(raw.base_url)
+        .unwrap_or_else(|| "https://api.openai.com/v1".into());
+    if url::Url::parse(&base_url).is_err() {
+        problems.push(format!("llm.base_url: `{base_url}` is not an absolute URL"));
+    }
+    let max_tokens_field = raw.max_tokens_field.unwrap_or_else(|| {
+        if base_url.contains("api.openai.com") {
+            "max_completion_tokens".into()
+        } else {
+            "max_tokens".into()
+        }
+    });
+    let mut positive = |key: &str, v: Option<f64>, default: f64| -> f64 {
+        let v = v.unwrap_or(default);
+        if !(v.is_finite() && v > 0.0) {
+            problems.push(format!("llm.{key}: must be a positive number, got {v}"));
+            return default;
+        }
+        v
+    };
+    let requests_per_minute = positive("requests_per_minute", raw.requests_per_minute, 500.0);
+    let tokens_per_minute = positive("tokens_per_minute", raw.tokens_per_minute, 200_000.0);
+    let connect = positive("connect_timeout_seconds", raw.connect_timeout_seconds, 10.0);
+    let request = positive(
+        "request_timeout_seconds",
+        raw.request_timeout_seconds,
+        120.0,
+    );
+    let entity = positive("max_entity_seconds", raw.max_entity_seconds, 600.0);
+    let mut prices = BTreeMap::new();
+    for (model, p) in raw.prices {
+        if p.input < 0.0 || p.output < 0.0 {
+            problems.push(format!("llm.prices.\"{model}\": prices cannot be negative"));
+        }
+        prices.insert(
+            model,
+            Price {
+                input: p.input,
+                output: p.output,
+                batch_input: p.batch_input.unwrap_or(p.input / 2.0),
+                batch_output: p.batch_output.unwrap_or(p.output / 2.0),
+            },
+        );
+    }
+    let batch_retry = match raw.batch_retry.as_deref().unwrap_or("realtime") {
+        "realtime" => BatchRetry::Realtime,
+        "batch" => BatchRetry::Batch,
+        other => {
+            problems.push(format!(
+                "llm.batch_retry: unknown value `{other}`; use \"realtime\" or \"batch\""
+            ));
+            BatchRetry::Realtime
+        }
+    };
+    let batch_max_requests = raw
+        .batch_max_requests
+        .unwrap_or(crate::llm::batch::MAX_REQUESTS);
+    if batch_max_requests == 0 || batch_max_requests > crate::llm::batch::MAX_REQUESTS {
+        problems.push(format!(
+            "llm.batch_max_requests: must be 1–{}",
+            crate::llm::batch::MAX_REQUESTS
+        ));
+    }
+    LlmConfig {
+        batch_retry,
+        batch_poll_first: std::time::Duration::from_secs_f64(
+            raw.batch_poll_seconds.unwrap_or(10.0).max(0.01),
+        ),
+        batch_poll_max: std::time::Duration::from_secs_f64(
+            raw.batch_poll_max_seconds.unwrap_or(300.0).max(0.01),
+        ),
+        batch_max_requests: batch_max_requests.clamp(1, crate::llm::batch::MAX_REQUESTS),
+        structured_output,
+        max_tokens_field,
+        requests_per_minute,
+        tokens_per_minute,
+        connect_timeout: std::time::Duration::from_secs_f64(connect),
+        request_timeout: std::time::Duration::from_secs_f64(request),
+        max_entity_time: std::time::Duration::from_secs_f64(entity),
+        prices,
+        provider,
+        fell_back_to_offline,
+        model: env("SHOPSCRIBE_LLM_MODEL")
+            .or(raw.model)
+            .unwrap_or_else(|| "gpt-4o-mini".into()),
+        base_url,
+        api_key_env,
+        max_output_tokens: raw.max_output_tokens.unwrap_or(1200),
+        temperature,
+        max_in_flight,
+        max_attempts,
+    }
+}
+
+fn validate_job(
+    name: &str,
+    raw: RawJob,
+    dir: &Path,
+    currency: &str,
+    problems: &mut Vec<String>,
+) -> Option<Job> {
+    let before = problems.len();
+    let at = |key: &str| format!("jobs.{name}.{key}");
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        problems.push(format!(
+            "jobs.{name}: job names use letters, digits, `_` and `-` only"
+        ));
+    }
+    let mut read = |key: &str, rel: &str| -> String {
+        let path = dir.join(rel);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(format!("{}: cannot read {}: {e}", at(key), path.display()));
+                String::new()
+            }
+        }
+    };
+    let sql = read("sql", &raw.sql);
+    let system_template = read("system_prompt", &raw.system_prompt);
+    let user_template = read("user_prompt", &raw.user_prompt);
+    let schema_text = read("schema", &raw.schema);
+    let schema = if schema_text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        match serde_json::from_str::<serde_json::Value>(&schema_text) {
+            Ok(v) => {
+                if let Err(e) = jsonschema::validator_for(&v) {
+                    problems.push(format!(
+                        "{}: {} is not a valid JSON Schema: {e}",
+                        at("schema"),
+                        raw.schema
+                    ));
+                }
+                v
+            }
+            Err(e) => {
+                problems.push(format!("{}: {} is not JSON: {e}", at("schema"), raw.schema));
+                serde_json::Value::Null
+            }
+        }
+    };
+    for (key, text) in [
+        ("system_prompt", &system_template),
+        ("user_prompt", &user_template),
+    ] {
+        if !text.is_empty()
+            && let Err(e) = minijinja::Environment::new().template_from_str(text)
+        {
+            problems.push(format!("{}: template does not parse: {e}", at(key)));
+        }
+    }
+    if raw.metrics.is_empty() {
+        problems.push(format!(
+            "{}: declare at least one [[jobs.{name}.metrics]]",
+            at("metrics")
+        ));
+    }
+    let mut metrics = Vec::new();
+    for (i, m) in raw.metrics.into_iter().enumerate() {
+        if let Some(metric) =
+            validate_metric(&format!("{}[{i}]", at("metrics")), m, currency, problems)
+        {
+            if metrics
+                .iter()
+                .any(|x: &JobMetric| x.column == metric.column)
+            {
+                problems.push(format!(
+                    "{}[{i}].column: `{}` is declared twice",
+                    at("metrics"),
+                    metric.column
+                ));
+            }
+            metrics.push(metric);
+        }
+    }
+    let privacy_guard = raw.validate.privacy_guard.unwrap_or(true);
+    let mut word_count = BTreeMap::new();
+    for (field, [lo, hi]) in raw.validate.word_count {
+        if lo > hi {
+            problems.push(format!(
+                "{}: [{lo}, {hi}] has min above max",
+                at(&format!("validate.word_count.{field}"))
+            ));
+        }
+        word_count.insert(field, (lo, hi));
+    }
+    if problems.len() > before {
+        return None;
+    }
+    Some(Job {
+        name: name.to_string(),
+        description: raw.description.unwrap_or_default(),
+        sql_file: dir.join(&raw.sql),
+        sql,
+        name_column: raw.name.unwrap_or_else(|| raw.key.clone()),
+        key_column: raw.key,
+        group_column: raw.group,
+        group_label: raw.group_label.unwrap_or_else(|| "category".into()),
+        entity_label: raw.entity_label.unwrap_or_else(|| "entity".into()),
+        attributes: raw.attributes,
+        min_group_size: raw.min_group_size.unwrap_or(5).max(1),
+        system_template,
+        user_template,
+        schema,
+        schema_text,
+        metrics,
+        validate: ValidateConfig {
+            name_in: raw.validate.name_in,
+            word_count,
+            banned_phrases: raw.validate.banned_phrases,
+            privacy_guard,
+        },
+    })
+}
+
+fn validate_metric(
+    at: &str,
+    m: RawMetric,
+    currency: &str,
+    problems: &mut Vec<String>,
+) -> Option<JobMetric> {
+    let unit = match m.unit.as_deref().unwrap_or("count") {
+        "count" => Unit::Count,
+        "currency" => Unit::Currency(currency.to_string()),
+        "percent" => Unit::Percent,
+        "ratio" => Unit::Ratio,
+        other => {
+            problems.push(format!(
+                "{at}.unit: unknown unit `{other}`; use \"count\", \"currency\", \"percent\" or \"ratio\""
+            ));
+            return None;
+        }
+    };
+    let bins = match m.bins {
+        None => BinSpec::Auto,
+        Some(edges) => {
+            if edges.is_empty()
+                || edges.windows(2).any(|w| w[0] >= w[1])
+                || edges.iter().any(|e| !e.is_finite())
+            {
+                problems.push(format!(
+                    "{at}.bins: edges must be finite and strictly ascending"
+                ));
+                return None;
+            }
+            BinSpec::Edges(edges)
+        }
+    };
+    if let (Some(lo), Some(hi)) = (m.min, m.max)
+        && lo > hi
+    {
+        problems.push(format!("{at}: min {lo} is above max {hi}"));
+        return None;
+    }
+    let label = m.label.unwrap_or_else(|| m.column.replace('_', " "));
+    Some(JobMetric {
+        spec: MetricSpec {
+            name: m.column.clone(),
+            label,
+            unit,
+            public: m.public,
+            bins,
+            valid_min: m.min,
+            valid_max: m.max,
+            bin_suffix: m.bin_suffix.unwrap_or_default(),
+        },
+        column: m.column,
+        lower_is_better: m.lower_is_better,
+    })
+}
+
+/// `sqlite://rel.db` → `sqlite:///abs/dir/rel.db`; postgres URLs pass through.
+fn normalise_store_url(url: &str, dir: &Path) -> Result<String, String> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or(path);
+        if path.is_empty() || path == ":memory:" {
+            return Err("an in-memory SQLite store would lose every run; give a file path".into());
+        }
+        let abs = if Path::new(path).is_absolute() {
+            PathBuf::from(path)
+        } else {
+            dir.join(path)
+        };
+        Ok(format!("sqlite://{}", abs.display()))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(url.to_string())
+    } else {
+        Err(format!(
+            "`{}` is neither sqlite://PATH nor postgres://…",
+            redact_url(url)
+        ))
+    }
+}
+
+/// A folder path, `file://` URL or `s3://bucket/prefix` → `file:///abs` or `s3://…`.
+pub fn normalise_location(loc: &str, dir: &Path) -> Result<String, String> {
+    if let Some(rest) = loc.strip_prefix("s3://") {
+        if rest.is_empty() || rest.starts_with('/') {
+            return Err(format!("`{loc}` has no bucket"));
+        }
+        return Ok(loc.trim_end_matches('/').to_string());
+    }
+    let path = loc.strip_prefix("file://").unwrap_or(loc);
+    if path.contains("://") {
+        return Err(format!(
+            "`{loc}`: only folders, file:// and s3:// are supported"
+        ));
+    }
+    let abs = if Path::new(path).is_absolute() {
+        PathBuf::from(path)
+    } else {
+        dir.join(path)
+    };
+    Ok(format!("file://{}", abs.display()))
+}
+
+/// Hides a password in a URL for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

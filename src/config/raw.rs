@@ -1,0 +1,281 @@
+//! `shopscribe.toml` as written by the user: serde structs that reject unknown keys. Every field
+//! is documented here, where it is declared; `validate.rs` turns these into a checked `Project`.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// What the project is.
+    pub project: RawProject,
+    /// Where shopscribe keeps its own state (runs, generations).
+    #[serde(default)]
+    pub store: RawStore,
+    /// Where the jobs' SQL runs when it is not the store's own database.
+    #[serde(default)]
+    pub source: RawSource,
+    /// Which writer produces the text.
+    #[serde(default)]
+    pub llm: RawLlm,
+    /// Where the site goes.
+    #[serde(default)]
+    pub publish: RawPublish,
+    /// Where to report finished and failed runs.
+    #[serde(default)]
+    pub notify: RawNotify,
+    /// Distributed runs (PostgreSQL store): task leases and claims.
+    #[serde(default)]
+    pub workers: RawWorkers,
+    /// Raw-data deliveries to ingest, by name: `[datasets.reviews]`.
+    #[serde(default)]
+    pub datasets: BTreeMap<String, RawDataset>,
+    /// The jobs, by name: `[jobs.domain_summaries]`.
+    #[serde(default)]
+    pub jobs: BTreeMap<String, RawJob>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProject {
+    /// Display name, used as the site's title.
+    pub name: String,
+    /// Currency symbol used for `unit = "currency"` metrics. Default "$".
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// `sqlite://PATH` (relative to the project folder) or, later, `postgres://…`.
+    /// Default `sqlite://shopscribe.db`. Overridden by `SHOPSCRIBE_STORE_URL`.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// `postgres://…` of the warehouse the jobs' SQL reads (use read-only credentials; sessions
+    /// are also opened read-only). Default: the store's database. Overridden by
+    /// `SHOPSCRIBE_SOURCE_URL`.
+    pub url: Option<String>,
+    /// Longest a job's query may run, in seconds. Default 600.
+    pub statement_timeout_seconds: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLlm {
+    /// `offline` (deterministic template writer, no network), `openai` (any OpenAI-compatible
+    /// API), or `auto` (openai when the API key variable is set, else offline). Default `auto`.
+    /// Overridden by `SHOPSCRIBE_LLM_PROVIDER`.
+    pub provider: Option<String>,
+    /// Model name sent to the API and part of every input hash. Default `gpt-4o-mini`.
+    /// Overridden by `SHOPSCRIBE_LLM_MODEL`.
+    pub model: Option<String>,
+    /// API root for OpenAI-compatible servers. Default `https://api.openai.com/v1`.
+    /// Overridden by `SHOPSCRIBE_LLM_BASE_URL`.
+    pub base_url: Option<String>,
+    /// Name of the environment variable holding the API key (the key itself never goes in the
+    /// file). Default `OPENAI_API_KEY`.
+    pub api_key_env: Option<String>,
+    /// Output token budget per request. Default 1200.
+    pub max_output_tokens: Option<u32>,
+    /// Sampling temperature. Default 0.4.
+    pub temperature: Option<f32>,
+    /// Most requests in flight at once. Default 16.
+    pub max_in_flight: Option<usize>,
+    /// Attempts per entity before it is recorded as failed (includes the repair attempt).
+    /// Default 8.
+    pub max_attempts: Option<u32>,
+    /// Wall-clock budget per entity across all its attempts and waits, in seconds. Default 600.
+    pub max_entity_seconds: Option<f64>,
+    /// `json_schema` (strict structured output from the job's schema), `json_object`, or `none`
+    /// for servers without `response_format`. Output is always validated locally. Default
+    /// `json_schema`.
+    pub structured_output: Option<String>,
+    /// Name of the output-budget field: `max_completion_tokens` (OpenAI) or `max_tokens` (most
+    /// other servers). Default: `max_completion_tokens` for api.openai.com, else `max_tokens`.
+    pub max_tokens_field: Option<String>,
+    /// Requests per minute the client allows itself (set just under your account's limit).
+    /// Default 500.
+    pub requests_per_minute: Option<f64>,
+    /// Tokens per minute (prompt + max output per request, reconciled with real usage).
+    /// Default 200000.
+    pub tokens_per_minute: Option<f64>,
+    /// Seconds to establish a connection. Default 10.
+    pub connect_timeout_seconds: Option<f64>,
+    /// Seconds for a whole request, response included. Default 120.
+    pub request_timeout_seconds: Option<f64>,
+    /// Batch API (`provider = "openai-batch"`): retry failed or expired requests `realtime`
+    /// (default) or in a follow-up `batch`.
+    pub batch_retry: Option<String>,
+    /// Batch API: seconds before the first status poll (then 1.5× longer each time). Default 10.
+    pub batch_poll_seconds: Option<f64>,
+    /// Batch API: longest wait between polls, in seconds. Default 300.
+    pub batch_poll_max_seconds: Option<f64>,
+    /// Batch API: requests per batch (the API's limit and the default: 50,000).
+    pub batch_max_requests: Option<usize>,
+    /// Prices per model in USD per million tokens: `[llm.prices."gpt-4o-mini"]`.
+    #[serde(default)]
+    pub prices: BTreeMap<String, RawPrice>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    /// USD per 1M prompt tokens.
+    pub input: f64,
+    /// USD per 1M output tokens.
+    pub output: f64,
+    /// USD per 1M prompt tokens through the Batch API. Default: half of `input`.
+    pub batch_input: Option<f64>,
+    /// USD per 1M output tokens through the Batch API. Default: half of `output`.
+    pub batch_output: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkers {
+    /// Seconds a claimed task stays with its worker without a heartbeat; a dead worker's tasks
+    /// return to the queue after this. Heartbeats come every third of it. Default 60.
+    pub lease_seconds: Option<f64>,
+    /// Tasks claimed at once. Default: `llm.max_in_flight`.
+    pub claim_batch: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPublish {
+    /// Folder (relative to the project), `file:///abs/path` or `s3://bucket/prefix`.
+    /// Default `site`. Overridden by `SHOPSCRIBE_PUBLISH_URL`.
+    pub url: Option<String>,
+    /// Public root of the site, used for canonical links and sitemap.xml.
+    /// Default `https://example.com`.
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJob {
+    /// One line on what the job writes; shown by `plan`.
+    pub description: Option<String>,
+    /// SQL file (relative to the project) returning one row per entity.
+    pub sql: String,
+    /// Column holding the entity's unique key (also its page's file name).
+    pub key: String,
+    /// Column holding the display name. Default: the key column.
+    pub name: Option<String>,
+    /// Column holding the peer group (category). Optional: without it everyone is one group.
+    pub group: Option<String>,
+    /// Word for the group in prompts and pages. Default "category".
+    pub group_label: Option<String>,
+    /// Word for one entity ("domain", "product"). Default "entity".
+    pub entity_label: Option<String>,
+    /// Extra columns passed to the prompt as-is (e.g. `["country"]`). Default none.
+    #[serde(default)]
+    pub attributes: Vec<String>,
+    /// Groups with fewer members are not used for comparison; their members are compared with
+    /// everyone. Default 5.
+    pub min_group_size: Option<usize>,
+    /// minijinja template of the system message (relative to the project).
+    pub system_prompt: String,
+    /// minijinja template of the user message (relative to the project).
+    pub user_prompt: String,
+    /// JSON Schema of the output (relative to the project).
+    pub schema: String,
+    /// The metrics derived into features, in prompt order.
+    #[serde(default)]
+    pub metrics: Vec<RawMetric>,
+    /// Output checks beyond the JSON schema.
+    #[serde(default)]
+    pub validate: RawValidate,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetric {
+    /// Column of the SQL result holding the metric.
+    pub column: String,
+    /// Words used in prompts ("conversion rate"). Default: the column name with spaces.
+    pub label: Option<String>,
+    /// `count`, `currency`, `percent` (a fraction shown as %), or `ratio`. Default `count`.
+    pub unit: Option<String>,
+    /// Pass the exact value (and exact peer quantiles) to the prompt. Default false: the prompt
+    /// sees only the bin and the tier.
+    #[serde(default)]
+    pub public: bool,
+    /// Ascending bin edges in stored units (0.01 is 1 % for a percent metric). Default: automatic
+    /// log-scale edges (1–5–10 steps), which leave zero and negative values without a bin.
+    pub bins: Option<Vec<f64>>,
+    /// Text after bin labels ("visits" gives "10K–50K visits"). Default none.
+    pub bin_suffix: Option<String>,
+    /// True when a smaller value is better (return rate, one-star share): prompts and the offline
+    /// writer then read a top tier as a weakness. Default false.
+    #[serde(default)]
+    pub lower_is_better: bool,
+    /// Smallest valid value; anything below is treated as bad data (feature absent).
+    pub min: Option<f64>,
+    /// Largest valid value; anything above is treated as bad data (feature absent).
+    pub max: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawValidate {
+    /// Output fields that must mention the entity's name. Default none.
+    #[serde(default)]
+    pub name_in: Vec<String>,
+    /// Word-count bounds per string field: `{ summary = [120, 300] }`.
+    #[serde(default)]
+    pub word_count: BTreeMap<String, [usize; 2]>,
+    /// Phrases that must not appear (case-insensitive).
+    #[serde(default)]
+    pub banned_phrases: Vec<String>,
+    /// Reject output that states a number its prompt did not contain. Default true.
+    pub privacy_guard: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDataset {
+    /// Where deliveries land: a folder (relative to the project) or `s3://bucket/prefix`.
+    /// Files ending .jsonl/.ndjson (JSON lines), .json (one JSON array) or .csv, each optionally
+    /// .gz, are read in name order. `shopscribe ingest DATASET --from URI` overrides it.
+    pub from: String,
+    /// Field(s) identifying a record; several make a composite key.
+    pub key: Vec<String>,
+    /// Field whose larger value is the newer version (ties: the later line wins). Optional.
+    pub version: Option<String>,
+    /// `incremental` (default: a key absent from a delivery is unchanged) or `snapshot` (every
+    /// delivery is complete: absent keys are marked deleted).
+    pub mode: Option<String>,
+    /// Expected types of fields: `string`, `int`, `float`, `bool`, `array`, `object`, `any`. A
+    /// line whose field has another type is rejected (CSV text is converted first).
+    #[serde(default)]
+    pub types: BTreeMap<String, String>,
+    /// Longest accepted line in bytes; longer lines are rejected. Default 1 MiB.
+    pub max_line_bytes: Option<usize>,
+    /// Ingest fails when more than this share of a file's lines is rejected. Default 0.05.
+    pub max_reject_share: Option<f64>,
+    /// A gold table rebuilt after each ingest: `product_summary` (reviews in the Amazon shape).
+    pub gold: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    /// Environment variable holding the Telegram bot token. Default `TELEGRAM_BOT_TOKEN`.
+    pub telegram_token_env: Option<String>,
+    /// Telegram chat id (a channel like "-1001234567890" or "@channel"). Overridden by
+    /// `TELEGRAM_CHAT_ID`. Telegram is used when both token and chat id are set.
+    pub telegram_chat_id: Option<String>,
+    /// Bot API root. Default `https://api.telegram.org`.
+    pub telegram_api: Option<String>,
+    /// Webhook URL (JSON body with a Slack-compatible `text` and the run's figures).
+    pub webhook_url: Option<String>,
+    /// Environment variable holding the webhook URL instead (it may carry a secret).
+    pub webhook_url_env: Option<String>,
+    /// `always` (default) or `failures`: only failed or partial runs.
+    pub on: Option<String>,
+}

@@ -1,0 +1,111 @@
+use super::*;
+use std::collections::HashMap;
+
+fn project_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    crate::demo::write_project(dir.path(), true).unwrap();
+    dir
+}
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
+#[test]
+fn the_example_project_loads() {
+    let dir = project_dir();
+    let p = load_with_env(dir.path(), &env_of(&[])).unwrap();
+    let job = p.job("domain_summaries").unwrap();
+    assert_eq!(job.metrics.len(), 10);
+    assert_eq!(p.llm.provider, ProviderKind::Offline);
+    assert!(p.llm.fell_back_to_offline);
+    assert!(p.store_url.starts_with("sqlite:///"));
+    assert!(p.publish.url.ends_with("/site"));
+    assert!(p.job("nope").unwrap_err().contains("domain_summaries"));
+}
+
+#[test]
+fn environment_overrides_win() {
+    let dir = project_dir();
+    let env = env_of(&[
+        ("SHOPSCRIBE_STORE_URL", "sqlite:///tmp/elsewhere.db"),
+        ("SHOPSCRIBE_PUBLISH_URL", "s3://bucket/site"),
+        ("SHOPSCRIBE_LLM_MODEL", "gpt-4.1-mini"),
+        ("OPENAI_API_KEY", "sk-test"),
+    ]);
+    let p = load_with_env(dir.path(), &env).unwrap();
+    assert_eq!(p.store_url, "sqlite:///tmp/elsewhere.db");
+    assert_eq!(p.publish.url, "s3://bucket/site");
+    assert_eq!(p.llm.model, "gpt-4.1-mini");
+    assert_eq!(
+        p.llm.provider,
+        ProviderKind::OpenAi,
+        "auto picks openai when the key is set"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_key() {
+    let dir = project_dir();
+    let path = dir.path().join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("provider = \"auto\"", "provider = \"gpt\"")
+        .replace(
+            "unit = \"currency\"\nmin = 0\n",
+            "unit = \"dollars\"\nmin = 0\n",
+        )
+        .replace("bins = [25, 50, 75, 100, 150, 250, 500]", "bins = [50, 25]")
+        .replace(
+            "schema = \"schemas/domain_summary.json\"",
+            "schema = \"schemas/missing.json\"",
+        );
+    std::fs::write(&path, text).unwrap();
+    let err = load_with_env(dir.path(), &env_of(&[])).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("shopscribe.toml has 4 problems"), "{msg}");
+    assert!(
+        msg.contains("llm.provider: unknown provider `gpt`"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("jobs.domain_summaries.metrics[2].unit: unknown unit `dollars`"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("jobs.domain_summaries.metrics[4].bins"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("jobs.domain_summaries.schema: cannot read"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_location() {
+    let dir = project_dir();
+    let path = dir.path().join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[store]\n", "[store]\nurll = \"x\"\n");
+    std::fs::write(&path, text).unwrap();
+    let msg = load_with_env(dir.path(), &env_of(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("unknown field `urll`"), "{msg}");
+    assert!(msg.contains("line"), "{msg}");
+}
+
+#[test]
+fn a_missing_project_says_how_to_create_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let msg = load_with_env(dir.path(), &env_of(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("shopscribe init"), "{msg}");
+}

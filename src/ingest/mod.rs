@@ -1,0 +1,392 @@
+//! Ingestion of raw deliveries: every file recorded (URI, size, checksum, counts) and skipped
+//! when already ingested unchanged; every line kept in bronze as delivered, rejects with their
+//! reason; accepted records merged into silver with full SCD2 history.
+
+pub mod db;
+pub mod gold;
+pub mod parse;
+pub mod read;
+
+use crate::config::{Dataset, Project};
+use db::{IngestDb, MergeCounts, RawRow, Staged};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use tracing::info;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+    /// Too many rejected lines: the file is recorded, the command fails.
+    #[error(
+        "{path}: {rejected} of {lines} lines rejected ({share:.1} %), above the {limit:.1} % limit; see `shopscribe ingest {dataset} --rejects`"
+    )]
+    TooManyRejects {
+        path: String,
+        dataset: String,
+        rejected: u64,
+        lines: u64,
+        share: f64,
+        limit: f64,
+    },
+}
+
+impl From<std::io::Error> for IngestError {
+    fn from(source: std::io::Error) -> IngestError {
+        IngestError::Io {
+            path: PathBuf::new(),
+            source,
+        }
+    }
+}
+
+/// The outcome of one file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileReport {
+    pub uri: String,
+    /// Already ingested with the same content (by checksum): nothing was read.
+    pub skipped: bool,
+    pub lines: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub merge: MergeCounts,
+}
+
+/// Streams a file's bytes through blake3: (size, checksum).
+fn checksum(path: &Path) -> Result<(u64, String), IngestError> {
+    let io = |source| IngestError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((size, h.finalize().to_hex().to_string()))
+}
+
+/// The data objects under an `s3://bucket/prefix`, in name order: (uri, object path).
+#[allow(clippy::type_complexity)]
+async fn list_s3(
+    from: &str,
+) -> Result<
+    (
+        std::sync::Arc<dyn object_store::ObjectStore>,
+        Vec<(String, object_store::path::Path)>,
+    ),
+    IngestError,
+> {
+    use futures::TryStreamExt;
+    let setup = |e: String| IngestError::Setup(format!("{from}: {e}"));
+    let url = url::Url::parse(from).map_err(|e| setup(e.to_string()))?;
+    let store: std::sync::Arc<dyn object_store::ObjectStore> = std::sync::Arc::new(
+        object_store::aws::AmazonS3Builder::from_env()
+            .with_url(from)
+            .build()
+            .map_err(|e| setup(e.to_string()))?,
+    );
+    let prefix = object_store::path::Path::from(url.path().trim_matches('/'));
+    let mut objects: Vec<object_store::ObjectMeta> = store
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(|e| setup(e.to_string()))?;
+    objects.sort_by(|a, b| a.location.cmp(&b.location));
+    let bucket = url.host_str().unwrap_or_default().to_string();
+    Ok((
+        store,
+        objects
+            .into_iter()
+            .filter(|o| o.location.filename().and_then(read::format_of).is_some())
+            .map(|o| (format!("s3://{bucket}/{}", o.location), o.location))
+            .collect(),
+    ))
+}
+
+/// Downloads an object into a temporary file (streamed: memory stays flat).
+async fn download(
+    store: &dyn object_store::ObjectStore,
+    path: &object_store::path::Path,
+    dir: &Path,
+) -> Result<PathBuf, IngestError> {
+    use futures::StreamExt;
+    use object_store::ObjectStoreExt;
+    use tokio::io::AsyncWriteExt;
+    let name = path.filename().unwrap_or("delivery").to_string();
+    let local = dir.join(name);
+    let err = |e: object_store::Error| IngestError::Setup(format!("downloading {path}: {e}"));
+    let io = |source| IngestError::Io {
+        path: local.clone(),
+        source,
+    };
+    let mut stream = store.get(path).await.map_err(err)?.into_stream();
+    let mut f = tokio::fs::File::create(&local).await.map_err(io)?;
+    while let Some(chunk) = stream.next().await {
+        f.write_all(&chunk.map_err(err)?).await.map_err(io)?;
+    }
+    f.flush().await.map_err(io)?;
+    Ok(local)
+}
+
+/// The data files of a delivery location, in name order.
+pub fn list_files(from: &str) -> Result<Vec<PathBuf>, IngestError> {
+    let Some(dir) = from.strip_prefix("file://") else {
+        return Err(IngestError::Setup(format!("{from}: not a local folder")));
+    };
+    let path = Path::new(dir);
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|source| IngestError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(read::format_of)
+                    .is_some()
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Ingests every file at `from` (default: the dataset's location) into the store.
+pub async fn ingest(
+    project: &Project,
+    dataset: &Dataset,
+    from: Option<&str>,
+) -> Result<Vec<FileReport>, IngestError> {
+    let db = IngestDb::connect(&project.store_url).await?;
+    let from = match from {
+        Some(f) => {
+            crate::config::normalise_location(f, &std::env::current_dir().unwrap_or_default())
+                .map_err(IngestError::Setup)?
+        }
+        None => dataset.from.clone(),
+    };
+    let mut reports = Vec::new();
+    let mut result = Ok(());
+    // Local files are read in place; S3 objects are downloaded one at a time to a temp folder.
+    let tmp = tempfile::tempdir().map_err(|source| IngestError::Io {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let mut sources: Vec<(String, Option<object_store::path::Path>, PathBuf)> = Vec::new();
+    let mut s3 = None;
+    if from.starts_with("s3://") {
+        let (store, objects) = list_s3(&from).await?;
+        s3 = Some(store);
+        sources.extend(
+            objects
+                .into_iter()
+                .map(|(uri, p)| (uri, Some(p), PathBuf::new())),
+        );
+    } else {
+        sources.extend(
+            list_files(&from)?
+                .into_iter()
+                .map(|p| (format!("file://{}", p.display()), None, p)),
+        );
+    }
+    for (uri, object, mut path) in sources {
+        if let (Some(store), Some(object)) = (&s3, &object) {
+            path = download(store.as_ref(), object, tmp.path()).await?;
+        }
+        let outcome = ingest_file_as(&db, dataset, &path, &uri).await;
+        if object.is_some() {
+            let _ = std::fs::remove_file(&path);
+        }
+        match outcome {
+            Ok(r) => reports.push(r),
+            // A file over the reject threshold is merged all the same: rebuild gold, then fail.
+            Err(e @ IngestError::TooManyRejects { .. }) => {
+                result = Err(e);
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if dataset.product_summary && (result.is_err() || reports.iter().any(|r| !r.skipped)) {
+        let n = gold::rebuild_product_summary(&db, &dataset.name).await?;
+        info!(dataset = %dataset.name, products = n, "product_summary rebuilt");
+    }
+    result.map(|()| reports)
+}
+
+/// Chunk size for bronze and staging writes.
+const CHUNK: usize = 5000;
+
+pub async fn ingest_file(
+    db: &IngestDb,
+    ds: &Dataset,
+    path: &Path,
+) -> Result<FileReport, IngestError> {
+    ingest_file_as(db, ds, path, &format!("file://{}", path.display())).await
+}
+
+/// Ingests the local file `path`, recorded under `uri` (where it was delivered).
+pub async fn ingest_file_as(
+    db: &IngestDb,
+    ds: &Dataset,
+    path: &Path,
+    uri: &str,
+) -> Result<FileReport, IngestError> {
+    let uri = uri.to_string();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let (format, gz) = read::format_of(name)
+        .ok_or_else(|| IngestError::Setup(format!("{uri}: unknown file type")))?;
+    let (size, sum) = checksum(path)?;
+    if let Some(done) = db.find_done(&ds.name, &sum).await? {
+        info!(file = %uri, same_as = %done.uri, "already ingested with the same content; skipped");
+        return Ok(FileReport {
+            uri,
+            skipped: true,
+            ..Default::default()
+        });
+    }
+    let started = std::time::Instant::now();
+    let file_id = db.begin_file(&ds.name, &uri, size, &sum).await?;
+    let mut report = FileReport {
+        uri: uri.clone(),
+        ..Default::default()
+    };
+
+    // Parsing runs on a blocking thread; chunks come back over a channel and are written here.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<RawRow>, Vec<Staged>)>(4);
+    let (ds2, p2) = (ds.clone(), path.to_path_buf());
+    let reader = tokio::task::spawn_blocking(move || -> Result<(), IngestError> {
+        let from_csv = format == read::Format::Csv;
+        let (mut raws, mut staged) = (Vec::with_capacity(CHUNK), Vec::with_capacity(CHUNK));
+        read::read_items(
+            &p2,
+            format,
+            gz,
+            ds2.max_line_bytes,
+            |item| -> Result<(), IngestError> {
+                let line_no = item.line_no as i64;
+                let verdict = item
+                    .parsed
+                    .and_then(|obj| parse::candidate(&ds2, obj, from_csv));
+                match verdict {
+                    Ok(c) => {
+                        raws.push(RawRow {
+                            line_no,
+                            raw: item.raw,
+                            reason: None,
+                        });
+                        staged.push(Staged { line_no, c });
+                    }
+                    Err(reason) => raws.push(RawRow {
+                        line_no,
+                        raw: item.raw,
+                        reason: Some(reason),
+                    }),
+                }
+                if raws.len() >= CHUNK {
+                    let chunk = (std::mem::take(&mut raws), std::mem::take(&mut staged));
+                    tx.blocking_send(chunk)
+                        .map_err(|_| IngestError::Setup("the writer stopped".into()))?;
+                }
+                Ok(())
+            },
+        )
+        .map_err(|e| match e {
+            IngestError::Io { source, .. } => IngestError::Io {
+                path: p2.clone(),
+                source,
+            },
+            other => other,
+        })?;
+        if !raws.is_empty() {
+            tx.blocking_send((raws, staged))
+                .map_err(|_| IngestError::Setup("the writer stopped".into()))?;
+        }
+        Ok(())
+    });
+    let mut write_result = Ok(());
+    while let Some((raws, staged)) = rx.recv().await {
+        report.lines += raws.len() as u64;
+        report.accepted += staged.len() as u64;
+        report.rejected += (raws.len() - staged.len()) as u64;
+        if let Err(e) = db.write_chunk(file_id, &raws, &staged).await {
+            write_result = Err(e);
+            break;
+        }
+    }
+    drop(rx);
+    let read_result = reader
+        .await
+        .map_err(|e| IngestError::Setup(format!("reader task: {e}")))?;
+    if let Err(e) = write_result.map_err(IngestError::from).and(read_result) {
+        let _ = db.drop_staging(file_id).await;
+        let _ = db
+            .finish_file(
+                file_id,
+                "failed",
+                report.lines,
+                report.accepted,
+                report.rejected,
+                &MergeCounts::default(),
+                Some(&e.to_string()),
+            )
+            .await;
+        return Err(e);
+    }
+    let loaded_ms = started.elapsed().as_millis() as u64;
+    report.merge = db.merge(&ds.name, file_id, ds.snapshot).await?;
+    db.finish_file(
+        file_id,
+        "done",
+        report.lines,
+        report.accepted,
+        report.rejected,
+        &report.merge,
+        None,
+    )
+    .await?;
+    info!(
+        file = %uri, lines = report.lines, rejected = report.rejected, inserted = report.merge.inserted,
+        changed = report.merge.changed, unchanged = report.merge.unchanged, loaded_ms,
+        ms = started.elapsed().as_millis() as u64,
+        "file ingested"
+    );
+    let share = if report.lines == 0 {
+        0.0
+    } else {
+        report.rejected as f64 / report.lines as f64
+    };
+    if share > ds.max_reject_share {
+        return Err(IngestError::TooManyRejects {
+            path: uri,
+            dataset: ds.name.clone(),
+            rejected: report.rejected,
+            lines: report.lines,
+            share: share * 100.0,
+            limit: ds.max_reject_share * 100.0,
+        });
+    }
+    Ok(report)
+}

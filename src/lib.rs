@@ -1,0 +1,18 @@
+//! shopscribe: turns e-commerce performance data into published, SEO-ready text, one page per
+//! entity, and keeps it current as the data changes. See docs/ARCHITECTURE.md for the flow.
+
+pub mod config;
+pub mod demo;
+pub mod features;
+pub mod ingest;
+pub mod llm;
+pub mod notify;
+pub mod plan;
+pub mod prompt;
+pub mod publish;
+pub mod queue;
+pub mod report;
+pub mod run;
+pub mod source;
+pub mod store;
+pub mod validate;

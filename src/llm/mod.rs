@@ -1,0 +1,168 @@
+//! Writers of text: the [`Provider`] trait and its implementations. A provider turns one chat
+//! request into content plus token usage and timing, or a typed error that says whether to retry
+//! the request, give up on the row, or stop the whole run.
+
+pub mod batch;
+pub mod limiter;
+pub mod offline;
+pub mod openai;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One request: the rendered messages and what the output must look like.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    /// Identifies the entity (for logs and for the offline writer's deterministic variation).
+    pub entity_key: String,
+    pub system: String,
+    pub user: String,
+    /// JSON Schema the output must satisfy (sent as structured-output format where supported).
+    pub schema: Arc<serde_json::Value>,
+    pub max_output_tokens: u32,
+    pub temperature: f32,
+    /// The template context the prompt was rendered from. Network providers ignore it; the
+    /// offline writer composes its text from it, and never from anything the prompt lacks.
+    pub context: Arc<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatResponse {
+    pub content: String,
+    pub usage: Usage,
+    pub latency: Duration,
+}
+
+/// What the caller should do about a failed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Try the same request again after a backoff (rate limits, 5xx, timeouts, resets).
+    Retryable,
+    /// This row cannot succeed (e.g. its prompt exceeds the context window): record, move on.
+    FatalForRow,
+    /// No row can succeed (bad key, unknown model, no quota): stop the run, leave rows pending.
+    FatalForRun,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// HTTP 429 or an equivalent signal; `retry_after` when the server said how long to wait.
+    #[error("rate limited by the provider")]
+    RateLimited { retry_after: Option<Duration> },
+    /// A temporary failure: 408, 5xx, timeout, connection reset, unparseable body.
+    #[error("temporary provider failure: {0}")]
+    Transient(String),
+    /// The prompt exceeds the model's context window: retried once with the template's
+    /// optional parts trimmed (`trim` is true in the context), then fatal for the row.
+    #[error("{0}")]
+    ContextTooLong(String),
+    /// The request itself is unacceptable (content policy, refusal, other 4xx).
+    #[error("request rejected: {0}")]
+    InvalidRequest(String),
+    /// The answer hit the output budget (`finish_reason = "length"`): retried once with a larger
+    /// budget.
+    #[error("the answer was cut off at the output token limit")]
+    Truncated { content: String, usage: Usage },
+    /// Authentication, permission, quota or model problems that affect every request.
+    #[error("provider unusable: {0}")]
+    Fatal(String),
+}
+
+impl ProviderError {
+    /// A short name for attempt logs and reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderError::RateLimited { .. } => "rate_limited",
+            ProviderError::Transient(_) => "transient",
+            ProviderError::InvalidRequest(_) => "invalid_request",
+            ProviderError::ContextTooLong(_) => "context_too_long",
+            ProviderError::Truncated { .. } => "truncated",
+            ProviderError::Fatal(_) => "fatal",
+        }
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ProviderError::RateLimited { .. }
+            | ProviderError::Transient(_)
+            | ProviderError::Truncated { .. } => ErrorClass::Retryable,
+            ProviderError::InvalidRequest(_) | ProviderError::ContextTooLong(_) => {
+                ErrorClass::FatalForRow
+            }
+            ProviderError::Fatal(_) => ErrorClass::FatalForRun,
+        }
+    }
+}
+
+/// A text generator. Implementations must be cheap to share across tasks.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Provider name as stored on generations ("offline", "openai").
+    fn name(&self) -> &str;
+    /// Model name as stored on generations and hashed into input hashes.
+    fn model(&self) -> &str;
+    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError>;
+    /// The Batch API client, when this provider runs work as batches.
+    fn batch_client(&self) -> Option<&batch::BatchClient> {
+        None
+    }
+    /// The HTTP body of a request, for providers that can write it into a batch file.
+    fn request_body(&self, _request: &ChatRequest) -> Option<serde_json::Value> {
+        None
+    }
+    /// Takes `share` of the configured rate limits (several workers on one account).
+    fn set_rate_share(&self, _share: f64) {}
+    /// Token estimate for planning; providers with a real tokenizer override it.
+    fn estimate_tokens(&self, text: &str) -> u32 {
+        estimate_tokens_heuristic(text)
+    }
+}
+
+/// About four characters per token for English prose (OpenAI's rule of thumb).
+pub fn estimate_tokens_heuristic(text: &str) -> u32 {
+    (text.chars().count() as u32).div_ceil(4)
+}
+
+/// Builds the configured provider. The API key is read from the environment here and only here.
+pub fn from_config(llm: &crate::config::LlmConfig) -> Result<Arc<dyn Provider>, ProviderError> {
+    match llm.provider {
+        crate::config::ProviderKind::Offline => Ok(Arc::new(offline::OfflineWriter::new())),
+        crate::config::ProviderKind::OpenAi | crate::config::ProviderKind::OpenAiBatch => {
+            let api_key = std::env::var(&llm.api_key_env).unwrap_or_default();
+            if api_key.trim().is_empty() {
+                return Err(ProviderError::Fatal(format!(
+                    "llm.provider is \"openai\" but ${} is empty; export the key or use provider = \"offline\"",
+                    llm.api_key_env
+                )));
+            }
+            Ok(Arc::new(openai::OpenAiProvider::new(openai_config(
+                llm, api_key,
+            ))?))
+        }
+    }
+}
+
+/// The OpenAI provider's settings from the project config.
+pub fn openai_config(llm: &crate::config::LlmConfig, api_key: String) -> openai::OpenAiConfig {
+    openai::OpenAiConfig {
+        base_url: llm.base_url.clone(),
+        api_key,
+        model: llm.model.clone(),
+        structured_output: llm.structured_output,
+        max_tokens_field: llm.max_tokens_field.clone(),
+        connect_timeout: llm.connect_timeout,
+        request_timeout: llm.request_timeout,
+        limits: limiter::LimiterConfig {
+            requests_per_minute: llm.requests_per_minute,
+            tokens_per_minute: llm.tokens_per_minute,
+            max_in_flight: llm.max_in_flight,
+        },
+    }
+}

@@ -1,0 +1,832 @@
+//! The `shopscribe` command line: parsing and dispatch only; the work lives in the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use shopscribe::config::{self, Project};
+use shopscribe::run::{RunOptions, RunSummary};
+use shopscribe::store::RunStatus;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "shopscribe",
+    version,
+    about = "Turns e-commerce performance data into published, SEO-ready text, one page per entity.",
+    long_about = "Turns e-commerce performance data into published, SEO-ready text, one page per entity, \
+and keeps it current: only entities whose inputs changed are sent to the writer again.",
+    after_help = "Examples:\n  shopscribe demo                       # sample data, offline writer, site in ./shopscribe-demo/site\n  shopscribe init my-project            # scaffold a project to edit\n  shopscribe plan domain_summaries -p my-project\n  shopscribe run domain_summaries -p my-project --limit 50\n  shopscribe history domain_summaries northwear.com -p my-project\n\nExit codes: 0 ok, 1 the run failed or left entities failed/pending, 2 bad usage or configuration."
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    log_format: LogFormat,
+    /// More detail in logs (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole pipeline on generated sample data: no server, no API key needed.
+    #[command(
+        after_help = "Examples:\n  shopscribe demo\n  shopscribe demo --dir /tmp/demo --domains 2000\n\nWrites the example project into DIR, generates sample data into DIR/shopscribe.db, runs the\n`domain_summaries` job and publishes the site to DIR/site. Running it again regenerates the\nsample data (same seed, same data) and therefore generates nothing new."
+    )]
+    Demo {
+        /// Folder for the project, its store and its site.
+        #[arg(long, default_value = "shopscribe-demo")]
+        dir: PathBuf,
+        /// Number of sample domains.
+        #[arg(long, default_value_t = 500)]
+        domains: usize,
+        /// Seed of the sample data generator.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Scaffold the example project (config, SQL, prompts, schema) without data.
+    #[command(
+        after_help = "Example:\n  shopscribe init my-project && $EDITOR my-project/shopscribe.toml"
+    )]
+    Init {
+        /// Folder to create; existing files are never overwritten.
+        dir: PathBuf,
+    },
+    /// Generate and publish the texts of a job: only entities whose inputs changed.
+    #[command(
+        after_help = "Examples:\n  shopscribe run domain_summaries\n  shopscribe run domain_summaries --project ./my-project --limit 100\n  shopscribe run domain_summaries --force   # regenerate everything"
+    )]
+    Run {
+        /// Job name, as in `[jobs.NAME]`.
+        job: String,
+        /// Project folder holding shopscribe.toml.
+        #[arg(short, long, env = "SHOPSCRIBE_PROJECT", default_value = ".")]
+        project: PathBuf,
+        /// Generate at most N entities; the rest stay pending for the next run.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Regenerate entities whose inputs did not change.
+        #[arg(long)]
+        force: bool,
+        /// Refuse to start when the estimated cost (USD) is above this, and stop cleanly when
+        /// the actual spend reaches it; the rest stays pending for the next run.
+        #[arg(long, value_name = "USD")]
+        max_cost: Option<f64>,
+        /// Bound to `:as_of` in the job's SQL (2026-11-01 or RFC 3339). Default: now.
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<String>,
+        /// Distributed run (PostgreSQL store): plan the work into the task queue; 0 only enqueues
+        /// (start `shopscribe worker` processes anywhere), N also works it with N local workers.
+        #[arg(long, value_name = "N")]
+        workers: Option<usize>,
+    },
+    /// Show what a run would do: new, changed and unchanged entities and a token estimate.
+    #[command(after_help = "Example:\n  shopscribe plan domain_summaries --project ./my-project")]
+    Plan {
+        job: String,
+        #[arg(short, long, env = "SHOPSCRIBE_PROJECT", default_value = ".")]
+        project: PathBuf,
+        /// Plan as if every entity had to be regenerated.
+        #[arg(long)]
+        force: bool,
+        /// Bound to `:as_of` in the job's SQL. Default: now.
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<String>,
+        /// Also put the work into the task queue as a distributed run (PostgreSQL store).
+        #[arg(long)]
+        enqueue: bool,
+    },
+    /// Ingest raw deliveries (JSON lines, JSON arrays, CSV; gzip too) of a dataset: bronze with
+    /// rejects and their reasons, silver with full SCD2 history.
+    #[command(
+        after_help = "Examples:\n  shopscribe ingest reviews                      # every file in the dataset's folder\n  shopscribe ingest reviews --from ./incoming    # another folder or one file\n  shopscribe ingest reviews --rejects            # the rejected lines and why\n\nA file already ingested with the same content is skipped. The command fails (exit 1) when a\nfile's rejected share is above datasets.NAME.max_reject_share; its lines are kept all the same."
+    )]
+    Ingest {
+        dataset: String,
+        #[arg(short, long, env = "SHOPSCRIBE_PROJECT", default_value = ".")]
+        project: PathBuf,
+        /// A folder or file to read instead of the dataset's `from`.
+        #[arg(long, value_name = "URI")]
+        from: Option<String>,
+        /// List rejected lines (newest files first) instead of ingesting.
+        #[arg(long)]
+        rejects: bool,
+        /// How many rejected lines to list.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Work a distributed run: claim tasks from the PostgreSQL queue until none is left.
+    #[command(
+        after_help = "Examples:\n  shopscribe run domain_summaries --workers 0      # plan into the queue\n  for i in 1 2 3 4; do shopscribe worker & done; wait\n\nA worker that dies loses nothing: its tasks return to the queue when its lease lapses\n(workers.lease_seconds). The last worker out publishes the site and finishes the run."
+    )]
+    Worker {
+        #[arg(short, long, env = "SHOPSCRIBE_PROJECT", default_value = ".")]
+        project: PathBuf,
+        /// The run to work on. Default: the oldest distributed run still running.
+        #[arg(long)]
+        run: Option<i64>,
+        /// Only runs of this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// This worker's name in the queue. Default: host-pid-random.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Write a run's report: a self-contained HTML page and its JSON (throughput, latency,
+    /// attempts and error classes, tokens and cost, failed entities with reasons).
+    #[command(
+        after_help = "Examples:\n  shopscribe report            # the latest run\n  shopscribe report 42 --out /tmp/reports"
+    )]
+    Report {
+        /// Run id. Default: the latest run.
+        run: Option<i64>,
+        #[arg(short, long, env = "SHOPSCRIBE_PROJECT", default_value = ".")]
+        project: PathBuf,
+        /// Folder for report-RUN.html and report-RUN.json. Default: PROJECT/reports.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Every generated version of one entity's text, with the inputs and run that produced it.
+    #[command(
+        after_help = "Examples:\n  shopscribe history domain_summaries northwear.com\n  shopscribe history domain_summaries northwear.com --as-of 2026-11-01   # the text online then\n  shopscribe history domain_summaries northwear.com --full               # prompts and outputs too"
+    )]
+    History {
+        job: String,
+        /// The entity's key.
+        key: String,
+        #[arg(short, long, env = "SHOPSCRIBE_PROJECT", default_value = ".")]
+        project: PathBuf,
+        /// Show the good version that was current at this time, in full.
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<String>,
+        /// Print every version's prompt and output.
+        #[arg(long)]
+        full: bool,
+    },
+}
+
+fn init_logging(format: LogFormat, verbose: u8) {
+    let default = match verbose {
+        0 => "shopscribe=info,warn",
+        1 => "shopscribe=debug,info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.compact().init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Errors that are the user's to fix (exit 2) versus failures of the run (exit 1).
+enum Failure {
+    Usage(anyhow::Error),
+    Run(anyhow::Error),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, cli.verbose);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(Failure::Usage(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Run(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `--as-of`: a date or RFC 3339 time, normalised; a bad one is a usage error.
+fn parse_time(t: Option<String>) -> Result<Option<String>, Failure> {
+    t.map(|t| shopscribe::run::parse_as_of(&t))
+        .transpose()
+        .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))
+}
+
+fn load_project(dir: &Path) -> Result<Project, Failure> {
+    config::load(dir).map_err(|e| Failure::Usage(e.into()))
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
+    match command {
+        Command::Init { dir } => {
+            let written = shopscribe::demo::write_project(&dir, false)
+                .with_context(|| format!("cannot write the project into {}", dir.display()))
+                .map_err(Failure::Usage)?;
+            println!(
+                "Project in {}: wrote {} file(s){}.",
+                dir.display(),
+                written.len(),
+                if written.len() < shopscribe::demo::DOMAINS_PROJECT.len() {
+                    " (existing files kept)"
+                } else {
+                    ""
+                }
+            );
+            println!(
+                "Next: point sql/domain_summaries.sql at your data, then `shopscribe plan domain_summaries -p {}`.",
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { dir, domains, seed } => demo(&dir, domains, seed).await,
+        Command::Run {
+            job,
+            project,
+            limit,
+            force,
+            max_cost,
+            as_of,
+            workers,
+        } => {
+            let as_of = parse_time(as_of)?;
+            let project = load_project(&project)?;
+            let opts = RunOptions {
+                limit,
+                force,
+                progress: workers.is_none(),
+                max_cost,
+                as_of,
+            };
+            if let Some(n) = workers {
+                return distributed(&project, &job, &opts, n).await;
+            }
+            let summary = run(&project, &job, opts).await?;
+            print_summary(&summary);
+            Ok(exit_for(&summary))
+        }
+        Command::Ingest {
+            dataset,
+            project,
+            from,
+            rejects,
+            limit,
+        } => {
+            let project = load_project(&project)?;
+            let ds = project
+                .dataset(&dataset)
+                .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))?;
+            if rejects {
+                let db = shopscribe::ingest::db::IngestDb::connect(&project.store_url)
+                    .await
+                    .map_err(|e| Failure::Run(e.into()))?;
+                let rows = db
+                    .rejects(&ds.name, limit)
+                    .await
+                    .map_err(|e| Failure::Run(e.into()))?;
+                println!("{} rejected line(s) shown (at most {limit}):", rows.len());
+                for (uri, line, reason, raw) in rows {
+                    let raw: String = raw.chars().take(120).collect();
+                    println!("{uri}:{line}: {reason}\n    {raw}");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            match shopscribe::ingest::ingest(&project, ds, from.as_deref()).await {
+                Ok(reports) => {
+                    for r in &reports {
+                        if r.skipped {
+                            println!("{}: already ingested with the same content; skipped", r.uri);
+                        } else {
+                            let m = &r.merge;
+                            println!(
+                                "{}: {} lines, {} rejected; {} new, {} changed, {} unchanged, {} duplicates, {} stale, {} deleted",
+                                r.uri,
+                                r.lines,
+                                r.rejected,
+                                m.inserted,
+                                m.changed,
+                                m.unchanged,
+                                m.duplicates,
+                                m.stale,
+                                m.deleted
+                            );
+                        }
+                    }
+                    if reports.is_empty() {
+                        println!(
+                            "No data files (.jsonl, .ndjson, .json, .csv, optionally .gz) at {}",
+                            from.as_deref().unwrap_or(&ds.from)
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Err(Failure::Run(e.into())),
+            }
+        }
+        Command::Report { run, project, out } => {
+            let project = load_project(&project)?;
+            let store = shopscribe::store::open(&project.store_url)
+                .await
+                .map_err(|e| Failure::Run(e.into()))?;
+            let Some((data, page)) = shopscribe::report::report(store.as_ref(), run)
+                .await
+                .map_err(|e| Failure::Run(e.into()))?
+            else {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "no such run in {}",
+                    project.store_url
+                )));
+            };
+            let dir = out.unwrap_or_else(|| project.dir.join("reports"));
+            std::fs::create_dir_all(&dir).map_err(|e| Failure::Run(e.into()))?;
+            let id = data["run"]["id"].as_i64().unwrap_or(0);
+            let html = dir.join(format!("report-{id}.html"));
+            std::fs::write(&html, page).map_err(|e| Failure::Run(e.into()))?;
+            std::fs::write(
+                dir.join(format!("report-{id}.json")),
+                serde_json::to_vec_pretty(&data).unwrap_or_default(),
+            )
+            .map_err(|e| Failure::Run(e.into()))?;
+            println!("Report of run {id}: {}", html.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker {
+            project,
+            run,
+            job,
+            id,
+        } => {
+            let project = load_project(&project)?;
+            let opts = shopscribe::run::worker::WorkerOptions {
+                id: id.unwrap_or_else(shopscribe::run::worker::WorkerOptions::default_id),
+                run,
+                job,
+            };
+            worker(&project, &opts).await
+        }
+        Command::Plan {
+            job,
+            project,
+            force,
+            as_of,
+            enqueue,
+        } => {
+            let project = load_project(&project)?;
+            let as_of = parse_time(as_of)?;
+            let code = plan(&project, &job, force, as_of.clone()).await?;
+            if enqueue {
+                let opts = RunOptions {
+                    force,
+                    as_of,
+                    ..Default::default()
+                };
+                return distributed(&project, &job, &opts, 0).await;
+            }
+            Ok(code)
+        }
+        Command::History {
+            job,
+            key,
+            project,
+            as_of,
+            full,
+        } => {
+            let project = load_project(&project)?;
+            let as_of = parse_time(as_of)?;
+            history(&project, &job, &key, as_of, full).await
+        }
+    }
+}
+
+async fn open(
+    project: &Project,
+) -> Result<
+    (
+        Arc<dyn shopscribe::store::Store>,
+        Arc<dyn shopscribe::llm::Provider>,
+    ),
+    Failure,
+> {
+    let store = shopscribe::store::open(&project.store_url)
+        .await
+        .map_err(|e| Failure::Run(e.into()))?;
+    let provider =
+        shopscribe::llm::from_config(&project.llm).map_err(|e| Failure::Usage(e.into()))?;
+    if project.llm.fell_back_to_offline {
+        eprintln!(
+            "note: ${} is not set, so the offline writer (deterministic templates, no LLM) writes the texts.",
+            project.llm.api_key_env
+        );
+    }
+    Ok((store, provider))
+}
+
+async fn run(project: &Project, job: &str, opts: RunOptions) -> Result<RunSummary, Failure> {
+    project
+        .job(job)
+        .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))?;
+    let (store, provider) = open(project).await?;
+    shopscribe::run::run_job(project, job, store, provider, &opts)
+        .await
+        .map_err(|e| Failure::Run(e.into()))
+}
+
+async fn queue_of(project: &Project) -> Result<shopscribe::queue::Queue, Failure> {
+    shopscribe::queue::Queue::connect(&project.store_url, project.workers.lease)
+        .await
+        .map_err(|e| Failure::Usage(e.into()))
+}
+
+/// `run --workers N`: enqueue, then work with N local workers (each its own provider, so each
+/// takes 1/N of the rate limit like separate processes would).
+async fn distributed(
+    project: &Project,
+    job: &str,
+    opts: &RunOptions,
+    n: usize,
+) -> Result<ExitCode, Failure> {
+    project
+        .job(job)
+        .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))?;
+    let queue = queue_of(project).await?;
+    let (store, provider) = open(project).await?;
+    let e = shopscribe::run::worker::enqueue(
+        project,
+        job,
+        store.as_ref(),
+        provider.as_ref(),
+        &queue,
+        opts,
+    )
+    .await
+    .map_err(|e| Failure::Run(e.into()))?;
+    println!(
+        "Run {} of `{job}` queued: {} task(s) ({} entities, {} unchanged{}).",
+        e.run_id,
+        e.tasks,
+        e.entities,
+        e.skipped,
+        if e.pending > 0 {
+            format!(", {} left for later by --limit", e.pending)
+        } else {
+            String::new()
+        }
+    );
+    if n == 0 {
+        println!(
+            "Start workers anywhere with access to the store: shopscribe worker -p {}",
+            project.dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut handles = Vec::new();
+    for i in 0..n {
+        let provider =
+            shopscribe::llm::from_config(&project.llm).map_err(|e| Failure::Usage(e.into()))?;
+        let (project, store, queue) = (project.clone(), store.clone(), queue.clone());
+        let opts = shopscribe::run::worker::WorkerOptions {
+            id: format!(
+                "{}-{i}",
+                shopscribe::run::worker::WorkerOptions::default_id()
+            ),
+            run: Some(e.run_id),
+            job: None,
+        };
+        handles.push(tokio::spawn(async move {
+            shopscribe::run::worker::work(&project, store, provider, &queue, &opts).await
+        }));
+    }
+    let mut code = ExitCode::SUCCESS;
+    for h in handles {
+        let r = h
+            .await
+            .map_err(|e| Failure::Run(e.into()))?
+            .map_err(|e| Failure::Run(e.into()))?;
+        if let Some(s) = r.finished {
+            print_summary(&s);
+            code = exit_for(&s);
+        }
+    }
+    Ok(code)
+}
+
+async fn worker(
+    project: &Project,
+    opts: &shopscribe::run::worker::WorkerOptions,
+) -> Result<ExitCode, Failure> {
+    let queue = queue_of(project).await?;
+    let (store, provider) = open(project).await?;
+    let r = shopscribe::run::worker::work(project, store, provider, &queue, opts)
+        .await
+        .map_err(|e| Failure::Run(e.into()))?;
+    println!(
+        "Worker {} on run {} of `{}`: claimed {}, generated {}, failed {}.",
+        opts.id, r.run_id, r.job, r.claimed, r.generated, r.failed
+    );
+    match r.finished {
+        Some(s) => {
+            println!("This worker finished the run:");
+            print_summary(&s);
+            Ok(exit_for(&s))
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+async fn history(
+    project: &Project,
+    job: &str,
+    key: &str,
+    as_of: Option<String>,
+    full: bool,
+) -> Result<ExitCode, Failure> {
+    project
+        .job(job)
+        .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))?;
+    let store = shopscribe::store::open(&project.store_url)
+        .await
+        .map_err(|e| Failure::Run(e.into()))?;
+    let versions = store
+        .generations_of(job, key)
+        .await
+        .map_err(|e| Failure::Run(e.into()))?;
+    if versions.is_empty() {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "no generation of `{key}` in job `{job}`"
+        )));
+    }
+    println!("{} version(s) of `{key}` in `{job}`:", versions.len());
+    println!(
+        "  {:<24}  {:>5}  {:<8}  {:<32}  {:<22}  {:>6}  {:>6}  attempts",
+        "created", "run", "status", "input hash", "provider / model", "in", "out"
+    );
+    for (g, at) in &versions {
+        println!(
+            "  {at:<24}  {:>5}  {:<8}  {:<32}  {:<22}  {:>6}  {:>6}  {} {}",
+            g.run_id,
+            g.status.as_str(),
+            g.input_hash,
+            format!("{}/{}", g.provider, g.model),
+            g.tokens_in,
+            g.tokens_out,
+            g.attempts,
+            g.error
+                .as_deref()
+                .map(|e| format!("— {e}"))
+                .unwrap_or_default()
+        );
+        if full {
+            println!(
+                "    system: {}\n    user:\n{}\n    output: {}\n",
+                g.prompt_system,
+                indent(&g.prompt_user),
+                g.output.as_deref().unwrap_or("(none)")
+            );
+        }
+    }
+    if let Some(t) = as_of {
+        let current = versions.iter().rev().find(|(g, at)| {
+            at.as_str() <= t.as_str() && g.status == shopscribe::store::GenerationStatus::Ok
+        });
+        match current {
+            Some((g, at)) => {
+                println!(
+                    "\nOnline as of {t}: the version of {at} (run {}, input hash {}):",
+                    g.run_id, g.input_hash
+                );
+                println!("{}", g.output.as_deref().unwrap_or(""));
+                println!("Prompt it was written from:\n{}", indent(&g.prompt_user));
+            }
+            None => println!("\nNo good version existed as of {t}."),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn indent(s: &str) -> String {
+    s.lines()
+        .map(|l| format!("      {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn plan(
+    project: &Project,
+    job_name: &str,
+    force: bool,
+    as_of: Option<String>,
+) -> Result<ExitCode, Failure> {
+    let job = project
+        .job(job_name)
+        .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))?;
+    let (store, provider) = open(project).await?;
+    let as_of = as_of.unwrap_or_else(shopscribe::store::now_text);
+    let plan = shopscribe::run::plan_job_as_of(
+        project,
+        job,
+        store.as_ref(),
+        provider.as_ref(),
+        force,
+        &as_of,
+    )
+    .await
+    .map_err(|e| Failure::Run(e.into()))?;
+    let est = shopscribe::plan::estimate_work(
+        project,
+        job,
+        &plan,
+        &plan.work,
+        provider.as_ref(),
+        store.as_ref(),
+    )
+    .await
+    .map_err(|e| Failure::Run(e.into()))?;
+    println!(
+        "Plan for `{}` ({} entities, writer {} / {}):",
+        job.name,
+        plan.entities.len(),
+        provider.name(),
+        provider.model()
+    );
+    println!("  new        {:>8}", plan.new);
+    println!("  changed    {:>8}", plan.changed);
+    println!("  retry      {:>8}  (last attempt failed)", plan.retry);
+    println!(
+        "  unchanged  {:>8}{}",
+        plan.unchanged,
+        if force {
+            "  (regenerated: --force)"
+        } else {
+            ""
+        }
+    );
+    println!("  to write   {:>8}", plan.work.len());
+    println!(
+        "Estimated tokens: {} prompt + {} output ({}).",
+        est.prompt_tokens,
+        est.output_tokens,
+        if est.output_from_history {
+            "output from this job's average so far"
+        } else {
+            "output at the max_output_tokens budget: an upper bound"
+        }
+    );
+    match est.cost_usd {
+        Some(c) => println!("Estimated cost: ${c:.4}"),
+        None => println!(
+            "Estimated cost: unknown (add [llm.prices.\"{}\"] with input/output USD per 1M tokens)",
+            provider.model()
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(s: &RunSummary) {
+    let f = &s.figures;
+    println!(
+        "Run {} of `{}`: {} in {:.2} s ({} / {})",
+        s.run_id,
+        s.job,
+        s.status.as_str(),
+        f.duration_ms as f64 / 1000.0,
+        s.provider,
+        s.model
+    );
+    println!("  entities   {:>8}", f.entities);
+    println!("  generated  {:>8}", f.generated);
+    println!("  skipped    {:>8}  (inputs unchanged)", f.skipped);
+    println!("  failed     {:>8}", f.failed);
+    if f.pending > 0 {
+        println!("  pending    {:>8}  (left for the next run)", f.pending);
+    }
+    println!("  tokens     {:>8} in, {} out", f.tokens_in, f.tokens_out);
+    println!("  cost       {:>8}", format!("${:.4}", f.cost_usd));
+    println!(
+        "  site       {} files written, {} unchanged, {} removed",
+        s.publish.files_written, s.publish.files_unchanged, s.publish.files_removed
+    );
+    if let Some(e) = &s.error {
+        println!("  error      {e}");
+    }
+}
+
+fn exit_for(s: &RunSummary) -> ExitCode {
+    match s.status {
+        RunStatus::Succeeded => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    }
+}
+
+/// The reviews half of the demo: DIR/reviews holds the reviews example, two deliveries are
+/// ingested (bronze, rejects, SCD2, gold) and `product_insights` publishes into the same site.
+async fn demo_reviews(dir: &Path, seed: u64) -> Result<RunSummary, Failure> {
+    let rdir = dir.join("reviews");
+    let fresh = !rdir.join("shopscribe.toml").exists();
+    shopscribe::demo::write_reviews_project(&rdir, false)
+        .with_context(|| format!("cannot write the reviews example into {}", rdir.display()))
+        .map_err(Failure::Usage)?;
+    if fresh {
+        // One site for both examples: the reviews pages go next to the domain pages.
+        let toml = rdir.join("shopscribe.toml");
+        let text = std::fs::read_to_string(&toml).map_err(|e| Failure::Usage(e.into()))?;
+        std::fs::write(
+            &toml,
+            text.replacen("url = \"site\"", "url = \"../site\"", 1),
+        )
+        .map_err(|e| Failure::Usage(e.into()))?;
+    }
+    let data = rdir.join("data/reviews");
+    std::fs::create_dir_all(&data).map_err(|e| Failure::Usage(e.into()))?;
+    let (day1, day2) = shopscribe::demo::review_deliveries(60, seed);
+    for (name, text) in [("day1.jsonl", day1), ("day2.jsonl", day2)] {
+        std::fs::write(data.join(name), text).map_err(|e| Failure::Usage(e.into()))?;
+    }
+    let project = load_project(&rdir)?;
+    let ds = project
+        .dataset("reviews")
+        .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))?;
+    let reports = shopscribe::ingest::ingest(&project, ds, None)
+        .await
+        .map_err(|e| Failure::Run(e.into()))?;
+    for r in &reports {
+        if r.skipped {
+            eprintln!("Reviews: {} already ingested; skipped", r.uri);
+        } else {
+            eprintln!(
+                "Reviews: {} — {} lines, {} rejected (see `shopscribe ingest reviews --rejects -p {}`), {} new, {} changed, {} unchanged",
+                r.uri.rsplit('/').next().unwrap_or(&r.uri),
+                r.lines,
+                r.rejected,
+                rdir.display(),
+                r.merge.inserted,
+                r.merge.changed,
+                r.merge.unchanged
+            );
+        }
+    }
+    let summary = run(
+        &project,
+        "product_insights",
+        RunOptions {
+            progress: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    print_summary(&summary);
+    Ok(summary)
+}
+
+async fn demo(dir: &Path, domains: usize, seed: u64) -> Result<ExitCode, Failure> {
+    let started = std::time::Instant::now();
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+        .map_err(Failure::Usage)?;
+    shopscribe::demo::write_project(dir, false)
+        .with_context(|| format!("cannot write the example project into {}", dir.display()))
+        .map_err(Failure::Usage)?;
+    let project = load_project(dir)?;
+    let store = shopscribe::store::sqlite::SqliteStore::open(&project.store_url)
+        .await
+        .map_err(|e| Failure::Run(e.into()))?;
+    let rows = shopscribe::demo::sample_rows(domains, seed);
+    shopscribe::demo::load_rows(store.pool(), &rows)
+        .await
+        .map_err(|e| Failure::Run(e.into()))?;
+    eprintln!(
+        "Sample data: {domains} domains, {} monthly rows in {}",
+        rows.len(),
+        project.store_url
+    );
+    let summary = run(
+        &project,
+        "domain_summaries",
+        RunOptions {
+            progress: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    print_summary(&summary);
+    let reviews = demo_reviews(dir, seed).await?;
+    let index = Path::new(summary.site_url.trim_start_matches("file://")).join("index.html");
+    println!(
+        "Demo finished in {:.2} s. Open {}",
+        started.elapsed().as_secs_f64(),
+        index.display()
+    );
+    if exit_for(&reviews) != ExitCode::SUCCESS {
+        return Ok(exit_for(&reviews));
+    }
+    Ok(exit_for(&summary))
+}

@@ -1,0 +1,508 @@
+//! Publishing: each entity's latest good text as `JOB/SLUG.json` and `JOB/SLUG.html` (title,
+//! meta description, canonical link, JSON-LD; every text escaped), the job's `index.html`,
+//! sitemaps and `manifest.json`, plus the site root (`index.html`, `sitemap.xml` as a sitemap
+//! index, `manifest.json`, `style.css`). Only files whose bytes changed are written.
+
+pub mod sink;
+
+use futures::{StreamExt, TryStreamExt};
+use minijinja::Environment;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sink::{Sink, SinkError};
+use std::collections::{BTreeMap, HashMap};
+
+/// Most URLs in one sitemap file (the sitemaps.org limit).
+const SITEMAP_MAX_URLS: usize = 50_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("rendering {what} failed: {message}")]
+    Render { what: String, message: String },
+}
+
+/// One entity's page input.
+#[derive(Debug, Clone)]
+pub struct PageInput {
+    pub key: String,
+    pub name: String,
+    pub group: Option<String>,
+    pub output: Value,
+    pub input_hash: String,
+    pub generation_id: i64,
+    pub run_id: i64,
+    pub generated_at: String,
+}
+
+/// What the site and job are called and where they live publicly.
+#[derive(Debug, Clone)]
+pub struct SiteInfo {
+    pub name: String,
+    pub base_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobInfo {
+    pub name: String,
+    pub description: String,
+    pub entity_label: String,
+    pub group_label: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PublishReport {
+    pub pages: usize,
+    /// Files written (pages, indexes, sitemaps, manifests).
+    pub files_written: usize,
+    pub files_unchanged: usize,
+    pub files_removed: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ManifestEntry {
+    pub key: String,
+    pub slug: String,
+    pub name: String,
+    pub input_hash: String,
+    pub generation_id: i64,
+    pub run_id: i64,
+    pub generated_at: String,
+    /// blake3 of the published HTML and JSON, to skip unchanged pages without reading them.
+    pub html_hash: String,
+    pub json_hash: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobManifest {
+    pub job: String,
+    pub entities: Vec<ManifestEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+struct RootManifest {
+    site: String,
+    jobs: BTreeMap<String, RootJob>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct RootJob {
+    title: String,
+    pages: usize,
+    sitemaps: Vec<String>,
+    manifest: String,
+}
+
+/// A file-name-safe, collision-free slug for an entity key: `[A-Za-z0-9._-]`, with a short hash
+/// of the key appended whenever anything had to be changed.
+pub fn slug(key: &str) -> String {
+    let mut s: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    while s.contains("--") {
+        s = s.replace("--", "-");
+    }
+    let s = s.trim_matches(|c| c == '-' || c == '.').to_string();
+    if s == key && !s.is_empty() && s.len() <= 120 {
+        s
+    } else {
+        let short: String = s.chars().take(100).collect();
+        let h = &blake3::hash(key.as_bytes()).to_hex()[..8];
+        if short.is_empty() {
+            format!("entity-{h}")
+        } else {
+            format!("{short}-{h}")
+        }
+    }
+}
+
+/// JSON for a `<script type="application/ld+json">` element: `<`, `>` and `&` are escaped as
+/// Unicode sequences so no text can close the script element.
+pub fn script_safe_json(v: &Value) -> String {
+    v.to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+fn hash(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex()[..32].to_string()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    // Templates named *.html are auto-escaped by minijinja: every value is HTML-escaped unless
+    // marked safe, and only the pre-escaped JSON-LD is.
+    env.add_template("page.html", include_str!("templates/page.html"))
+        .expect("built-in template");
+    env.add_template("index.html", include_str!("templates/index.html"))
+        .expect("built-in template");
+    env
+}
+
+fn humanize(field: &str) -> String {
+    let s = field.replace('_', " ");
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+fn render_page(
+    env: &Environment,
+    site: &SiteInfo,
+    job: &JobInfo,
+    p: &PageInput,
+    slug: &str,
+) -> Result<String, PublishError> {
+    let out = &p.output;
+    let str_field = |k: &str| out.get(k).and_then(Value::as_str).map(str::to_string);
+    let title = str_field("title").unwrap_or_else(|| p.name.clone());
+    let description = str_field("meta_description");
+    let h1 = str_field("h1").unwrap_or_else(|| p.name.clone());
+    let canonical = format!("{}/{}/{}.html", site.base_url, job.name, slug);
+    let updated = p
+        .generated_at
+        .get(..10)
+        .unwrap_or(&p.generated_at)
+        .to_string();
+    let paragraphs: Vec<String> = str_field("summary")
+        .map(|s| {
+            s.split("\n\n")
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+
+    // Every other field becomes a section, so any schema renders without a custom template.
+    let mut sections = Vec::new();
+    if let Some(obj) = out.as_object() {
+        for (k, v) in obj {
+            if ["title", "meta_description", "h1", "summary"].contains(&k.as_str()) {
+                continue;
+            }
+            let heading = if k == "faq" {
+                "Frequently asked questions".to_string()
+            } else {
+                humanize(k)
+            };
+            match v {
+                Value::String(s) => sections.push(json!({"heading": heading, "text": s})),
+                Value::Array(items)
+                    if items.iter().all(|i| i.get("question").is_some()) && !items.is_empty() =>
+                {
+                    sections.push(json!({"heading": heading, "qa": items}))
+                }
+                Value::Array(items) if !items.is_empty() => {
+                    let items: Vec<String> = items
+                        .iter()
+                        .map(|i| {
+                            i.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| i.to_string())
+                        })
+                        .collect();
+                    sections.push(json!({"heading": heading, "items": items}))
+                }
+                Value::Number(n) => {
+                    sections.push(json!({"heading": heading, "text": n.to_string()}))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    let mut graph = vec![json!({
+        "@type": "WebPage",
+        "@id": canonical,
+        "url": canonical,
+        "name": title,
+        "description": description,
+        "dateModified": p.generated_at,
+        "isPartOf": {"@type": "WebSite", "name": site.name, "url": site.base_url},
+        "about": {"@type": "Thing", "name": p.name},
+    })];
+    if let Some(faq) = out
+        .get("faq")
+        .and_then(Value::as_array)
+        .filter(|f| !f.is_empty())
+    {
+        let questions: Vec<Value> = faq
+            .iter()
+            .map(|q| {
+                json!({
+                    "@type": "Question",
+                    "name": q.get("question"),
+                    "acceptedAnswer": {"@type": "Answer", "text": q.get("answer")},
+                })
+            })
+            .collect();
+        graph.push(json!({"@type": "FAQPage", "mainEntity": questions}));
+    }
+    let json_ld = script_safe_json(&json!({"@context": "https://schema.org", "@graph": graph}));
+
+    let ctx = json!({
+        "title": title,
+        "description": description,
+        "canonical": canonical,
+        "json_ld": json_ld,
+        "job_title": if job.description.is_empty() { site.name.clone() } else { job.description.clone() },
+        "h1": h1,
+        "group": p.group,
+        "group_label": job.group_label,
+        "paragraphs": paragraphs,
+        "sections": sections,
+        "updated": updated,
+    });
+    env.get_template("page.html")
+        .and_then(|t| t.render(minijinja::value::Serde(&ctx)))
+        .map_err(|e| PublishError::Render {
+            what: format!("the page of `{}`", p.key),
+            message: e.to_string(),
+        })
+}
+
+fn sitemap(urls: &[(String, String)]) -> String {
+    let mut s = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n",
+    );
+    for (loc, lastmod) in urls {
+        s.push_str(&format!(
+            "  <url><loc>{}</loc><lastmod>{}</lastmod></url>\n",
+            xml_escape(loc),
+            xml_escape(lastmod)
+        ));
+    }
+    s.push_str("</urlset>\n");
+    s
+}
+
+/// Publishes one job's pages and refreshes the site root.
+pub async fn publish(
+    sink: &Sink,
+    site: &SiteInfo,
+    job: &JobInfo,
+    mut pages: Vec<PageInput>,
+) -> Result<PublishReport, PublishError> {
+    let env = environment();
+    pages.sort_by(|a, b| a.key.cmp(&b.key));
+    let manifest_path = format!("{}/manifest.json", job.name);
+    let previous: Option<JobManifest> = sink
+        .get(&manifest_path)
+        .await?
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let previous: HashMap<String, ManifestEntry> = previous
+        .map(|m| m.entities.into_iter().map(|e| (e.key.clone(), e)).collect())
+        .unwrap_or_default();
+
+    let mut report = PublishReport {
+        pages: pages.len(),
+        ..Default::default()
+    };
+    let mut entries = Vec::with_capacity(pages.len());
+    let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
+    for p in &pages {
+        let slug = slug(&p.key);
+        let html = render_page(&env, site, job, p, &slug)?.into_bytes();
+        let json = serde_json::to_vec_pretty(&json!({
+            "key": p.key,
+            "name": p.name,
+            "group": p.group,
+            "input_hash": p.input_hash,
+            "generated_at": p.generated_at,
+            "content": p.output,
+        }))
+        .expect("JSON values serialise");
+        let entry = ManifestEntry {
+            key: p.key.clone(),
+            slug: slug.clone(),
+            name: p.name.clone(),
+            input_hash: p.input_hash.clone(),
+            generation_id: p.generation_id,
+            run_id: p.run_id,
+            generated_at: p.generated_at.clone(),
+            html_hash: hash(&html),
+            json_hash: hash(&json),
+        };
+        let prev = previous.get(&p.key);
+        if prev.is_none_or(|e| e.html_hash != entry.html_hash || e.slug != slug) {
+            writes.push((format!("{}/{slug}.html", job.name), html));
+        } else {
+            report.files_unchanged += 1;
+        }
+        if prev.is_none_or(|e| e.json_hash != entry.json_hash || e.slug != slug) {
+            writes.push((format!("{}/{slug}.json", job.name), json));
+        } else {
+            report.files_unchanged += 1;
+        }
+        entries.push(entry);
+    }
+    report.files_written += writes.len();
+    futures::stream::iter(
+        writes
+            .into_iter()
+            .map(|(path, bytes)| async move { sink.put(&path, bytes).await }),
+    )
+    .buffer_unordered(16)
+    .try_collect::<Vec<()>>()
+    .await?;
+
+    // Pages of entities that left the source (or changed slug) are removed.
+    let current: HashMap<&str, &str> = entries
+        .iter()
+        .map(|e| (e.key.as_str(), e.slug.as_str()))
+        .collect();
+    for (key, e) in &previous {
+        if current.get(key.as_str()) != Some(&e.slug.as_str()) {
+            sink.delete(&format!("{}/{}.html", job.name, e.slug))
+                .await?;
+            sink.delete(&format!("{}/{}.json", job.name, e.slug))
+                .await?;
+            report.files_removed += 2;
+        }
+    }
+
+    // The job's index, sitemaps and manifest; rewritten only when their bytes change.
+    let index_entries: Vec<Value> = entries
+        .iter()
+        .zip(&pages)
+        .map(|(e, p)| json!({"href": format!("{}.html", e.slug), "name": e.name, "group": p.group}))
+        .collect();
+    let job_title = if job.description.is_empty() {
+        format!("{} {}s", site.name, job.entity_label)
+    } else {
+        job.description.clone()
+    };
+    let index = env
+        .get_template("index.html")
+        .and_then(|t| {
+            t.render(minijinja::value::Serde(json!({
+                "title": job_title,
+                "description": format!("{} {}s.", pages.len(), job.entity_label),
+                "canonical": format!("{}/{}/index.html", site.base_url, job.name),
+                "css": "../style.css",
+                "name_heading": humanize(&job.entity_label),
+                "group_heading": humanize(&job.group_label),
+                "show_group": pages.iter().any(|p| p.group.is_some()),
+                "entries": index_entries,
+            })))
+        })
+        .map_err(|e| PublishError::Render {
+            what: "the job index".into(),
+            message: e.to_string(),
+        })?;
+    let mut files: Vec<(String, Vec<u8>)> =
+        vec![(format!("{}/index.html", job.name), index.into_bytes())];
+    let urls: Vec<(String, String)> = entries
+        .iter()
+        .map(|e| {
+            (
+                format!("{}/{}/{}.html", site.base_url, job.name, e.slug),
+                e.generated_at.get(..10).unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let mut sitemaps = Vec::new();
+    for (i, chunk) in urls.chunks(SITEMAP_MAX_URLS).enumerate() {
+        let name = format!("{}/sitemap-{}.xml", job.name, i + 1);
+        files.push((name.clone(), sitemap(chunk).into_bytes()));
+        sitemaps.push(name);
+    }
+    let manifest = JobManifest {
+        job: job.name.clone(),
+        entities: entries,
+    };
+    files.push((
+        manifest_path.clone(),
+        serde_json::to_vec_pretty(&manifest).expect("serialisable"),
+    ));
+
+    // The root: merge this job into the root manifest, then index, sitemap index and style.
+    let mut root: RootManifest = sink
+        .get("manifest.json")
+        .await?
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    // Several projects may publish into one site: the first one names it, so each publishing
+    // the same pages does not flip the root files back and forth.
+    if root.site.is_empty() {
+        root.site = site.name.clone();
+    }
+    root.jobs.insert(
+        job.name.clone(),
+        RootJob {
+            title: job_title,
+            pages: pages.len(),
+            sitemaps: sitemaps.clone(),
+            manifest: manifest_path,
+        },
+    );
+    let mut sitemap_index = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<sitemapindex xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n",
+    );
+    for j in root.jobs.values() {
+        for s in &j.sitemaps {
+            sitemap_index.push_str(&format!(
+                "  <sitemap><loc>{}</loc></sitemap>\n",
+                xml_escape(&format!("{}/{s}", site.base_url))
+            ));
+        }
+    }
+    sitemap_index.push_str("</sitemapindex>\n");
+    let root_entries: Vec<Value> = root
+        .jobs
+        .iter()
+        .map(|(name, j)| json!({"href": format!("{name}/index.html"), "name": format!("{} ({} pages)", j.title, j.pages)}))
+        .collect();
+    let root_index = env
+        .get_template("index.html")
+        .and_then(|t| {
+            t.render(minijinja::value::Serde(json!({
+                "title": root.site,
+                "canonical": format!("{}/index.html", site.base_url),
+                "css": "style.css",
+                "name_heading": "Section",
+                "show_group": false,
+                "entries": root_entries,
+            })))
+        })
+        .map_err(|e| PublishError::Render {
+            what: "the site index".into(),
+            message: e.to_string(),
+        })?;
+    files.push(("index.html".into(), root_index.into_bytes()));
+    files.push(("sitemap.xml".into(), sitemap_index.into_bytes()));
+    files.push((
+        "style.css".into(),
+        include_bytes!("templates/style.css").to_vec(),
+    ));
+    files.push((
+        "manifest.json".into(),
+        serde_json::to_vec_pretty(&root).expect("serialisable"),
+    ));
+    for (path, bytes) in files {
+        if sink.put_if_changed(&path, bytes).await? {
+            report.files_written += 1;
+        } else {
+            report.files_unchanged += 1;
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,143 @@
+//! Where the site is written: any object_store location (`file:///dir`, `s3://bucket/prefix`).
+//! Local writes go to a temporary file renamed into place and S3 puts are atomic, so a reader
+//! never sees a half-written page.
+
+use object_store::path::Path as ObjectPath;
+use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot open the publish location {url}: {message}")]
+    Open { url: String, message: String },
+    #[error("writing {path} failed: {source}")]
+    Io {
+        path: String,
+        source: object_store::Error,
+    },
+}
+
+#[derive(Clone)]
+pub struct Sink {
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    url: String,
+    /// Object stores that keep metadata (S3) get a Content-Type per object.
+    typed: bool,
+}
+
+impl Sink {
+    pub fn open(url: &str) -> Result<Sink, SinkError> {
+        let open_err = |message: String| SinkError::Open {
+            url: url.to_string(),
+            message,
+        };
+        if let Some(dir) = url.strip_prefix("file://") {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+            let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
+                .map_err(|e| open_err(e.to_string()))?;
+            Ok(Sink {
+                store: Arc::new(fs),
+                prefix: ObjectPath::default(),
+                url: url.to_string(),
+                typed: false,
+            })
+        } else if url.starts_with("s3://") {
+            let parsed = url::Url::parse(url).map_err(|e| open_err(e.to_string()))?;
+            let s3 = object_store::aws::AmazonS3Builder::from_env()
+                .with_url(url)
+                .build()
+                .map_err(|e| open_err(e.to_string()))?;
+            let prefix = ObjectPath::from(parsed.path().trim_matches('/'));
+            Ok(Sink {
+                store: Arc::new(s3),
+                prefix,
+                url: url.to_string(),
+                typed: true,
+            })
+        } else {
+            Err(open_err("use file:///DIR or s3://BUCKET/PREFIX".into()))
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn path(&self, rel: &str) -> ObjectPath {
+        let mut p = self.prefix.clone();
+        for part in rel.split('/') {
+            p = p.clone().join(part);
+        }
+        p
+    }
+
+    pub async fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<(), SinkError> {
+        let path = self.path(rel);
+        let mut opts = PutOptions::default();
+        if self.typed {
+            opts.attributes = Attributes::from_iter([(
+                Attribute::ContentType,
+                object_store::AttributeValue::from(content_type(rel)),
+            )]);
+        }
+        self.store
+            .put_opts(&path, PutPayload::from(bytes), opts)
+            .await
+            .map(|_| ())
+            .map_err(|source| SinkError::Io {
+                path: rel.to_string(),
+                source,
+            })
+    }
+
+    /// The object's bytes, or `None` when it does not exist.
+    pub async fn get(&self, rel: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        let path = self.path(rel);
+        match self.store.get(&path).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map(|b| Some(b.to_vec()))
+                .map_err(|source| SinkError::Io {
+                    path: rel.to_string(),
+                    source,
+                }),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(SinkError::Io {
+                path: rel.to_string(),
+                source,
+            }),
+        }
+    }
+
+    pub async fn delete(&self, rel: &str) -> Result<(), SinkError> {
+        match self.store.delete(&self.path(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(SinkError::Io {
+                path: rel.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Writes `bytes` unless the object already holds exactly them; true when written.
+    pub async fn put_if_changed(&self, rel: &str, bytes: Vec<u8>) -> Result<bool, SinkError> {
+        if self.get(rel).await?.as_deref() == Some(bytes.as_slice()) {
+            return Ok(false);
+        }
+        self.put(rel, bytes).await?;
+        Ok(true)
+    }
+}
+
+/// Content-Type by file extension.
+pub fn content_type(rel: &str) -> &'static str {
+    match rel.rsplit('.').next() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("json") => "application/json",
+        Some("xml") => "application/xml",
+        Some("css") => "text/css",
+        _ => "application/octet-stream",
+    }
+}

@@ -1,0 +1,324 @@
+//! The task queue of distributed runs, in PostgreSQL: a run's planned work as `tasks` rows that
+//! any number of workers claim with `FOR UPDATE SKIP LOCKED` under an expiring lease (extended
+//! by heartbeats; a dead worker's tasks return when it lapses), plus the `workers` table whose
+//! live rows tell each worker its share of the provider's rate limit.
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Row};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error(
+        "distributed runs need a PostgreSQL store (store.url = \"postgres://…\"); this project uses {0}"
+    )]
+    NotPostgres(String),
+    #[error("task queue: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("cannot migrate the store: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// One claimed task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub seq: i64,
+    pub entity_key: String,
+    pub input_hash: String,
+    pub attempts: i32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub pending: i64,
+    pub running: i64,
+    pub done: i64,
+    pub failed: i64,
+}
+
+impl Counts {
+    pub fn open(&self) -> i64 {
+        self.pending + self.running
+    }
+}
+
+#[derive(Clone)]
+pub struct Queue {
+    pool: PgPool,
+    lease: Duration,
+}
+
+/// COPY text format: backslash, tab, newline and carriage return are escaped.
+pub(crate) fn copy_escape(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+impl Queue {
+    pub async fn connect(store_url: &str, lease: Duration) -> Result<Queue, QueueError> {
+        if !(store_url.starts_with("postgres://") || store_url.starts_with("postgresql://")) {
+            return Err(QueueError::NotPostgres(
+                store_url.split(':').next().unwrap_or("?").to_string(),
+            ));
+        }
+        let opts = PgConnectOptions::from_str(store_url)?.application_name("shopscribe-queue");
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Queue { pool, lease })
+    }
+
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Marks a run as distributed (its tasks are in the queue).
+    pub async fn mark_distributed(
+        &self,
+        run_id: i64,
+        entities: u64,
+        skipped: u64,
+    ) -> Result<(), QueueError> {
+        sqlx::query(
+            "UPDATE runs SET mode = 'distributed', entities = $2, skipped = $3 WHERE id = $1",
+        )
+        .bind(run_id)
+        .bind(entities as i64)
+        .bind(skipped as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Adds tasks with one COPY (about a million rows in a few seconds).
+    pub async fn enqueue(
+        &self,
+        run_id: i64,
+        tasks: &[(String, String)],
+    ) -> Result<u64, QueueError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut copy = conn
+            .copy_in_raw(
+                "COPY tasks (run_id, seq, entity_key, input_hash) FROM STDIN WITH (FORMAT text)",
+            )
+            .await?;
+        let mut buf = String::with_capacity(1 << 20);
+        for (seq, (key, hash)) in tasks.iter().enumerate() {
+            buf.push_str(&run_id.to_string());
+            buf.push('\t');
+            buf.push_str(&seq.to_string());
+            buf.push('\t');
+            copy_escape(key, &mut buf);
+            buf.push('\t');
+            copy_escape(hash, &mut buf);
+            buf.push('\n');
+            if buf.len() > (1 << 20) {
+                copy.send(std::mem::take(&mut buf).into_bytes()).await?;
+            }
+        }
+        if !buf.is_empty() {
+            copy.send(buf.into_bytes()).await?;
+        }
+        Ok(copy.finish().await?)
+    }
+
+    /// Claims up to `n` tasks: pending ones, or running ones whose lease lapsed (a dead worker's).
+    pub async fn claim(&self, run_id: i64, worker: &str, n: i64) -> Result<Vec<Task>, QueueError> {
+        let rows = sqlx::query(
+            "UPDATE tasks t SET state = 'running', worker = $2, attempts = t.attempts + 1, \
+             lease_until = now() + make_interval(secs => $3) \
+             FROM (SELECT run_id, seq FROM tasks \
+                   WHERE run_id = $1 AND (state = 'pending' OR (state = 'running' AND lease_until < now())) \
+                   ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED) c \
+             WHERE t.run_id = c.run_id AND t.seq = c.seq \
+             RETURNING t.seq, t.entity_key, t.input_hash, t.attempts",
+        )
+        .bind(run_id)
+        .bind(worker)
+        .bind(self.lease.as_secs_f64())
+        .bind(n)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Task {
+                    seq: r.try_get("seq")?,
+                    entity_key: r.try_get("entity_key")?,
+                    input_hash: r.try_get("input_hash")?,
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(QueueError::from)
+    }
+
+    /// Sets the final state of tasks this worker still holds; returns how many it held.
+    pub async fn complete(
+        &self,
+        run_id: i64,
+        worker: &str,
+        seqs: &[i64],
+        state: &str,
+    ) -> Result<u64, QueueError> {
+        let r = sqlx::query(
+            "UPDATE tasks SET state = $4, lease_until = NULL \
+             WHERE run_id = $1 AND seq = ANY($2) AND worker = $3 AND state = 'running'",
+        )
+        .bind(run_id)
+        .bind(seqs)
+        .bind(worker)
+        .bind(state)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Gives tasks back (the worker stops early).
+    pub async fn release(&self, run_id: i64, worker: &str, seqs: &[i64]) -> Result<(), QueueError> {
+        sqlx::query(
+            "UPDATE tasks SET state = 'pending', worker = NULL, lease_until = NULL \
+             WHERE run_id = $1 AND seq = ANY($2) AND worker = $3 AND state = 'running'",
+        )
+        .bind(run_id)
+        .bind(seqs)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that `worker` is alive, extends its leases, and returns how many workers are
+    /// alive on the run (heartbeat within two leases' thirds).
+    pub async fn heartbeat(&self, run_id: i64, worker: &str) -> Result<i64, QueueError> {
+        sqlx::query(
+            "INSERT INTO workers (id, run_id) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat = now(), run_id = excluded.run_id",
+        )
+        .bind(worker)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(
+            "UPDATE tasks SET lease_until = now() + make_interval(secs => $3) \
+             WHERE run_id = $1 AND worker = $2 AND state = 'running'",
+        )
+        .bind(run_id)
+        .bind(worker)
+        .bind(self.lease.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        let live: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM workers WHERE run_id = $1 AND heartbeat > now() - make_interval(secs => $2)",
+        )
+        .bind(run_id)
+        .bind(self.lease.as_secs_f64() * 2.0 / 3.0)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(live.max(1))
+    }
+
+    pub async fn leave(&self, worker: &str) -> Result<(), QueueError> {
+        sqlx::query("DELETE FROM workers WHERE id = $1")
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn counts(&self, run_id: i64) -> Result<Counts, QueueError> {
+        let rows =
+            sqlx::query("SELECT state, count(*) AS n FROM tasks WHERE run_id = $1 GROUP BY state")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut c = Counts::default();
+        for r in rows {
+            let n: i64 = r.try_get("n")?;
+            match r.try_get::<String, _>("state")?.as_str() {
+                "pending" => c.pending = n,
+                "running" => c.running = n,
+                "done" => c.done = n,
+                _ => c.failed += n,
+            }
+        }
+        Ok(c)
+    }
+
+    /// The oldest distributed run still running (of `job`, if given): (run id, job).
+    pub async fn open_run(&self, job: Option<&str>) -> Result<Option<(i64, String)>, QueueError> {
+        let row = sqlx::query(
+            "SELECT id, job FROM runs WHERE mode = 'distributed' AND status = 'running' \
+             AND ($1::text IS NULL OR job = $1) ORDER BY id LIMIT 1",
+        )
+        .bind(job)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| (r.get("id"), r.get("job"))))
+    }
+
+    /// The run's status ("running", "failed", …) and error, to stop when another worker failed it.
+    pub async fn run_status(&self, run_id: i64) -> Result<(String, Option<String>), QueueError> {
+        let r = sqlx::query("SELECT status, error FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((r.try_get("status")?, r.try_get("error")?))
+    }
+
+    /// Fails the run for every worker (a run-fatal provider error).
+    pub async fn fail_run(&self, run_id: i64, error: &str) -> Result<(), QueueError> {
+        sqlx::query(
+            "UPDATE runs SET status = 'failed', error = $2 WHERE id = $1 AND status = 'running'",
+        )
+        .bind(run_id)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Exactly one process wins the right to publish and finish the run.
+    pub async fn become_publisher(&self, run_id: i64, worker: &str) -> Result<bool, QueueError> {
+        let r = sqlx::query("UPDATE runs SET publisher = $2 WHERE id = $1 AND publisher IS NULL")
+            .bind(run_id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Tokens and cost recorded on the run's generations.
+    pub async fn spend(&self, run_id: i64) -> Result<(i64, i64, f64), QueueError> {
+        let r = sqlx::query(
+            "SELECT COALESCE(SUM(tokens_in), 0)::int8 AS i, COALESCE(SUM(tokens_out), 0)::int8 AS o, \
+             COALESCE(SUM(cost_usd), 0)::float8 AS c FROM generations WHERE run_id = $1",
+        )
+        .bind(run_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((r.try_get("i")?, r.try_get("o")?, r.try_get("c")?))
+    }
+
+    pub async fn run_started(&self, run_id: i64) -> Result<(u64, u64, String), QueueError> {
+        let r = sqlx::query("SELECT entities, skipped, started_at FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((
+            r.try_get::<i64, _>("entities")? as u64,
+            r.try_get::<i64, _>("skipped")? as u64,
+            r.try_get("started_at")?,
+        ))
+    }
+}

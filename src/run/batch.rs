@@ -1,0 +1,454 @@
+//! A run through the Batch API: collect batches an earlier (perhaps killed) process left open,
+//! plan, write the work as batch files, poll, validate and store every answer, then retry the
+//! failed and expired requests in real time or in follow-up batches.
+
+use super::{Executed, RunError, RunOptions, load_entities_as_of, publish_job};
+use crate::config::{BatchRetry, Job, Project};
+use crate::llm::batch::{
+    self, BatchClient, BatchResult, custom_id, parse_results, request_line, split,
+};
+use crate::llm::{ChatRequest, ErrorClass, Provider, ProviderError};
+use crate::plan::{self, WorkItem};
+use crate::prompt::Prompter;
+use crate::store::{BatchItem, BatchRecord, GenerationStatus, NewGeneration, RunFigures, Store};
+use crate::validate::Validator;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// Rounds of batches for one run: the first, then at most two follow-ups.
+const MAX_ROUNDS: usize = 3;
+
+pub(super) async fn execute(
+    project: &Project,
+    job: &Job,
+    run_id: i64,
+    store: Arc<dyn Store>,
+    provider: Arc<dyn Provider>,
+    opts: &RunOptions,
+) -> Result<Executed, RunError> {
+    let client = provider.batch_client().expect("batch provider");
+    let entities = load_entities_as_of(project, job, &opts.as_of()).await?;
+    let names: HashMap<String, String> = (0..entities.len())
+        .map(|i| (entities.keys[i].clone(), entities.name(i).to_string()))
+        .collect();
+    let validator = Validator::new(&job.schema, job.validate.clone()).map_err(RunError::Setup)?;
+    let ctx = Collect {
+        project,
+        job,
+        run_id,
+        store: store.as_ref(),
+        client,
+        validator: &validator,
+        names: &names,
+        provider: provider.as_ref(),
+    };
+    let mut figures = RunFigures {
+        entities: entities.len() as u64,
+        ..Default::default()
+    };
+
+    // Batches an earlier process submitted and never collected: they are paid for, collect them.
+    for b in store.open_batches(&job.name).await? {
+        info!(
+            row = b.row,
+            batch = b.batch_id.as_deref().unwrap_or("?"),
+            "resuming an open batch"
+        );
+        ctx.collect(&b, &mut figures)
+            .await
+            .map_err(|e| RunError::ProviderFatal(e.to_string()))?;
+    }
+
+    // One plan: the entities' hashes do not change between rounds, only their states do.
+    let states = store.entity_states(&job.name).await?;
+    let plan = plan::make_plan(job, entities, &states, provider.as_ref(), opts.force);
+    figures.skipped = (plan.entities.len() - plan.work.len()) as u64;
+    let mut attempted = plan.work.clone();
+    if let Some(limit) = opts.limit
+        && attempted.len() > limit
+    {
+        figures.pending = (attempted.len() - limit) as u64;
+        attempted.truncate(limit);
+    }
+    let mut realtime_failed = None;
+    let mut fatal = None;
+    for round in 0..MAX_ROUNDS {
+        let mut work: Vec<WorkItem> = if round == 0 {
+            attempted.clone()
+        } else {
+            still_to_do(store.as_ref(), job, &plan, &attempted).await?
+        };
+        if work.is_empty() {
+            break;
+        }
+        if round == 0
+            && let Some(limit) = opts.max_cost
+        {
+            let est = plan::estimate_work(
+                project,
+                job,
+                &plan,
+                &work,
+                provider.as_ref(),
+                store.as_ref(),
+            )
+            .await?;
+            let batch_cost = project
+                .llm
+                .price()
+                .map(|p| p.cost(est.prompt_tokens, est.output_tokens, true));
+            match batch_cost {
+                Some(c) if c > limit => return Err(RunError::OverBudget { estimate: c, limit }),
+                None => {
+                    return Err(RunError::Setup(format!(
+                        "--max-cost needs [llm.prices.\"{}\"]",
+                        provider.model()
+                    )));
+                }
+                _ => {}
+            }
+        }
+        if round > 0 && project.llm.batch_retry == BatchRetry::Realtime {
+            info!(
+                requests = work.len(),
+                "retrying failed batch requests in real time"
+            );
+            let before = figures.failed;
+            fatal = super::generate(
+                project,
+                job,
+                &plan,
+                std::mem::take(&mut work),
+                run_id,
+                store.clone(),
+                provider.clone(),
+                opts,
+                &mut figures,
+            )
+            .await?
+            .fatal;
+            realtime_failed = Some(figures.failed - before);
+            break;
+        }
+        info!(round, requests = work.len(), "submitting batch work");
+        let records = match ctx.submit(&plan, &work).await {
+            Ok(r) => r,
+            Err(e) if e.class() == ErrorClass::FatalForRun => {
+                fatal = Some(e.to_string());
+                break;
+            }
+            Err(e) => return Err(RunError::ProviderFatal(e.to_string())),
+        };
+        for r in &records {
+            ctx.collect(r, &mut figures)
+                .await
+                .map_err(|e| RunError::ProviderFatal(e.to_string()))?;
+        }
+    }
+
+    // Failed = attempted entities still without a good text for their current inputs.
+    let still = match realtime_failed {
+        Some(n) => n as usize,
+        None => still_to_do(store.as_ref(), job, &plan, &attempted)
+            .await?
+            .len(),
+    };
+    if fatal.is_some() {
+        figures.pending += still as u64;
+    } else {
+        figures.failed = still as u64;
+    }
+    let report = publish_job(project, job, &plan.entities, store.as_ref()).await?;
+    figures.pages_written = report.files_written as u64;
+    Ok((figures, report, fatal))
+}
+
+/// The attempted items whose entity still has no good text for its current input hash.
+async fn still_to_do(
+    store: &dyn Store,
+    job: &Job,
+    plan: &plan::Plan,
+    attempted: &[WorkItem],
+) -> Result<Vec<WorkItem>, RunError> {
+    let states = store.entity_states(&job.name).await?;
+    Ok(attempted
+        .iter()
+        .filter(|w| {
+            states
+                .get(&plan.entities.keys[w.index])
+                .and_then(|s| s.good_input_hash.as_deref())
+                != Some(w.input_hash.as_str())
+        })
+        .cloned()
+        .collect())
+}
+
+struct Collect<'a> {
+    project: &'a Project,
+    job: &'a Job,
+    run_id: i64,
+    store: &'a dyn Store,
+    client: &'a BatchClient,
+    validator: &'a Validator,
+    names: &'a HashMap<String, String>,
+    provider: &'a dyn Provider,
+}
+
+/// Retries a batch API call that failed transiently (5 attempts, backoff from 1 s).
+async fn retrying<T, F, Fut>(what: &str, mut f: F) -> Result<T, ProviderError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ProviderError>>,
+{
+    let mut wait = Duration::from_secs(1);
+    for attempt in 1.. {
+        match f().await {
+            Err(e) if e.class() == ErrorClass::Retryable && attempt < 5 => {
+                warn!(error = %e, attempt, "{what} failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            other => return other,
+        }
+    }
+    unreachable!()
+}
+
+impl Collect<'_> {
+    /// Writes the work as batch files and creates the batches, recording each before creating it.
+    async fn submit(
+        &self,
+        plan: &plan::Plan,
+        work: &[WorkItem],
+    ) -> Result<Vec<BatchRecord>, ProviderError> {
+        let prompter = Prompter::new(self.job).map_err(|e| ProviderError::Fatal(e.to_string()))?;
+        let schema = Arc::new(self.job.schema.clone());
+        let mut lines = Vec::with_capacity(work.len());
+        let mut items = HashMap::with_capacity(work.len());
+        for w in work {
+            let key = &plan.entities.keys[w.index];
+            let (system, user) = prompter
+                .render(key, &w.context)
+                .map_err(|e| ProviderError::Fatal(e.to_string()))?;
+            let request = ChatRequest {
+                entity_key: key.clone(),
+                system,
+                user,
+                schema: schema.clone(),
+                max_output_tokens: self.project.llm.max_output_tokens,
+                temperature: self.project.llm.temperature,
+                context: w.context.clone(),
+            };
+            let body = self
+                .provider
+                .request_body(&request)
+                .expect("batch providers write bodies");
+            let cid = custom_id(&w.input_hash, key);
+            lines.push(request_line(&cid, &body));
+            items.insert(
+                cid.clone(),
+                BatchItem {
+                    custom_id: cid,
+                    entity_key: key.clone(),
+                    input_hash: w.input_hash.clone(),
+                    prompt_system: request.system,
+                    prompt_user: request.user,
+                },
+            );
+        }
+        let mut records = Vec::new();
+        for chunk in split(lines, self.project.llm.batch_max_requests, batch::MAX_BYTES) {
+            let chunk_items: Vec<BatchItem> = chunk
+                .iter()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|v| items.get(v["custom_id"].as_str()?).cloned())
+                .collect();
+            let mut bytes = chunk.join("\n").into_bytes();
+            bytes.push(b'\n');
+            let file_id = retrying("uploading a batch file", || {
+                self.client.upload(bytes.clone())
+            })
+            .await?;
+            let row = self
+                .store
+                .insert_batch(self.run_id, &self.job.name, &file_id, &chunk_items)
+                .await
+                .map_err(|e| ProviderError::Fatal(e.to_string()))?;
+            let info = retrying("creating a batch", || self.client.create(&file_id)).await?;
+            self.store
+                .update_batch(row, Some(&info.id), "submitted", None)
+                .await
+                .map_err(|e| ProviderError::Fatal(e.to_string()))?;
+            info!(batch = %info.id, requests = chunk_items.len(), "batch created");
+            records.push(BatchRecord {
+                row,
+                run_id: self.run_id,
+                job: self.job.name.clone(),
+                input_file_id: file_id,
+                batch_id: Some(info.id),
+                status: "submitted".into(),
+                requests: chunk_items.len() as u64,
+            });
+        }
+        Ok(records)
+    }
+
+    /// Waits for one batch, then validates and stores every answer; a request without a good
+    /// answer is stored as failed (its entity is retried by the next round or run).
+    async fn collect(
+        &self,
+        b: &BatchRecord,
+        figures: &mut RunFigures,
+    ) -> Result<(), ProviderError> {
+        let fail = |e: crate::store::StoreError| ProviderError::Fatal(e.to_string());
+        let batch_id = match &b.batch_id {
+            Some(id) => id.clone(),
+            None => {
+                // Killed between recording and creating: adopt the batch if it was created.
+                let existing = retrying("listing batches", || self.client.list()).await?;
+                let info = match existing
+                    .into_iter()
+                    .find(|x| x.input_file_id == b.input_file_id)
+                {
+                    Some(info) => info,
+                    None => {
+                        retrying("creating a batch", || self.client.create(&b.input_file_id))
+                            .await?
+                    }
+                };
+                self.store
+                    .update_batch(b.row, Some(&info.id), "submitted", None)
+                    .await
+                    .map_err(fail)?;
+                info.id
+            }
+        };
+        let llm = &self.project.llm;
+        let info = self
+            .client
+            .wait(&batch_id, llm.batch_poll_first, llm.batch_poll_max)
+            .await?;
+        info!(batch = %batch_id, status = %info.status, "batch finished");
+        let mut results = HashMap::new();
+        for file in [&info.output_file_id, &info.error_file_id]
+            .into_iter()
+            .flatten()
+        {
+            let text = retrying("downloading batch results", || self.client.content(file)).await?;
+            results.extend(parse_results(&text));
+        }
+        let states = self
+            .store
+            .entity_states(&self.job.name)
+            .await
+            .map_err(fail)?;
+        let price = llm.price();
+        let mut generations = Vec::new();
+        for it in self.store.batch_items(b.row).await.map_err(fail)? {
+            // Already stored by a process killed after recording but before closing the batch.
+            if states
+                .get(&it.entity_key)
+                .is_some_and(|s| s.good_input_hash.as_deref() == Some(it.input_hash.as_str()))
+            {
+                continue;
+            }
+            let name = self
+                .names
+                .get(&it.entity_key)
+                .cloned()
+                .unwrap_or_else(|| it.entity_key.clone());
+            let mut g = NewGeneration {
+                run_id: self.run_id,
+                job: self.job.name.clone(),
+                entity_key: it.entity_key.clone(),
+                input_hash: it.input_hash.clone(),
+                status: GenerationStatus::Failed,
+                prompt_system: it.prompt_system.clone(),
+                prompt_user: it.prompt_user.clone(),
+                output: None,
+                error: None,
+                provider: "openai-batch".into(),
+                model: self.provider.model().to_string(),
+                tokens_in: 0,
+                tokens_out: 0,
+                cost_usd: 0.0,
+                latency_ms: 0,
+                attempts: 1,
+                attempt_log: Vec::new(),
+            };
+            match results.remove(&it.custom_id) {
+                Some(BatchResult::Answer {
+                    content,
+                    usage,
+                    finish_reason,
+                }) => {
+                    g.tokens_in = usage.prompt_tokens;
+                    g.tokens_out = usage.completion_tokens;
+                    g.cost_usd = price.map_or(0.0, |p| {
+                        p.cost(
+                            usage.prompt_tokens as u64,
+                            usage.completion_tokens as u64,
+                            true,
+                        )
+                    });
+                    if finish_reason == "length" {
+                        g.error = Some("the answer was cut off at the output token limit".into());
+                        g.attempt_log.push("truncated".into());
+                    } else {
+                        let prompt = format!("{}\n{}", it.prompt_system, it.prompt_user);
+                        match self.validator.check(&content, &prompt, &name) {
+                            Ok(_) => {
+                                g.status = GenerationStatus::Ok;
+                                g.attempt_log.push("ok".into());
+                            }
+                            Err(rejection) => {
+                                g.status = GenerationStatus::Invalid;
+                                g.error = Some(rejection.to_string());
+                                g.attempt_log.push("invalid".into());
+                            }
+                        }
+                    }
+                    g.output = Some(content);
+                }
+                Some(BatchResult::Error(message)) => {
+                    g.error = Some(message);
+                    g.attempt_log.push("batch_error".into());
+                }
+                None => {
+                    g.error = Some(format!(
+                        "no answer in batch {batch_id} (status {})",
+                        info.status
+                    ));
+                    g.attempt_log.push("batch_missing".into());
+                }
+            }
+            figures.tokens_in += g.tokens_in as u64;
+            figures.tokens_out += g.tokens_out as u64;
+            figures.cost_usd += g.cost_usd;
+            if g.status == GenerationStatus::Ok {
+                figures.generated += 1;
+            }
+            generations.push(g);
+        }
+        for chunk in generations.chunks(500) {
+            self.store.record_generations(chunk).await.map_err(fail)?;
+        }
+        let status = if info.status == "completed" {
+            "collected"
+        } else {
+            "failed"
+        };
+        self.store
+            .update_batch(
+                b.row,
+                None,
+                status,
+                (status == "failed").then_some(info.status.as_str()),
+            )
+            .await
+            .map_err(fail)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,779 @@
+//! One run of a job, end to end: source → features → plan → generate (bounded concurrency,
+//! retries, validation, one repair attempt) → store → publish. Results are stored in small
+//! batches as they complete, so a killed run loses at most the requests in flight, and a re-run
+//! picks up exactly the entities without a good text for their current inputs.
+
+use crate::config::{Job, Project};
+use crate::llm::{ChatRequest, ErrorClass, Provider, ProviderError};
+use crate::plan::{self, Plan, WorkItem};
+use crate::prompt::Prompter;
+use crate::publish::{self, JobInfo, PageInput, PublishReport, SiteInfo, sink::Sink};
+use crate::source;
+use crate::store::{GenerationStatus, NewGeneration, RunFigures, RunStatus, Store};
+use crate::validate::Validator;
+use futures::StreamExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+mod batch;
+pub mod worker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+    #[error(transparent)]
+    Prompt(#[from] crate::prompt::PromptError),
+    #[error(transparent)]
+    Publish(#[from] publish::PublishError),
+    #[error("{0}")]
+    Setup(String),
+    /// The estimate is above `--max-cost`; nothing was spent.
+    #[error(
+        "the estimated cost ${estimate:.4} exceeds --max-cost ${limit:.4}; nothing was sent (raise the limit or use --limit)"
+    )]
+    OverBudget { estimate: f64, limit: f64 },
+    /// The provider cannot serve any request (bad key, unknown model, no quota).
+    #[error("the run was stopped: {0}")]
+    ProviderFatal(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Generate at most this many entities (the rest stay pending for the next run).
+    pub limit: Option<usize>,
+    /// Regenerate entities whose inputs did not change.
+    pub force: bool,
+    /// Draw a progress bar (only when stderr is a terminal).
+    pub progress: bool,
+    /// Refuse to start when the estimated cost exceeds this (USD), and stop cleanly once the
+    /// actual spend reaches it (the rest stays pending).
+    pub max_cost: Option<f64>,
+    /// Bound to `:as_of` in the job's SQL (RFC 3339); default: now.
+    pub as_of: Option<String>,
+}
+
+impl RunOptions {
+    fn as_of(&self) -> String {
+        self.as_of.clone().unwrap_or_else(crate::store::now_text)
+    }
+}
+
+/// Normalises a user-given time ("2026-11-01", "2026-11-01T12:00:00Z", "…+01:00") to the
+/// stored form (UTC, milliseconds), or explains the accepted forms.
+pub fn parse_as_of(s: &str) -> Result<String, String> {
+    use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t
+            .with_timezone(&Utc)
+            .to_rfc3339_opts(SecondsFormat::Millis, true));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let t = d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
+        return Ok(t.to_rfc3339_opts(SecondsFormat::Millis, true));
+    }
+    Err(format!(
+        "`{s}` is not a time; use 2026-11-01 or 2026-11-01T12:00:00Z"
+    ))
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_id: i64,
+    pub job: String,
+    pub status: RunStatus,
+    pub figures: RunFigures,
+    pub publish: PublishReport,
+    pub site_url: String,
+    pub provider: String,
+    pub model: String,
+    pub error: Option<String>,
+}
+
+/// The job's rows as entities, from the store's database or the configured source, with
+/// `:as_of` bound to `as_of` (RFC 3339; default now).
+pub async fn load_entities(project: &Project, job: &Job) -> Result<source::Entities, RunError> {
+    load_entities_as_of(project, job, &crate::store::now_text()).await
+}
+
+pub async fn load_entities_as_of(
+    project: &Project,
+    job: &Job,
+    as_of: &str,
+) -> Result<source::Entities, RunError> {
+    Ok(source::fetch_entities(&source::SourceSettings::of(project), job, as_of).await?)
+}
+
+/// Builds the plan of a job without spending anything.
+pub async fn plan_job(
+    project: &Project,
+    job: &Job,
+    store: &dyn Store,
+    provider: &dyn Provider,
+    force: bool,
+) -> Result<Plan, RunError> {
+    plan_job_as_of(
+        project,
+        job,
+        store,
+        provider,
+        force,
+        &crate::store::now_text(),
+    )
+    .await
+}
+
+/// [`plan_job`] with `:as_of` bound to a given time.
+pub async fn plan_job_as_of(
+    project: &Project,
+    job: &Job,
+    store: &dyn Store,
+    provider: &dyn Provider,
+    force: bool,
+    as_of: &str,
+) -> Result<Plan, RunError> {
+    let t = Instant::now();
+    let entities = load_entities_as_of(project, job, as_of).await?;
+    info!(job = %job.name, entities = entities.len(), ms = t.elapsed().as_millis() as u64, "source read");
+    let t = Instant::now();
+    let states = store.entity_states(&job.name).await?;
+    let plan = plan::make_plan(job, entities, &states, provider, force);
+    info!(
+        new = plan.new,
+        changed = plan.changed,
+        retry = plan.retry,
+        unchanged = plan.unchanged,
+        ms = t.elapsed().as_millis() as u64,
+        "features derived and work planned"
+    );
+    Ok(plan)
+}
+
+/// Runs `job_name` of `project` end to end.
+pub async fn run_job(
+    project: &Project,
+    job_name: &str,
+    store: Arc<dyn Store>,
+    provider: Arc<dyn Provider>,
+    opts: &RunOptions,
+) -> Result<RunSummary, RunError> {
+    let job = project.job(job_name).map_err(RunError::Setup)?.clone();
+    let started = Instant::now();
+    let run_id = store
+        .create_run(&job.name, provider.name(), provider.model())
+        .await?;
+    info!(run_id, job = %job.name, provider = provider.name(), model = provider.model(), "run started");
+    let result = execute(
+        project,
+        &job,
+        run_id,
+        store.clone(),
+        provider.clone(),
+        opts,
+        started,
+    )
+    .await;
+    match result {
+        Ok((mut figures, publish, fatal)) => {
+            figures.duration_ms = started.elapsed().as_millis() as u64;
+            let status = if fatal.is_some() {
+                RunStatus::Failed
+            } else if figures.failed > 0 || figures.pending > 0 {
+                RunStatus::Partial
+            } else {
+                RunStatus::Succeeded
+            };
+            crate::store::with_reconnect("finishing the run", || {
+                store.finish_run(run_id, status, &figures, fatal.as_deref())
+            })
+            .await?;
+            info!(
+                run_id,
+                status = status.as_str(),
+                ms = figures.duration_ms,
+                "run finished"
+            );
+            let summary = RunSummary {
+                run_id,
+                job: job.name.clone(),
+                status,
+                figures,
+                publish,
+                site_url: project.publish.url.clone(),
+                provider: provider.name().to_string(),
+                model: provider.model().to_string(),
+                error: fatal,
+            };
+            crate::notify::send(project, &crate::notify::Event::Finished(&summary)).await;
+            Ok(summary)
+        }
+        Err(e) => {
+            let figures = RunFigures {
+                duration_ms: started.elapsed().as_millis() as u64,
+                ..Default::default()
+            };
+            let _ = store
+                .finish_run(run_id, RunStatus::Failed, &figures, Some(&e.to_string()))
+                .await;
+            let message = e.to_string();
+            crate::notify::send(
+                project,
+                &crate::notify::Event::Failed {
+                    job: &job.name,
+                    error: &message,
+                },
+            )
+            .await;
+            Err(e)
+        }
+    }
+}
+
+type Executed = (RunFigures, PublishReport, Option<String>);
+
+/// Publishes the latest good text of every entity currently in the source.
+async fn publish_job(
+    project: &Project,
+    job: &Job,
+    entities: &source::Entities,
+    store: &dyn Store,
+) -> Result<PublishReport, RunError> {
+    let t = Instant::now();
+    let sink = Sink::open(&project.publish.url).map_err(publish::PublishError::from)?;
+    let good = store.good_generations(&job.name, &entities.keys).await?;
+    let index: std::collections::HashMap<&str, usize> = entities
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
+    let pages: Vec<PageInput> = good
+        .into_iter()
+        .filter_map(|g| {
+            let i = *index.get(g.entity_key.as_str())?;
+            let output = serde_json::from_str(&g.output).ok()?;
+            Some(PageInput {
+                name: entities.name(i).to_string(),
+                group: entities.group(i).map(str::to_string),
+                key: g.entity_key,
+                output,
+                input_hash: g.input_hash,
+                generation_id: g.generation_id,
+                run_id: g.run_id,
+                generated_at: g.created_at,
+            })
+        })
+        .collect();
+    let report = publish::publish(
+        &sink,
+        &SiteInfo {
+            name: project.name.clone(),
+            base_url: project.publish.base_url.clone(),
+        },
+        &JobInfo {
+            name: job.name.clone(),
+            description: job.description.clone(),
+            entity_label: job.entity_label.clone(),
+            group_label: job.group_label.clone(),
+        },
+        pages,
+    )
+    .await?;
+    info!(
+        pages = report.pages,
+        written = report.files_written,
+        unchanged = report.files_unchanged,
+        removed = report.files_removed,
+        ms = t.elapsed().as_millis() as u64,
+        "site published"
+    );
+    Ok(report)
+}
+
+async fn execute(
+    project: &Project,
+    job: &Job,
+    run_id: i64,
+    store: Arc<dyn Store>,
+    provider: Arc<dyn Provider>,
+    opts: &RunOptions,
+    started: Instant,
+) -> Result<Executed, RunError> {
+    if provider.batch_client().is_some() {
+        return batch::execute(project, job, run_id, store, provider, opts).await;
+    }
+    let plan = plan_job_as_of(
+        project,
+        job,
+        store.as_ref(),
+        provider.as_ref(),
+        opts.force,
+        &opts.as_of(),
+    )
+    .await?;
+    let mut figures = RunFigures {
+        entities: plan.entities.len() as u64,
+        skipped: (plan.entities.len() - plan.work.len()) as u64,
+        ..Default::default()
+    };
+    let mut work = plan.work.clone();
+    if let Some(limit) = opts.limit
+        && work.len() > limit
+    {
+        figures.pending = (work.len() - limit) as u64;
+        work.truncate(limit);
+    }
+    if let Some(limit) = opts.max_cost {
+        let est = plan::estimate_work(
+            project,
+            job,
+            &plan,
+            &work,
+            provider.as_ref(),
+            store.as_ref(),
+        )
+        .await?;
+        match est.cost_usd {
+            Some(c) if c > limit => return Err(RunError::OverBudget { estimate: c, limit }),
+            None if !work.is_empty() => {
+                return Err(RunError::Setup(format!(
+                    "--max-cost needs a price for model `{}`: add [llm.prices.\"{}\"] to shopscribe.toml",
+                    provider.model(),
+                    provider.model()
+                )));
+            }
+            _ => {}
+        }
+        info!(
+            estimate = est.cost_usd.unwrap_or(0.0),
+            limit, "cost estimate within --max-cost"
+        );
+    }
+
+    let fatal = generate(
+        project,
+        job,
+        &plan,
+        work,
+        run_id,
+        store.clone(),
+        provider,
+        opts,
+        &mut figures,
+    )
+    .await?
+    .fatal;
+    info!(
+        generated = figures.generated,
+        failed = figures.failed,
+        ms = started.elapsed().as_millis() as u64,
+        "generation finished"
+    );
+
+    // Publish what is good, also after a fatal provider error: nothing generated is held back.
+    let report = publish_job(project, job, &plan.entities, store.as_ref()).await?;
+    figures.pages_written = report.files_written as u64;
+    Ok((figures, report, fatal))
+}
+
+/// The outcome of one entity's generation.
+struct Outcome {
+    generation: NewGeneration,
+    fatal: Option<String>,
+    /// The run stopped before this entity got an answer: it stays pending, unrecorded.
+    stopped: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn generate(
+    project: &Project,
+    job: &Job,
+    plan: &Plan,
+    work: Vec<WorkItem>,
+    run_id: i64,
+    store: Arc<dyn Store>,
+    provider: Arc<dyn Provider>,
+    opts: &RunOptions,
+    figures: &mut RunFigures,
+) -> Result<Generated, RunError> {
+    let mut out = Generated::default();
+    if work.is_empty() {
+        return Ok(out);
+    }
+    let prompter = Arc::new(Prompter::new(job)?);
+    let validator =
+        Arc::new(Validator::new(&job.schema, job.validate.clone()).map_err(RunError::Setup)?);
+    let schema = Arc::new(job.schema.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    // Spend so far in micro-USD, updated by each task as it finishes so --max-cost stops new
+    // requests at once (not when the consumer gets to the result).
+    let spent = Arc::new(std::sync::atomic::AtomicU64::new(
+        (figures.cost_usd * 1e6) as u64,
+    ));
+    let max_cost = opts.max_cost;
+    let bar = progress_bar(work.len() as u64, opts.progress);
+    let total = work.len() as u64;
+
+    let tasks = work.into_iter().map(|w| {
+        let key = plan.entities.keys[w.index].clone();
+        let name = plan.entities.name(w.index).to_string();
+        let (prompter, validator, provider, schema, stop, spent) = (
+            prompter.clone(),
+            validator.clone(),
+            provider.clone(),
+            schema.clone(),
+            stop.clone(),
+            spent.clone(),
+        );
+        let llm = project.llm.clone();
+        let job_name = job.name.clone();
+        async move {
+            if stop.load(Ordering::Relaxed) {
+                return Ok::<Option<Outcome>, RunError>(None);
+            }
+            let (system, user) = prompter.render(&key, &w.context)?;
+            let request = ChatRequest {
+                entity_key: key.clone(),
+                system,
+                user,
+                schema: schema.clone(),
+                max_output_tokens: llm.max_output_tokens,
+                temperature: llm.temperature,
+                context: w.context.clone(),
+            };
+            let policy = AttemptPolicy {
+                max_attempts: llm.max_attempts,
+                budget: llm.max_entity_time,
+                price: llm.price(),
+            };
+            let mut outcome =
+                generate_one(&*provider, &validator, request, &name, policy, &stop).await;
+            // Too long for the model: render again with the template's optional parts left out
+            // (`trim` is true) and try once more, if that made the prompt shorter.
+            if outcome.generation.attempt_log.last().map(String::as_str) == Some("context_too_long")
+            {
+                let mut trimmed = (*w.context).clone();
+                trimmed["trim"] = serde_json::Value::Bool(true);
+                let (system, user) = prompter.render(&key, &trimmed)?;
+                let before = &outcome.generation;
+                let left = llm.max_attempts.saturating_sub(before.attempts);
+                if left > 0
+                    && system.len() + user.len()
+                        < before.prompt_system.len() + before.prompt_user.len()
+                {
+                    let request = ChatRequest {
+                        entity_key: key.clone(),
+                        system,
+                        user,
+                        schema: schema.clone(),
+                        max_output_tokens: llm.max_output_tokens,
+                        temperature: llm.temperature,
+                        context: Arc::new(trimmed),
+                    };
+                    let policy = AttemptPolicy {
+                        max_attempts: left,
+                        ..policy
+                    };
+                    let second =
+                        generate_one(&*provider, &validator, request, &name, policy, &stop).await;
+                    let first = std::mem::replace(&mut outcome, second);
+                    let g = &mut outcome.generation;
+                    g.attempts += first.generation.attempts;
+                    g.tokens_in += first.generation.tokens_in;
+                    g.tokens_out += first.generation.tokens_out;
+                    g.cost_usd += first.generation.cost_usd;
+                    g.latency_ms += first.generation.latency_ms;
+                    let mut log = first.generation.attempt_log;
+                    log.append(&mut g.attempt_log);
+                    g.attempt_log = log;
+                }
+            }
+            if outcome.fatal.is_some() {
+                // Stop here, not when the consumer sees it, so no further request is started.
+                stop.store(true, Ordering::Relaxed);
+            }
+            let total = spent.fetch_add(
+                (outcome.generation.cost_usd * 1e6) as u64,
+                Ordering::Relaxed,
+            ) + (outcome.generation.cost_usd * 1e6) as u64;
+            if max_cost.is_some_and(|m| total as f64 / 1e6 >= m)
+                && !stop.swap(true, Ordering::Relaxed)
+            {
+                warn!(
+                    spent = total as f64 / 1e6,
+                    "--max-cost reached; the rest stays pending"
+                );
+            }
+            Ok(Some(Outcome {
+                generation: NewGeneration {
+                    run_id,
+                    job: job_name,
+                    entity_key: key,
+                    input_hash: w.input_hash,
+                    provider: provider.name().to_string(),
+                    model: provider.model().to_string(),
+                    ..outcome.generation
+                },
+                fatal: outcome.fatal,
+                stopped: outcome.stopped,
+            }))
+        }
+    });
+
+    let mut fatal = None;
+    let mut done = 0u64;
+    let mut results = futures::stream::iter(tasks)
+        .buffer_unordered(project.llm.max_in_flight)
+        .ready_chunks(64);
+    while let Some(chunk) = results.next().await {
+        let mut batch = Vec::with_capacity(chunk.len());
+        for r in chunk {
+            let Some(outcome) = r? else { continue };
+            if let Some(f) = outcome.fatal {
+                // The row that met a run-fatal error is not recorded: it stays pending.
+                if fatal.is_none() {
+                    warn!(error = %f, "provider error that no retry can fix; stopping the run");
+                    fatal = Some(f);
+                }
+                stop.store(true, Ordering::Relaxed);
+                continue;
+            }
+            let g = outcome.generation;
+            if outcome.stopped {
+                // Left pending; whatever its earlier attempts used is still counted as spent.
+                figures.tokens_in += g.tokens_in as u64;
+                figures.tokens_out += g.tokens_out as u64;
+                figures.cost_usd += g.cost_usd;
+                continue;
+            }
+            figures.tokens_in += g.tokens_in as u64;
+            figures.tokens_out += g.tokens_out as u64;
+            figures.cost_usd += g.cost_usd;
+            match g.status {
+                GenerationStatus::Ok => figures.generated += 1,
+                _ => {
+                    figures.failed += 1;
+                    warn!(key = %g.entity_key, error = g.error.as_deref().unwrap_or(""), "entity failed");
+                }
+            }
+            out.outcomes.push((g.entity_key.clone(), g.status));
+            batch.push(g);
+        }
+        crate::store::with_reconnect("storing generations", || store.record_generations(&batch))
+            .await?;
+        done += batch.len() as u64;
+        if let Some(b) = &bar {
+            b.set_position(done);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    figures.pending += total - done;
+    out.fatal = fatal;
+    Ok(out)
+}
+
+/// What [`generate`] did.
+#[derive(Debug, Default)]
+pub(crate) struct Generated {
+    /// A provider error that stopped the run.
+    pub fatal: Option<String>,
+    /// The recorded outcome of each entity that got one (stopped ones are absent: pending).
+    pub outcomes: Vec<(String, GenerationStatus)>,
+}
+
+/// Limits of one entity's attempts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AttemptPolicy {
+    max_attempts: u32,
+    budget: Duration,
+    price: Option<crate::config::Price>,
+}
+
+/// Calls the provider until the output validates, a row-fatal error occurs, or the attempts or
+/// the entity's time budget run out. Retryable errors back off with full jitter (a 429's shared
+/// pause is enforced by the provider's limiter); a truncated answer is retried with twice the
+/// output budget (doubled once, never again); a rejected output gets a repair attempt whose
+/// prompt carries the validator's message. Either gives up after `MAX_TRUNCATED` /
+/// `MAX_INVALID` such answers, so a model that keeps rambling or keeps breaking the schema is
+/// not paid for forever, while a one-off bad answer (the common case) never costs an entity.
+/// Every attempt's outcome is logged on the generation.
+/// Invalid answers (each followed by a repair prompt) after which an entity is given up.
+const MAX_INVALID: u32 = 3;
+/// Truncated answers after which an entity is given up.
+const MAX_TRUNCATED: u32 = 3;
+
+async fn generate_one(
+    provider: &dyn Provider,
+    validator: &Validator,
+    mut request: ChatRequest,
+    name: &str,
+    policy: AttemptPolicy,
+    stop: &AtomicBool,
+) -> Outcome {
+    let started = Instant::now();
+    let original_user = request.user.clone();
+    let prompt_for_guard = format!("{}\n{}", request.system, original_user);
+    let mut g = NewGeneration {
+        run_id: 0,
+        job: String::new(),
+        entity_key: String::new(),
+        input_hash: String::new(),
+        status: GenerationStatus::Failed,
+        prompt_system: request.system.clone(),
+        prompt_user: request.user.clone(),
+        output: None,
+        error: None,
+        provider: String::new(),
+        model: String::new(),
+        tokens_in: 0,
+        tokens_out: 0,
+        cost_usd: 0.0,
+        latency_ms: 0,
+        attempts: 0,
+        attempt_log: Vec::new(),
+    };
+    let charge = |g: &mut NewGeneration, usage: crate::llm::Usage| {
+        g.tokens_in += usage.prompt_tokens;
+        g.tokens_out += usage.completion_tokens;
+        if let Some(p) = policy.price {
+            g.cost_usd += p.cost(
+                usage.prompt_tokens as u64,
+                usage.completion_tokens as u64,
+                false,
+            );
+        }
+    };
+    let (mut invalid_answers, mut truncated_answers) = (0u32, 0u32);
+    let mut backoff = Duration::from_millis(500);
+    while g.attempts < policy.max_attempts {
+        if stop.load(Ordering::Relaxed) {
+            return Outcome {
+                generation: g,
+                fatal: None,
+                stopped: true,
+            };
+        }
+        if started.elapsed() >= policy.budget {
+            g.error = Some(format!(
+                "gave up after {:.0} s (llm.max_entity_seconds); last error: {}",
+                started.elapsed().as_secs_f64(),
+                g.error.as_deref().unwrap_or("none")
+            ));
+            break;
+        }
+        g.attempts += 1;
+        match provider.complete(&request).await {
+            Ok(resp) => {
+                charge(&mut g, resp.usage);
+                g.latency_ms += resp.latency.as_millis() as u64;
+                match validator.check(&resp.content, &prompt_for_guard, name) {
+                    Ok(_) => {
+                        g.attempt_log.push("ok".into());
+                        g.status = GenerationStatus::Ok;
+                        g.output = Some(resp.content);
+                        g.error = None;
+                        return Outcome {
+                            generation: g,
+                            fatal: None,
+                            stopped: false,
+                        };
+                    }
+                    Err(rejection) => {
+                        g.attempt_log.push("invalid".into());
+                        g.status = GenerationStatus::Invalid;
+                        g.error = Some(rejection.to_string());
+                        g.output = Some(resp.content.clone());
+                        invalid_answers += 1;
+                        if invalid_answers >= MAX_INVALID {
+                            break;
+                        }
+                        request.user = format!(
+                            "{original_user}\n\nYour previous answer was rejected: {rejection}\n\
+                             Previous answer:\n{}\n\nReturn a corrected JSON object.",
+                            resp.content
+                        );
+                        g.prompt_user = request.user.clone();
+                    }
+                }
+            }
+            Err(e) => {
+                g.attempt_log.push(e.kind().into());
+                g.error = Some(e.to_string());
+                g.status = GenerationStatus::Failed;
+                match e.class() {
+                    ErrorClass::FatalForRun => {
+                        return Outcome {
+                            generation: g,
+                            fatal: Some(e.to_string()),
+                            stopped: false,
+                        };
+                    }
+                    ErrorClass::FatalForRow => break,
+                    ErrorClass::Retryable => {
+                        let wait = match &e {
+                            ProviderError::Truncated { usage, .. } => {
+                                charge(&mut g, *usage);
+                                truncated_answers += 1;
+                                if truncated_answers >= MAX_TRUNCATED {
+                                    break;
+                                }
+                                if truncated_answers == 1 {
+                                    request.max_output_tokens =
+                                        request.max_output_tokens.saturating_mul(2);
+                                    Duration::ZERO
+                                } else {
+                                    full_jitter(Duration::from_millis(500))
+                                }
+                            }
+                            // The limiter already holds every request for the server's pause;
+                            // a little jitter spreads the restart.
+                            ProviderError::RateLimited { .. } => {
+                                full_jitter(Duration::from_millis(100))
+                            }
+                            _ => {
+                                let w = full_jitter(backoff);
+                                backoff = (backoff * 2).min(Duration::from_secs(30));
+                                w
+                            }
+                        };
+                        let left = policy.budget.saturating_sub(started.elapsed());
+                        tokio::time::sleep(wait.min(left)).await;
+                    }
+                }
+            }
+        }
+    }
+    Outcome {
+        generation: g,
+        fatal: None,
+        stopped: false,
+    }
+}
+
+/// "Full jitter" backoff: a uniform wait between zero and the current ceiling.
+fn full_jitter(ceiling: Duration) -> Duration {
+    use rand::RngExt;
+    ceiling.mul_f64(rand::rng().random::<f64>())
+}
+
+fn progress_bar(len: u64, wanted: bool) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !wanted || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} generating [{bar:40}] {pos}/{len} {per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    Some(bar)
+}

@@ -1,0 +1,352 @@
+//! Distributed runs: one process plans a run into the PostgreSQL task queue, any number of
+//! workers (on any machines) claim tasks under leases, generate, and mark them done; the last
+//! one out — exactly one, by an atomic claim on the run row — publishes and finishes the run.
+
+use super::{
+    Generated, RunError, RunOptions, RunSummary, generate, load_entities, plan_job_as_of,
+    publish_job,
+};
+use crate::config::Project;
+use crate::llm::Provider;
+use crate::plan::{self, WorkItem};
+use crate::queue::{Queue, Task};
+use crate::store::{GenerationStatus, RunFigures, RunStatus, Store};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+impl From<crate::queue::QueueError> for RunError {
+    fn from(e: crate::queue::QueueError) -> RunError {
+        RunError::Setup(e.to_string())
+    }
+}
+
+/// A run planned into the queue.
+#[derive(Debug, Clone)]
+pub struct Enqueued {
+    pub run_id: i64,
+    pub tasks: u64,
+    pub entities: u64,
+    pub skipped: u64,
+    pub pending: u64,
+}
+
+/// Plans `job` and puts its work list into the task queue as a new distributed run.
+pub async fn enqueue(
+    project: &Project,
+    job_name: &str,
+    store: &dyn Store,
+    provider: &dyn Provider,
+    queue: &Queue,
+    opts: &RunOptions,
+) -> Result<Enqueued, RunError> {
+    let job = project.job(job_name).map_err(RunError::Setup)?;
+    let run_id = store
+        .create_run(&job.name, provider.name(), provider.model())
+        .await?;
+    let plan = plan_job_as_of(project, job, store, provider, opts.force, &opts.as_of()).await?;
+    let mut work = plan.work.clone();
+    let pending = opts.limit.filter(|&l| work.len() > l).map_or(0, |l| {
+        let p = work.len() - l;
+        work.truncate(l);
+        p
+    });
+    let skipped = (plan.entities.len() - plan.work.len()) as u64;
+    queue
+        .mark_distributed(run_id, plan.entities.len() as u64, skipped)
+        .await?;
+    let t = Instant::now();
+    let tasks: Vec<(String, String)> = work
+        .iter()
+        .map(|w| (plan.entities.keys[w.index].clone(), w.input_hash.clone()))
+        .collect();
+    let n = queue.enqueue(run_id, &tasks).await?;
+    info!(
+        run_id,
+        tasks = n,
+        ms = t.elapsed().as_millis() as u64,
+        "run enqueued"
+    );
+    Ok(Enqueued {
+        run_id,
+        tasks: n,
+        entities: plan.entities.len() as u64,
+        skipped,
+        pending: pending as u64,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Unique name of this worker (host, pid and a random suffix by default).
+    pub id: String,
+    /// The run to work on; default: the oldest running distributed run (of `job`, if given).
+    pub run: Option<i64>,
+    pub job: Option<String>,
+}
+
+impl WorkerOptions {
+    pub fn default_id() -> String {
+        use rand::RngExt;
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "host".into());
+        format!(
+            "{host}-{}-{:04x}",
+            std::process::id(),
+            rand::rng().random::<u16>()
+        )
+    }
+}
+
+/// What one worker did.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerReport {
+    pub run_id: i64,
+    pub job: String,
+    pub claimed: u64,
+    pub generated: u64,
+    pub failed: u64,
+    /// The run's summary when this worker was the one that finished it.
+    pub finished: Option<RunSummary>,
+}
+
+/// Works a distributed run until no task is left, then finishes it if this worker is last.
+pub async fn work(
+    project: &Project,
+    store: Arc<dyn Store>,
+    provider: Arc<dyn Provider>,
+    queue: &Queue,
+    opts: &WorkerOptions,
+) -> Result<WorkerReport, RunError> {
+    let (run_id, job_name) = match opts.run {
+        Some(id) => {
+            let run = store
+                .run(id)
+                .await?
+                .ok_or_else(|| RunError::Setup(format!("no run {id}")))?;
+            (id, run.job)
+        }
+        None => queue.open_run(opts.job.as_deref()).await?.ok_or_else(|| {
+            RunError::Setup(
+                "no distributed run is waiting; start one with `shopscribe run JOB --workers 0`"
+                    .into(),
+            )
+        })?,
+    };
+    let job = project.job(&job_name).map_err(RunError::Setup)?.clone();
+    let me = opts.id.clone();
+    info!(run_id, job = %job.name, worker = %me, "worker started");
+
+    // Every worker derives the same features from the same source; contexts come from here.
+    let entities = load_entities(project, &job).await?;
+    let plan = plan::make_plan(&job, entities, &HashMap::new(), provider.as_ref(), true);
+    let index: HashMap<&str, usize> = plan
+        .work
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (plan.entities.keys[w.index].as_str(), i))
+        .collect();
+
+    // Heartbeats: keep leases alive and take 1/N of the rate limit, N = live workers.
+    let live = queue.heartbeat(run_id, &me).await?;
+    provider.set_rate_share(1.0 / live as f64);
+    let stop_beat = Arc::new(AtomicBool::new(false));
+    let beat = {
+        let (queue, me, provider, stop) = (
+            queue.clone(),
+            me.clone(),
+            provider.clone(),
+            stop_beat.clone(),
+        );
+        tokio::spawn(async move {
+            // Often enough that a newly started worker is counted within a second (until then
+            // the others run at their old share), rarely enough to cost nothing.
+            let every = (queue.lease() / 3).min(Duration::from_secs(1));
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(every).await;
+                match queue.heartbeat(run_id, &me).await {
+                    Ok(n) => provider.set_rate_share(1.0 / n as f64),
+                    Err(e) => warn!(error = %e, "heartbeat failed; retrying"),
+                }
+            }
+        })
+    };
+
+    let mut report = WorkerReport {
+        run_id,
+        job: job.name.clone(),
+        ..Default::default()
+    };
+    let mut figures = RunFigures::default();
+    let run_opts = RunOptions::default();
+    let mut fatal = None;
+    let result: Result<(), RunError> = async {
+        loop {
+            let (status, _) = queue.run_status(run_id).await?;
+            if status != "running" {
+                info!(run_id, status, "the run is no longer running; stopping");
+                break;
+            }
+            let tasks = queue
+                .claim(run_id, &me, project.workers.claim_batch as i64)
+                .await?;
+            if tasks.is_empty() {
+                if queue.counts(run_id).await?.open() == 0 {
+                    break;
+                }
+                // Others hold the rest; their leases may lapse if they died.
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+            report.claimed += tasks.len() as u64;
+            let (work, done, gone) =
+                sort_tasks(&tasks, &plan.work, &index, store.as_ref(), &job.name).await?;
+            queue.complete(run_id, &me, &done, "done").await?;
+            queue.complete(run_id, &me, &gone, "failed").await?;
+            let by_key: HashMap<&str, i64> = tasks
+                .iter()
+                .map(|t| (t.entity_key.as_str(), t.seq))
+                .collect();
+            let Generated { fatal: f, outcomes } = generate(
+                project,
+                &job,
+                &plan,
+                work,
+                run_id,
+                store.clone(),
+                provider.clone(),
+                &run_opts,
+                &mut figures,
+            )
+            .await?;
+            let (mut ok, mut bad) = (Vec::new(), Vec::new());
+            let mut answered = HashSet::new();
+            for (key, status) in &outcomes {
+                answered.insert(key.as_str());
+                if let Some(&seq) = by_key.get(key.as_str()) {
+                    if *status == GenerationStatus::Ok {
+                        ok.push(seq)
+                    } else {
+                        bad.push(seq)
+                    }
+                }
+            }
+            report.generated += ok.len() as u64;
+            report.failed += bad.len() as u64;
+            queue.complete(run_id, &me, &ok, "done").await?;
+            queue.complete(run_id, &me, &bad, "failed").await?;
+            let unanswered: Vec<i64> = tasks
+                .iter()
+                .filter(|t| {
+                    !answered.contains(t.entity_key.as_str())
+                        && !done.contains(&t.seq)
+                        && !gone.contains(&t.seq)
+                })
+                .map(|t| t.seq)
+                .collect();
+            if let Some(f) = f {
+                queue.release(run_id, &me, &unanswered).await?;
+                queue.fail_run(run_id, &f).await?;
+                fatal = Some(f);
+                break;
+            }
+            if !unanswered.is_empty() {
+                queue.release(run_id, &me, &unanswered).await?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    stop_beat.store(true, Ordering::Relaxed);
+    beat.abort();
+    let _ = queue.leave(&me).await;
+    result?;
+    info!(run_id, worker = %me, claimed = report.claimed, generated = report.generated, "worker done");
+
+    // Exactly one process finishes the run: the first to claim the publisher slot once no task
+    // is open (or the worker that met a run-fatal error).
+    let counts = queue.counts(run_id).await?;
+    if (counts.open() == 0 || fatal.is_some()) && queue.become_publisher(run_id, &me).await? {
+        let report_pub = publish_job(project, &job, &plan.entities, store.as_ref()).await?;
+        let (entities, skipped, started_at) = queue.run_started(run_id).await?;
+        let (tokens_in, tokens_out, cost) = queue.spend(run_id).await?;
+        let duration_ms = chrono::DateTime::parse_from_rfc3339(&started_at)
+            .map(|t| {
+                (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                    .num_milliseconds()
+                    .max(0) as u64
+            })
+            .unwrap_or(0);
+        let f = RunFigures {
+            entities,
+            generated: counts.done as u64,
+            skipped,
+            failed: counts.failed as u64,
+            pending: counts.open() as u64,
+            tokens_in: tokens_in as u64,
+            tokens_out: tokens_out as u64,
+            cost_usd: cost,
+            duration_ms,
+            pages_written: report_pub.files_written as u64,
+        };
+        let status = if fatal.is_some() {
+            RunStatus::Failed
+        } else if f.failed > 0 {
+            RunStatus::Partial
+        } else {
+            RunStatus::Succeeded
+        };
+        store
+            .finish_run(run_id, status, &f, fatal.as_deref())
+            .await?;
+        info!(run_id, worker = %me, status = status.as_str(), "run finished and published by this worker");
+        let summary = RunSummary {
+            run_id,
+            job: job.name.clone(),
+            status,
+            figures: f,
+            publish: report_pub,
+            site_url: project.publish.url.clone(),
+            provider: provider.name().to_string(),
+            model: provider.model().to_string(),
+            error: fatal,
+        };
+        crate::notify::send(project, &crate::notify::Event::Finished(&summary)).await;
+        report.finished = Some(summary);
+    }
+    Ok(report)
+}
+
+/// Splits claimed tasks into work to do, tasks already done (a re-claimed task whose entity was
+/// stored by a worker that died before marking it), and tasks whose entity left the source.
+async fn sort_tasks(
+    tasks: &[Task],
+    all: &[WorkItem],
+    index: &HashMap<&str, usize>,
+    store: &dyn Store,
+    job: &str,
+) -> Result<(Vec<WorkItem>, Vec<i64>, Vec<i64>), RunError> {
+    let (mut work, mut done, mut gone) = (Vec::new(), Vec::new(), Vec::new());
+    for t in tasks {
+        let Some(&i) = index.get(t.entity_key.as_str()) else {
+            gone.push(t.seq);
+            continue;
+        };
+        let item = &all[i];
+        if t.attempts > 1 {
+            let history = store.generations_of(job, &t.entity_key).await?;
+            if history
+                .iter()
+                .any(|(g, _)| g.status == GenerationStatus::Ok && g.input_hash == item.input_hash)
+            {
+                done.push(t.seq);
+                continue;
+            }
+        }
+        work.push(item.clone());
+    }
+    Ok((work, done, gone))
+}

@@ -1,0 +1,409 @@
+//! The job's source: its SQL, run against the store's own database or the user's PostgreSQL
+//! (`[source] url`, read-only), streamed row by row into entities (key, name, group,
+//! attributes, metric columns) so memory holds entities, never a result set.
+
+mod params;
+mod pg;
+
+pub use params::{Style, rewrite};
+
+use crate::config::{Job, Project};
+use crate::features::{FeatureInput, NO_GROUP};
+use futures::TryStreamExt;
+use sqlx::{Column, Row, TypeInfo, ValueRef};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The database rejected the job's SQL (PostgreSQL adds where: "at line L, column C").
+    #[error("the query in {file} failed: {message}")]
+    Query { file: PathBuf, message: String },
+    /// The source database cannot be reached.
+    #[error("cannot connect to the source database {url}: {message}")]
+    Connect { url: String, message: String },
+    /// The rows do not fit the job's declaration (missing column, duplicate or null key).
+    #[error("the rows from {file} do not fit job `{job}`: {message}")]
+    Shape {
+        file: PathBuf,
+        job: String,
+        message: String,
+    },
+}
+
+/// One value of a result set.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl Cell {
+    fn as_f64(&self) -> f64 {
+        match self {
+            Cell::Int(i) => *i as f64,
+            Cell::Float(f) => *f,
+            Cell::Text(t) => t.trim().parse().unwrap_or(f64::NAN),
+            Cell::Null => f64::NAN,
+        }
+    }
+    fn as_text(&self) -> Option<String> {
+        match self {
+            Cell::Null => None,
+            Cell::Int(i) => Some(i.to_string()),
+            Cell::Float(f) => Some(f.to_string()),
+            Cell::Text(t) => Some(t.clone()),
+        }
+    }
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            Cell::Null => serde_json::Value::Null,
+            Cell::Int(i) => (*i).into(),
+            Cell::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
+            }
+            Cell::Text(t) => t.clone().into(),
+        }
+    }
+}
+
+/// The job's rows as entities: identity columns plus the columnar metric input of the features.
+#[derive(Debug, Clone, Default)]
+pub struct Entities {
+    pub keys: Vec<String>,
+    /// The display name when it differs from the key (most jobs name entities by their key).
+    names: Vec<Option<String>>,
+    /// Declared attribute columns: names, then one column of cells per attribute.
+    attribute_names: Vec<String>,
+    attributes: Vec<Vec<Cell>>,
+    /// Group ids, group names and metric columns: the features' input.
+    pub input: FeatureInput,
+}
+
+impl Entities {
+    /// No entities, with the job's metric and attribute columns in place.
+    pub fn empty(job: &Job) -> Entities {
+        Entities {
+            attribute_names: job.attributes.clone(),
+            attributes: vec![Vec::new(); job.attributes.len()],
+            input: FeatureInput {
+                metrics: vec![Vec::new(); job.metrics.len()],
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+    pub fn name(&self, i: usize) -> &str {
+        self.names[i].as_deref().unwrap_or(&self.keys[i])
+    }
+    pub fn group(&self, i: usize) -> Option<&str> {
+        match self.input.group_ids[i] {
+            NO_GROUP => None,
+            g => Some(&self.input.group_names[g as usize]),
+        }
+    }
+    /// The declared attributes of entity `i`, as JSON.
+    pub fn attributes(&self, i: usize) -> serde_json::Map<String, serde_json::Value> {
+        self.attribute_names
+            .iter()
+            .zip(&self.attributes)
+            .map(|(n, col)| (n.clone(), col[i].to_json()))
+            .collect()
+    }
+}
+
+/// Builds entities one row at a time.
+pub struct EntityBuilder<'a> {
+    job: &'a Job,
+    key_i: usize,
+    name_i: usize,
+    group_i: Option<usize>,
+    attr_i: Vec<(String, usize)>,
+    metric_i: Vec<usize>,
+    entities: Entities,
+    group_ids: HashMap<String, u32>,
+    /// Key hash → first row with it: duplicate detection without a second copy of every key.
+    seen: HashMap<u64, u32>,
+    rows: usize,
+}
+
+impl<'a> EntityBuilder<'a> {
+    /// Checks that every declared column is in the result.
+    pub fn new(job: &'a Job, columns: &[String]) -> Result<EntityBuilder<'a>, SourceError> {
+        let index: HashMap<&str, usize> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), i))
+            .collect();
+        let mut missing = Vec::new();
+        let mut col = |name: &str| -> usize {
+            index.get(name).copied().unwrap_or_else(|| {
+                missing.push(name.to_string());
+                usize::MAX
+            })
+        };
+        let key_i = col(&job.key_column);
+        let name_i = col(&job.name_column);
+        let group_i = job.group_column.as_deref().map(&mut col);
+        let attr_i: Vec<(String, usize)> =
+            job.attributes.iter().map(|a| (a.clone(), col(a))).collect();
+        let metric_i: Vec<usize> = job.metrics.iter().map(|m| col(&m.column)).collect();
+        if !missing.is_empty() {
+            return Err(shape(
+                job,
+                format!(
+                    "column(s) {} not in the result; it has: {}",
+                    missing.join(", "),
+                    columns.join(", ")
+                ),
+            ));
+        }
+        Ok(EntityBuilder {
+            job,
+            key_i,
+            name_i,
+            group_i,
+            attr_i,
+            metric_i,
+            entities: Entities::empty(job),
+            group_ids: HashMap::new(),
+            seen: HashMap::new(),
+            rows: 0,
+        })
+    }
+
+    pub fn push(&mut self, row: &[Cell]) -> Result<(), SourceError> {
+        self.rows += 1;
+        let job = self.job;
+        let key = row[self.key_i]
+            .as_text()
+            .filter(|k| !k.trim().is_empty())
+            .ok_or_else(|| {
+                shape(
+                    job,
+                    format!(
+                        "row {} has an empty key in column `{}`",
+                        self.rows, job.key_column
+                    ),
+                )
+            })?;
+        let h = key_hash(&key);
+        let e = &mut self.entities;
+        match self.seen.get(&h) {
+            // Equal hashes are compared by key: a collision is not mistaken for a duplicate.
+            Some(&first) if e.keys[first as usize] == key => {
+                return Err(shape(
+                    job,
+                    format!(
+                        "key `{key}` appears in rows {} and {}; the key column `{}` must be unique",
+                        first + 1,
+                        self.rows,
+                        job.key_column
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                self.seen.insert(h, e.keys.len() as u32);
+            }
+        }
+        let name = row[self.name_i].as_text().filter(|n| *n != key);
+        let group = self
+            .group_i
+            .and_then(|g| row[g].as_text())
+            .filter(|g| !g.trim().is_empty());
+        let gid = match &group {
+            Some(g) => match self.group_ids.get(g) {
+                Some(&id) => id,
+                None => {
+                    let id = e.input.group_names.len() as u32;
+                    e.input.group_names.push(g.clone());
+                    self.group_ids.insert(g.clone(), id);
+                    id
+                }
+            },
+            None => NO_GROUP,
+        };
+        e.input.group_ids.push(gid);
+        for (m, &i) in self.metric_i.iter().enumerate() {
+            e.input.metrics[m].push(row[i].as_f64());
+        }
+        for (col, (_, i)) in e.attributes.iter_mut().zip(&self.attr_i) {
+            col.push(row[*i].clone());
+        }
+        e.keys.push(key);
+        e.names.push(name);
+        Ok(())
+    }
+
+    pub fn finish(self) -> Entities {
+        self.entities
+    }
+}
+
+fn key_hash(key: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key)
+}
+
+fn shape(job: &Job, message: String) -> SourceError {
+    SourceError::Shape {
+        file: job.sql_file.clone(),
+        job: job.name.clone(),
+        message,
+    }
+}
+
+/// Source settings of a project.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    pub url: String,
+    pub statement_timeout: std::time::Duration,
+}
+
+impl SourceSettings {
+    pub fn of(project: &Project) -> SourceSettings {
+        SourceSettings {
+            url: project
+                .source
+                .url
+                .clone()
+                .unwrap_or_else(|| project.store_url.clone()),
+            statement_timeout: project.source.statement_timeout,
+        }
+    }
+}
+
+/// Runs the job's SQL (with `:as_of` bound to `as_of`) and streams its rows into entities.
+pub async fn fetch_entities(
+    settings: &SourceSettings,
+    job: &Job,
+    as_of: &str,
+) -> Result<Entities, SourceError> {
+    let url = &settings.url;
+    let conn_err = |e: sqlx::Error| SourceError::Connect {
+        url: crate::config::redact_url(url),
+        message: e.to_string(),
+    };
+    if url.starts_with("sqlite://") {
+        let (sql, names) = rewrite(&job.sql, Style::Question).map_err(|m| SourceError::Query {
+            file: job.sql_file.clone(),
+            message: m,
+        })?;
+        let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+            .map_err(conn_err)?
+            .read_only(true);
+        let mut conn = sqlx::ConnectOptions::connect(&opts)
+            .await
+            .map_err(conn_err)?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+        for _ in &names {
+            q = q.bind(as_of);
+        }
+        let rows = q.fetch(&mut conn);
+        collect(job, &sql, rows, |r, i| {
+            sqlite_cell(r, i).map_err(|e| e.to_string())
+        })
+        .await
+    } else {
+        let (sql, names) = rewrite(&job.sql, Style::Dollar).map_err(|m| SourceError::Query {
+            file: job.sql_file.clone(),
+            message: m,
+        })?;
+        let timeout = format!("{}ms", settings.statement_timeout.as_millis());
+        let opts = sqlx::postgres::PgConnectOptions::from_str(url)
+            .map_err(conn_err)?
+            .application_name("shopscribe-source")
+            .options([
+                ("statement_timeout", timeout.as_str()),
+                ("default_transaction_read_only", "on"),
+            ]);
+        let mut conn = sqlx::ConnectOptions::connect(&opts)
+            .await
+            .map_err(conn_err)?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+        for _ in &names {
+            q = q.bind(as_of);
+        }
+        let rows = q.fetch(&mut conn);
+        collect(job, &sql, rows, pg::cell).await
+    }
+}
+
+/// Streams a query's rows into entities: the builder is made from the first row's columns, and
+/// a query without rows gives no entities.
+async fn collect<R: Row>(
+    job: &Job,
+    sql: &str,
+    mut rows: impl futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    cell: impl Fn(&R, usize) -> Result<Cell, String>,
+) -> Result<Entities, SourceError> {
+    let mut builder: Option<EntityBuilder> = None;
+    while let Some(r) = rows.try_next().await.map_err(|e| SourceError::Query {
+        file: job.sql_file.clone(),
+        message: describe(sql, e),
+    })? {
+        let b = match &mut builder {
+            Some(b) => b,
+            None => builder.insert(EntityBuilder::new(job, &column_names(r.columns()))?),
+        };
+        let cells = (0..r.columns().len())
+            .map(|i| cell(&r, i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| SourceError::Query {
+                file: job.sql_file.clone(),
+                message: m,
+            })?;
+        b.push(&cells)?;
+    }
+    Ok(builder
+        .map(EntityBuilder::finish)
+        .unwrap_or_else(|| Entities::empty(job)))
+}
+
+fn column_names<C: Column>(cols: &[C]) -> Vec<String> {
+    cols.iter().map(|c| c.name().to_string()).collect()
+}
+
+fn sqlite_cell(r: &sqlx::sqlite::SqliteRow, i: usize) -> Result<Cell, sqlx::Error> {
+    let raw = r.try_get_raw(i)?;
+    if raw.is_null() {
+        return Ok(Cell::Null);
+    }
+    Ok(match raw.type_info().name() {
+        "INTEGER" | "BOOLEAN" => Cell::Int(r.try_get_unchecked(i)?),
+        "REAL" | "NUMERIC" => Cell::Float(r.try_get_unchecked(i)?),
+        _ => Cell::Text(r.try_get_unchecked(i)?),
+    })
+}
+
+/// The database's message, with PostgreSQL's position turned into a line and column of the SQL.
+fn describe(sql: &str, e: sqlx::Error) -> String {
+    let sqlx::Error::Database(d) = e else {
+        return e.to_string();
+    };
+    let mut msg = d.message().to_string();
+    if let Some(pg) = d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        if let Some(sqlx::postgres::PgErrorPosition::Original(pos)) = pg.position() {
+            let before: String = sql.chars().take(pos.saturating_sub(1)).collect();
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let text = sql.lines().nth(line - 1).unwrap_or("").trim();
+            msg = format!("{msg} (at line {line}, column {col}: `{text}`)");
+        }
+        if let Some(hint) = pg.hint() {
+            msg = format!("{msg}; hint: {hint}");
+        }
+    }
+    msg
+}

@@ -1,0 +1,379 @@
+//! shopscribe's own state: runs, every generation ever made, and a current pointer per entity.
+//! One [`Store`] trait; SQLite is the embedded default (PostgreSQL follows behind the same trait).
+
+pub mod postgres;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be opened or reached.
+    #[error("cannot open the store at {url}: {source}")]
+    Open { url: String, source: sqlx::Error },
+    /// Applying the schema migrations failed.
+    #[error("cannot migrate the store: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// True when the database connection failed (server restarting, network blip) rather than
+    /// the query: worth retrying on a fresh connection.
+    pub fn is_connection(&self) -> bool {
+        match self {
+            StoreError::Query(e) | StoreError::Open { source: e, .. } => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::Tls(_) => true,
+                // 08xxx connection exceptions, 57P0x operator intervention (shutdown, restart).
+                sqlx::Error::Database(d) => d
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+                _ => false,
+            },
+            StoreError::Migrate(_) => false,
+        }
+    }
+}
+
+/// Retries a store operation while the database connection is down (up to ~60 s), so a
+/// PostgreSQL restart mid-run costs a pause, not the run. Other errors return at once.
+pub async fn with_reconnect<T, F, Fut>(what: &str, mut f: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        match f().await {
+            Err(e)
+                if e.is_connection() && started.elapsed() < std::time::Duration::from_secs(60) =>
+            {
+                tracing::warn!(error = %e, "{what}: the store connection failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    /// Completed, but some entities failed or are still pending.
+    Partial,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Partial => "partial",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A run's figures, written when it finishes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFigures {
+    pub entities: u64,
+    pub generated: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub pending: u64,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub cost_usd: f64,
+    pub duration_ms: u64,
+    pub pages_written: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub id: i64,
+    pub job: String,
+    pub status: String,
+    pub provider: String,
+    pub model: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub figures: RunFigures,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GenerationStatus {
+    Ok,
+    /// The writer answered but validation rejected the output.
+    Invalid,
+    /// No usable answer (provider errors).
+    Failed,
+}
+
+impl GenerationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GenerationStatus::Ok => "ok",
+            GenerationStatus::Invalid => "invalid",
+            GenerationStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One generation outcome to record.
+#[derive(Debug, Clone)]
+pub struct NewGeneration {
+    pub run_id: i64,
+    pub job: String,
+    pub entity_key: String,
+    pub input_hash: String,
+    pub status: GenerationStatus,
+    pub prompt_system: String,
+    pub prompt_user: String,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub provider: String,
+    pub model: String,
+    pub tokens_in: u32,
+    pub tokens_out: u32,
+    pub cost_usd: f64,
+    pub latency_ms: u64,
+    pub attempts: u32,
+    /// The outcome of each attempt, in order ("ok", "invalid", "rate_limited", "transient", …).
+    pub attempt_log: Vec<String>,
+}
+
+/// Where an entity stands: its last attempt and its last good text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityState {
+    pub last_status: String,
+    pub last_input_hash: String,
+    pub good_generation_id: Option<i64>,
+    pub good_input_hash: Option<String>,
+}
+
+/// The latest good text of an entity, as published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoodGeneration {
+    pub generation_id: i64,
+    pub run_id: i64,
+    pub entity_key: String,
+    pub input_hash: String,
+    pub output: String,
+    pub created_at: String,
+}
+
+/// A Batch API submission as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchRecord {
+    /// The store's row id.
+    pub row: i64,
+    pub run_id: i64,
+    pub job: String,
+    pub input_file_id: String,
+    pub batch_id: Option<String>,
+    pub status: String,
+    pub requests: u64,
+}
+
+/// One request of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchItem {
+    pub custom_id: String,
+    pub entity_key: String,
+    pub input_hash: String,
+    pub prompt_system: String,
+    pub prompt_user: String,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// "sqlite" or "postgres".
+    fn backend(&self) -> &'static str;
+    async fn create_run(&self, job: &str, provider: &str, model: &str) -> Result<i64, StoreError>;
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        status: RunStatus,
+        figures: &RunFigures,
+        error: Option<&str>,
+    ) -> Result<(), StoreError>;
+    async fn run(&self, run_id: i64) -> Result<Option<RunRecord>, StoreError>;
+    async fn runs(&self, job: Option<&str>, limit: u32) -> Result<Vec<RunRecord>, StoreError>;
+    /// Appends generations and moves each entity's current pointer, atomically per batch.
+    async fn record_generations(&self, batch: &[NewGeneration]) -> Result<(), StoreError>;
+    async fn entity_states(&self, job: &str) -> Result<HashMap<String, EntityState>, StoreError>;
+    /// The latest good generation of each listed entity (entities without one are left out).
+    async fn good_generations(
+        &self,
+        job: &str,
+        keys: &[String],
+    ) -> Result<Vec<GoodGeneration>, StoreError>;
+    /// Average output tokens of the job's good generations with `model` (for cost estimates).
+    async fn average_output_tokens(
+        &self,
+        job: &str,
+        model: &str,
+    ) -> Result<Option<f64>, StoreError>;
+    /// Records a batch about to be created (status `submitting`) with its items; returns its row.
+    async fn insert_batch(
+        &self,
+        run_id: i64,
+        job: &str,
+        input_file_id: &str,
+        items: &[BatchItem],
+    ) -> Result<i64, StoreError>;
+    /// Sets the provider's batch id (status `submitted`), or another status with an error.
+    async fn update_batch(
+        &self,
+        row: i64,
+        batch_id: Option<&str>,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Batches of a job not yet collected (`submitting` or `submitted`).
+    async fn open_batches(&self, job: &str) -> Result<Vec<BatchRecord>, StoreError>;
+    async fn batch_items(&self, row: i64) -> Result<Vec<BatchItem>, StoreError>;
+    /// Every generation recorded by one run, oldest first, with its creation time.
+    async fn run_generations(
+        &self,
+        run_id: i64,
+    ) -> Result<Vec<(NewGeneration, String)>, StoreError>;
+    /// Every generation of one entity, oldest first.
+    async fn generations_of(
+        &self,
+        job: &str,
+        key: &str,
+    ) -> Result<Vec<(NewGeneration, String)>, StoreError>;
+}
+
+/// A `runs` row, on either backend (the tables and column types are the same).
+pub(crate) fn run_from_row<'r, R: sqlx::Row>(r: &'r R) -> Result<RunRecord, sqlx::Error>
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let n = |c: &'static str| r.try_get::<i64, _>(c).map(|v| v as u64);
+    Ok(RunRecord {
+        id: r.try_get("id")?,
+        job: r.try_get("job")?,
+        status: r.try_get("status")?,
+        provider: r.try_get("provider")?,
+        model: r.try_get("model")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+        error: r.try_get("error")?,
+        figures: RunFigures {
+            entities: n("entities")?,
+            generated: n("generated")?,
+            skipped: n("skipped")?,
+            failed: n("failed")?,
+            pending: n("pending")?,
+            tokens_in: n("tokens_in")?,
+            tokens_out: n("tokens_out")?,
+            cost_usd: r.try_get("cost_usd")?,
+            duration_ms: n("duration_ms")?,
+            pages_written: n("pages_written")?,
+        },
+    })
+}
+
+/// A `generations` row with its creation time, on either backend.
+pub(crate) fn generation_from_row<'r, R: sqlx::Row>(
+    r: &'r R,
+) -> Result<(NewGeneration, String), sqlx::Error>
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let n = |c: &'static str| r.try_get::<i64, _>(c);
+    let status: String = r.try_get("status")?;
+    Ok((
+        NewGeneration {
+            run_id: r.try_get("run_id")?,
+            job: r.try_get("job")?,
+            entity_key: r.try_get("entity_key")?,
+            input_hash: r.try_get("input_hash")?,
+            status: match status.as_str() {
+                "ok" => GenerationStatus::Ok,
+                "invalid" => GenerationStatus::Invalid,
+                _ => GenerationStatus::Failed,
+            },
+            prompt_system: r.try_get("prompt_system")?,
+            prompt_user: r.try_get("prompt_user")?,
+            output: r.try_get("output")?,
+            error: r.try_get("error")?,
+            provider: r.try_get("provider")?,
+            model: r.try_get("model")?,
+            tokens_in: n("tokens_in")? as u32,
+            tokens_out: n("tokens_out")? as u32,
+            cost_usd: r.try_get("cost_usd")?,
+            latency_ms: n("latency_ms")? as u64,
+            attempts: n("attempts")? as u32,
+            attempt_log: serde_json::from_str(&r.try_get::<String, _>("attempt_log")?)
+                .unwrap_or_default(),
+        },
+        r.try_get("created_at")?,
+    ))
+}
+
+/// Opens the store named by a normalised URL and applies migrations.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite://") {
+        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else {
+        Ok(Arc::new(postgres::PostgresStore::open(url).await?))
+    }
+}
+
+/// Current UTC time as stored: RFC 3339 with milliseconds.
+pub fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn connection_errors_are_retried_and_others_are_not() {
+        assert!(StoreError::Query(sqlx::Error::PoolTimedOut).is_connection());
+        assert!(!StoreError::Query(sqlx::Error::RowNotFound).is_connection());
+        let mut calls = 0;
+        let r = with_reconnect("test", || {
+            calls += 1;
+            let n = calls;
+            async move {
+                if n < 3 {
+                    Err(StoreError::Query(sqlx::Error::PoolTimedOut))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(r.unwrap(), 3);
+        let mut calls = 0;
+        let r: Result<(), _> = with_reconnect("test", || {
+            calls += 1;
+            async { Err(StoreError::Query(sqlx::Error::RowNotFound)) }
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls, 1, "a query error is not retried");
+    }
+}

@@ -1,0 +1,372 @@
+//! The production store: PostgreSQL through a connection pool, migrations applied on open. The
+//! same tables and the same behaviour as the SQLite store (one conformance suite runs on both);
+//! timestamps are RFC 3339 text on both backends.
+
+use super::*;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Row};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        let open_err = |source| StoreError::Open {
+            url: crate::config::redact_url(url),
+            source,
+        };
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(open_err)?
+            .application_name("shopscribe")
+            // A query stuck for minutes is a bug or a lock: fail it with PostgreSQL's message.
+            .options([("statement_timeout", "300s"), ("lock_timeout", "30s")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            // Fail fast while the server is down; callers retry on a fresh connection
+            // (`with_reconnect`) instead of waiting out a long acquire.
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts)
+            .await
+            .map_err(open_err)?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn create_run(&self, job: &str, provider: &str, model: &str) -> Result<i64, StoreError> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO runs (job, status, provider, model, started_at) VALUES ($1, 'running', $2, $3, $4) RETURNING id",
+        )
+        .bind(job)
+        .bind(provider)
+        .bind(model)
+        .bind(now_text())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        status: RunStatus,
+        f: &RunFigures,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE runs SET status = $1, finished_at = $2, entities = $3, generated = $4, skipped = $5, failed = $6, \
+             pending = $7, tokens_in = $8, tokens_out = $9, cost_usd = $10, duration_ms = $11, pages_written = $12, error = $13 \
+             WHERE id = $14",
+        )
+        .bind(status.as_str())
+        .bind(now_text())
+        .bind(f.entities as i64)
+        .bind(f.generated as i64)
+        .bind(f.skipped as i64)
+        .bind(f.failed as i64)
+        .bind(f.pending as i64)
+        .bind(f.tokens_in as i64)
+        .bind(f.tokens_out as i64)
+        .bind(f.cost_usd)
+        .bind(f.duration_ms as i64)
+        .bind(f.pages_written as i64)
+        .bind(error)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn run(&self, run_id: i64) -> Result<Option<RunRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| run_from_row(&r)).transpose()?)
+    }
+
+    async fn runs(&self, job: Option<&str>, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE ($1::text IS NULL OR job = $2) ORDER BY id DESC LIMIT $3",
+        )
+        .bind(job)
+        .bind(job)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(run_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn record_generations(&self, batch: &[NewGeneration]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = now_text();
+        let mut tx = self.pool.begin().await?;
+        for g in batch {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO generations (run_id, job, entity_key, input_hash, status, prompt_system, prompt_user, \
+                 output, error, provider, model, tokens_in, tokens_out, cost_usd, latency_ms, attempts, attempt_log, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
+            )
+            .bind(g.run_id)
+            .bind(&g.job)
+            .bind(&g.entity_key)
+            .bind(&g.input_hash)
+            .bind(g.status.as_str())
+            .bind(&g.prompt_system)
+            .bind(&g.prompt_user)
+            .bind(&g.output)
+            .bind(&g.error)
+            .bind(&g.provider)
+            .bind(&g.model)
+            .bind(g.tokens_in as i64)
+            .bind(g.tokens_out as i64)
+            .bind(g.cost_usd)
+            .bind(g.latency_ms as i64)
+            .bind(g.attempts as i64)
+            .bind(serde_json::to_string(&g.attempt_log).unwrap_or_else(|_| "[]".into()))
+            .bind(&now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let good = g.status == GenerationStatus::Ok;
+            sqlx::query(
+                "INSERT INTO entity_state (job, entity_key, last_generation_id, last_status, last_input_hash, \
+                 good_generation_id, good_input_hash, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (job, entity_key) DO UPDATE SET last_generation_id = excluded.last_generation_id, \
+                 last_status = excluded.last_status, last_input_hash = excluded.last_input_hash, \
+                 good_generation_id = COALESCE(excluded.good_generation_id, entity_state.good_generation_id), \
+                 good_input_hash = COALESCE(excluded.good_input_hash, entity_state.good_input_hash), \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(&g.job)
+            .bind(&g.entity_key)
+            .bind(id)
+            .bind(g.status.as_str())
+            .bind(&g.input_hash)
+            .bind(good.then_some(id))
+            .bind(good.then_some(&g.input_hash))
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn entity_states(&self, job: &str) -> Result<HashMap<String, EntityState>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT entity_key, last_status, last_input_hash, good_generation_id, good_input_hash \
+             FROM entity_state WHERE job = $1",
+        )
+        .bind(job)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for r in rows {
+            out.insert(
+                r.try_get("entity_key")?,
+                EntityState {
+                    last_status: r.try_get("last_status")?,
+                    last_input_hash: r.try_get("last_input_hash")?,
+                    good_generation_id: r.try_get("good_generation_id")?,
+                    good_input_hash: r.try_get("good_input_hash")?,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    async fn good_generations(
+        &self,
+        job: &str,
+        keys: &[String],
+    ) -> Result<Vec<GoodGeneration>, StoreError> {
+        let wanted: std::collections::HashSet<&str> = keys.iter().map(String::as_str).collect();
+        let rows = sqlx::query(
+            "SELECT g.id, g.run_id, g.entity_key, g.input_hash, g.output, g.created_at \
+             FROM entity_state s JOIN generations g ON g.id = s.good_generation_id \
+             WHERE s.job = $1 ORDER BY g.entity_key",
+        )
+        .bind(job)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let key: String = r.try_get("entity_key")?;
+            if !wanted.contains(key.as_str()) {
+                continue;
+            }
+            out.push(GoodGeneration {
+                generation_id: r.try_get("id")?,
+                run_id: r.try_get("run_id")?,
+                entity_key: key,
+                input_hash: r.try_get("input_hash")?,
+                output: r
+                    .try_get::<Option<String>, _>("output")?
+                    .unwrap_or_default(),
+                created_at: r.try_get("created_at")?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn average_output_tokens(
+        &self,
+        job: &str,
+        model: &str,
+    ) -> Result<Option<f64>, StoreError> {
+        let avg: Option<f64> = sqlx::query_scalar(
+            "SELECT AVG(tokens_out)::float8 FROM generations WHERE job = $1 AND model = $2 AND status = 'ok'",
+        )
+        .bind(job)
+        .bind(model)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(avg)
+    }
+
+    async fn insert_batch(
+        &self,
+        run_id: i64,
+        job: &str,
+        input_file_id: &str,
+        items: &[BatchItem],
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row: i64 = sqlx::query_scalar(
+            "INSERT INTO batches (run_id, job, input_file_id, status, requests, created_at) \
+             VALUES ($1, $2, $3, 'submitting', $4, $5) RETURNING id",
+        )
+        .bind(run_id)
+        .bind(job)
+        .bind(input_file_id)
+        .bind(items.len() as i64)
+        .bind(now_text())
+        .fetch_one(&mut *tx)
+        .await?;
+        for it in items {
+            sqlx::query(
+                "INSERT INTO batch_items (batch_row, custom_id, entity_key, input_hash, prompt_system, prompt_user) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(row)
+            .bind(&it.custom_id)
+            .bind(&it.entity_key)
+            .bind(&it.input_hash)
+            .bind(&it.prompt_system)
+            .bind(&it.prompt_user)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    async fn update_batch(
+        &self,
+        row: i64,
+        batch_id: Option<&str>,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE batches SET batch_id = COALESCE($1, batch_id), status = $2, error = $3, \
+             collected_at = CASE WHEN $4::text IN ('collected', 'failed') THEN $5 ELSE collected_at END WHERE id = $6",
+        )
+        .bind(batch_id)
+        .bind(status)
+        .bind(error)
+        .bind(status)
+        .bind(now_text())
+        .bind(row)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn open_batches(&self, job: &str) -> Result<Vec<BatchRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM batches WHERE job = $1 AND status IN ('submitting', 'submitted') ORDER BY id",
+        )
+        .bind(job)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BatchRecord {
+                    row: r.try_get("id")?,
+                    run_id: r.try_get("run_id")?,
+                    job: r.try_get("job")?,
+                    input_file_id: r.try_get("input_file_id")?,
+                    batch_id: r.try_get("batch_id")?,
+                    status: r.try_get("status")?,
+                    requests: r.try_get::<i64, _>("requests")? as u64,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn batch_items(&self, row: i64) -> Result<Vec<BatchItem>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM batch_items WHERE batch_row = $1 ORDER BY custom_id")
+            .bind(row)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BatchItem {
+                    custom_id: r.try_get("custom_id")?,
+                    entity_key: r.try_get("entity_key")?,
+                    input_hash: r.try_get("input_hash")?,
+                    prompt_system: r.try_get("prompt_system")?,
+                    prompt_user: r.try_get("prompt_user")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn generations_of(
+        &self,
+        job: &str,
+        key: &str,
+    ) -> Result<Vec<(NewGeneration, String)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM generations WHERE job = $1 AND entity_key = $2 ORDER BY id")
+                .bind(job)
+                .bind(key)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(generation_from_row)
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+    async fn run_generations(
+        &self,
+        run_id: i64,
+    ) -> Result<Vec<(NewGeneration, String)>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM generations WHERE run_id = $1 ORDER BY id")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(generation_from_row)
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+}

@@ -1,0 +1,257 @@
+//! Ingestion and SCD2 history, the same scenarios on SQLite and PostgreSQL: new, changed,
+//! unchanged, duplicates within a file, out-of-order versions, snapshot deletion, a re-delivered
+//! old file, composite keys that would collide if concatenated, rejects with reasons, as-of reads.
+
+mod support;
+
+use serde_json::Value;
+use shopscribe::config::{Dataset, FieldType};
+use shopscribe::ingest::db::IngestDb;
+use shopscribe::ingest::ingest_file;
+use std::path::{Path, PathBuf};
+
+fn dataset(snapshot: bool) -> Dataset {
+    Dataset {
+        name: "reviews".into(),
+        from: "file:///unused".into(),
+        key: vec!["asin".into(), "reviewerID".into()],
+        version: Some("unixReviewTime".into()),
+        snapshot,
+        types: [
+            ("overall".to_string(), FieldType::Float),
+            ("unixReviewTime".to_string(), FieldType::Int),
+        ]
+        .into_iter()
+        .collect(),
+        max_line_bytes: 2000,
+        max_reject_share: 0.5,
+        product_summary: false,
+    }
+}
+
+fn write(dir: &Path, name: &str, lines: &[&str]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    p
+}
+
+fn review(asin: &str, who: &str, t: i64, stars: f64, text: &str) -> String {
+    serde_json::json!({"asin": asin, "reviewerID": who, "unixReviewTime": t, "overall": stars, "reviewText": text}).to_string()
+}
+
+async fn current(db: &IngestDb) -> Vec<(String, Value)> {
+    db.as_of("reviews", "9999-12-31T00:00:00.000Z")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, p)| (k, serde_json::from_str(&p).unwrap()))
+        .collect()
+}
+
+async fn scenario(url: &str) {
+    let db = IngestDb::connect(url).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dataset(false);
+
+    // Day 1: three reviews, a duplicate of one (a later version wins), a malformed line, a line
+    // without a key, a wrong type, a composite key that collides when concatenated.
+    let day1 = write(
+        dir.path(),
+        "day1.jsonl",
+        &[
+            &review("A1", "u1", 100, 5.0, "great"),
+            &review("A1", "u2", 100, 3.0, "ok"),
+            &review("A1", "u1", 90, 4.0, "older duplicate, earlier version"),
+            "{\"asin\": \"A2\", \"reviewerID\": ",
+            r#"{"reviewerID": "u9", "overall": 1}"#,
+            r#"{"asin": "A3", "reviewerID": "u3", "overall": "five", "unixReviewTime": 1}"#,
+            &review(
+                "A1u",
+                "3",
+                100,
+                2.0,
+                "collides with A1+u3 when concatenated",
+            ),
+            &review("A1", "u3", 100, 1.0, "distinct from A1u+3"),
+        ],
+    );
+    let r = ingest_file(&db, &ds, &day1).await.unwrap();
+    assert_eq!((r.lines, r.accepted, r.rejected), (8, 5, 3), "{r:?}");
+    assert_eq!(
+        (r.merge.inserted, r.merge.duplicates, r.merge.changed),
+        (4, 1, 0),
+        "{r:?}"
+    );
+    let rejects = db.rejects("reviews", 10).await.unwrap();
+    let reasons: Vec<&str> = rejects.iter().map(|x| x.2.as_str()).collect();
+    assert!(reasons[0].starts_with("malformed JSON"), "{reasons:?}");
+    assert_eq!(reasons[1], "missing key field `asin`");
+    assert!(reasons[2].contains("overall"), "{reasons:?}");
+    assert_eq!(rejects[0].1, 4, "the line number is kept");
+    assert!(
+        rejects[0].3.starts_with("{\"asin\": \"A2\""),
+        "the raw line is kept as delivered"
+    );
+    let now = current(&db).await;
+    assert_eq!(now.len(), 4);
+    let a1u1 = now.iter().find(|(k, _)| k == r#"["A1","u1"]"#).unwrap();
+    assert_eq!(
+        a1u1.1["reviewText"], "great",
+        "the higher version of a duplicate wins"
+    );
+    assert!(
+        now.iter().any(|(k, _)| k == r#"["A1u","3"]"#)
+            && now.iter().any(|(k, _)| k == r#"["A1","u3"]"#)
+    );
+    let after_day1 = shopscribe::store::now_text();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+
+    // The same content again under another name: skipped, nothing changes.
+    let again = write(
+        dir.path(),
+        "day1-copy.jsonl",
+        &std::fs::read_to_string(&day1)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+    );
+    assert!(ingest_file(&db, &ds, &again).await.unwrap().skipped);
+
+    // Day 2: one edit, one unchanged, one new, one out-of-order older version, and equal-version
+    // duplicates resolved by file order (the last line wins).
+    let day2 = write(
+        dir.path(),
+        "day2.jsonl",
+        &[
+            &review("A1", "u1", 200, 4.0, "edited: still good"),
+            &review("A1", "u2", 100, 3.0, "ok"),
+            &review("B1", "u5", 150, 2.0, "new"),
+            &review("A1", "u3", 50, 5.0, "an older version arriving late"),
+            &review("B2", "u6", 10, 1.0, "first"),
+            &review(
+                "B2",
+                "u6",
+                10,
+                2.0,
+                "second, same version: file order decides",
+            ),
+        ],
+    );
+    let r = ingest_file(&db, &ds, &day2).await.unwrap();
+    let m = r.merge;
+    assert_eq!(
+        (m.changed, m.unchanged, m.inserted, m.stale, m.duplicates),
+        (1, 1, 2, 1, 1),
+        "{r:?}"
+    );
+    let now = current(&db).await;
+    assert_eq!(now.len(), 6);
+    assert_eq!(
+        now.iter().find(|(k, _)| k == r#"["A1","u1"]"#).unwrap().1["reviewText"],
+        "edited: still good"
+    );
+    assert_eq!(
+        now.iter().find(|(k, _)| k == r#"["A1","u3"]"#).unwrap().1["reviewText"],
+        "distinct from A1u+3"
+    );
+    assert_eq!(
+        now.iter().find(|(k, _)| k == r#"["B2","u6"]"#).unwrap().1["overall"],
+        2.0
+    );
+
+    // History: the old version is closed, not overwritten, and readable as of day 1.
+    let versions = db.versions("reviews", r#"["A1","u1"]"#).await.unwrap();
+    assert_eq!(versions.len(), 2);
+    assert!(versions[0].1.is_some() && versions[1].1.is_none());
+    let then = db.as_of("reviews", &after_day1).await.unwrap();
+    assert_eq!(then.len(), 4);
+    assert!(
+        then.iter()
+            .any(|(k, p)| k == r#"["A1","u1"]"# && p.contains("\"great\""))
+    );
+
+    // Snapshot mode: a complete delivery; absent keys are marked deleted (history kept).
+    let snap = dataset(true);
+    let day3 = write(
+        dir.path(),
+        "day3.jsonl",
+        &[
+            &review("A1", "u1", 200, 4.0, "edited: still good"),
+            &review("B1", "u5", 150, 2.0, "new"),
+        ],
+    );
+    let r = ingest_file(&db, &snap, &day3).await.unwrap();
+    assert_eq!(
+        (r.merge.deleted, r.merge.unchanged, r.merge.inserted),
+        (4, 2, 0),
+        "{r:?}"
+    );
+    let now = current(&db).await;
+    assert_eq!(now.len(), 2);
+    let gone = db.versions("reviews", r#"["A1","u2"]"#).await.unwrap();
+    assert!(
+        gone.last().unwrap().2,
+        "a deleted version closes the history"
+    );
+    // A deleted record that comes back is current again.
+    let day4 = write(
+        dir.path(),
+        "day4.jsonl",
+        &[
+            &review("A1", "u1", 200, 4.0, "edited: still good"),
+            &review("B1", "u5", 150, 2.0, "new"),
+            &review("A1", "u2", 100, 3.0, "ok"),
+        ],
+    );
+    let r = ingest_file(&db, &snap, &day4).await.unwrap();
+    assert_eq!((r.merge.changed, r.merge.deleted), (1, 0), "{r:?}");
+    assert_eq!(current(&db).await.len(), 3);
+}
+
+#[tokio::test]
+async fn scd2_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    scenario(&format!("sqlite://{}", dir.path().join("s.db").display())).await;
+}
+
+#[tokio::test]
+async fn scd2_on_postgres() {
+    let db = support::pg::TestDb::new().await;
+    scenario(&db.url).await;
+}
+
+#[tokio::test]
+async fn csv_and_gzip_and_the_reject_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = IngestDb::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
+        .await
+        .unwrap();
+    let mut ds = dataset(false);
+    ds.max_reject_share = 0.2;
+    let csv = "asin,reviewerID,overall,unixReviewTime,reviewText\nA1,u1,5,100,\"good, really\"\nA2,u2,bad,100,x\nA3,u3,4,100,fine\n";
+    let p = dir.path().join("d.csv.gz");
+    {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(
+            std::fs::File::create(&p).unwrap(),
+            flate2::Compression::fast(),
+        );
+        e.write_all(csv.as_bytes()).unwrap();
+        e.finish().unwrap();
+    }
+    let err = ingest_file(&db, &ds, &p).await.unwrap_err().to_string();
+    assert!(
+        err.contains("1 of 3 lines rejected") && err.contains("--rejects"),
+        "{err}"
+    );
+    // The file is recorded and its good lines merged all the same: nothing is lost.
+    let now = db
+        .as_of("reviews", "9999-12-31T00:00:00.000Z")
+        .await
+        .unwrap();
+    assert_eq!(now.len(), 2);
+    assert!(
+        now[0].1.contains("\"overall\":5.0") && now[0].1.contains("good, really"),
+        "{now:?}"
+    );
+}

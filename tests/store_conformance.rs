@@ -1,0 +1,216 @@
+//! One conformance suite for the Store trait, run unchanged against SQLite and PostgreSQL.
+
+mod support;
+
+use shopscribe::store::{BatchItem, GenerationStatus, NewGeneration, RunFigures, RunStatus, Store};
+use std::sync::Arc;
+use support::pg::TestDb;
+
+fn generation(
+    run_id: i64,
+    key: &str,
+    hash: &str,
+    status: GenerationStatus,
+    tokens_out: u32,
+) -> NewGeneration {
+    NewGeneration {
+        run_id,
+        job: "j".into(),
+        entity_key: key.into(),
+        input_hash: hash.into(),
+        status,
+        prompt_system: "sys".into(),
+        prompt_user: format!("user {key}"),
+        output: (status != GenerationStatus::Failed).then(|| format!("{{\"k\":\"{key}\"}}")),
+        error: (status != GenerationStatus::Ok).then(|| "bad".to_string()),
+        provider: "offline".into(),
+        model: "m".into(),
+        tokens_in: 10,
+        tokens_out,
+        cost_usd: 0.5,
+        latency_ms: 7,
+        attempts: 2,
+        attempt_log: vec!["transient".into(), "ok".into()],
+    }
+}
+
+async fn conformance(store: Arc<dyn Store>) {
+    // Runs.
+    let r1 = store.create_run("j", "offline", "m").await.unwrap();
+    let r2 = store.create_run("other", "offline", "m").await.unwrap();
+    assert!(r2 > r1);
+    let run = store.run(r1).await.unwrap().unwrap();
+    assert_eq!((run.status.as_str(), run.job.as_str()), ("running", "j"));
+    assert!(run.finished_at.is_none());
+    let figures = RunFigures {
+        entities: 3,
+        generated: 2,
+        skipped: 1,
+        failed: 0,
+        pending: 0,
+        tokens_in: 20,
+        tokens_out: 30,
+        cost_usd: 1.25,
+        duration_ms: 99,
+        pages_written: 4,
+    };
+    store
+        .finish_run(r1, RunStatus::Succeeded, &figures, None)
+        .await
+        .unwrap();
+    let run = store.run(r1).await.unwrap().unwrap();
+    assert_eq!(run.status, "succeeded");
+    assert_eq!(run.figures, figures);
+    assert!(run.finished_at.as_deref().unwrap() >= run.started_at.as_str());
+    assert!(store.run(9999).await.unwrap().is_none());
+    assert_eq!(store.runs(Some("j"), 10).await.unwrap().len(), 1);
+    assert_eq!(store.runs(None, 10).await.unwrap().len(), 2);
+    assert_eq!(store.runs(None, 1).await.unwrap()[0].id, r2, "newest first");
+
+    // Generations and the current pointer.
+    store
+        .record_generations(&[
+            generation(r1, "a", "h1", GenerationStatus::Ok, 100),
+            generation(r1, "b", "h1", GenerationStatus::Invalid, 50),
+            generation(r1, "c", "h1", GenerationStatus::Failed, 0),
+        ])
+        .await
+        .unwrap();
+    // A later failure for `a` keeps its good text; a later success for `b` sets one.
+    store
+        .record_generations(&[
+            generation(r1, "a", "h2", GenerationStatus::Failed, 0),
+            generation(r1, "b", "h2", GenerationStatus::Ok, 300),
+        ])
+        .await
+        .unwrap();
+    let states = store.entity_states("j").await.unwrap();
+    assert_eq!(states.len(), 3);
+    let a = &states["a"];
+    assert_eq!(
+        (
+            a.last_status.as_str(),
+            a.last_input_hash.as_str(),
+            a.good_input_hash.as_deref()
+        ),
+        ("failed", "h2", Some("h1"))
+    );
+    assert_eq!(states["b"].good_input_hash.as_deref(), Some("h2"));
+    assert_eq!(states["c"].good_generation_id, None);
+    assert!(store.entity_states("nope").await.unwrap().is_empty());
+
+    let good = store
+        .good_generations("j", &["a".into(), "b".into(), "c".into(), "zzz".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        good.iter()
+            .map(|g| (g.entity_key.as_str(), g.input_hash.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("a", "h1"), ("b", "h2")]
+    );
+    assert_eq!(good[0].output, "{\"k\":\"a\"}");
+    let only_b = store.good_generations("j", &["b".into()]).await.unwrap();
+    assert_eq!(only_b.len(), 1);
+
+    let history = store.generations_of("j", "a").await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].0.input_hash, "h1");
+    assert_eq!(history[1].0.status, GenerationStatus::Failed);
+    assert_eq!(
+        history[0].0.attempt_log,
+        vec!["transient".to_string(), "ok".to_string()]
+    );
+    assert_eq!(
+        (
+            history[0].0.tokens_out,
+            history[0].0.latency_ms,
+            history[0].0.attempts
+        ),
+        (100, 7, 2)
+    );
+    assert!((history[0].0.cost_usd - 0.5).abs() < 1e-9);
+    assert!(
+        history[0].1 <= history[1].1,
+        "created_at sorts in time order"
+    );
+
+    let avg = store
+        .average_output_tokens("j", "m")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        (avg - 200.0).abs() < 1e-9,
+        "average of the good ones (100, 300): {avg}"
+    );
+    assert_eq!(
+        store
+            .average_output_tokens("j", "other-model")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Batches.
+    let items = vec![
+        BatchItem {
+            custom_id: "h:x".into(),
+            entity_key: "x".into(),
+            input_hash: "h".into(),
+            prompt_system: "s".into(),
+            prompt_user: "u".into(),
+        },
+        BatchItem {
+            custom_id: "h:y".into(),
+            entity_key: "y".into(),
+            input_hash: "h".into(),
+            prompt_system: "s".into(),
+            prompt_user: "u2".into(),
+        },
+    ];
+    let row = store.insert_batch(r1, "j", "file-1", &items).await.unwrap();
+    let open = store.open_batches("j").await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(
+        (
+            open[0].status.as_str(),
+            open[0].batch_id.as_deref(),
+            open[0].requests
+        ),
+        ("submitting", None, 2)
+    );
+    store
+        .update_batch(row, Some("batch-9"), "submitted", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.open_batches("j").await.unwrap()[0]
+            .batch_id
+            .as_deref(),
+        Some("batch-9")
+    );
+    assert_eq!(store.batch_items(row).await.unwrap(), items);
+    store
+        .update_batch(row, None, "collected", None)
+        .await
+        .unwrap();
+    assert!(store.open_batches("j").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    conformance(shopscribe::store::open(&url).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn postgres_store_conforms() {
+    let db = TestDb::new().await;
+    let store = shopscribe::store::open(&db.url).await.unwrap();
+    assert_eq!(store.backend(), "postgres");
+    conformance(store).await;
+    // Opening again applies no migration twice.
+    shopscribe::store::open(&db.url).await.unwrap();
+}
