@@ -159,7 +159,8 @@ async fn a_review_that_tries_to_take_over_the_model_changes_nothing() {
     );
     assert_eq!(
         g.attempt_log,
-        vec!["invalid".to_string(), "invalid".to_string()]
+        vec!["invalid".to_string(); 3],
+        "rejected, then two repairs rejected too"
     );
     assert!(
         !dir.path()
