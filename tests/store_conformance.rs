@@ -196,6 +196,47 @@ async fn conformance(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(store.open_batches("j").await.unwrap().is_empty());
+
+    // Service state and job locks.
+    store.ping().await.unwrap();
+    assert_eq!(store.state_get("watch:x").await.unwrap(), None);
+    store.state_set("watch:x", "v1").await.unwrap();
+    store.state_set("watch:x", "v2").await.unwrap();
+    assert_eq!(
+        store.state_get("watch:x").await.unwrap().as_deref(),
+        Some("v2")
+    );
+    let ttl = std::time::Duration::from_secs(60);
+    assert!(store.try_lock_job("j", "a", ttl).await.unwrap());
+    assert!(
+        !store.try_lock_job("j", "b", ttl).await.unwrap(),
+        "held by a"
+    );
+    assert!(
+        store.try_lock_job("j", "a", ttl).await.unwrap(),
+        "a extends its own"
+    );
+    assert!(
+        store.try_lock_job("other", "b", ttl).await.unwrap(),
+        "per job"
+    );
+    store.unlock_job("j", "b").await.unwrap();
+    assert!(
+        !store.try_lock_job("j", "b", ttl).await.unwrap(),
+        "b cannot free a's lock"
+    );
+    store.unlock_job("j", "a").await.unwrap();
+    assert!(store.try_lock_job("j", "b", ttl).await.unwrap());
+    // An expired lock is free for anyone.
+    assert!(
+        store
+            .try_lock_job("k", "a", std::time::Duration::ZERO)
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(store.try_lock_job("k", "b", ttl).await.unwrap());
+    assert_eq!(store.queue_depth().await.unwrap(), 0);
 }
 
 #[tokio::test]

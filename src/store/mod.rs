@@ -7,6 +7,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -249,6 +250,23 @@ pub trait Store: Send + Sync {
         &self,
         run_id: i64,
     ) -> Result<Vec<(NewGeneration, String)>, StoreError>;
+    /// A cheap round trip, for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// A named state value (e.g. what `watch` has already seen).
+    async fn state_get(&self, name: &str) -> Result<Option<String>, StoreError>;
+    async fn state_set(&self, name: &str, value: &str) -> Result<(), StoreError>;
+    /// Takes (or extends, for the same holder) the lock of a job for `ttl`; false when another
+    /// holder has it and it has not expired.
+    async fn try_lock_job(
+        &self,
+        job: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+    /// Releases the lock if `holder` has it.
+    async fn unlock_job(&self, job: &str, holder: &str) -> Result<(), StoreError>;
+    /// Distributed tasks not yet done or failed (0 where there is no queue).
+    async fn queue_depth(&self) -> Result<u64, StoreError>;
     /// Every generation of one entity, oldest first.
     async fn generations_of(
         &self,
@@ -343,6 +361,11 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 /// Current UTC time as stored: RFC 3339 with milliseconds.
 pub fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Current Unix time in milliseconds (lock expiry).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 #[cfg(test)]
