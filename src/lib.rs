@@ -13,6 +13,8 @@ pub mod publish;
 pub mod queue;
 pub mod report;
 pub mod run;
+pub mod serve;
 pub mod source;
 pub mod store;
 pub mod validate;
+pub mod watch;

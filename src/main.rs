@@ -154,6 +154,33 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Serve the HTTP API: on-demand insights, run requests (also S3 / EventBridge events),
+    /// run status, /healthz, /readyz, /metrics and /openapi.json.
+    #[command(
+        after_help = "Examples:\n  export SHOPSCRIBE_API_TOKENS=\"app:read:$(openssl rand -hex 32),ci:write:$(openssl rand -hex 32)\"\n  shopscribe serve --project ./my-project --bind 0.0.0.0:8080\n  curl -H \"Authorization: Bearer $TOKEN\" localhost:8080/v1/jobs/domain_summaries/entities/northwear.com\n\nTokens come only from SHOPSCRIBE_API_TOKENS (NAME:SCOPE:TOKEN, comma-separated; scope read or\nwrite). Limits and timeouts are in the [serve] section of shopscribe.toml. SIGTERM or Ctrl-C stops\naccepting requests, finishes those in flight, the runs in progress and their publishing, then exits."
+    )]
+    Serve {
+        #[arg(short, long, env = "SHOPSCRIBE_PROJECT", default_value = ".")]
+        project: PathBuf,
+        /// Address to listen on. Default: serve.bind (127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<String>,
+    },
+    /// Poll the datasets' delivery locations (and watch.data_version_sql); on new or changed
+    /// data, ingest it and run the jobs that read it.
+    #[command(
+        after_help = "Examples:\n  shopscribe watch --project ./my-project               # every watch.interval_seconds\n  shopscribe watch --once                               # one poll, e.g. from cron\n\nWhat was seen is kept in the store, so a restart neither repeats nor misses work. A job that is\nalready running elsewhere (API, another watcher) is retried on the next poll."
+    )]
+    Watch {
+        #[arg(short, long, env = "SHOPSCRIBE_PROJECT", default_value = ".")]
+        project: PathBuf,
+        /// Seconds between polls. Default: watch.interval_seconds (60).
+        #[arg(long, value_name = "SECONDS")]
+        interval: Option<f64>,
+        /// Poll once and exit (1 if something failed).
+        #[arg(long)]
+        once: bool,
+    },
     /// Every generated version of one entity's text, with the inputs and run that produced it.
     #[command(
         after_help = "Examples:\n  shopscribe history domain_summaries northwear.com\n  shopscribe history domain_summaries northwear.com --as-of 2026-11-01   # the text online then\n  shopscribe history domain_summaries northwear.com --full               # prompts and outputs too"
@@ -221,6 +248,29 @@ fn parse_time(t: Option<String>) -> Result<Option<String>, Failure> {
     t.map(|t| shopscribe::run::parse_as_of(&t))
         .transpose()
         .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what Kubernetes and systemd send).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing work in progress");
 }
 
 fn load_project(dir: &Path) -> Result<Project, Failure> {
@@ -332,6 +382,65 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                 }
                 Err(e) => Err(Failure::Run(e.into())),
             }
+        }
+        Command::Serve { project, bind } => {
+            let project = load_project(&project)?;
+            if project.llm.fell_back_to_offline {
+                eprintln!(
+                    "note: ${} is not set, so the offline writer (deterministic templates, no LLM) writes the texts.",
+                    project.llm.api_key_env
+                );
+            }
+            shopscribe::serve::serve(project, bind, shutdown_signal())
+                .await
+                .map_err(Failure::Run)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Watch {
+            project,
+            interval,
+            once,
+        } => {
+            let project = Arc::new(load_project(&project)?);
+            let interval = match interval {
+                Some(s) if s.is_finite() && s > 0.0 => std::time::Duration::from_secs_f64(s),
+                Some(_) => {
+                    return Err(Failure::Usage(anyhow::anyhow!(
+                        "--interval must be a positive number of seconds"
+                    )));
+                }
+                None => project.watch.interval,
+            };
+            let (store, provider) = open(&project).await?;
+            let watcher = shopscribe::watch::Watcher::new(project.clone(), store, provider);
+            if once {
+                let p = watcher.poll().await;
+                println!(
+                    "ingested: {}; data version changed: {}; runs: {}; busy elsewhere: {}",
+                    if p.ingested.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        p.ingested.join(", ")
+                    },
+                    p.version_changed,
+                    p.runs
+                        .iter()
+                        .map(|r| format!("{} #{} {}", r.job, r.run_id, r.status.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    p.busy.join(", ")
+                );
+                for e in &p.errors {
+                    eprintln!("error: {e}");
+                }
+                return Ok(if p.errors.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
+            }
+            watcher.run_forever(interval, shutdown_signal()).await;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Report { run, project, out } => {
             let project = load_project(&project)?;

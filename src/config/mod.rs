@@ -4,10 +4,11 @@
 mod raw;
 
 use crate::features::{BinSpec, MetricSpec, Unit};
-use raw::{RawConfig, RawJob, RawMetric};
+use raw::{RawConfig, RawJob, RawMetric, RawServe, RawWatch};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The file name looked for in a project folder.
 pub const CONFIG_FILE: &str = "shopscribe.toml";
@@ -164,6 +165,28 @@ pub struct NotifyConfig {
     pub only_failures: bool,
 }
 
+/// `shopscribe serve` settings (see `RawServe` for each field's meaning and default).
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub bind: String,
+    pub client_requests_per_second: u32,
+    pub client_generations_per_minute: u32,
+    pub max_concurrent_requests: usize,
+    pub request_timeout: std::time::Duration,
+    pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
+    pub snapshot_ttl: std::time::Duration,
+}
+
+/// `shopscribe watch` settings (see `RawWatch`).
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    pub interval: std::time::Duration,
+    pub datasets: Vec<String>,
+    pub data_version_sql: Option<String>,
+    pub jobs: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct WorkersConfig {
     pub lease: std::time::Duration,
@@ -213,6 +236,8 @@ pub struct Job {
     pub schema_text: String,
     pub metrics: Vec<JobMetric>,
     pub validate: ValidateConfig,
+    /// Datasets whose deliveries run this job.
+    pub datasets: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -226,6 +251,8 @@ pub struct Project {
     pub llm: LlmConfig,
     pub publish: PublishConfig,
     pub workers: WorkersConfig,
+    pub serve: ServeConfig,
+    pub watch: WatchConfig,
     pub notify: NotifyConfig,
     pub datasets: BTreeMap<String, Dataset>,
     pub jobs: BTreeMap<String, Job>,
@@ -461,6 +488,24 @@ fn validate(raw: RawConfig, dir: &Path, env: EnvLookup) -> Result<Project, Vec<S
         }
     }
 
+    // Jobs read every dataset unless they name theirs.
+    for job in jobs.values_mut() {
+        if job.datasets.is_empty() {
+            job.datasets = datasets.keys().cloned().collect();
+        } else {
+            for d in &job.datasets {
+                if !datasets.contains_key(d) {
+                    problems.push(format!(
+                        "jobs.{}.datasets: no dataset named `{d}` (declare [datasets.{d}])",
+                        job.name
+                    ));
+                }
+            }
+        }
+    }
+    let serve = validate_serve(raw.serve, &mut problems);
+    let watch = validate_watch(raw.watch, &datasets, &jobs, &mut problems);
+
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -473,10 +518,102 @@ fn validate(raw: RawConfig, dir: &Path, env: EnvLookup) -> Result<Project, Vec<S
         llm,
         publish,
         workers,
+        serve,
+        watch,
         notify,
         datasets,
         jobs,
     })
+}
+
+fn seconds(at: &str, v: Option<f64>, default: f64, problems: &mut Vec<String>) -> Duration {
+    let v = v.unwrap_or(default);
+    if !(v.is_finite() && v > 0.0) {
+        problems.push(format!("{at}: must be a positive number of seconds"));
+        return Duration::from_secs_f64(default);
+    }
+    Duration::from_secs_f64(v)
+}
+
+fn validate_serve(raw: RawServe, problems: &mut Vec<String>) -> ServeConfig {
+    let bind = raw.bind.unwrap_or_else(|| "127.0.0.1:8080".into());
+    if bind.parse::<std::net::SocketAddr>().is_err() {
+        problems.push(format!(
+            "serve.bind: `{bind}` is not an address like 127.0.0.1:8080"
+        ));
+    }
+    let positive = |at: &str, v: Option<u32>, d: u32, problems: &mut Vec<String>| match v {
+        Some(0) => {
+            problems.push(format!("{at}: must be at least 1"));
+            d
+        }
+        Some(v) => v,
+        None => d,
+    };
+    ServeConfig {
+        bind,
+        client_requests_per_second: positive(
+            "serve.client_requests_per_second",
+            raw.client_requests_per_second,
+            100,
+            problems,
+        ),
+        client_generations_per_minute: positive(
+            "serve.client_generations_per_minute",
+            raw.client_generations_per_minute,
+            60,
+            problems,
+        ),
+        max_concurrent_requests: raw.max_concurrent_requests.unwrap_or(1024).max(1),
+        request_timeout: seconds(
+            "serve.request_timeout_seconds",
+            raw.request_timeout_seconds,
+            120.0,
+            problems,
+        ),
+        max_body_bytes: raw.max_body_bytes.unwrap_or(1 << 20).max(1024),
+        max_header_bytes: raw.max_header_bytes.unwrap_or(16 << 10).max(1024),
+        snapshot_ttl: seconds(
+            "serve.snapshot_seconds",
+            raw.snapshot_seconds,
+            300.0,
+            problems,
+        ),
+    }
+}
+
+fn validate_watch(
+    raw: RawWatch,
+    datasets: &BTreeMap<String, Dataset>,
+    jobs: &BTreeMap<String, Job>,
+    problems: &mut Vec<String>,
+) -> WatchConfig {
+    let interval = seconds(
+        "watch.interval_seconds",
+        raw.interval_seconds,
+        60.0,
+        problems,
+    );
+    let watched = raw
+        .datasets
+        .unwrap_or_else(|| datasets.keys().cloned().collect());
+    for d in &watched {
+        if !datasets.contains_key(d) {
+            problems.push(format!("watch.datasets: no dataset named `{d}`"));
+        }
+    }
+    let run = raw.jobs.unwrap_or_else(|| jobs.keys().cloned().collect());
+    for j in &run {
+        if !jobs.contains_key(j) {
+            problems.push(format!("watch.jobs: no job named `{j}`"));
+        }
+    }
+    WatchConfig {
+        interval,
+        datasets: watched,
+        data_version_sql: raw.data_version_sql.filter(|s| !s.trim().is_empty()),
+        jobs: run,
+    }
 }
 
 fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) -> LlmConfig {
@@ -738,6 +875,8 @@ fn validate_job(
             banned_phrases: raw.validate.banned_phrases,
             privacy_guard,
         },
+        // Checked against the project's datasets by the caller (they are known there).
+        datasets: raw.datasets.unwrap_or_default(),
     })
 }
 

@@ -27,6 +27,12 @@ pub struct RawConfig {
     /// Distributed runs (PostgreSQL store): task leases and claims.
     #[serde(default)]
     pub workers: RawWorkers,
+    /// `shopscribe serve`: the HTTP API.
+    #[serde(default)]
+    pub serve: RawServe,
+    /// `shopscribe watch`: what to poll and how often.
+    #[serde(default)]
+    pub watch: RawWatch,
     /// Raw-data deliveries to ingest, by name: `[datasets.reviews]`.
     #[serde(default)]
     pub datasets: BTreeMap<String, RawDataset>,
@@ -146,6 +152,44 @@ pub struct RawWorkers {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawServe {
+    /// Address to listen on. Default `127.0.0.1:8080`; `--bind` overrides it.
+    pub bind: Option<String>,
+    /// Requests per second one API token may make (bursts of twice that). Default 100.
+    pub client_requests_per_second: Option<u32>,
+    /// On-demand generations (cold entities, `?refresh=true`) one token may cause per minute.
+    /// Cached answers do not count. Default 60.
+    pub client_generations_per_minute: Option<u32>,
+    /// Requests handled at once by the whole server; more get 429 at once. Default 1024.
+    pub max_concurrent_requests: Option<usize>,
+    /// Longest time a request may take, on-demand generation included. Default 120.
+    pub request_timeout_seconds: Option<f64>,
+    /// Largest accepted request body. Default 1 MiB.
+    pub max_body_bytes: Option<usize>,
+    /// Largest accepted total size of the request headers. Default 16 KiB.
+    pub max_header_bytes: Option<usize>,
+    /// How long a job's source rows and features are reused before the source is read again
+    /// (a run started through the API refreshes them at once). Default 300.
+    pub snapshot_seconds: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWatch {
+    /// Seconds between polls. Default 60; `--interval` overrides it.
+    pub interval_seconds: Option<f64>,
+    /// Datasets whose `from` location is polled for new or changed files. Default: all.
+    pub datasets: Option<Vec<String>>,
+    /// SQL returning one value that changes when the source data changes (e.g.
+    /// `SELECT max(loaded_at) FROM sales`), run on the source database. A new value runs the
+    /// jobs. Default none.
+    pub data_version_sql: Option<String>,
+    /// Jobs run when the data version changes. Default: all.
+    pub jobs: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawPublish {
     /// Folder (relative to the project), `file:///abs/path` or `s3://bucket/prefix`.
     /// Default `site`. Overridden by `SHOPSCRIBE_PUBLISH_URL`.
@@ -190,6 +234,9 @@ pub struct RawJob {
     /// Output checks beyond the JSON schema.
     #[serde(default)]
     pub validate: RawValidate,
+    /// Datasets this job reads: a delivery to one of them (`watch`, `POST /v1/runs` with an S3
+    /// event) runs this job. Default: every dataset of the project.
+    pub datasets: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -87,7 +87,7 @@ async fn list_s3(
 ) -> Result<
     (
         std::sync::Arc<dyn object_store::ObjectStore>,
-        Vec<(String, object_store::path::Path)>,
+        Vec<(String, object_store::ObjectMeta)>,
     ),
     IngestError,
 > {
@@ -113,9 +113,49 @@ async fn list_s3(
         objects
             .into_iter()
             .filter(|o| o.location.filename().and_then(read::format_of).is_some())
-            .map(|o| (format!("s3://{bucket}/{}", o.location), o.location))
+            .map(|o| (format!("s3://{bucket}/{}", o.location), o))
             .collect(),
     ))
+}
+
+/// A fingerprint of what lies at a delivery location (names, sizes, modification times or
+/// ETags of its data files): it changes when a file is added, replaced or removed. `watch`
+/// compares it between polls; reading a listing costs far less than checksumming the files.
+pub async fn fingerprint(from: &str) -> Result<(String, usize), IngestError> {
+    let mut h = blake3::Hasher::new();
+    let n;
+    if from.starts_with("s3://") {
+        let (_, objects) = list_s3(from).await?;
+        n = objects.len();
+        for (uri, o) in objects {
+            h.update(
+                format!(
+                    "{uri}\t{}\t{}\t{}\n",
+                    o.size,
+                    o.e_tag.unwrap_or_default(),
+                    o.last_modified.timestamp_millis()
+                )
+                .as_bytes(),
+            );
+        }
+    } else {
+        let files = list_files(from)?;
+        n = files.len();
+        for f in files {
+            let meta = std::fs::metadata(&f).map_err(|source| IngestError::Io {
+                path: f.clone(),
+                source,
+            })?;
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            h.update(format!("{}\t{}\t{modified}\n", f.display(), meta.len()).as_bytes());
+        }
+    }
+    Ok((h.finalize().to_hex().to_string(), n))
 }
 
 /// Downloads an object into a temporary file (streamed: memory stays flat).
@@ -199,7 +239,7 @@ pub async fn ingest(
         sources.extend(
             objects
                 .into_iter()
-                .map(|(uri, p)| (uri, Some(p), PathBuf::new())),
+                .map(|(uri, o)| (uri, Some(o.location), PathBuf::new())),
         );
     } else {
         sources.extend(

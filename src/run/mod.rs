@@ -161,11 +161,25 @@ pub async fn run_job(
     provider: Arc<dyn Provider>,
     opts: &RunOptions,
 ) -> Result<RunSummary, RunError> {
+    project.job(job_name).map_err(RunError::Setup)?;
+    let run_id = store
+        .create_run(job_name, provider.name(), provider.model())
+        .await?;
+    run_created(project, job_name, run_id, store, provider, opts).await
+}
+
+/// [`run_job`] for a run already created (`Store::create_run`), so a caller can hand out its
+/// id before the work starts (the HTTP API does).
+pub async fn run_created(
+    project: &Project,
+    job_name: &str,
+    run_id: i64,
+    store: Arc<dyn Store>,
+    provider: Arc<dyn Provider>,
+    opts: &RunOptions,
+) -> Result<RunSummary, RunError> {
     let job = project.job(job_name).map_err(RunError::Setup)?.clone();
     let started = Instant::now();
-    let run_id = store
-        .create_run(&job.name, provider.name(), provider.model())
-        .await?;
     info!(run_id, job = %job.name, provider = provider.name(), model = provider.model(), "run started");
     let result = execute(
         project,

@@ -284,6 +284,64 @@ impl SourceSettings {
     }
 }
 
+/// Runs a one-value query (a "data version": `SELECT max(loaded_at) FROM sales`) on the source
+/// and returns its first column of its first row as text ("" for no row or NULL).
+pub async fn data_version(settings: &SourceSettings, sql: &str) -> Result<String, SourceError> {
+    let url = &settings.url;
+    let file = PathBuf::from("watch.data_version_sql");
+    let conn_err = |e: sqlx::Error| SourceError::Connect {
+        url: crate::config::redact_url(url),
+        message: e.to_string(),
+    };
+    let query_err = |e: sqlx::Error| SourceError::Query {
+        file: file.clone(),
+        message: e.to_string(),
+    };
+    let cell = if url.starts_with("sqlite://") {
+        let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+            .map_err(conn_err)?
+            .read_only(true);
+        let mut conn = sqlx::ConnectOptions::connect(&opts)
+            .await
+            .map_err(conn_err)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_optional(&mut conn)
+            .await
+            .map_err(query_err)?;
+        row.map(|r| sqlite_cell(&r, 0))
+            .transpose()
+            .map_err(query_err)?
+    } else {
+        let timeout = format!("{}ms", settings.statement_timeout.as_millis());
+        let opts = sqlx::postgres::PgConnectOptions::from_str(url)
+            .map_err(conn_err)?
+            .application_name("shopscribe-watch")
+            .options([
+                ("statement_timeout", timeout.as_str()),
+                ("default_transaction_read_only", "on"),
+            ]);
+        let mut conn = sqlx::ConnectOptions::connect(&opts)
+            .await
+            .map_err(conn_err)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_optional(&mut conn)
+            .await
+            .map_err(query_err)?;
+        row.map(|r| pg::cell(&r, 0))
+            .transpose()
+            .map_err(|message| SourceError::Query {
+                file: file.clone(),
+                message,
+            })?
+    };
+    Ok(match cell {
+        None | Some(Cell::Null) => String::new(),
+        Some(Cell::Int(i)) => i.to_string(),
+        Some(Cell::Float(f)) => f.to_string(),
+        Some(Cell::Text(t)) => t,
+    })
+}
+
 /// Runs the job's SQL (with `:as_of` bound to `as_of`) and streams its rows into entities.
 pub async fn fetch_entities(
     settings: &SourceSettings,

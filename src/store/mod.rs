@@ -85,7 +85,7 @@ impl RunStatus {
 }
 
 /// A run's figures, written when it finishes.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct RunFigures {
     pub entities: u64,
     pub generated: u64,

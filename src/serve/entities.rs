@@ -1,0 +1,459 @@
+//! On-demand insights: `GET /v1/jobs/{job}/entities/{key}`.
+//!
+//! A job's source rows and their features are loaded once into a snapshot (peer groups need the
+//! whole population, so one entity's inputs cannot be computed alone) and reused for
+//! `serve.snapshot_seconds`; after that the old snapshot keeps answering while a new one loads.
+//! An entity's context and input hash are computed on first use. Answers are cached in memory
+//! as ready-to-send JSON, checked against the current input hash on every hit.
+//!
+//! When the store has no good text for the current inputs (or `?refresh=true`), the entity is
+//! generated on the spot with the same engine as a run (retries, validation, repair, cost) and
+//! recorded under the job's "service run". Requests for the same entity and inputs share one
+//! generation (single flight); it runs in its own task, so a client that hangs up does not
+//! waste the call and the answer still lands in the store.
+
+use super::error::ApiError;
+use crate::config::{Job, Project};
+use crate::features::{self, FeatureOptions};
+use crate::llm::Provider;
+use crate::plan::{Plan, Reason, WorkItem};
+use crate::prompt::{build_context, input_hash};
+use crate::run::RunOptions;
+use crate::store::{GenerationStatus, RunFigures, RunStatus, Store};
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+/// A job's entities and features as of one read of its source.
+pub struct Snapshot {
+    plan: Plan,
+    index: HashMap<String, usize>,
+    hashes: Vec<OnceLock<String>>,
+    loaded: Instant,
+}
+
+/// A good text, as served.
+pub struct Cached {
+    pub input_hash: String,
+    pub body: Bytes,
+}
+
+/// Where an answer came from (the `X-Shopscribe-Source` header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Cache,
+    Store,
+    Generated,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Cache => "cache",
+            Source::Store => "store",
+            Source::Generated => "generated",
+        }
+    }
+}
+
+type Flight = Shared<BoxFuture<'static, Result<Arc<Cached>, ApiError>>>;
+
+/// Most answers kept in memory; beyond it an arbitrary one is dropped (the store has them all).
+const MAX_CACHED: usize = 200_000;
+
+pub struct EntityService {
+    project: Arc<Project>,
+    store: Arc<dyn Store>,
+    provider: Arc<dyn Provider>,
+    metrics: Arc<super::metrics::Metrics>,
+    snapshots: Mutex<HashMap<String, Arc<Snapshot>>>,
+    /// One source read per job at a time.
+    loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    cache: std::sync::RwLock<HashMap<(String, String), Arc<Cached>>>,
+    flights: Mutex<HashMap<(String, String, String), Flight>>,
+    /// The run each job's on-demand generations are recorded under, with its running figures.
+    service_runs: tokio::sync::Mutex<HashMap<String, (i64, RunFigures)>>,
+    /// Generations in progress, waited for on shutdown.
+    tasks: TaskTracker,
+}
+
+impl EntityService {
+    pub fn new(
+        project: Arc<Project>,
+        store: Arc<dyn Store>,
+        provider: Arc<dyn Provider>,
+        metrics: Arc<super::metrics::Metrics>,
+    ) -> EntityService {
+        EntityService {
+            project,
+            store,
+            provider,
+            metrics,
+            snapshots: Mutex::default(),
+            loading: Mutex::default(),
+            cache: Default::default(),
+            flights: Mutex::default(),
+            service_runs: Default::default(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Forgets a job's snapshot (its data changed: the next request reads the source again).
+    pub fn invalidate(&self, job: &str) {
+        self.snapshots.lock().unwrap().remove(job);
+    }
+
+    async fn snapshot(self: &Arc<Self>, job: &Job) -> Result<Arc<Snapshot>, ApiError> {
+        let ttl = self.project.serve.snapshot_ttl;
+        let current = self.snapshots.lock().unwrap().get(&job.name).cloned();
+        if let Some(s) = &current {
+            if s.loaded.elapsed() < ttl {
+                return Ok(s.clone());
+            }
+            // Stale: answer from it while one task reads the source again.
+            let this = self.clone();
+            let job = job.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.load(&job, true).await {
+                    warn!(job = %job.name, error = %e.message, "reloading the job's source failed; the old snapshot stays");
+                }
+            });
+            return Ok(s.clone());
+        }
+        self.load(job, false).await
+    }
+
+    async fn load(&self, job: &Job, refresh: bool) -> Result<Arc<Snapshot>, ApiError> {
+        let gate = self
+            .loading
+            .lock()
+            .unwrap()
+            .entry(job.name.clone())
+            .or_default()
+            .clone();
+        let Ok(_guard) = gate.try_lock() else {
+            if refresh {
+                return Err(ApiError::internal("already reloading"));
+            }
+            // Someone else is loading it: wait for them, then use theirs.
+            let _g = gate.lock().await;
+            if let Some(s) = self.snapshots.lock().unwrap().get(&job.name) {
+                return Ok(s.clone());
+            }
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "source_unavailable",
+                format!("the source of job `{}` could not be read", job.name),
+            ));
+        };
+        if !refresh && let Some(s) = self.snapshots.lock().unwrap().get(&job.name) {
+            return Ok(s.clone());
+        }
+        let t = Instant::now();
+        let entities = crate::run::load_entities(&self.project, job)
+            .await
+            .map_err(|e| {
+                warn!(job = %job.name, error = %e, "reading the job's source failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "source_unavailable",
+                    format!("the source of job `{}` could not be read: {e}", job.name),
+                )
+            })?;
+        let features = features::compute(
+            &entities.input,
+            &crate::plan::feature_specs(job),
+            FeatureOptions {
+                min_group_size: job.min_group_size,
+            },
+        );
+        let index = entities
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i))
+            .collect();
+        let hashes = (0..entities.len()).map(|_| OnceLock::new()).collect();
+        let snapshot = Arc::new(Snapshot {
+            plan: Plan {
+                entities,
+                features,
+                work: Vec::new(),
+                new: 0,
+                changed: 0,
+                retry: 0,
+                unchanged: 0,
+                hashes: Vec::new(),
+            },
+            index,
+            hashes,
+            loaded: Instant::now(),
+        });
+        info!(job = %job.name, entities = snapshot.index.len(), ms = t.elapsed().as_millis() as u64, "source snapshot loaded");
+        self.snapshots
+            .lock()
+            .unwrap()
+            .insert(job.name.clone(), snapshot.clone());
+        Ok(snapshot)
+    }
+
+    fn hash(&self, job: &Job, s: &Snapshot, i: usize) -> String {
+        s.hashes[i]
+            .get_or_init(|| {
+                let context = build_context(job, &s.plan.entities, &s.plan.features, i);
+                input_hash(job, self.provider.name(), self.provider.model(), &context)
+            })
+            .clone()
+    }
+
+    /// The current text of one entity. `may_generate` is asked (once, only when this request
+    /// would start a new generation) whether the caller may spend on one.
+    pub async fn get(
+        self: &Arc<Self>,
+        job: &Job,
+        key: &str,
+        refresh: bool,
+        may_generate: impl FnOnce() -> Result<(), ApiError>,
+    ) -> Result<(Arc<Cached>, Source), ApiError> {
+        let snap = self.snapshot(job).await?;
+        let Some(&i) = snap.index.get(key) else {
+            return Err(ApiError::not_found(format!(
+                "job `{}` has no entity `{key}` in its source",
+                job.name
+            )));
+        };
+        let hash = self.hash(job, &snap, i);
+        let cache_key = (job.name.clone(), key.to_string());
+        if !refresh {
+            if let Some(c) = self.cache.read().unwrap().get(&cache_key)
+                && c.input_hash == hash
+            {
+                return Ok((c.clone(), Source::Cache));
+            }
+            let good = self
+                .store
+                .good_generations(&job.name, &[key.to_string()])
+                .await?;
+            if let Some(g) = good.into_iter().next()
+                && g.input_hash == hash
+            {
+                let cached = Arc::new(answer(job, &snap, i, &g)?);
+                self.remember(cache_key, cached.clone());
+                return Ok((cached, Source::Store));
+            }
+        }
+        let flight_key = (job.name.clone(), key.to_string(), hash.clone());
+        let flight = {
+            let mut flights = self.flights.lock().unwrap();
+            match flights.get(&flight_key) {
+                Some(f) => f.clone(),
+                None => {
+                    may_generate()?;
+                    let this = self.clone();
+                    let (job, snap, fk) = (job.clone(), snap.clone(), flight_key.clone());
+                    let task = self.tasks.spawn(async move {
+                        let r = this.generate(&job, &snap, i, hash, refresh).await;
+                        this.flights.lock().unwrap().remove(&fk);
+                        r
+                    });
+                    let f: Flight = async move {
+                        task.await.unwrap_or_else(|e| {
+                            Err(ApiError::internal(format!("generation task failed: {e}")))
+                        })
+                    }
+                    .boxed()
+                    .shared();
+                    flights.insert(flight_key, f.clone());
+                    f
+                }
+            }
+        };
+        let cached = flight.await?;
+        self.remember(cache_key, cached.clone());
+        Ok((cached, Source::Generated))
+    }
+
+    fn remember(&self, key: (String, String), value: Arc<Cached>) {
+        let mut cache = self.cache.write().unwrap();
+        if cache.len() >= MAX_CACHED && !cache.contains_key(&key) {
+            let victim = cache.keys().next().cloned();
+            if let Some(v) = victim {
+                cache.remove(&v);
+            }
+        }
+        cache.insert(key, value);
+    }
+
+    async fn service_run(&self, job: &str) -> Result<i64, ApiError> {
+        let mut runs = self.service_runs.lock().await;
+        if let Some((id, _)) = runs.get(job) {
+            return Ok(*id);
+        }
+        let id = self
+            .store
+            .create_run(job, self.provider.name(), self.provider.model())
+            .await?;
+        info!(job, run_id = id, "service run for on-demand generations");
+        runs.insert(job.to_string(), (id, RunFigures::default()));
+        Ok(id)
+    }
+
+    /// Adds one generation's figures to its service run and records them, so the run row is
+    /// always current (and final if the process dies).
+    async fn account(&self, job: &str, add: &RunFigures) -> Result<(), ApiError> {
+        let mut runs = self.service_runs.lock().await;
+        let Some((id, f)) = runs.get_mut(job) else {
+            return Ok(());
+        };
+        f.entities += 1;
+        f.generated += add.generated;
+        f.failed += add.failed;
+        f.tokens_in += add.tokens_in;
+        f.tokens_out += add.tokens_out;
+        f.cost_usd += add.cost_usd;
+        f.duration_ms += add.duration_ms;
+        let status = if f.failed > 0 {
+            RunStatus::Partial
+        } else {
+            RunStatus::Succeeded
+        };
+        self.store.finish_run(*id, status, f, None).await?;
+        Ok(())
+    }
+
+    async fn generate(
+        &self,
+        job: &Job,
+        snap: &Snapshot,
+        i: usize,
+        hash: String,
+        refresh: bool,
+    ) -> Result<Arc<Cached>, ApiError> {
+        let t = Instant::now();
+        let key = snap.plan.entities.keys[i].clone();
+        let run_id = self.service_run(&job.name).await?;
+        let context = build_context(job, &snap.plan.entities, &snap.plan.features, i);
+        let work = vec![WorkItem {
+            index: i,
+            input_hash: hash.clone(),
+            reason: if refresh {
+                Reason::Forced
+            } else {
+                Reason::Changed
+            },
+            context: Arc::new(context),
+        }];
+        let mut figures = RunFigures::default();
+        let generated = crate::run::generate(
+            &self.project,
+            job,
+            &snap.plan,
+            work,
+            run_id,
+            self.store.clone(),
+            self.provider.clone(),
+            &RunOptions::default(),
+            &mut figures,
+        )
+        .await
+        .map_err(|e| ApiError::internal(format!("generation could not start: {e}")))?;
+        figures.duration_ms = t.elapsed().as_millis() as u64;
+        self.account(&job.name, &figures).await?;
+        if let Some(fatal) = generated.fatal {
+            self.metrics.generation("provider_unavailable");
+            return Err(ApiError {
+                retry_after: Some(60),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "llm_unavailable",
+                    format!("the writer cannot be used right now: {fatal}"),
+                )
+            });
+        }
+        match generated.outcomes.first().map(|o| o.1) {
+            Some(GenerationStatus::Ok) => {
+                self.metrics.generation("ok");
+                let good = self
+                    .store
+                    .good_generations(&job.name, std::slice::from_ref(&key))
+                    .await?;
+                let g = good
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| ApiError::internal("the new text was not found in the store"))?;
+                Ok(Arc::new(answer(job, snap, i, &g)?))
+            }
+            Some(_) => {
+                self.metrics.generation("failed");
+                let last = self.store.generations_of(&job.name, &key).await?;
+                let reason = last
+                    .last()
+                    .and_then(|(g, _)| g.error.clone())
+                    .unwrap_or_else(|| "no reason recorded".into());
+                Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "generation_failed",
+                    format!("no valid text could be generated for `{key}`: {reason}"),
+                ))
+            }
+            None => {
+                self.metrics.generation("stopped");
+                Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "generation_stopped",
+                    "the generation was stopped before it finished; try again",
+                ))
+            }
+        }
+    }
+
+    /// Records the final figures of every service run (graceful shutdown).
+    pub async fn close(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+        let runs = self.service_runs.lock().await;
+        for (job, (id, f)) in runs.iter() {
+            let status = if f.failed > 0 {
+                RunStatus::Partial
+            } else {
+                RunStatus::Succeeded
+            };
+            if let Err(e) = self.store.finish_run(*id, status, f, None).await {
+                warn!(job, run_id = id, error = %e, "could not record the service run's figures");
+            }
+        }
+    }
+}
+
+/// The JSON answer for a good generation.
+fn answer(
+    job: &Job,
+    snap: &Snapshot,
+    i: usize,
+    g: &crate::store::GoodGeneration,
+) -> Result<Cached, ApiError> {
+    let output: serde_json::Value = serde_json::from_str(&g.output)
+        .map_err(|e| ApiError::internal(format!("stored output is not JSON: {e}")))?;
+    let e = &snap.plan.entities;
+    let body = serde_json::json!({
+        "job": job.name,
+        "key": g.entity_key,
+        "name": e.name(i),
+        "group": e.group(i),
+        "version": g.generation_id,
+        "run_id": g.run_id,
+        "input_hash": g.input_hash,
+        "generated_at": g.created_at,
+        "output": output,
+    });
+    Ok(Cached {
+        input_hash: g.input_hash.clone(),
+        body: Bytes::from(serde_json::to_vec(&body).expect("JSON serialises")),
+    })
+}

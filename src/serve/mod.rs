@@ -1,0 +1,480 @@
+//! `shopscribe serve`: the HTTP API. Authenticated on-demand insights with single flight,
+//! run requests (a job, an S3 event or an EventBridge event), run status, health, readiness,
+//! Prometheus metrics and an OpenAPI document. `app` builds the router so tests can drive it.
+
+pub mod auth;
+pub mod entities;
+pub mod error;
+pub mod events;
+pub mod metrics;
+pub mod openapi;
+pub mod runs;
+
+use crate::config::Project;
+use crate::llm::Provider;
+use crate::store::Store;
+use auth::{Auth, Client, Scope};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, RawQuery, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use entities::EntityService;
+use error::ApiError;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use metrics::Metrics;
+use runs::Runner;
+use serde_json::json;
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tracing::info;
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub project: Arc<Project>,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    pub entities: Arc<EntityService>,
+    pub runner: Arc<Runner>,
+    auth: Auth,
+    requests: DefaultKeyedRateLimiter<String>,
+    generations: DefaultKeyedRateLimiter<String>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl AppState {
+    /// `provider` is wrapped so its calls, tokens and cost show in `/metrics`.
+    pub fn new(
+        project: Arc<Project>,
+        store: Arc<dyn Store>,
+        provider: Arc<dyn Provider>,
+        auth: Auth,
+    ) -> Arc<AppState> {
+        let metrics = Arc::new(Metrics::new());
+        let provider: Arc<dyn Provider> = Arc::new(metrics::Metered::new(
+            provider,
+            metrics.clone(),
+            project.llm.price(),
+        ));
+        let entities = Arc::new(EntityService::new(
+            project.clone(),
+            store.clone(),
+            provider.clone(),
+            metrics.clone(),
+        ));
+        let runner = Arc::new(Runner::new(
+            project.clone(),
+            store.clone(),
+            provider,
+            metrics.clone(),
+            Some(entities.clone()),
+        ));
+        let s = &project.serve;
+        let nz = |n: u32| NonZeroU32::new(n.max(1)).expect("at least 1");
+        let requests = RateLimiter::keyed(
+            Quota::per_second(nz(s.client_requests_per_second))
+                .allow_burst(nz(s.client_requests_per_second.saturating_mul(2))),
+        );
+        let generations = RateLimiter::keyed(
+            Quota::per_minute(nz(s.client_generations_per_minute))
+                .allow_burst(nz(s.client_generations_per_minute)),
+        );
+        Arc::new(AppState {
+            in_flight: Arc::new(Semaphore::new(s.max_concurrent_requests)),
+            project,
+            store,
+            metrics,
+            entities,
+            runner,
+            auth,
+            requests,
+            generations,
+        })
+    }
+}
+
+/// The router with every route and layer.
+pub fn app(state: Arc<AppState>) -> Router {
+    let protected = Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/v1/jobs", get(list_jobs))
+        .route("/v1/jobs/{job}/entities/{key}", get(get_entity))
+        .route("/v1/runs", post(post_run).get(list_runs))
+        .route("/v1/runs/{id}", get(get_run))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi_doc))
+        .merge(protected)
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(state.project.serve.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), edge))
+        .with_state(state)
+}
+
+/// Runs the API until `shutdown` resolves, then finishes in-flight requests, runs and
+/// generations before returning.
+pub async fn serve(
+    project: Project,
+    bind: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let auth = Auth::from_env().map_err(anyhow::Error::msg)?;
+    let store = crate::store::open(&project.store_url).await?;
+    let provider = crate::llm::from_config(&project.llm)?;
+    let bind = bind.unwrap_or_else(|| project.serve.bind.clone());
+    let project = Arc::new(project);
+    let state = AppState::new(project, store, provider, auth);
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+    info!(address = %listener.local_addr()?, "serving the API");
+    axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    info!("no more requests; finishing runs and generations in progress");
+    state.runner.drain().await;
+    state.entities.close().await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Every request: a global concurrency cap, a header size limit, a timeout, and metrics.
+async fn edge(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().clone();
+    let response = match state.in_flight.clone().try_acquire_owned() {
+        Err(_) => ApiError::too_many(
+            "busy",
+            "the server is at serve.max_concurrent_requests; retry shortly",
+            1,
+        )
+        .into_response(),
+        Ok(_permit) => {
+            let header_bytes: usize = request
+                .headers()
+                .iter()
+                .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                .sum();
+            if header_bytes > state.project.serve.max_header_bytes {
+                ApiError::new(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "headers_too_large",
+                    format!(
+                        "request headers are {header_bytes} bytes; the limit is {}",
+                        state.project.serve.max_header_bytes
+                    ),
+                )
+                .into_response()
+            } else {
+                match tokio::time::timeout(state.project.serve.request_timeout, next.run(request))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "timeout",
+                        "the request took longer than serve.request_timeout_seconds; work it started goes on",
+                    )
+                    .into_response(),
+                }
+            }
+        }
+    };
+    state.metrics.http(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// Protected routes: a valid bearer token and the client's request rate.
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let client = state.auth.check(request.headers())?;
+    if let Err(not_until) = state.requests.check_key(&client.name) {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        return Err(ApiError::too_many(
+            "rate_limited",
+            format!(
+                "token `{}` is over serve.client_requests_per_second",
+                client.name
+            ),
+            wait.as_secs_f64().ceil() as u64,
+        ));
+    }
+    request.extensions_mut().insert(client);
+    Ok(next.run(request).await)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => {
+            Json(json!({"status": "ready", "store": state.store.backend()})).into_response()
+        }
+        Ok(Err(e)) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("the store does not answer: {e}"),
+        )
+        .into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the store did not answer within 2 s",
+        )
+        .into_response(),
+    }
+}
+
+async fn openapi_doc() -> Json<serde_json::Value> {
+    Json(openapi::document())
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), state.store.queue_depth()).await
+    {
+        state.metrics.set_queue_depth(n);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn list_jobs(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let jobs: Vec<_> = state
+        .project
+        .jobs
+        .values()
+        .map(|j| json!({"name": j.name, "description": j.description, "entity_label": j.entity_label, "datasets": j.datasets}))
+        .collect();
+    Json(json!({"jobs": jobs}))
+}
+
+/// `?a=b&c=d` as a map; repeated or undecodable parameters are a 400.
+fn query_map(q: Option<String>, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+    let mut out = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
+        if !allowed.contains(&k.as_ref()) {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter `{k}`; allowed: {}",
+                allowed.join(", ")
+            )));
+        }
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(ApiError::bad_request(format!(
+                "query parameter `{k}` given twice"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn parse_bool(name: &str, v: Option<&String>) -> Result<bool, ApiError> {
+    match v.map(String::as_str) {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") | Some("") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "`{name}` must be true or false, not `{other}`"
+        ))),
+    }
+}
+
+fn path_error(e: PathRejection) -> ApiError {
+    ApiError::bad_request(format!("bad path: {}", e.body_text()))
+}
+
+async fn get_entity(
+    State(state): State<Arc<AppState>>,
+    Extension(client): Extension<Client>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let Path((job_name, key)) = path.map_err(path_error)?;
+    let q = query_map(query, &["refresh"])?;
+    let refresh = parse_bool("refresh", q.get("refresh"))?;
+    if refresh {
+        // Forcing a paid regeneration is a write.
+        client.require(Scope::Write)?;
+    }
+    let job = state
+        .project
+        .jobs
+        .get(&job_name)
+        .ok_or_else(|| ApiError::not_found(format!("no job named `{job_name}`")))?;
+    let limiter = &state.generations;
+    let (answer, source) = state
+        .entities
+        .get(job, &key, refresh, || {
+            limiter.check_key(&client.name).map_err(|n| {
+                ApiError::too_many(
+                    "generation_rate_limited",
+                    format!(
+                        "token `{}` is over serve.client_generations_per_minute; cached answers are still served",
+                        client.name
+                    ),
+                    n.wait_time_from(DefaultClock::default().now())
+                        .as_secs_f64()
+                        .ceil() as u64,
+                )
+            })
+        })
+        .await?;
+    let mut response = Response::new(Body::from(answer.body.clone()));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        "x-shopscribe-source",
+        HeaderValue::from_static(source.as_str()),
+    );
+    Ok(response)
+}
+
+async fn post_run(
+    State(state): State<Arc<AppState>>,
+    Extension(client): Extension<Client>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    client.require(Scope::Write)?;
+    let body = body.map_err(|e| {
+        let status = e.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "bad_request"
+        };
+        ApiError::new(status, code, e.body_text())
+    })?;
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    let request = events::parse(&value).map_err(ApiError::bad_request)?;
+    match request {
+        events::RunRequest::Job(job) => {
+            if !state.project.jobs.contains_key(&job) {
+                return Err(ApiError::not_found(format!("no job named `{job}`")));
+            }
+            let ticket = state.runner.request(&job).await;
+            info!(client = %client.name, job, status = ticket.status, "run requested");
+            Ok((StatusCode::ACCEPTED, Json(json!({"runs": [ticket]}))).into_response())
+        }
+        events::RunRequest::Test => Ok((
+            StatusCode::OK,
+            Json(json!({"status": "ignored", "reason": "S3 test event"})),
+        )
+            .into_response()),
+        events::RunRequest::Objects(uris) => {
+            let (objects, jobs) = events::route(&state.project, &uris);
+            if objects.is_empty() {
+                return Ok((
+                    StatusCode::OK,
+                    Json(json!({"status": "ignored", "reason": "no dataset's `from` location holds these objects (or their format is not ingestable)", "objects": uris})),
+                )
+                    .into_response());
+            }
+            info!(client = %client.name, objects = objects.len(), jobs = ?jobs, "data arrived");
+            let body = json!({
+                "status": "accepted",
+                "ingest": objects.iter().map(|(d, u)| json!({"dataset": d, "object": u})).collect::<Vec<_>>(),
+                "jobs": jobs,
+            });
+            state.runner.ingest_then_run(objects, jobs);
+            Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+        }
+    }
+}
+
+fn run_json(r: &crate::store::RunRecord) -> serde_json::Value {
+    json!({
+        "id": r.id, "job": r.job, "status": r.status, "provider": r.provider, "model": r.model,
+        "started_at": r.started_at, "finished_at": r.finished_at, "error": r.error,
+        "figures": r.figures,
+    })
+}
+
+async fn list_runs(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let q = query_map(query, &["job", "limit"])?;
+    let limit = match q.get("limit") {
+        None => 20,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| ApiError::bad_request("`limit` must be a number from 1 to 1000"))?,
+    };
+    let runs = state
+        .store
+        .runs(q.get("job").map(String::as_str), limit)
+        .await?;
+    Ok(Json(
+        json!({"runs": runs.iter().map(run_json).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn get_run(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Path(id) = path.map_err(path_error)?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("run id `{id}` is not a number")))?;
+    let run = state
+        .store
+        .run(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
+    Ok(Json(run_json(&run)))
+}
+
+async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        format!("no route {method} {}; see /openapi.json", uri.path()),
+    )
+}
+
+async fn wrong_method(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not allowed on {}; see /openapi.json",
+            uri.path()
+        ),
+    )
+}

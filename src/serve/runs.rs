@@ -1,0 +1,255 @@
+//! Runs started by the service (`POST /v1/runs`) and by `watch`: at most one run of a job at a
+//! time — in this process by a per-job slot, across processes by a lock row in the store (with
+//! a lease renewed while the run lasts, so a killed holder frees it). A request for a job that
+//! is already running is queued: one follow-up run starts when the current one ends (several
+//! requests in the meantime collapse into it, since one run picks up every change).
+
+use super::entities::EntityService;
+use super::metrics::Metrics;
+use crate::config::Project;
+use crate::llm::Provider;
+use crate::run::{RunOptions, run_created};
+use crate::store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+/// How long a job lock lasts without renewal (renewed every third of it).
+const LOCK_TTL: Duration = Duration::from_secs(60);
+/// How often a queued run checks whether another process released the job.
+const LOCK_POLL: Duration = Duration::from_secs(2);
+
+#[derive(Default)]
+struct Slot {
+    active: bool,
+    run_id: Option<i64>,
+    queued: bool,
+}
+
+/// What became of a run request.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Ticket {
+    pub job: String,
+    /// `running` (started now: `run_id` is set) or `queued` (after `behind`, or waiting for
+    /// another process that holds the job).
+    pub status: &'static str,
+    pub run_id: Option<i64>,
+    pub behind: Option<i64>,
+}
+
+pub struct Runner {
+    project: Arc<Project>,
+    store: Arc<dyn Store>,
+    provider: Arc<dyn Provider>,
+    metrics: Arc<Metrics>,
+    entities: Option<Arc<EntityService>>,
+    /// This process's name on job locks.
+    holder: String,
+    slots: Mutex<HashMap<String, Slot>>,
+    /// Ingestion of event-announced files, one at a time.
+    ingest_gate: tokio::sync::Mutex<()>,
+    tasks: TaskTracker,
+}
+
+impl Runner {
+    pub fn new(
+        project: Arc<Project>,
+        store: Arc<dyn Store>,
+        provider: Arc<dyn Provider>,
+        metrics: Arc<Metrics>,
+        entities: Option<Arc<EntityService>>,
+    ) -> Runner {
+        Runner {
+            project,
+            store,
+            provider,
+            metrics,
+            entities,
+            holder: holder_name(),
+            slots: Mutex::default(),
+            ingest_gate: tokio::sync::Mutex::new(()),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Starts a run of `job`, or queues one behind the run in progress.
+    pub async fn request(self: &Arc<Self>, job: &str) -> Ticket {
+        let rx = {
+            let mut slots = self.slots.lock().unwrap();
+            let slot = slots.entry(job.to_string()).or_default();
+            if slot.active {
+                slot.queued = true;
+                return Ticket {
+                    job: job.to_string(),
+                    status: "queued",
+                    run_id: None,
+                    behind: slot.run_id,
+                };
+            }
+            slot.active = true;
+            let (tx, rx) = oneshot::channel();
+            let this = self.clone();
+            let name = job.to_string();
+            self.tasks
+                .spawn(async move { this.job_loop(name, tx).await });
+            rx
+        };
+        // The run's id exists as soon as it holds the job's lock; another process may hold it.
+        match tokio::time::timeout(Duration::from_secs(3), rx).await {
+            Ok(Ok(id)) => Ticket {
+                job: job.to_string(),
+                status: "running",
+                run_id: Some(id),
+                behind: None,
+            },
+            _ => Ticket {
+                job: job.to_string(),
+                status: "queued",
+                run_id: None,
+                behind: None,
+            },
+        }
+    }
+
+    async fn job_loop(self: Arc<Self>, job: String, first: oneshot::Sender<i64>) {
+        let mut first = Some(first);
+        loop {
+            while !self.lock(&job).await {
+                if self.tasks.is_closed() {
+                    self.slots.lock().unwrap().remove(&job);
+                    return;
+                }
+                tokio::time::sleep(LOCK_POLL).await;
+            }
+            let run_id = match self
+                .store
+                .create_run(&job, self.provider.name(), self.provider.model())
+                .await
+            {
+                Ok(id) => id,
+                Err(e) => {
+                    warn!(job, error = %e, "cannot create the run");
+                    let _ = self.store.unlock_job(&job, &self.holder).await;
+                    self.slots.lock().unwrap().remove(&job);
+                    return;
+                }
+            };
+            self.slots
+                .lock()
+                .unwrap()
+                .entry(job.clone())
+                .or_default()
+                .run_id = Some(run_id);
+            if let Some(tx) = first.take() {
+                let _ = tx.send(run_id);
+            }
+            let renew = {
+                let (store, job, holder) = (self.store.clone(), job.clone(), self.holder.clone());
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(LOCK_TTL / 3).await;
+                        if let Err(e) = store.try_lock_job(&job, &holder, LOCK_TTL).await {
+                            warn!(job, error = %e, "could not renew the job lock");
+                        }
+                    }
+                })
+            };
+            let result = run_created(
+                &self.project,
+                &job,
+                run_id,
+                self.store.clone(),
+                self.provider.clone(),
+                &RunOptions::default(),
+            )
+            .await;
+            renew.abort();
+            let _ = self.store.unlock_job(&job, &self.holder).await;
+            match &result {
+                Ok(s) => {
+                    info!(job, run_id, status = s.status.as_str(), "run finished");
+                    self.metrics.run(&job, s.status.as_str());
+                }
+                Err(e) => {
+                    warn!(job, run_id, error = %e, "run failed");
+                    self.metrics.run(&job, "failed");
+                }
+            }
+            if let Some(e) = &self.entities {
+                e.invalidate(&job);
+            }
+            let mut slots = self.slots.lock().unwrap();
+            let slot = slots.entry(job.clone()).or_default();
+            if slot.queued && !self.tasks.is_closed() {
+                slot.queued = false;
+                slot.run_id = None;
+                continue;
+            }
+            slots.remove(&job);
+            return;
+        }
+    }
+
+    async fn lock(&self, job: &str) -> bool {
+        match self.store.try_lock_job(job, &self.holder, LOCK_TTL).await {
+            Ok(got) => got,
+            Err(e) => {
+                warn!(job, error = %e, "cannot take the job lock");
+                false
+            }
+        }
+    }
+
+    /// Ingests the announced objects of each dataset, then requests a run of every job that
+    /// reads one of them. Runs in the background; failures are logged and notified.
+    pub fn ingest_then_run(self: &Arc<Self>, objects: Vec<(String, String)>, jobs: Vec<String>) {
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            let _gate = this.ingest_gate.lock().await;
+            for (dataset, uri) in &objects {
+                let Ok(ds) = this.project.dataset(dataset) else {
+                    continue;
+                };
+                match crate::ingest::ingest(&this.project, ds, Some(uri)).await {
+                    Ok(reports) => info!(dataset, uri, files = reports.len(), "ingested"),
+                    Err(e) => {
+                        warn!(dataset, uri, error = %e, "ingesting an announced file failed");
+                        let what = format!("ingest {dataset}");
+                        let message = format!("{uri}: {e}");
+                        crate::notify::send(
+                            &this.project,
+                            &crate::notify::Event::Failed {
+                                job: &what,
+                                error: &message,
+                            },
+                        )
+                        .await;
+                    }
+                }
+            }
+            drop(_gate);
+            for job in jobs {
+                this.request(&job).await;
+            }
+        });
+    }
+
+    /// Waits for every run and ingestion in progress (and queued runs already promised) to
+    /// end. New requests are refused by the server before this is called.
+    pub async fn drain(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+fn holder_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}

@@ -1,0 +1,207 @@
+//! `shopscribe watch`: polls the datasets' delivery locations (folder or `s3://`) and an
+//! optional "data version" query; when something changed it ingests and runs the jobs that read
+//! the changed data. What it has seen is kept in the store (`service_state`), so a restarted
+//! watcher neither repeats work nor misses a delivery that landed while it was down. Jobs run
+//! one at a time under the store's job lock, so a watcher, the API and cron never run one job
+//! twice at once; a job held elsewhere is retried on the next poll.
+
+use crate::config::Project;
+use crate::llm::Provider;
+use crate::run::{RunOptions, RunSummary, run_created};
+use crate::store::Store;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+const LOCK_TTL: Duration = Duration::from_secs(60);
+
+/// What one poll did.
+#[derive(Debug, Default)]
+pub struct Poll {
+    /// Datasets found changed and ingested.
+    pub ingested: Vec<String>,
+    /// True when the data version query returned a new value.
+    pub version_changed: bool,
+    /// Runs made.
+    pub runs: Vec<RunSummary>,
+    /// Jobs that were due but held by another process (retried next poll).
+    pub busy: Vec<String>,
+    /// Problems met (also logged); the next poll tries again.
+    pub errors: Vec<String>,
+}
+
+pub struct Watcher {
+    project: Arc<Project>,
+    store: Arc<dyn Store>,
+    provider: Arc<dyn Provider>,
+    holder: String,
+}
+
+impl Watcher {
+    pub fn new(project: Arc<Project>, store: Arc<dyn Store>, provider: Arc<dyn Provider>) -> Self {
+        let holder = format!("watch-{}-{:08x}", std::process::id(), rand::random::<u32>());
+        Watcher {
+            project,
+            store,
+            provider,
+            holder,
+        }
+    }
+
+    /// Polls once: detect, ingest, run.
+    pub async fn poll(&self) -> Poll {
+        let mut poll = Poll::default();
+        // (state name, new value) to record once the work they triggered is done.
+        let mut seen: Vec<(String, String, Vec<String>)> = Vec::new();
+        for name in &self.project.watch.datasets {
+            let Ok(ds) = self.project.dataset(name) else {
+                continue;
+            };
+            let state = format!("watch:dataset:{name}");
+            let (fp, files) = match crate::ingest::fingerprint(&ds.from).await {
+                Ok(f) => f,
+                Err(e) => {
+                    warn!(dataset = %name, error = %e, "cannot list the delivery location");
+                    poll.errors.push(format!("{name}: {e}"));
+                    continue;
+                }
+            };
+            match self.store.state_get(&state).await {
+                Ok(Some(old)) if old == fp => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    poll.errors.push(format!("{name}: {e}"));
+                    continue;
+                }
+            }
+            info!(dataset = %name, files, "new or changed deliveries");
+            match crate::ingest::ingest(&self.project, ds, None).await {
+                Ok(reports) => {
+                    let fresh = reports.iter().filter(|r| !r.skipped).count();
+                    info!(dataset = %name, files = reports.len(), ingested = fresh, "ingested");
+                    // Files touched but not changed (same checksum) bring nothing to run.
+                    let jobs = if fresh == 0 {
+                        Vec::new()
+                    } else {
+                        poll.ingested.push(name.clone());
+                        self.project
+                            .jobs
+                            .values()
+                            .filter(|j| j.datasets.contains(name))
+                            .map(|j| j.name.clone())
+                            .collect()
+                    };
+                    seen.push((state, fp, jobs));
+                }
+                Err(e) => {
+                    warn!(dataset = %name, error = %e, "ingest failed; retried on the next poll");
+                    poll.errors.push(format!("{name}: {e}"));
+                }
+            }
+        }
+        if let Some(sql) = &self.project.watch.data_version_sql {
+            let settings = crate::source::SourceSettings::of(&self.project);
+            match crate::source::data_version(&settings, sql).await {
+                Ok(v) => {
+                    let state = "watch:data_version".to_string();
+                    let old = self.store.state_get(&state).await.ok().flatten();
+                    if old.as_deref() != Some(v.as_str()) {
+                        info!(version = %v, "the data version changed");
+                        poll.version_changed = true;
+                        seen.push((state, v, self.project.watch.jobs.clone()));
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "the data version query failed");
+                    poll.errors.push(e.to_string());
+                }
+            }
+        }
+        let due: BTreeSet<String> = seen.iter().flat_map(|s| s.2.iter().cloned()).collect();
+        let mut done = BTreeSet::new();
+        for job in &due {
+            match self.run(job).await {
+                Ok(Some(summary)) => {
+                    done.insert(job.clone());
+                    poll.runs.push(summary);
+                }
+                Ok(None) => poll.busy.push(job.clone()),
+                Err(e) => {
+                    // A failed run is recorded and notified; the data counts as seen (the
+                    // next run picks the rest up), so a broken job does not loop every poll.
+                    done.insert(job.clone());
+                    poll.errors.push(format!("{job}: {e}"));
+                }
+            }
+        }
+        // Remember a change once every job it triggered has run (a busy job keeps it pending).
+        for (state, value, jobs) in seen {
+            if jobs.iter().all(|j| done.contains(j))
+                && let Err(e) = self.store.state_set(&state, &value).await
+            {
+                poll.errors.push(e.to_string());
+            }
+        }
+        poll
+    }
+
+    /// Runs a job under its lock; `None` when another process holds it.
+    async fn run(&self, job: &str) -> Result<Option<RunSummary>, crate::run::RunError> {
+        if !self.store.try_lock_job(job, &self.holder, LOCK_TTL).await? {
+            info!(job, "job is running elsewhere; trying again next poll");
+            return Ok(None);
+        }
+        let renew = {
+            let (store, job, holder) = (self.store.clone(), job.to_string(), self.holder.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(LOCK_TTL / 3).await;
+                    let _ = store.try_lock_job(&job, &holder, LOCK_TTL).await;
+                }
+            })
+        };
+        let result = async {
+            let run_id = self
+                .store
+                .create_run(job, self.provider.name(), self.provider.model())
+                .await?;
+            run_created(
+                &self.project,
+                job,
+                run_id,
+                self.store.clone(),
+                self.provider.clone(),
+                &RunOptions::default(),
+            )
+            .await
+        }
+        .await;
+        renew.abort();
+        let _ = self.store.unlock_job(job, &self.holder).await;
+        result.map(Some)
+    }
+
+    /// Polls every `interval` until `shutdown` resolves (a poll in progress finishes first).
+    pub async fn run_forever(
+        &self,
+        interval: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            let p = self.poll().await;
+            info!(
+                ingested = p.ingested.len(),
+                runs = p.runs.len(),
+                busy = p.busy.len(),
+                errors = p.errors.len(),
+                "poll done"
+            );
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}
