@@ -52,6 +52,15 @@ pub struct Auth {
     tokens: Vec<(blake3::Hash, Client)>,
 }
 
+impl std::fmt::Debug for Auth {
+    /// Names and scopes only: not even the hashes of the tokens go to logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.tokens.iter().map(|(_, c)| c))
+            .finish()
+    }
+}
+
 /// The environment variable holding the tokens.
 pub const TOKENS_ENV: &str = "SHOPSCRIBE_API_TOKENS";
 

@@ -138,6 +138,17 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
     info!(address = %listener.local_addr()?, "serving the API");
+    serve_with(state, listener, shutdown).await
+}
+
+/// Serves `state` on `listener` until `shutdown`; then stops accepting connections, lets the
+/// requests in flight finish, waits for runs, ingestion and generations in progress, and
+/// records the service runs' figures.
+pub async fn serve_with(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -1,0 +1,672 @@
+//! The HTTP API against the mock LLM: every route with and without auth and scope, malformed,
+//! huge and wrong-type bodies, unknown jobs and keys, single flight (200 concurrent cold
+//! requests → one LLM call), limits, run requests and their queue, OpenAPI ↔ routes, and a
+//! graceful shutdown that finishes the generation in flight.
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use shopscribe::config::Project;
+use shopscribe::llm::openai::OpenAiProvider;
+use shopscribe::llm::{Provider, openai_config};
+use shopscribe::serve::auth::Auth;
+use shopscribe::serve::{AppState, openapi};
+use shopscribe::store::Store;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::mock_openai::{MockConfig, MockServer};
+
+const READ: &str = "reader-token-0123456789";
+const WRITE: &str = "writer-token-0123456789";
+
+struct Api {
+    url: String,
+    http: reqwest::Client,
+    state: Arc<AppState>,
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+async fn start(server: &MockServer, domains: usize, tune: impl FnOnce(&mut Project)) -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    shopscribe::demo::write_project(dir.path(), true).unwrap();
+    let base = server.base_url.clone();
+    let env = move |k: &str| match k {
+        "SHOPSCRIBE_LLM_PROVIDER" => Some("openai".to_string()),
+        "SHOPSCRIBE_LLM_BASE_URL" => Some(base.clone()),
+        _ => None,
+    };
+    let mut project = shopscribe::config::load_with_env(dir.path(), &env).unwrap();
+    project.llm.request_timeout = Duration::from_secs(5);
+    project.llm.requests_per_minute = 600_000.0;
+    project.llm.tokens_per_minute = 1e9;
+    project.serve.client_requests_per_second = 100_000;
+    tune(&mut project);
+    let sqlite = shopscribe::store::sqlite::SqliteStore::open(&project.store_url)
+        .await
+        .unwrap();
+    shopscribe::demo::load_rows(sqlite.pool(), &shopscribe::demo::sample_rows(domains, 5))
+        .await
+        .unwrap();
+    let store: Arc<dyn Store> = Arc::new(sqlite);
+    let provider: Arc<dyn Provider> =
+        Arc::new(OpenAiProvider::new(openai_config(&project.llm, "test-key".into())).unwrap());
+    let auth = Auth::parse(&format!("reader:read:{READ},writer:write:{WRITE}")).unwrap();
+    let state = AppState::new(Arc::new(project), store.clone(), provider, auth);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(shopscribe::serve::serve_with(
+        state.clone(),
+        listener,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    Api {
+        url,
+        http: reqwest::Client::new(),
+        state,
+        store,
+        _dir: dir,
+        stop: Some(tx),
+        server: Some(server),
+    }
+}
+
+impl Api {
+    fn req(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.url));
+        match token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let r = self
+            .req(reqwest::Method::GET, path, token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+    async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let r = self
+            .req(reqwest::Method::POST, path, token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+    async fn a_key(&self) -> String {
+        let entities = shopscribe::run::load_entities(
+            &self.state.project,
+            self.state.project.job("domain_summaries").unwrap(),
+        )
+        .await
+        .unwrap();
+        entities.keys[0].clone()
+    }
+    async fn wait_run(&self, id: i64) -> Value {
+        let t = Instant::now();
+        loop {
+            let (s, run) = self.get(&format!("/v1/runs/{id}"), Some(READ)).await;
+            assert_eq!(s, StatusCode::OK, "{run}");
+            if run["status"] != "running" {
+                return run;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "run {id} never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    /// Stops the server; returns the project folder, which must outlive any later store use.
+    async fn shutdown(mut self) -> tempfile::TempDir {
+        let _ = self.stop.take().unwrap().send(());
+        self.server.take().unwrap().await.unwrap().unwrap();
+        self._dir
+    }
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+/// A documented path with its parameters filled in.
+fn concrete(path: &str, key: &str, run: i64) -> String {
+    path.replace("{job}", "domain_summaries")
+        .replace("{key}", key)
+        .replace("{id}", &run.to_string())
+}
+
+#[tokio::test]
+async fn every_route_with_and_without_auth_and_scope() {
+    let mock = MockServer::start(MockConfig::default()).await;
+    let api = start(&mock, 30, |_| {}).await;
+    let key = api.a_key().await;
+    let (s, body) = api
+        .post("/v1/runs", Some(WRITE), r#"{"job": "domain_summaries"}"#)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    let run = body["runs"][0]["run_id"].as_i64().unwrap();
+    api.wait_run(run).await;
+
+    for (method, path, scope, _) in openapi::ROUTES {
+        let url = concrete(path, &key, run);
+        let m: reqwest::Method = method.to_uppercase().parse().unwrap();
+        let body = if *method == "post" {
+            r#"{"job": "domain_summaries"}"#
+        } else {
+            ""
+        };
+        let send = |token: Option<&'static str>| {
+            let r = api.req(m.clone(), &url, token).body(body);
+            async move { r.send().await.unwrap() }
+        };
+        let anonymous = send(None).await;
+        let read = send(Some(READ)).await;
+        let write = send(Some(WRITE)).await;
+        let bad = send(Some("not-a-known-token-at-all")).await;
+        match *scope {
+            "" => {
+                assert_eq!(
+                    anonymous.status(),
+                    StatusCode::OK,
+                    "{method} {path} is open"
+                );
+            }
+            "read" => {
+                assert_eq!(
+                    anonymous.status(),
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path}"
+                );
+                assert!(anonymous.headers().contains_key("www-authenticate"));
+                assert_eq!(bad.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+                assert!(
+                    read.status().is_success(),
+                    "{method} {path}: {}",
+                    read.status()
+                );
+                assert!(
+                    write.status().is_success(),
+                    "{method} {path}: write includes read"
+                );
+            }
+            "write" => {
+                assert_eq!(
+                    anonymous.status(),
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path}"
+                );
+                assert_eq!(bad.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+                assert_eq!(read.status(), StatusCode::FORBIDDEN, "{method} {path}");
+                let v: Value = read.json().await.unwrap();
+                assert_eq!(code(&v), "forbidden");
+                assert!(
+                    write.status().is_success(),
+                    "{method} {path}: {}",
+                    write.status()
+                );
+            }
+            other => panic!("unknown scope {other}"),
+        }
+    }
+    // `?refresh=true` spends money: the read scope may not force it.
+    let path = format!("/v1/jobs/domain_summaries/entities/{key}?refresh=true");
+    assert_eq!(api.get(&path, Some(READ)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(api.get(&path, Some(WRITE)).await.0, StatusCode::OK);
+    api.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() {
+    let mock = MockServer::start(MockConfig::default()).await;
+    let api = start(&mock, 10, |_| {}).await;
+    let key = api.a_key().await;
+    let (s, doc) = api.get("/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push((method.clone(), path.clone()));
+        }
+    }
+    documented.sort();
+    let mut routes: Vec<(String, String)> = openapi::ROUTES
+        .iter()
+        .map(|(m, p, _, _)| (m.to_string(), p.to_string()))
+        .collect();
+    routes.sort();
+    assert_eq!(documented, routes);
+    // Every documented operation reaches a handler (not the router's 404 / 405).
+    for (method, path) in &documented {
+        let m: reqwest::Method = method.to_uppercase().parse().unwrap();
+        let r = api
+            .req(m, &concrete(path, &key, 1), Some(WRITE))
+            .body(r#"{"job": "domain_summaries"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(
+            r.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert_ne!(code(&v), "no_route", "{method} {path}: {status}");
+    }
+    // And what is not documented is not routed.
+    let (s, v) = api.get("/v1/secret", Some(WRITE)).await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "no_route"));
+    let r = api
+        .req(reqwest::Method::DELETE, "/v1/runs", Some(WRITE))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(code(&v), "method_not_allowed");
+    api.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_json_errors() {
+    let mock = MockServer::start(MockConfig::default()).await;
+    let api = start(&mock, 10, |p| p.serve.max_body_bytes = 64 * 1024).await;
+    let key = api.a_key().await;
+    let cases: Vec<(&str, String, StatusCode, &str)> = vec![
+        (
+            "malformed JSON",
+            "{\"job\": ".into(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "an array",
+            "[1, 2]".into(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "a number as job",
+            r#"{"job": 5}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "an unknown shape",
+            r#"{"hello": "world"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "an unknown job",
+            r#"{"job": "nope"}"#.into(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "a huge body",
+            format!(r#"{{"job": "{}"}}"#, "x".repeat(200 * 1024)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+    ];
+    for (what, body, status, c) in cases {
+        let (s, v) = api.post("/v1/runs", Some(WRITE), body).await;
+        assert_eq!((s, code(&v)), (status, c), "{what}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+    }
+    for (path, status, c) in [
+        (
+            "/v1/jobs/nope/entities/x".to_string(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "/v1/jobs/domain_summaries/entities/no-such-shop.example".into(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            format!("/v1/jobs/domain_summaries/entities/{key}?refresh=maybe"),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            format!("/v1/jobs/domain_summaries/entities/{key}?colour=red"),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/v1/runs/abc".into(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        ("/v1/runs/987654".into(), StatusCode::NOT_FOUND, "not_found"),
+        (
+            "/v1/runs?limit=0".into(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+    ] {
+        let (s, v) = api.get(&path, Some(READ)).await;
+        assert_eq!((s, code(&v)), (status, c), "{path}: {v}");
+    }
+    // Oversized headers.
+    let r = api
+        .req(reqwest::Method::GET, "/healthz", None)
+        .header("x-padding", "y".repeat(20 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert!(mock.seen().is_empty(), "no error reached the LLM");
+    api.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_cold_requests_make_one_llm_call() {
+    let mock = MockServer::start(MockConfig {
+        latency: Duration::from_millis(400),
+        ..Default::default()
+    })
+    .await;
+    let api = start(&mock, 20, |_| {}).await;
+    let key = api.a_key().await;
+    let path = format!("/v1/jobs/domain_summaries/entities/{key}");
+    let requests = (0..200).map(|_| {
+        let r = api.req(reqwest::Method::GET, &path, Some(READ));
+        async move {
+            let r = r.send().await.unwrap();
+            let source = r.headers()["x-shopscribe-source"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            (r.status(), source, r.json::<Value>().await.unwrap())
+        }
+    });
+    let answers = futures::future::join_all(requests).await;
+    assert_eq!(mock.seen().len(), 1, "exactly one LLM call");
+    let version = &answers[0].2["version"];
+    for (status, source, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(&body["version"], version);
+        assert_eq!(body["key"], key.as_str());
+        assert!(body["output"]["summary"].is_string());
+        assert!(source == "generated" || source == "cache", "{source}");
+    }
+    // Stored: the history shows one generation, and the next request is a cache hit.
+    let history = api
+        .store
+        .generations_of("domain_summaries", &key)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    let r = api
+        .req(reqwest::Method::GET, &path, Some(READ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-shopscribe-source"], "cache");
+    assert_eq!(mock.seen().len(), 1);
+    let (_, metrics) = api.get("/metrics", Some(READ)).await;
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains("shopscribe_llm_calls_total{outcome=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shopscribe_ondemand_generations_total{result=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shopscribe_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    api.shutdown().await;
+}
+
+#[tokio::test]
+async fn changed_inputs_are_regenerated_and_unchanged_ones_served_from_the_store() {
+    let mock = MockServer::start(MockConfig::default()).await;
+    let api = start(&mock, 20, |_| {}).await;
+    let key = api.a_key().await;
+    // A batch run writes every text; the API then serves them without calling the LLM.
+    let (_, body) = api
+        .post("/v1/runs", Some(WRITE), r#"{"job": "domain_summaries"}"#)
+        .await;
+    let run = api
+        .wait_run(body["runs"][0]["run_id"].as_i64().unwrap())
+        .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["figures"]["generated"], 20);
+    let calls = mock.seen().len();
+    let path = format!("/v1/jobs/domain_summaries/entities/{key}");
+    let r = api
+        .req(reqwest::Method::GET, &path, Some(READ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-shopscribe-source"], "store");
+    let first: Value = r.json().await.unwrap();
+    assert_eq!(first["run_id"], run["id"]);
+    assert_eq!(mock.seen().len(), calls);
+
+    // The entity's data changes: the next request sees new inputs and generates anew.
+    let sqlite = shopscribe::store::sqlite::SqliteStore::open(&api.state.project.store_url)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE domain_monthly SET visits = visits * 3 + 1000 WHERE domain = ?")
+        .bind(&key)
+        .execute(sqlite.pool())
+        .await
+        .unwrap();
+    api.state.entities.invalidate("domain_summaries");
+    let r = api
+        .req(reqwest::Method::GET, &path, Some(READ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-shopscribe-source"], "generated");
+    let second: Value = r.json().await.unwrap();
+    assert_ne!(second["input_hash"], first["input_hash"]);
+    assert!(second["version"].as_i64() > first["version"].as_i64());
+    assert_eq!(mock.seen().len(), calls + 1);
+    api.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_and_generation_limits_answer_429_with_retry_after() {
+    let mock = MockServer::start(MockConfig::default()).await;
+    let api = start(&mock, 10, |p| {
+        p.serve.client_requests_per_second = 2;
+        p.serve.client_generations_per_minute = 1;
+    })
+    .await;
+    let entities = shopscribe::run::load_entities(
+        &api.state.project,
+        api.state.project.job("domain_summaries").unwrap(),
+    )
+    .await
+    .unwrap();
+    let (a, b) = (&entities.keys[0], &entities.keys[1]);
+    // One cold generation per minute per token: the second key is refused, the first served.
+    let (s, _) = api
+        .get(
+            &format!("/v1/jobs/domain_summaries/entities/{a}"),
+            Some(READ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let r = api
+        .req(
+            reqwest::Method::GET,
+            &format!("/v1/jobs/domain_summaries/entities/{b}"),
+            Some(READ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(code(&v), "generation_rate_limited");
+    // Requests per second (burst 4): a quick series runs into 429s; other tokens do not.
+    let mut limited = 0;
+    for _ in 0..6 {
+        let (s, v) = api.get("/v1/jobs", Some(READ)).await;
+        if s == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(code(&v), "rate_limited");
+            limited += 1;
+        }
+    }
+    assert!(limited >= 2, "{limited}");
+    assert_eq!(api.get("/v1/jobs", Some(WRITE)).await.0, StatusCode::OK);
+    assert_eq!(mock.seen().len(), 1);
+    api.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_second_run_request_is_queued_behind_the_first() {
+    let mock = MockServer::start(MockConfig {
+        latency: Duration::from_millis(150),
+        ..Default::default()
+    })
+    .await;
+    let api = start(&mock, 40, |p| p.llm.max_in_flight = 4).await;
+    let job = r#"{"job": "domain_summaries"}"#;
+    let (s, first) = api.post("/v1/runs", Some(WRITE), job).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(first["runs"][0]["status"], "running", "{first}");
+    let id = first["runs"][0]["run_id"].as_i64().unwrap();
+    let (_, second) = api.post("/v1/runs", Some(WRITE), job).await;
+    assert_eq!(second["runs"][0]["status"], "queued", "{second}");
+    assert_eq!(second["runs"][0]["behind"], id);
+    let (_, third) = api.post("/v1/runs", Some(WRITE), job).await;
+    assert_eq!(third["runs"][0]["status"], "queued");
+    assert_eq!(api.wait_run(id).await["status"], "succeeded");
+    // The queued requests became exactly one follow-up run, which found nothing left to do.
+    let t = Instant::now();
+    let follow_up = loop {
+        let (_, runs) = api.get("/v1/runs?job=domain_summaries", Some(READ)).await;
+        let runs = runs["runs"].as_array().unwrap().clone();
+        if let Some(r) = runs.iter().find(|r| r["id"].as_i64() > Some(id)) {
+            break r["id"].as_i64().unwrap();
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "no follow-up run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let run = api.wait_run(follow_up).await;
+    assert_eq!(run["figures"]["generated"], 0, "{run}");
+    assert_eq!(run["figures"]["skipped"], 40);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, runs) = api.get("/v1/runs?job=domain_summaries", Some(READ)).await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 2, "{runs}");
+    // Another process holding the job's lock keeps this server's request queued.
+    assert!(
+        api.store
+            .try_lock_job("domain_summaries", "someone-else", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    let (_, held) = api.post("/v1/runs", Some(WRITE), job).await;
+    assert_eq!(held["runs"][0]["status"], "queued", "{held}");
+    api.store
+        .unlock_job("domain_summaries", "someone-else")
+        .await
+        .unwrap();
+    let store = api.store.clone();
+    let _dir = api.shutdown().await;
+    // Shutdown waited for the queued run, which started once the lock was free.
+    let runs = store.runs(Some("domain_summaries"), 10).await.unwrap();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert_eq!(runs[0].status, "succeeded");
+}
+
+#[tokio::test]
+async fn s3_and_eventbridge_events_outside_every_dataset_are_ignored() {
+    let mock = MockServer::start(MockConfig::default()).await;
+    let api = start(&mock, 5, |_| {}).await;
+    let s3 = json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "elsewhere"}, "object": {"key": "x/day1.jsonl"}}}]});
+    let (s, v) = api.post("/v1/runs", Some(WRITE), s3.to_string()).await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("ignored")),
+        "{v}"
+    );
+    let test_event = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "raw"});
+    let (s, v) = api
+        .post("/v1/runs", Some(WRITE), test_event.to_string())
+        .await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ignored")));
+    api.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_generation_in_flight() {
+    let mock = MockServer::start(MockConfig {
+        latency: Duration::from_millis(800),
+        ..Default::default()
+    })
+    .await;
+    let api = start(&mock, 10, |_| {}).await;
+    let key = api.a_key().await;
+    let path = format!("/v1/jobs/domain_summaries/entities/{key}");
+    let request = api.req(reqwest::Method::GET, &path, Some(READ)).send();
+    let pending = tokio::spawn(request);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let store = api.store.clone();
+    let _dir = api.shutdown().await;
+    let r = pending.await.unwrap().unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "the request in flight was answered"
+    );
+    let history = store
+        .generations_of("domain_summaries", &key)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    // The service run was closed with its figures.
+    let runs = store.runs(Some("domain_summaries"), 5).await.unwrap();
+    assert_eq!(runs[0].status, "succeeded");
+    assert_eq!(runs[0].figures.generated, 1);
+}
