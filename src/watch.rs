@@ -49,11 +49,18 @@ impl Watcher {
         }
     }
 
-    /// Polls once: detect, ingest, run.
+    /// Polls once: detect, ingest, run. Jobs made due by a change are kept in the store
+    /// (`watch:due`) before the change is marked as seen, so a crash or a job busy elsewhere
+    /// delays a run but never loses it.
     pub async fn poll(&self) -> Poll {
         let mut poll = Poll::default();
-        // (state name, new value) to record once the work they triggered is done.
-        let mut seen: Vec<(String, String, Vec<String>)> = Vec::new();
+        let mut due = match self.due().await {
+            Ok(d) => d,
+            Err(e) => {
+                poll.errors.push(e.to_string());
+                return poll;
+            }
+        };
         for name in &self.project.watch.datasets {
             let Ok(ds) = self.project.dataset(name) else {
                 continue;
@@ -81,18 +88,19 @@ impl Watcher {
                     let fresh = reports.iter().filter(|r| !r.skipped).count();
                     info!(dataset = %name, files = reports.len(), ingested = fresh, "ingested");
                     // Files touched but not changed (same checksum) bring nothing to run.
-                    let jobs = if fresh == 0 {
-                        Vec::new()
-                    } else {
+                    if fresh > 0 {
                         poll.ingested.push(name.clone());
-                        self.project
-                            .jobs
-                            .values()
-                            .filter(|j| j.datasets.contains(name))
-                            .map(|j| j.name.clone())
-                            .collect()
-                    };
-                    seen.push((state, fp, jobs));
+                        due.extend(
+                            self.project
+                                .jobs
+                                .values()
+                                .filter(|j| j.datasets.contains(name))
+                                .map(|j| j.name.clone()),
+                        );
+                    }
+                    if let Err(e) = self.mark(&due, &state, &fp).await {
+                        poll.errors.push(e.to_string());
+                    }
                 }
                 Err(e) => {
                     warn!(dataset = %name, error = %e, "ingest failed; retried on the next poll");
@@ -104,12 +112,15 @@ impl Watcher {
             let settings = crate::source::SourceSettings::of(&self.project);
             match crate::source::data_version(&settings, sql).await {
                 Ok(v) => {
-                    let state = "watch:data_version".to_string();
-                    let old = self.store.state_get(&state).await.ok().flatten();
+                    let state = "watch:data_version";
+                    let old = self.store.state_get(state).await.ok().flatten();
                     if old.as_deref() != Some(v.as_str()) {
                         info!(version = %v, "the data version changed");
                         poll.version_changed = true;
-                        seen.push((state, v, self.project.watch.jobs.clone()));
+                        due.extend(self.project.watch.jobs.iter().cloned());
+                        if let Err(e) = self.mark(&due, state, &v).await {
+                            poll.errors.push(e.to_string());
+                        }
                     }
                 }
                 Err(e) => {
@@ -118,32 +129,54 @@ impl Watcher {
                 }
             }
         }
-        let due: BTreeSet<String> = seen.iter().flat_map(|s| s.2.iter().cloned()).collect();
-        let mut done = BTreeSet::new();
-        for job in &due {
-            match self.run(job).await {
+        for job in due.clone() {
+            if !self.project.jobs.contains_key(&job) {
+                due.remove(&job); // dropped from the config since
+                continue;
+            }
+            match self.run(&job).await {
                 Ok(Some(summary)) => {
-                    done.insert(job.clone());
+                    due.remove(&job);
                     poll.runs.push(summary);
                 }
                 Ok(None) => poll.busy.push(job.clone()),
                 Err(e) => {
-                    // A failed run is recorded and notified; the data counts as seen (the
-                    // next run picks the rest up), so a broken job does not loop every poll.
-                    done.insert(job.clone());
+                    // A failed run is recorded and notified; the next change or run picks the
+                    // rest up, so a broken job does not loop on every poll.
+                    due.remove(&job);
                     poll.errors.push(format!("{job}: {e}"));
                 }
             }
         }
-        // Remember a change once every job it triggered has run (a busy job keeps it pending).
-        for (state, value, jobs) in seen {
-            if jobs.iter().all(|j| done.contains(j))
-                && let Err(e) = self.store.state_set(&state, &value).await
-            {
-                poll.errors.push(e.to_string());
-            }
+        if let Err(e) = self.save_due(&due).await {
+            poll.errors.push(e.to_string());
         }
         poll
+    }
+
+    async fn due(&self) -> Result<BTreeSet<String>, crate::store::StoreError> {
+        Ok(self
+            .store
+            .state_get("watch:due")
+            .await?
+            .and_then(|v| serde_json::from_str(&v).ok())
+            .unwrap_or_default())
+    }
+
+    async fn save_due(&self, due: &BTreeSet<String>) -> Result<(), crate::store::StoreError> {
+        let text = serde_json::to_string(due).expect("a set of strings serialises");
+        self.store.state_set("watch:due", &text).await
+    }
+
+    /// Records the due jobs first, then the change as seen.
+    async fn mark(
+        &self,
+        due: &BTreeSet<String>,
+        state: &str,
+        value: &str,
+    ) -> Result<(), crate::store::StoreError> {
+        self.save_due(due).await?;
+        self.store.state_set(state, value).await
     }
 
     /// Runs a job under its lock; `None` when another process holds it.
