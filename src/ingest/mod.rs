@@ -100,12 +100,23 @@ async fn list_s3(
             .build()
             .map_err(|e| setup(e.to_string()))?,
     );
-    let prefix = object_store::path::Path::from(url.path().trim_matches('/'));
+    // The URL's path is percent-encoded ("day%201.jsonl"); object paths are not.
+    let prefix = object_store::path::Path::from_url_path(url.path().trim_matches('/'))
+        .map_err(|e| setup(e.to_string()))?;
     let mut objects: Vec<object_store::ObjectMeta> = store
         .list(Some(&prefix))
         .try_collect()
         .await
         .map_err(|e| setup(e.to_string()))?;
+    // A listing holds what is *under* the prefix; `from` may name one object itself.
+    if objects.is_empty() && !prefix.as_ref().is_empty() {
+        use object_store::ObjectStoreExt;
+        match store.head(&prefix).await {
+            Ok(meta) => objects.push(meta),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(setup(e.to_string())),
+        }
+    }
     objects.sort_by(|a, b| a.location.cmp(&b.location));
     let bucket = url.host_str().unwrap_or_default().to_string();
     Ok((

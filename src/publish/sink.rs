@@ -48,7 +48,9 @@ impl Sink {
                 .with_url(url)
                 .build()
                 .map_err(|e| open_err(e.to_string()))?;
-            let prefix = ObjectPath::from(parsed.path().trim_matches('/'));
+            // Percent-encoded in the URL, plain in object paths.
+            let prefix = ObjectPath::from_url_path(parsed.path().trim_matches('/'))
+                .map_err(|e| open_err(e.to_string()))?;
             Ok(Sink {
                 store: Arc::new(s3),
                 prefix,
