@@ -7,14 +7,12 @@
 
 use crate::config::Project;
 use crate::llm::Provider;
-use crate::run::{RunOptions, RunSummary, run_created};
+use crate::run::{RunSummary, locked};
 use crate::store::Store;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
-
-const LOCK_TTL: Duration = Duration::from_secs(60);
 
 /// What one poll did.
 #[derive(Debug, Default)]
@@ -181,38 +179,20 @@ impl Watcher {
 
     /// Runs a job under its lock; `None` when another process holds it.
     async fn run(&self, job: &str) -> Result<Option<RunSummary>, crate::run::RunError> {
-        if !self.store.try_lock_job(job, &self.holder, LOCK_TTL).await? {
+        if !locked::try_lock(self.store.as_ref(), job, &self.holder).await {
             info!(job, "job is running elsewhere; trying again next poll");
             return Ok(None);
         }
-        let renew = {
-            let (store, job, holder) = (self.store.clone(), job.to_string(), self.holder.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(LOCK_TTL / 3).await;
-                    let _ = store.try_lock_job(&job, &holder, LOCK_TTL).await;
-                }
-            })
-        };
-        let result = async {
-            let run_id = self
-                .store
-                .create_run(job, self.provider.name(), self.provider.model())
-                .await?;
-            run_created(
-                &self.project,
-                job,
-                run_id,
-                self.store.clone(),
-                self.provider.clone(),
-                &RunOptions::default(),
-            )
-            .await
-        }
-        .await;
-        renew.abort();
-        let _ = self.store.unlock_job(job, &self.holder).await;
-        result.map(Some)
+        locked::run_holding_lock(
+            &self.project,
+            self.store.clone(),
+            self.provider.clone(),
+            job,
+            &self.holder,
+            |_| {},
+        )
+        .await
+        .map(Some)
     }
 
     /// Polls every `interval` until `shutdown` resolves (a poll in progress finishes first).

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 mod batch;
+pub mod locked;
 pub mod worker;
 
 #[derive(Debug, thiserror::Error)]

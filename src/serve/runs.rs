@@ -8,7 +8,7 @@ use super::entities::EntityService;
 use super::metrics::Metrics;
 use crate::config::Project;
 use crate::llm::Provider;
-use crate::run::{RunOptions, run_created};
+use crate::run::locked;
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,8 +17,6 @@ use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-/// How long a job lock lasts without renewal (renewed every third of it).
-const LOCK_TTL: Duration = Duration::from_secs(60);
 /// How often a queued run checks whether another process released the job.
 const LOCK_POLL: Duration = Duration::from_secs(2);
 
@@ -68,7 +66,7 @@ impl Runner {
             provider,
             metrics,
             entities,
-            holder: holder_name(),
+            holder: locked::holder_name("serve"),
             slots: Mutex::default(),
             ingest_gate: tokio::sync::Mutex::new(()),
             tasks: TaskTracker::new(),
@@ -117,57 +115,34 @@ impl Runner {
     async fn job_loop(self: Arc<Self>, job: String, first: oneshot::Sender<i64>) {
         let mut first = Some(first);
         loop {
-            while !self.lock(&job).await {
+            while !locked::try_lock(self.store.as_ref(), &job, &self.holder).await {
                 if self.tasks.is_closed() {
                     self.slots.lock().unwrap().remove(&job);
                     return;
                 }
                 tokio::time::sleep(LOCK_POLL).await;
             }
-            let run_id = match self
-                .store
-                .create_run(&job, self.provider.name(), self.provider.model())
-                .await
-            {
-                Ok(id) => id,
-                Err(e) => {
-                    warn!(job, error = %e, "cannot create the run");
-                    let _ = self.store.unlock_job(&job, &self.holder).await;
-                    self.slots.lock().unwrap().remove(&job);
-                    return;
-                }
-            };
-            self.slots
-                .lock()
-                .unwrap()
-                .entry(job.clone())
-                .or_default()
-                .run_id = Some(run_id);
-            if let Some(tx) = first.take() {
-                let _ = tx.send(run_id);
-            }
-            let renew = {
-                let (store, job, holder) = (self.store.clone(), job.clone(), self.holder.clone());
-                tokio::spawn(async move {
-                    loop {
-                        tokio::time::sleep(LOCK_TTL / 3).await;
-                        if let Err(e) = store.try_lock_job(&job, &holder, LOCK_TTL).await {
-                            warn!(job, error = %e, "could not renew the job lock");
-                        }
-                    }
-                })
-            };
-            let result = run_created(
+            let mut run_id = None;
+            let result = locked::run_holding_lock(
                 &self.project,
-                &job,
-                run_id,
                 self.store.clone(),
                 self.provider.clone(),
-                &RunOptions::default(),
+                &job,
+                &self.holder,
+                |id| {
+                    run_id = Some(id);
+                    self.slots
+                        .lock()
+                        .unwrap()
+                        .entry(job.clone())
+                        .or_default()
+                        .run_id = Some(id);
+                    if let Some(tx) = first.take() {
+                        let _ = tx.send(id);
+                    }
+                },
             )
             .await;
-            renew.abort();
-            let _ = self.store.unlock_job(&job, &self.holder).await;
             match &result {
                 Ok(s) => {
                     info!(job, run_id, status = s.status.as_str(), "run finished");
@@ -190,16 +165,6 @@ impl Runner {
             }
             slots.remove(&job);
             return;
-        }
-    }
-
-    async fn lock(&self, job: &str) -> bool {
-        match self.store.try_lock_job(job, &self.holder, LOCK_TTL).await {
-            Ok(got) => got,
-            Err(e) => {
-                warn!(job, error = %e, "cannot take the job lock");
-                false
-            }
         }
     }
 
@@ -243,13 +208,4 @@ impl Runner {
         self.tasks.close();
         self.tasks.wait().await;
     }
-}
-
-fn holder_name() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
-    format!(
-        "{host}-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    )
 }

@@ -284,26 +284,53 @@ impl SourceSettings {
     }
 }
 
+fn connect_error(url: &str, e: sqlx::Error) -> SourceError {
+    SourceError::Connect {
+        url: crate::config::redact_url(url),
+        message: e.to_string(),
+    }
+}
+
+/// A read-only connection to a SQLite source.
+async fn connect_sqlite(url: &str) -> Result<sqlx::SqliteConnection, SourceError> {
+    let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .map_err(|e| connect_error(url, e))?
+        .read_only(true);
+    sqlx::ConnectOptions::connect(&opts)
+        .await
+        .map_err(|e| connect_error(url, e))
+}
+
+/// A read-only PostgreSQL session with the source's statement timeout.
+async fn connect_pg(
+    settings: &SourceSettings,
+    application: &str,
+) -> Result<sqlx::PgConnection, SourceError> {
+    let url = &settings.url;
+    let timeout = format!("{}ms", settings.statement_timeout.as_millis());
+    let opts = sqlx::postgres::PgConnectOptions::from_str(url)
+        .map_err(|e| connect_error(url, e))?
+        .application_name(application)
+        .options([
+            ("statement_timeout", timeout.as_str()),
+            ("default_transaction_read_only", "on"),
+        ]);
+    sqlx::ConnectOptions::connect(&opts)
+        .await
+        .map_err(|e| connect_error(url, e))
+}
+
 /// Runs a one-value query (a "data version": `SELECT max(loaded_at) FROM sales`) on the source
 /// and returns its first column of its first row as text ("" for no row or NULL).
 pub async fn data_version(settings: &SourceSettings, sql: &str) -> Result<String, SourceError> {
     let url = &settings.url;
     let file = PathBuf::from("watch.data_version_sql");
-    let conn_err = |e: sqlx::Error| SourceError::Connect {
-        url: crate::config::redact_url(url),
-        message: e.to_string(),
-    };
     let query_err = |e: sqlx::Error| SourceError::Query {
         file: file.clone(),
         message: e.to_string(),
     };
     let cell = if url.starts_with("sqlite://") {
-        let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-            .map_err(conn_err)?
-            .read_only(true);
-        let mut conn = sqlx::ConnectOptions::connect(&opts)
-            .await
-            .map_err(conn_err)?;
+        let mut conn = connect_sqlite(url).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
             .fetch_optional(&mut conn)
             .await
@@ -312,17 +339,7 @@ pub async fn data_version(settings: &SourceSettings, sql: &str) -> Result<String
             .transpose()
             .map_err(query_err)?
     } else {
-        let timeout = format!("{}ms", settings.statement_timeout.as_millis());
-        let opts = sqlx::postgres::PgConnectOptions::from_str(url)
-            .map_err(conn_err)?
-            .application_name("shopscribe-watch")
-            .options([
-                ("statement_timeout", timeout.as_str()),
-                ("default_transaction_read_only", "on"),
-            ]);
-        let mut conn = sqlx::ConnectOptions::connect(&opts)
-            .await
-            .map_err(conn_err)?;
+        let mut conn = connect_pg(settings, "shopscribe-watch").await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
             .fetch_optional(&mut conn)
             .await
@@ -349,21 +366,12 @@ pub async fn fetch_entities(
     as_of: &str,
 ) -> Result<Entities, SourceError> {
     let url = &settings.url;
-    let conn_err = |e: sqlx::Error| SourceError::Connect {
-        url: crate::config::redact_url(url),
-        message: e.to_string(),
-    };
     if url.starts_with("sqlite://") {
         let (sql, names) = rewrite(&job.sql, Style::Question).map_err(|m| SourceError::Query {
             file: job.sql_file.clone(),
             message: m,
         })?;
-        let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-            .map_err(conn_err)?
-            .read_only(true);
-        let mut conn = sqlx::ConnectOptions::connect(&opts)
-            .await
-            .map_err(conn_err)?;
+        let mut conn = connect_sqlite(url).await?;
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
         for _ in &names {
             q = q.bind(as_of);
@@ -378,17 +386,7 @@ pub async fn fetch_entities(
             file: job.sql_file.clone(),
             message: m,
         })?;
-        let timeout = format!("{}ms", settings.statement_timeout.as_millis());
-        let opts = sqlx::postgres::PgConnectOptions::from_str(url)
-            .map_err(conn_err)?
-            .application_name("shopscribe-source")
-            .options([
-                ("statement_timeout", timeout.as_str()),
-                ("default_transaction_read_only", "on"),
-            ]);
-        let mut conn = sqlx::ConnectOptions::connect(&opts)
-            .await
-            .map_err(conn_err)?;
+        let mut conn = connect_pg(settings, "shopscribe-source").await?;
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
         for _ in &names {
             q = q.bind(as_of);
