@@ -670,3 +670,61 @@ async fn shutdown_finishes_the_generation_in_flight() {
     assert_eq!(runs[0].status, "succeeded");
     assert_eq!(runs[0].figures.generated, 1);
 }
+
+#[tokio::test]
+async fn a_slow_generation_times_out_the_request_but_still_lands() {
+    let mock = MockServer::start(MockConfig {
+        latency: Duration::from_millis(900),
+        ..Default::default()
+    })
+    .await;
+    let api = start(&mock, 10, |p| {
+        p.serve.request_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let key = api.a_key().await;
+    let path = format!("/v1/jobs/domain_summaries/entities/{key}");
+    let (s, v) = api.get(&path, Some(READ)).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+        "{v}"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let r = api
+        .req(reqwest::Method::GET, &path, Some(READ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_ne!(r.headers()["x-shopscribe-source"], "generated");
+    assert_eq!(
+        mock.seen().len(),
+        1,
+        "the abandoned request's generation was kept"
+    );
+    api.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_global_concurrency_cap_sheds_load_with_429() {
+    let mock = MockServer::start(MockConfig {
+        latency: Duration::from_millis(500),
+        ..Default::default()
+    })
+    .await;
+    let api = start(&mock, 10, |p| p.serve.max_concurrent_requests = 1).await;
+    let key = api.a_key().await;
+    let path = format!("/v1/jobs/domain_summaries/entities/{key}");
+    let slow = tokio::spawn(api.req(reqwest::Method::GET, &path, Some(READ)).send());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (s, v) = api.get("/healthz", None).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::TOO_MANY_REQUESTS, "busy"),
+        "{v}"
+    );
+    assert_eq!(slow.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(api.get("/healthz", None).await.0, StatusCode::OK);
+    api.shutdown().await;
+}
