@@ -385,6 +385,9 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         }
         Command::Serve { project, bind } => {
             let project = load_project(&project)?;
+            // Missing or malformed tokens are a set-up problem (exit 2), found before binding.
+            shopscribe::serve::auth::Auth::from_env()
+                .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))?;
             if project.llm.fell_back_to_offline {
                 eprintln!(
                     "note: ${} is not set, so the offline writer (deterministic templates, no LLM) writes the texts.",
