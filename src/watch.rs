@@ -81,27 +81,38 @@ impl Watcher {
                 }
             }
             info!(dataset = %name, files, "new or changed deliveries");
+            // The dataset's jobs are due before anything is ingested: a crash during the
+            // ingest, or a file merged but over the reject threshold (an error), must not leave
+            // merged data that no run ever picks up.
+            let readers: Vec<String> = self
+                .project
+                .jobs
+                .values()
+                .filter(|j| j.datasets.contains(name))
+                .map(|j| j.name.clone())
+                .collect();
+            let due_before = due.clone();
+            due.extend(readers.iter().cloned());
+            if let Err(e) = self.save_due(&due).await {
+                poll.errors.push(e.to_string());
+                continue;
+            }
             match crate::ingest::ingest(&self.project, ds, None).await {
                 Ok(reports) => {
                     let fresh = reports.iter().filter(|r| !r.skipped).count();
                     info!(dataset = %name, files = reports.len(), ingested = fresh, "ingested");
-                    // Files touched but not changed (same checksum) bring nothing to run.
                     if fresh > 0 {
                         poll.ingested.push(name.clone());
-                        due.extend(
-                            self.project
-                                .jobs
-                                .values()
-                                .filter(|j| j.datasets.contains(name))
-                                .map(|j| j.name.clone()),
-                        );
+                    } else {
+                        // Touched but identical files (same checksums): nothing to run.
+                        due = due_before;
                     }
                     if let Err(e) = self.mark(&due, &state, &fp).await {
                         poll.errors.push(e.to_string());
                     }
                 }
                 Err(e) => {
-                    warn!(dataset = %name, error = %e, "ingest failed; retried on the next poll");
+                    warn!(dataset = %name, error = %e, "ingest failed; its jobs run anyway and the ingest is retried next poll");
                     poll.errors.push(format!("{name}: {e}"));
                 }
             }
@@ -111,7 +122,13 @@ impl Watcher {
             match crate::source::data_version(&settings, sql).await {
                 Ok(v) => {
                     let state = "watch:data_version";
-                    let old = self.store.state_get(state).await.ok().flatten();
+                    let old = match self.store.state_get(state).await {
+                        Ok(old) => old,
+                        Err(e) => {
+                            poll.errors.push(e.to_string());
+                            return poll;
+                        }
+                    };
                     if old.as_deref() != Some(v.as_str()) {
                         info!(version = %v, "the data version changed");
                         poll.version_changed = true;
@@ -195,14 +212,20 @@ impl Watcher {
         .map(Some)
     }
 
-    /// Polls every `interval` until `shutdown` resolves (a poll in progress finishes first).
+    /// Polls every `interval` until `shutdown` resolves. The signal is listened for from the
+    /// start; a poll in progress (with its runs) finishes before the loop ends.
     pub async fn run_forever(
         &self,
         interval: Duration,
-        shutdown: impl std::future::Future<Output = ()>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) {
-        tokio::pin!(shutdown);
-        loop {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let trigger = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            trigger.cancel();
+        });
+        while !stop.is_cancelled() {
             let p = self.poll().await;
             info!(
                 ingested = p.ingested.len(),
@@ -212,9 +235,10 @@ impl Watcher {
                 "poll done"
             );
             tokio::select! {
-                _ = &mut shutdown => return,
+                _ = stop.cancelled() => {}
                 _ = tokio::time::sleep(interval) => {}
             }
         }
+        info!("watch stopped");
     }
 }

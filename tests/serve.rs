@@ -718,13 +718,25 @@ async fn the_global_concurrency_cap_sheds_load_with_429() {
     let path = format!("/v1/jobs/domain_summaries/entities/{key}");
     let slow = tokio::spawn(api.req(reqwest::Method::GET, &path, Some(READ)).send());
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let (s, v) = api.get("/healthz", None).await;
+    let (s, v) = api.get("/v1/jobs", Some(READ)).await;
     assert_eq!(
         (s, code(&v)),
         (StatusCode::TOO_MANY_REQUESTS, "busy"),
         "{v}"
     );
-    assert_eq!(slow.await.unwrap().unwrap().status(), StatusCode::OK);
+    // Probes are not shed: a busy server is alive and ready.
     assert_eq!(api.get("/healthz", None).await.0, StatusCode::OK);
+    assert_eq!(api.get("/readyz", None).await.0, StatusCode::OK);
+    assert_eq!(slow.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(api.get("/v1/jobs", Some(READ)).await.0, StatusCode::OK);
+    // Made-up methods are counted as "other", not as a label each.
+    let m = reqwest::Method::from_bytes(b"FROBNICATE").unwrap();
+    let _ = api.req(m, "/healthz", None).send().await.unwrap();
+    let (_, metrics) = api.get("/metrics", Some(READ)).await;
+    let text = metrics.as_str().unwrap();
+    assert!(
+        !text.contains("FROBNICATE") && text.contains("method=\"other\""),
+        "{text}"
+    );
     api.shutdown().await;
 }

@@ -171,3 +171,36 @@ fn watch_once_from_the_command_line() {
         "{second}"
     );
 }
+
+#[tokio::test]
+async fn a_delivery_over_the_reject_threshold_still_gets_its_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = project(dir.path());
+    let data = dir.path().join("data/reviews");
+    let (day1, _) = shopscribe::demo::review_deliveries(10, 2);
+    // Merged all the same, but the ingest reports an error: 4 of 6 lines are malformed.
+    let bad = format!(
+        "{}{}not json\n{{\"asin\": 1}}\n[]\n{{\n",
+        one_more_review(&day1, "R-1"),
+        one_more_review(&day1, "R-2")
+    );
+    std::fs::write(data.join("day1.jsonl"), &day1).unwrap();
+    std::fs::write(data.join("day2.jsonl"), bad).unwrap();
+    let (w, _) = watcher(&p).await;
+    let first = w.poll().await;
+    assert!(
+        first.errors.iter().any(|e| e.contains("reject")),
+        "{:?}",
+        first.errors
+    );
+    assert_eq!(
+        first.runs.len(),
+        1,
+        "the merged data is run anyway: {first:?}"
+    );
+    // The next poll retries the listing, finds everything ingested, and runs nothing more.
+    let second = w.poll().await;
+    assert!(second.errors.is_empty(), "{:?}", second.errors);
+    assert!(second.runs.is_empty(), "{second:?}");
+    assert!(w.poll().await.runs.is_empty());
+}

@@ -93,16 +93,22 @@ async fn list_s3(
 > {
     use futures::TryStreamExt;
     let setup = |e: String| IngestError::Setup(format!("{from}: {e}"));
-    let url = url::Url::parse(from).map_err(|e| setup(e.to_string()))?;
+    // Split by hand rather than parsed as a URL: object keys are plain text, and characters
+    // such as '#', '?' or '%' (S3 allows them) must stay part of the key.
+    let rest = from
+        .strip_prefix("s3://")
+        .ok_or_else(|| setup("not an s3:// location".into()))?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(setup("no bucket name".into()));
+    }
     let store: std::sync::Arc<dyn object_store::ObjectStore> = std::sync::Arc::new(
         object_store::aws::AmazonS3Builder::from_env()
-            .with_url(from)
+            .with_bucket_name(bucket)
             .build()
             .map_err(|e| setup(e.to_string()))?,
     );
-    // The URL's path is percent-encoded ("day%201.jsonl"); object paths are not.
-    let prefix = object_store::path::Path::from_url_path(url.path().trim_matches('/'))
-        .map_err(|e| setup(e.to_string()))?;
+    let prefix = object_store::path::Path::from(key.trim_matches('/'));
     let mut objects: Vec<object_store::ObjectMeta> = store
         .list(Some(&prefix))
         .try_collect()
@@ -118,7 +124,7 @@ async fn list_s3(
         }
     }
     objects.sort_by(|a, b| a.location.cmp(&b.location));
-    let bucket = url.host_str().unwrap_or_default().to_string();
+    let bucket = bucket.to_string();
     Ok((
         store,
         objects

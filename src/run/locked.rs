@@ -49,8 +49,17 @@ pub async fn run_holding_lock(
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(LOCK_TTL / 3).await;
-                if let Err(e) = store.try_lock_job(&job, &holder, LOCK_TTL).await {
-                    warn!(job, error = %e, "could not renew the job lock");
+                match store.try_lock_job(&job, &holder, LOCK_TTL).await {
+                    Ok(true) => {}
+                    // Only possible after the lease lapsed (store unreachable for a minute):
+                    // another process may now run this job too.
+                    Ok(false) => {
+                        tracing::error!(
+                            job,
+                            "the job lock was lost to another process while this run goes on"
+                        )
+                    }
+                    Err(e) => warn!(job, error = %e, "could not renew the job lock"),
                 }
             }
         })

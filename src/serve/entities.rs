@@ -36,6 +36,8 @@ pub struct Snapshot {
     index: HashMap<String, usize>,
     hashes: Vec<OnceLock<String>>,
     loaded: Instant,
+    /// A reload of this snapshot is under way (or backing off after a failure).
+    reloading: std::sync::atomic::AtomicBool,
 }
 
 /// A good text, as served.
@@ -116,14 +118,23 @@ impl EntityService {
             if s.loaded.elapsed() < ttl {
                 return Ok(s.clone());
             }
-            // Stale: answer from it while one task reads the source again.
-            let this = self.clone();
-            let job = job.clone();
-            tokio::spawn(async move {
-                if let Err(e) = this.load(&job, true).await {
-                    warn!(job = %job.name, error = %e.message, "reloading the job's source failed; the old snapshot stays");
-                }
-            });
+            // Stale: answer from it while one task reads the source again (one at a time; after
+            // a failure the next attempt waits, so a dead source is not hammered per request).
+            use std::sync::atomic::Ordering;
+            if s.reloading
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                let this = self.clone();
+                let (job, old) = (job.clone(), s.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = this.load(&job, true).await {
+                        warn!(job = %job.name, error = %e.message, "reloading the job's source failed; the old snapshot stays (next try in 30 s)");
+                        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                        old.reloading.store(false, Ordering::Release);
+                    }
+                });
+            }
             return Ok(s.clone());
         }
         self.load(job, false).await
@@ -194,6 +205,7 @@ impl EntityService {
             index,
             hashes,
             loaded: Instant::now(),
+            reloading: Default::default(),
         });
         info!(job = %job.name, entities = snapshot.index.len(), ms = t.elapsed().as_millis() as u64, "source snapshot loaded");
         self.snapshots
@@ -254,12 +266,26 @@ impl EntityService {
             match flights.get(&flight_key) {
                 Some(f) => f.clone(),
                 None => {
+                    // A flight that finished between our store read and now left its answer
+                    // in the cache: use it rather than paying again.
+                    if !refresh
+                        && let Some(c) = self.cache.read().unwrap().get(&cache_key)
+                        && c.input_hash == hash
+                    {
+                        return Ok((c.clone(), Source::Cache));
+                    }
                     may_generate()?;
                     let this = self.clone();
                     let (job, snap, fk) = (job.clone(), snap.clone(), flight_key.clone());
+                    let ck = cache_key.clone();
                     let task = self.tasks.spawn(async move {
+                        // Removed however the task ends (a panic included), after the answer
+                        // is cached, so no request can fall between the two and pay again.
+                        let _unflight = Unflight(this.clone(), fk);
                         let r = this.generate(&job, &snap, i, hash, refresh).await;
-                        this.flights.lock().unwrap().remove(&fk);
+                        if let Ok(c) = &r {
+                            this.remember(ck, c.clone());
+                        }
                         r
                     });
                     let f: Flight = async move {
@@ -364,7 +390,10 @@ impl EntityService {
         .await
         .map_err(|e| ApiError::internal(format!("generation could not start: {e}")))?;
         figures.duration_ms = t.elapsed().as_millis() as u64;
-        self.account(&job.name, &figures).await?;
+        if let Err(e) = self.account(&job.name, &figures).await {
+            // The text itself is stored; only the service run's tally is behind.
+            warn!(job = %job.name, error = %e.message, "could not update the service run's figures");
+        }
         if let Some(fatal) = generated.fatal {
             self.metrics.generation("provider_unavailable");
             return Err(ApiError {
@@ -427,6 +456,17 @@ impl EntityService {
             if let Err(e) = self.store.finish_run(*id, status, f, None).await {
                 warn!(job, run_id = id, error = %e, "could not record the service run's figures");
             }
+        }
+    }
+}
+
+/// Removes a flight from the map when its task ends, whatever way it ends.
+struct Unflight(Arc<EntityService>, (String, String, String));
+
+impl Drop for Unflight {
+    fn drop(&mut self) {
+        if let Ok(mut flights) = self.0.flights.lock() {
+            flights.remove(&self.1);
         }
     }
 }

@@ -167,8 +167,25 @@ async fn edge(State(state): State<Arc<AppState>>, request: Request, next: Next) 
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let method = request.method().clone();
-    let response = match state.in_flight.clone().try_acquire_owned() {
+    // Known methods only: a label per made-up method would let anyone grow the metrics.
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
+    // Probes stay outside the concurrency cap: a loaded server is not a dead one.
+    let probe = matches!(route.as_str(), "/healthz" | "/readyz");
+    let permit = if probe {
+        Ok(None)
+    } else {
+        state.in_flight.clone().try_acquire_owned().map(Some)
+    };
+    let response = match permit {
         Err(_) => ApiError::too_many(
             "busy",
             "the server is at serve.max_concurrent_requests; retry shortly",
@@ -208,7 +225,7 @@ async fn edge(State(state): State<Arc<AppState>>, request: Request, next: Next) 
     };
     state.metrics.http(
         &route,
-        method.as_str(),
+        method,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );

@@ -115,10 +115,21 @@ impl Runner {
     async fn job_loop(self: Arc<Self>, job: String, first: oneshot::Sender<i64>) {
         let mut first = Some(first);
         loop {
+            // Shutting down, a request waiting for another process's run gets at most one
+            // lease period; it is then dropped loudly (that process's run, or the next one,
+            // covers the data unless it started before the data arrived).
+            let mut waited_closing = Duration::ZERO;
             while !locked::try_lock(self.store.as_ref(), &job, &self.holder).await {
                 if self.tasks.is_closed() {
-                    self.slots.lock().unwrap().remove(&job);
-                    return;
+                    if waited_closing >= locked::LOCK_TTL {
+                        warn!(
+                            job,
+                            "shutting down: a requested run was still waiting for another process holding the job and is dropped; request it again"
+                        );
+                        self.slots.lock().unwrap().remove(&job);
+                        return;
+                    }
+                    waited_closing += LOCK_POLL;
                 }
                 tokio::time::sleep(LOCK_POLL).await;
             }
@@ -158,7 +169,8 @@ impl Runner {
             }
             let mut slots = self.slots.lock().unwrap();
             let slot = slots.entry(job.clone()).or_default();
-            if slot.queued && !self.tasks.is_closed() {
+            // A queued follow-up runs even during shutdown: its request was accepted (202).
+            if slot.queued {
                 slot.queued = false;
                 slot.run_id = None;
                 continue;

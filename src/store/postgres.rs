@@ -403,16 +403,18 @@ impl Store for PostgresStore {
         holder: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let now = now_ms();
+        // The server's clock, not each host's: hosts whose clocks disagree by more than the
+        // lease would otherwise both hold the lock.
         let done = sqlx::query(
-            "INSERT INTO job_locks (job, holder, expires_ms) VALUES ($1, $2, $3) \
+            "WITH t AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now_ms) \
+             INSERT INTO job_locks (job, holder, expires_ms) SELECT $1, $2, t.now_ms + $3 FROM t \
              ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms \
-             WHERE job_locks.holder = excluded.holder OR job_locks.expires_ms < $4",
+             WHERE job_locks.holder = excluded.holder \
+                OR job_locks.expires_ms < (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
         )
         .bind(job)
         .bind(holder)
-        .bind(now + ttl.as_millis() as i64)
-        .bind(now)
+        .bind(ttl.as_millis() as i64)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
