@@ -94,6 +94,61 @@ pub struct FileRecord {
     pub rejected: i64,
 }
 
+/// Bronze rows as COPY text.
+fn copy_bronze(file_id: i64, raws: &[RawRow]) -> Vec<u8> {
+    use crate::queue::copy_escape;
+    use std::fmt::Write;
+    let mut buf = String::with_capacity(raws.iter().map(|r| r.raw.len() + 40).sum());
+    for r in raws {
+        let _ = write!(buf, "{file_id}\t{}\t", r.line_no);
+        copy_escape(&r.raw, &mut buf);
+        match &r.reason {
+            Some(reason) => {
+                buf.push_str("\trejected\t");
+                copy_escape(reason, &mut buf);
+            }
+            None => buf.push_str("\tok\t\\N"),
+        }
+        buf.push('\n');
+    }
+    buf.into_bytes()
+}
+
+/// Staged candidates as COPY text, in the staging table's column order.
+fn copy_staged(staged: &[Staged]) -> Vec<u8> {
+    use crate::queue::copy_escape;
+    use std::fmt::Write;
+    let mut buf = String::with_capacity(
+        staged
+            .iter()
+            .map(|s| s.c.payload.len() + s.c.key.len() + 80)
+            .sum(),
+    );
+    for s in staged {
+        let _ = write!(buf, "{}\t", s.line_no);
+        copy_escape(&s.c.key, &mut buf);
+        buf.push('\t');
+        buf.push_str(&s.c.row_hash);
+        buf.push('\t');
+        match s.c.version_num {
+            // `{:?}` prints every f64 exactly (shortest round-trip form).
+            Some(v) => {
+                let _ = write!(buf, "{v:?}");
+            }
+            None => buf.push_str("\\N"),
+        }
+        buf.push('\t');
+        match &s.c.version_text {
+            Some(v) => copy_escape(v, &mut buf),
+            None => buf.push_str("\\N"),
+        }
+        buf.push('\t');
+        copy_escape(&s.c.payload, &mut buf);
+        buf.push('\n');
+    }
+    buf.into_bytes()
+}
+
 impl IngestDb {
     /// Opens the store's database (migrated by `store::open`).
     pub async fn connect(url: &str) -> Result<IngestDb, StoreError> {
@@ -155,13 +210,15 @@ impl IngestDb {
 
     async fn create_staging(&self, file_id: i64) -> Result<(), StoreError> {
         let t = staging_table(file_id);
+        // The line number is the row id on SQLite (rows arrive in line order: appends only).
+        // The payload comes last so the merge reads keys, hashes and versions without it.
         match self {
             IngestDb::Sqlite(p) => {
                 q_lite!(
                     p,
                     &format!(
-                        "CREATE TABLE {t} (file_id INTEGER NOT NULL, line_no INTEGER NOT NULL, \
-                    record_key TEXT NOT NULL, payload TEXT NOT NULL, row_hash TEXT NOT NULL, version_num DOUBLE PRECISION, version_text TEXT)"
+                        "CREATE TABLE {t} (line_no INTEGER PRIMARY KEY, record_key TEXT NOT NULL, \
+                         row_hash TEXT NOT NULL, version_num DOUBLE PRECISION, version_text TEXT, payload TEXT NOT NULL)"
                     )
                 );
             }
@@ -170,8 +227,8 @@ impl IngestDb {
                 q_pg!(
                     p,
                     &format!(
-                        "CREATE UNLOGGED TABLE {t} (file_id BIGINT NOT NULL, line_no BIGINT NOT NULL, \
-                    record_key TEXT NOT NULL, payload TEXT NOT NULL, row_hash TEXT NOT NULL, version_num DOUBLE PRECISION, version_text TEXT)"
+                        "CREATE UNLOGGED TABLE {t} (line_no BIGINT NOT NULL, record_key TEXT NOT NULL, \
+                         row_hash TEXT NOT NULL, version_num DOUBLE PRECISION, version_text TEXT, payload TEXT NOT NULL)"
                     )
                 );
             }
@@ -181,11 +238,16 @@ impl IngestDb {
 
     /// Drops a file's staging table (after its merge, or when the file failed).
     pub async fn drop_staging(&self, file_id: i64) -> Result<(), StoreError> {
-        let sql = format!("DROP TABLE IF EXISTS {}", staging_table(file_id));
-        match self {
-            IngestDb::Sqlite(p) => q_lite!(p, &sql),
-            IngestDb::Pg(p) => q_pg!(p, &sql),
-        };
+        let t = staging_table(file_id);
+        for sql in [
+            format!("DROP TABLE IF EXISTS {t}"),
+            format!("DROP TABLE IF EXISTS {t}_plan"),
+        ] {
+            match self {
+                IngestDb::Sqlite(p) => q_lite!(p, &sql),
+                IngestDb::Pg(p) => q_pg!(p, &sql),
+            };
+        }
         Ok(())
     }
 
@@ -238,38 +300,42 @@ impl IngestDb {
     pub async fn write_chunk(
         &self,
         file_id: i64,
-        raws: &[RawRow],
-        staged: &[Staged],
+        raws: Vec<RawRow>,
+        staged: Vec<Staged>,
     ) -> Result<(), StoreError> {
         match self {
             IngestDb::Sqlite(p) => {
+                // Multi-row INSERTs (the statement of a full batch is prepared once and cached);
+                // the strings are moved into the arguments, not copied.
+                const ROWS: usize = 1000;
                 let mut tx = p.begin().await?;
-                for chunk in raws.chunks(2000) {
+                let mut raws = raws.into_iter().peekable();
+                while raws.peek().is_some() {
                     let mut qb = sqlx::QueryBuilder::new(
                         "INSERT INTO raw_records (file_id, line_no, raw, status, reason) ",
                     );
-                    qb.push_values(chunk, |mut b, r| {
+                    qb.push_values(raws.by_ref().take(ROWS), |mut b, r| {
                         b.push_bind(file_id)
                             .push_bind(r.line_no)
-                            .push_bind(&r.raw)
+                            .push_bind(r.raw)
                             .push_bind(if r.reason.is_some() { "rejected" } else { "ok" })
-                            .push_bind(&r.reason);
+                            .push_bind(r.reason);
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
-                for chunk in staged.chunks(2000) {
+                let mut staged = staged.into_iter().peekable();
+                while staged.peek().is_some() {
                     let mut qb = sqlx::QueryBuilder::new(format!(
-                        "INSERT INTO {} (file_id, line_no, record_key, payload, row_hash, version_num, version_text) ",
+                        "INSERT INTO {} (line_no, record_key, row_hash, version_num, version_text, payload) ",
                         staging_table(file_id)
                     ));
-                    qb.push_values(chunk, |mut b, s| {
-                        b.push_bind(file_id)
-                            .push_bind(s.line_no)
-                            .push_bind(&s.c.key)
-                            .push_bind(&s.c.payload)
-                            .push_bind(&s.c.row_hash)
+                    qb.push_values(staged.by_ref().take(ROWS), |mut b, s| {
+                        b.push_bind(s.line_no)
+                            .push_bind(s.c.key)
+                            .push_bind(s.c.row_hash)
                             .push_bind(s.c.version_num)
-                            .push_bind(&s.c.version_text);
+                            .push_bind(s.c.version_text)
+                            .push_bind(s.c.payload);
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
@@ -277,55 +343,20 @@ impl IngestDb {
             }
             IngestDb::Pg(p) => {
                 // COPY in text format: the fastest way into PostgreSQL.
-                use crate::queue::copy_escape;
                 let mut tx = p.begin().await?;
-                let mut buf = String::with_capacity(raws.iter().map(|r| r.raw.len() + 32).sum());
-                for r in raws {
-                    buf.push_str(&format!("{file_id}\t{}\t", r.line_no));
-                    copy_escape(&r.raw, &mut buf);
-                    match &r.reason {
-                        Some(reason) => {
-                            buf.push_str("\trejected\t");
-                            copy_escape(reason, &mut buf);
-                        }
-                        None => buf.push_str("\tok\t\\N"),
-                    }
-                    buf.push('\n');
-                }
                 let mut copy = (*tx)
                     .copy_in_raw("COPY raw_records (file_id, line_no, raw, status, reason) FROM STDIN WITH (FORMAT text)")
                     .await?;
-                copy.send(buf.into_bytes()).await?;
+                copy.send(copy_bronze(file_id, &raws)).await?;
                 copy.finish().await?;
-                let mut buf =
-                    String::with_capacity(staged.iter().map(|s| s.c.payload.len() + 96).sum());
-                for s in staged {
-                    buf.push_str(&format!("{file_id}\t{}\t", s.line_no));
-                    copy_escape(&s.c.key, &mut buf);
-                    buf.push('\t');
-                    copy_escape(&s.c.payload, &mut buf);
-                    buf.push('\t');
-                    buf.push_str(&s.c.row_hash);
-                    buf.push('\t');
-                    match s.c.version_num {
-                        Some(v) => buf.push_str(&v.to_string()),
-                        None => buf.push_str("\\N"),
-                    }
-                    buf.push('\t');
-                    match &s.c.version_text {
-                        Some(v) => copy_escape(v, &mut buf),
-                        None => buf.push_str("\\N"),
-                    }
-                    buf.push('\n');
-                }
                 let mut copy = (*tx)
                     .copy_in_raw(&format!(
-                        "COPY {} (file_id, line_no, record_key, payload, row_hash, version_num, version_text) \
+                        "COPY {} (line_no, record_key, row_hash, version_num, version_text, payload) \
                          FROM STDIN WITH (FORMAT text)",
                         staging_table(file_id)
                     ))
                     .await?;
-                copy.send(buf.into_bytes()).await?;
+                copy.send(copy_staged(&staged)).await?;
                 copy.finish().await?;
                 tx.commit().await?;
             }
@@ -333,82 +364,137 @@ impl IngestDb {
         Ok(())
     }
 
-    /// SCD2 merge of one file's staged records into `records`, in one transaction:
-    /// 1. duplicates within the delivery: keep the highest version, then the last line;
-    /// 2. snapshot mode: current keys absent from the delivery get a deleted version;
-    /// 3. versions older than the current one are stale, identical payloads unchanged;
-    /// 4. the rest close their current version (if any) and open a new one.
+    /// SCD2 merge of one file's `staged` records into `records`, in one transaction.
+    ///
+    /// One pass plans it: the winner of each key in the delivery (highest version, then the
+    /// last line: the last row of the key in (version_num, version_text, line_no) order, NULLs
+    /// first, the reverse of "DESC NULLS LAST") is joined once with the key's current version
+    /// and classified as new (0), stale (1: older than the current version; kept in bronze
+    /// only), unchanged (2: same row hash, not deleted: writes nothing) or changed (3). The
+    /// plan is a narrow table; then:
+    /// 1. snapshot mode: current keys absent from the delivery get a deleted version;
+    /// 2. the current versions of changed keys are closed (by row id);
+    /// 3. new and changed keys get a new current version, their payload read from staging.
     pub async fn merge(
         &self,
         dataset: &str,
         file_id: i64,
         snapshot: bool,
+        staged: u64,
     ) -> Result<MergeCounts, StoreError> {
         let now = crate::store::now_text();
-        let mut c = MergeCounts::default();
-        // The statements below name `ingest_staging`; it stands for this file's staging table.
         let t = staging_table(file_id);
-        let index = format!("CREATE INDEX {t}_key ON {t} (record_key)");
+        let (unlogged, int) = match self {
+            IngestDb::Pg(_) => ("UNLOGGED", "BIGINT"),
+            IngestDb::Sqlite(_) => ("", "INTEGER"),
+        };
+        let plan = [
+            format!("CREATE {unlogged} TABLE {t}_plan (line_no {int} NOT NULL, cur_id {int}, action INTEGER NOT NULL)"),
+            format!(
+                "INSERT INTO {t}_plan (line_no, cur_id, action)
+                 SELECT w.line_no, r.id,
+                    CASE WHEN r.id IS NULL THEN 0
+                         WHEN r.version_num > w.version_num OR r.version_text > w.version_text THEN 1
+                         WHEN r.deleted = 0 AND r.row_hash = w.row_hash THEN 2
+                         ELSE 3 END
+                 FROM (SELECT line_no, record_key, row_hash, version_num, version_text,
+                          LEAD(record_key) OVER (ORDER BY record_key, version_num NULLS FIRST,
+                                                 version_text NULLS FIRST, line_no) AS next_key
+                       FROM {t}) w
+                 LEFT JOIN records r ON r.dataset = ? AND r.record_key = w.record_key AND r.valid_to IS NULL
+                 WHERE w.next_key IS NULL OR w.next_key <> w.record_key"
+            ),
+        ];
+        // PostgreSQL plans the next statements better with the plan's statistics.
+        let analyze_plan = matches!(self, IngestDb::Pg(_)).then(|| format!("ANALYZE {t}_plan"));
+        let counts = format!("SELECT action, COUNT(*) FROM {t}_plan GROUP BY action");
+        let snapshot_sql = [
+            format!("CREATE INDEX {t}_plan_cur ON {t}_plan (cur_id)"),
+            format!(
+                "UPDATE records SET valid_to = ? WHERE dataset = ? AND valid_to IS NULL AND deleted = 0
+                 AND NOT EXISTS (SELECT 1 FROM {t}_plan p WHERE p.cur_id = records.id)"
+            ),
+            "INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id)
+             SELECT dataset, record_key, payload, row_hash, version_num, version_text, ?, NULL, 1, ?
+             FROM records r WHERE r.dataset = ? AND r.valid_to = ? AND r.deleted = 0
+             AND NOT EXISTS (SELECT 1 FROM records o WHERE o.dataset = r.dataset AND o.record_key = r.record_key AND o.valid_to IS NULL)".to_string(),
+        ];
+        let close = format!(
+            "UPDATE records SET valid_to = ? WHERE id IN (SELECT cur_id FROM {t}_plan WHERE action = 3)"
+        );
+        let insert = format!(
+            "INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id)
+             SELECT ?, s.record_key, s.payload, s.row_hash, s.version_num, s.version_text, ?, NULL, 0, ?
+             FROM {t}_plan p JOIN {t} s ON s.line_no = p.line_no WHERE p.action IN (0, 3)"
+        );
+        let mut c = MergeCounts::default();
+        let timer = std::time::Instant::now();
+        let lap = |step: &str| {
+            tracing::debug!(step, ms = timer.elapsed().as_millis() as u64, "merge");
+        };
         macro_rules! run {
-            ($tx:ident, $q:ident) => {{
-                c.duplicates = $q!(&mut *$tx,
-                    &"DELETE FROM ingest_staging WHERE file_id = ? AND line_no IN (SELECT line_no FROM (
-                        SELECT line_no, ROW_NUMBER() OVER (PARTITION BY record_key
-                            ORDER BY version_num DESC NULLS LAST, version_text DESC NULLS LAST, line_no DESC) AS rn
-                        FROM ingest_staging WHERE file_id = ?) ranked WHERE rn > 1)".replace("ingest_staging", &t),
-                    file_id, file_id);
-                if snapshot {
-                    c.deleted = $q!(&mut *$tx,
-                        &"UPDATE records SET valid_to = ? WHERE dataset = ? AND valid_to IS NULL AND deleted = 0
-                         AND NOT EXISTS (SELECT 1 FROM ingest_staging s WHERE s.file_id = ? AND s.record_key = records.record_key)".replace("ingest_staging", &t),
-                        &now, dataset, file_id);
-                    $q!(&mut *$tx,
-                        "INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id)
-                         SELECT dataset, record_key, payload, row_hash, version_num, version_text, ?, NULL, 1, ?
-                         FROM records r WHERE r.dataset = ? AND r.valid_to = ? AND r.deleted = 0
-                         AND NOT EXISTS (SELECT 1 FROM records o WHERE o.dataset = r.dataset AND o.record_key = r.record_key AND o.valid_to IS NULL)",
-                        &now, file_id, dataset, &now);
+            ($tx:ident, $q:ident, $counts:expr) => {{
+                $q!(&mut *$tx, &plan[0]);
+                $q!(&mut *$tx, &plan[1], dataset);
+                if let Some(a) = &analyze_plan {
+                    $q!(&mut *$tx, a);
                 }
-                c.stale = $q!(&mut *$tx,
-                    &"DELETE FROM ingest_staging WHERE file_id = ? AND EXISTS (SELECT 1 FROM records r
-                        WHERE r.dataset = ? AND r.record_key = ingest_staging.record_key AND r.valid_to IS NULL
-                        AND ((r.version_num > ingest_staging.version_num) OR (r.version_text > ingest_staging.version_text)))".replace("ingest_staging", &t),
-                    file_id, dataset);
-                c.unchanged = $q!(&mut *$tx,
-                    &"DELETE FROM ingest_staging WHERE file_id = ? AND EXISTS (SELECT 1 FROM records r
-                        WHERE r.dataset = ? AND r.record_key = ingest_staging.record_key AND r.valid_to IS NULL
-                        AND r.deleted = 0 AND r.row_hash = ingest_staging.row_hash)".replace("ingest_staging", &t),
-                    file_id, dataset);
-                c.changed = $q!(&mut *$tx,
-                    &"UPDATE records SET valid_to = ? WHERE dataset = ? AND valid_to IS NULL
-                     AND record_key IN (SELECT record_key FROM ingest_staging WHERE file_id = ?)".replace("ingest_staging", &t),
-                    &now, dataset, file_id);
-                c.inserted = $q!(&mut *$tx,
-                    &"INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id)
-                     SELECT ?, record_key, payload, row_hash, version_num, version_text, ?, NULL, 0, file_id
-                     FROM ingest_staging WHERE file_id = ?".replace("ingest_staging", &t),
-                    dataset, &now, file_id);
+                lap("plan");
+                let mut winners = 0;
+                for (action, n) in $counts {
+                    let n = n as u64;
+                    winners += n;
+                    match action {
+                        0 => c.inserted = n,
+                        1 => c.stale = n,
+                        2 => c.unchanged = n,
+                        _ => c.changed = n,
+                    }
+                }
+                c.duplicates = staged.saturating_sub(winners);
+                if snapshot {
+                    $q!(&mut *$tx, &snapshot_sql[0]);
+                    c.deleted = $q!(&mut *$tx, &snapshot_sql[1], &now, dataset);
+                    $q!(&mut *$tx, &snapshot_sql[2], &now, file_id, dataset, &now);
+                    lap("snapshot");
+                }
+                let closed = $q!(&mut *$tx, &close, &now);
+                debug_assert_eq!(closed, c.changed);
+                lap("close");
+                $q!(&mut *$tx, &insert, dataset, &now, file_id);
+                lap("insert");
             }};
         }
         match self {
             IngestDb::Sqlite(p) => {
-                q_lite!(p, &index);
                 let mut tx = p.begin().await?;
-                run!(tx, q_lite);
+                run!(
+                    tx,
+                    q_lite,
+                    sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(counts.clone()))
+                        .fetch_all(&mut *tx)
+                        .await?
+                );
                 tx.commit().await?;
             }
             IngestDb::Pg(p) => {
-                // Fresh statistics for the staged rows, or the planner guesses an empty table.
-                q_pg!(p, &index);
-                q_pg!(p, &format!("ANALYZE {t}"));
                 let mut tx = p.begin().await?;
-                run!(tx, q_pg);
+                // Fresh statistics for the staged rows, or the planner guesses an empty table;
+                // room for the sort and the hash join in memory.
+                q_pg!(&mut *tx, "SET LOCAL work_mem = '128MB'");
+                q_pg!(&mut *tx, &format!("ANALYZE {t}"));
+                run!(
+                    tx,
+                    q_pg,
+                    sqlx::query_as::<_, (i32, i64)>(sqlx::AssertSqlSafe(counts.clone()))
+                        .fetch_all(&mut *tx)
+                        .await?
+                );
                 tx.commit().await?;
             }
         }
         self.drop_staging(file_id).await?;
-        // `changed` counted closed versions of keys whose new version is inserted now.
-        c.inserted -= c.changed.min(c.inserted);
+        lap("drop");
         Ok(c)
     }
 
