@@ -11,10 +11,102 @@ pub enum IngestDb {
     Pg(PgPool),
 }
 
-/// The staging table of one file: created when the file starts, indexed before its merge,
-/// dropped after it (dropping is far cheaper than deleting its rows).
-fn staging_table(file_id: i64) -> String {
-    format!("ingest_staging_{file_id}")
+/// The scratch tables of one file: its staged records and its merge plan, created when the file
+/// starts and discarded after its merge (or when it fails).
+///
+/// On PostgreSQL they are unlogged tables (`ingest_staging_<file id>`, `…_plan`), dropped after.
+/// On SQLite they live in a database file of their own beside the store (`<store>-ingest-<file
+/// id>`), attached to the connection: no WAL and no journal (the rows are written once, not into
+/// the WAL and again at checkpoint), and discarded by deleting the file — dropping a large table
+/// in the store instead walks and frees every one of its pages (seconds per million rows).
+struct Scratch {
+    staging: String,
+    plan: String,
+    /// The statement that indexes the plan by current row id.
+    plan_index: String,
+}
+
+/// The SQLite schema name a file's scratch database is attached as.
+fn scratch_schema(file_id: i64) -> String {
+    format!("ingest_scratch_{file_id}")
+}
+
+fn scratch(db: &IngestDb, file_id: i64) -> Scratch {
+    match db {
+        IngestDb::Sqlite(_) => {
+            let s = scratch_schema(file_id);
+            Scratch {
+                staging: format!("{s}.staging"),
+                plan: format!("{s}.plan"),
+                plan_index: format!("CREATE INDEX {s}.plan_cur ON plan (cur_id)"),
+            }
+        }
+        IngestDb::Pg(_) => {
+            let t = format!("ingest_staging_{file_id}");
+            Scratch {
+                staging: t.clone(),
+                plan: format!("{t}_plan"),
+                plan_index: format!("CREATE INDEX {t}_plan_cur ON {t}_plan (cur_id)"),
+            }
+        }
+    }
+}
+
+/// Where a file's SQLite scratch database lives: beside the store's file (same disk), or in the
+/// temp folder for an in-memory store.
+fn scratch_path(p: &SqlitePool, file_id: i64) -> std::path::PathBuf {
+    let main = p.connect_options().get_filename().to_path_buf();
+    match (main.parent(), main.file_name().and_then(|n| n.to_str())) {
+        (Some(dir), Some(name)) if !name.is_empty() && !name.starts_with(':') && dir.is_dir() => {
+            dir.join(format!("{name}-ingest-{file_id}"))
+        }
+        _ => std::env::temp_dir().join(format!(
+            "shopscribe-ingest-{}-{file_id}",
+            std::process::id()
+        )),
+    }
+}
+
+/// A connection of the SQLite pool with the file's scratch database attached (again, if the
+/// pool replaced the connection: the data is in the file, so nothing is lost).
+async fn scratch_conn(
+    p: &SqlitePool,
+    file_id: i64,
+) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, StoreError> {
+    let mut conn = p.acquire().await?;
+    let schema = scratch_schema(file_id);
+    let attached: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM pragma_database_list WHERE name = ?")
+            .bind(&schema)
+            .fetch_one(&mut *conn)
+            .await?;
+    if attached == 0 {
+        let path = scratch_path(p, file_id);
+        // The store's connections are opened without "create": an empty file is an empty
+        // database (an existing one is kept: it holds this file's staged rows).
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| {
+                StoreError::Query(sqlx::Error::Configuration(
+                    format!("cannot create the scratch file {}: {e}", path.display()).into(),
+                ))
+            })?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ATTACH DATABASE ? AS {schema}"
+        )))
+        .bind(path.to_string_lossy().into_owned())
+        .execute(&mut *conn)
+        .await?;
+        // Scratch data: a crash leaves the file 'loading' and it is ingested again.
+        for pragma in ["journal_mode = OFF", "synchronous = OFF"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {schema}.{pragma}")))
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(conn)
 }
 
 /// `?` → `$1, $2, …` (the statements here contain no `?` inside literals).
@@ -209,13 +301,14 @@ impl IngestDb {
     }
 
     async fn create_staging(&self, file_id: i64) -> Result<(), StoreError> {
-        let t = staging_table(file_id);
+        let t = scratch(self, file_id).staging;
         // The line number is the row id on SQLite (rows arrive in line order: appends only).
         // The payload comes last so the merge reads keys, hashes and versions without it.
         match self {
             IngestDb::Sqlite(p) => {
+                let mut conn = scratch_conn(p, file_id).await?;
                 q_lite!(
-                    p,
+                    &mut *conn,
                     &format!(
                         "CREATE TABLE {t} (line_no INTEGER PRIMARY KEY, record_key TEXT NOT NULL, \
                          row_hash TEXT NOT NULL, version_num DOUBLE PRECISION, version_text TEXT, payload TEXT NOT NULL)"
@@ -236,17 +329,32 @@ impl IngestDb {
         Ok(())
     }
 
-    /// Drops a file's staging table (after its merge, or when the file failed).
+    /// Discards a file's scratch tables (after its merge, or when the file failed).
     pub async fn drop_staging(&self, file_id: i64) -> Result<(), StoreError> {
-        let t = staging_table(file_id);
-        for sql in [
-            format!("DROP TABLE IF EXISTS {t}"),
-            format!("DROP TABLE IF EXISTS {t}_plan"),
-        ] {
-            match self {
-                IngestDb::Sqlite(p) => q_lite!(p, &sql),
-                IngestDb::Pg(p) => q_pg!(p, &sql),
-            };
+        match self {
+            IngestDb::Sqlite(p) => {
+                let mut conn = p.acquire().await?;
+                // Not attached (any more) on this connection: only the file is left to delete.
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DETACH DATABASE {}",
+                    scratch_schema(file_id)
+                )))
+                .execute(&mut *conn)
+                .await;
+                match std::fs::remove_file(scratch_path(p, file_id)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        tracing::warn!(file_id, error = %e, "cannot delete the ingest scratch file");
+                    }
+                    _ => {}
+                }
+            }
+            IngestDb::Pg(p) => {
+                let s = scratch(self, file_id);
+                q_pg!(
+                    p,
+                    &format!("DROP TABLE IF EXISTS {}, {}", s.plan, s.staging)
+                );
+            }
         }
         Ok(())
     }
@@ -308,7 +416,9 @@ impl IngestDb {
                 // Multi-row INSERTs (the statement of a full batch is prepared once and cached);
                 // the strings are moved into the arguments, not copied.
                 const ROWS: usize = 1000;
-                let mut tx = p.begin().await?;
+                let t = scratch(self, file_id).staging;
+                let mut conn = scratch_conn(p, file_id).await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let mut raws = raws.into_iter().peekable();
                 while raws.peek().is_some() {
                     let mut qb = sqlx::QueryBuilder::new(
@@ -326,8 +436,7 @@ impl IngestDb {
                 let mut staged = staged.into_iter().peekable();
                 while staged.peek().is_some() {
                     let mut qb = sqlx::QueryBuilder::new(format!(
-                        "INSERT INTO {} (line_no, record_key, row_hash, version_num, version_text, payload) ",
-                        staging_table(file_id)
+                        "INSERT INTO {t} (line_no, record_key, row_hash, version_num, version_text, payload) "
                     ));
                     qb.push_values(staged.by_ref().take(ROWS), |mut b, s| {
                         b.push_bind(s.line_no)
@@ -353,7 +462,7 @@ impl IngestDb {
                     .copy_in_raw(&format!(
                         "COPY {} (line_no, record_key, row_hash, version_num, version_text, payload) \
                          FROM STDIN WITH (FORMAT text)",
-                        staging_table(file_id)
+                        scratch(self, file_id).staging
                     ))
                     .await?;
                 copy.send(copy_staged(&staged)).await?;
@@ -383,15 +492,19 @@ impl IngestDb {
         staged: u64,
     ) -> Result<MergeCounts, StoreError> {
         let now = crate::store::now_text();
-        let t = staging_table(file_id);
+        let Scratch {
+            staging: t,
+            plan: pt,
+            plan_index,
+        } = scratch(self, file_id);
         let (unlogged, int) = match self {
             IngestDb::Pg(_) => ("UNLOGGED", "BIGINT"),
             IngestDb::Sqlite(_) => ("", "INTEGER"),
         };
         let plan = [
-            format!("CREATE {unlogged} TABLE {t}_plan (line_no {int} NOT NULL, cur_id {int}, action INTEGER NOT NULL)"),
+            format!("CREATE {unlogged} TABLE {pt} (line_no {int} NOT NULL, cur_id {int}, action INTEGER NOT NULL)"),
             format!(
-                "INSERT INTO {t}_plan (line_no, cur_id, action)
+                "INSERT INTO {pt} (line_no, cur_id, action)
                  SELECT w.line_no, r.id,
                     CASE WHEN r.id IS NULL THEN 0
                          WHEN r.version_num > w.version_num OR r.version_text > w.version_text THEN 1
@@ -406,13 +519,13 @@ impl IngestDb {
             ),
         ];
         // PostgreSQL plans the next statements better with the plan's statistics.
-        let analyze_plan = matches!(self, IngestDb::Pg(_)).then(|| format!("ANALYZE {t}_plan"));
-        let counts = format!("SELECT action, COUNT(*) FROM {t}_plan GROUP BY action");
+        let analyze_plan = matches!(self, IngestDb::Pg(_)).then(|| format!("ANALYZE {pt}"));
+        let counts = format!("SELECT action, COUNT(*) FROM {pt} GROUP BY action");
         let snapshot_sql = [
-            format!("CREATE INDEX {t}_plan_cur ON {t}_plan (cur_id)"),
+            plan_index,
             format!(
                 "UPDATE records SET valid_to = ? WHERE dataset = ? AND valid_to IS NULL AND deleted = 0
-                 AND NOT EXISTS (SELECT 1 FROM {t}_plan p WHERE p.cur_id = records.id)"
+                 AND NOT EXISTS (SELECT 1 FROM {pt} p WHERE p.cur_id = records.id)"
             ),
             "INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id)
              SELECT dataset, record_key, payload, row_hash, version_num, version_text, ?, NULL, 1, ?
@@ -420,12 +533,12 @@ impl IngestDb {
              AND NOT EXISTS (SELECT 1 FROM records o WHERE o.dataset = r.dataset AND o.record_key = r.record_key AND o.valid_to IS NULL)".to_string(),
         ];
         let close = format!(
-            "UPDATE records SET valid_to = ? WHERE id IN (SELECT cur_id FROM {t}_plan WHERE action = 3)"
+            "UPDATE records SET valid_to = ? WHERE id IN (SELECT cur_id FROM {pt} WHERE action = 3)"
         );
         let insert = format!(
             "INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id)
              SELECT ?, s.record_key, s.payload, s.row_hash, s.version_num, s.version_text, ?, NULL, 0, ?
-             FROM {t}_plan p JOIN {t} s ON s.line_no = p.line_no WHERE p.action IN (0, 3)"
+             FROM {pt} p JOIN {t} s ON s.line_no = p.line_no WHERE p.action IN (0, 3)"
         );
         let mut c = MergeCounts::default();
         let timer = std::time::Instant::now();
@@ -467,7 +580,8 @@ impl IngestDb {
         }
         match self {
             IngestDb::Sqlite(p) => {
-                let mut tx = p.begin().await?;
+                let mut conn = scratch_conn(p, file_id).await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 run!(
                     tx,
                     q_lite,
