@@ -186,9 +186,27 @@ pub struct FileRecord {
     pub rejected: i64,
 }
 
+/// Appends `s` escaped for COPY's text format (backslash, tab, newline, carriage return).
+fn copy_escape(s: &str, out: &mut String) {
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc = match b {
+            b'\\' => "\\\\",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            _ => continue,
+        };
+        // The escaped bytes are ASCII: slicing around them stays on character boundaries.
+        out.push_str(&s[start..i]);
+        out.push_str(esc);
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+}
+
 /// Bronze rows as COPY text.
 fn copy_bronze(file_id: i64, raws: &[RawRow]) -> Vec<u8> {
-    use crate::queue::copy_escape;
     use std::fmt::Write;
     let mut buf = String::with_capacity(raws.iter().map(|r| r.raw.len() + 40).sum());
     for r in raws {
@@ -208,7 +226,6 @@ fn copy_bronze(file_id: i64, raws: &[RawRow]) -> Vec<u8> {
 
 /// Staged candidates as COPY text, in the staging table's column order.
 fn copy_staged(staged: &[Staged]) -> Vec<u8> {
-    use crate::queue::copy_escape;
     use std::fmt::Write;
     let mut buf = String::with_capacity(
         staged
@@ -264,10 +281,19 @@ impl IngestDb {
                     .map_err(err)?,
             ))
         } else {
+            use std::str::FromStr;
+            // Ingest sessions commit without waiting for the WAL flush: a crash may lose the
+            // last fraction of a second of commits, never consistency; a file whose merge or
+            // 'done' mark was lost is still 'loading' and is ingested again.
+            let opts = sqlx::postgres::PgConnectOptions::from_str(url)
+                .map_err(err)?
+                .application_name("shopscribe-ingest")
+                .options([("synchronous_commit", "off")]);
+            // Two connections: bronze and staging rows are copied in parallel.
             Ok(IngestDb::Pg(
                 sqlx::postgres::PgPoolOptions::new()
                     .max_connections(2)
-                    .connect(url)
+                    .connect_with(opts)
                     .await
                     .map_err(err)?,
             ))
@@ -451,23 +477,33 @@ impl IngestDb {
                 tx.commit().await?;
             }
             IngestDb::Pg(p) => {
-                // COPY in text format: the fastest way into PostgreSQL.
-                let mut tx = p.begin().await?;
-                let mut copy = (*tx)
-                    .copy_in_raw("COPY raw_records (file_id, line_no, raw, status, reason) FROM STDIN WITH (FORMAT text)")
-                    .await?;
-                copy.send(copy_bronze(file_id, &raws)).await?;
-                copy.finish().await?;
-                let mut copy = (*tx)
-                    .copy_in_raw(&format!(
+                // COPY in text format, bronze and staging on two connections at once (the
+                // server works on both while the next chunk is parsed here).
+                async fn copy(p: &PgPool, sql: String, data: Vec<u8>) -> Result<(), StoreError> {
+                    let mut tx = p.begin().await?;
+                    let mut copy = (*tx).copy_in_raw(&sql).await?;
+                    copy.send(data).await?;
+                    copy.finish().await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+                let bronze = copy(
+                    p,
+                    "COPY raw_records (file_id, line_no, raw, status, reason) FROM STDIN WITH (FORMAT text)".into(),
+                    copy_bronze(file_id, &raws),
+                );
+                let staging = copy(
+                    p,
+                    format!(
                         "COPY {} (line_no, record_key, row_hash, version_num, version_text, payload) \
                          FROM STDIN WITH (FORMAT text)",
                         scratch(self, file_id).staging
-                    ))
-                    .await?;
-                copy.send(copy_staged(&staged)).await?;
-                copy.finish().await?;
-                tx.commit().await?;
+                    ),
+                    copy_staged(&staged),
+                );
+                let (b, s) = tokio::join!(bronze, staging);
+                b?;
+                s?;
             }
         }
         Ok(())
