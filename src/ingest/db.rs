@@ -162,6 +162,98 @@ pub struct Staged {
     pub c: Candidate,
 }
 
+/// Bytes of COPY data per PostgreSQL transaction while loading (bounds what a failure mid-file
+/// takes back, like the chunk transactions on SQLite).
+const PG_COPY_TX_BYTES: usize = 64 << 20;
+
+/// Loads one file's chunks. On PostgreSQL two tasks stream them, each over its own connection
+/// and one long COPY (bronze; staging): no round trip per chunk, and the server works on both
+/// tables while the next chunk is parsed. On SQLite each chunk is one transaction on the writer.
+pub struct Loader<'a> {
+    db: &'a IngestDb,
+    file_id: i64,
+    streams: Option<PgStreams>,
+}
+
+struct PgStreams {
+    bronze: tokio::sync::mpsc::Sender<Vec<u8>>,
+    staging: tokio::sync::mpsc::Sender<Vec<u8>>,
+    tasks: [tokio::task::JoinHandle<Result<(), StoreError>>; 2],
+}
+
+/// One COPY stream: `sql` on a connection of its own, committed every [`PG_COPY_TX_BYTES`].
+async fn copy_stream(
+    pool: PgPool,
+    sql: String,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    let mut next = rx.recv().await;
+    while let Some(first) = next.take() {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut copy = (*tx).copy_in_raw(&sql).await?;
+        let mut bytes = first.len();
+        copy.send(first).await?;
+        while bytes < PG_COPY_TX_BYTES {
+            match rx.recv().await {
+                Some(buf) => {
+                    bytes += buf.len();
+                    copy.send(buf).await?;
+                }
+                None => break,
+            }
+        }
+        copy.finish().await?;
+        tx.commit().await?;
+        next = rx.recv().await;
+    }
+    Ok(())
+}
+
+impl Loader<'_> {
+    /// Writes a chunk of bronze lines and their staged records.
+    pub async fn write(
+        &mut self,
+        raws: Vec<RawRow>,
+        staged: Vec<Staged>,
+    ) -> Result<(), StoreError> {
+        let Some(st) = &self.streams else {
+            return self.db.write_chunk(self.file_id, raws, staged).await;
+        };
+        let (b, s) = (copy_bronze(self.file_id, &raws), copy_staged(&staged));
+        drop((raws, staged));
+        // A closed channel means its task failed: `finish` reports why.
+        if st.bronze.send(b).await.is_err() || st.staging.send(s).await.is_err() {
+            return self
+                .finish()
+                .await
+                .and(Err(StoreError::Query(sqlx::Error::WorkerCrashed)));
+        }
+        Ok(())
+    }
+
+    /// Waits until everything written is committed.
+    pub async fn finish(&mut self) -> Result<(), StoreError> {
+        if let Some(PgStreams {
+            bronze,
+            staging,
+            tasks,
+        }) = self.streams.take()
+        {
+            drop((bronze, staging));
+            let mut result = Ok(());
+            for t in tasks {
+                let r = t
+                    .await
+                    .unwrap_or(Err(StoreError::Query(sqlx::Error::WorkerCrashed)));
+                result = result.and(r);
+            }
+            return result;
+        }
+        Ok(())
+    }
+}
+
 /// What a merge did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MergeCounts {
@@ -430,6 +522,43 @@ impl IngestDb {
         })
     }
 
+    /// A loader for the chunks of `file_id` (see [`Loader`]).
+    pub fn loader(&self, file_id: i64) -> Loader<'_> {
+        let streams = match self {
+            IngestDb::Sqlite(_) => None,
+            IngestDb::Pg(p) => {
+                let (bronze, brx) = tokio::sync::mpsc::channel(2);
+                let (staging, srx) = tokio::sync::mpsc::channel(2);
+                let tasks = [
+                    tokio::spawn(copy_stream(
+                        p.clone(),
+                        "COPY raw_records (file_id, line_no, raw, status, reason) FROM STDIN WITH (FORMAT text)".into(),
+                        brx,
+                    )),
+                    tokio::spawn(copy_stream(
+                        p.clone(),
+                        format!(
+                            "COPY {} (line_no, record_key, row_hash, version_num, version_text, payload) \
+                             FROM STDIN WITH (FORMAT text)",
+                            scratch(self, file_id).staging
+                        ),
+                        srx,
+                    )),
+                ];
+                Some(PgStreams {
+                    bronze,
+                    staging,
+                    tasks,
+                })
+            }
+        };
+        Loader {
+            db: self,
+            file_id,
+            streams,
+        }
+    }
+
     /// Writes a chunk of bronze lines and staged records in one transaction.
     pub async fn write_chunk(
         &self,
@@ -568,9 +697,16 @@ impl IngestDb {
              FROM records r WHERE r.dataset = ? AND r.valid_to = ? AND r.deleted = 0
              AND NOT EXISTS (SELECT 1 FROM records o WHERE o.dataset = r.dataset AND o.record_key = r.record_key AND o.valid_to IS NULL)".to_string(),
         ];
-        let close = format!(
-            "UPDATE records SET valid_to = ? WHERE id IN (SELECT cur_id FROM {pt} WHERE action = 3)"
-        );
+        // By row id. On PostgreSQL the ids become one array (an init plan) so the primary key
+        // index is used: as a semi-join the planner preferred scanning all of `records`.
+        let close = match self {
+            IngestDb::Sqlite(_) => format!(
+                "UPDATE records SET valid_to = ? WHERE id IN (SELECT cur_id FROM {pt} WHERE action = 3)"
+            ),
+            IngestDb::Pg(_) => format!(
+                "UPDATE records SET valid_to = ? WHERE id = ANY(ARRAY(SELECT cur_id FROM {pt} WHERE action = 3))"
+            ),
+        };
         let insert = format!(
             "INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id)
              SELECT ?, s.record_key, s.payload, s.row_hash, s.version_num, s.version_text, ?, NULL, 0, ?

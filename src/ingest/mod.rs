@@ -332,9 +332,17 @@ pub async fn ingest_file_as(
     let reader = tokio::task::spawn_blocking(move || -> Result<(), IngestError> {
         let from_csv = format == read::Format::Csv;
         let mut batch: Vec<read::RawItem> = Vec::with_capacity(CHUNK);
-        let send = |batch: Vec<read::RawItem>| -> Result<(), IngestError> {
-            tx.blocking_send(prepare_chunk(&ds2, batch, from_csv))
-                .map_err(|_| IngestError::Setup("the writer stopped".into()))
+        // Time spent waiting for the writer: near zero when parsing is the bottleneck.
+        let mut waited = std::time::Duration::ZERO;
+        let started = std::time::Instant::now();
+        let mut send = |batch: Vec<read::RawItem>| -> Result<(), IngestError> {
+            let chunk = prepare_chunk(&ds2, batch, from_csv);
+            let t = std::time::Instant::now();
+            let sent = tx
+                .blocking_send(chunk)
+                .map_err(|_| IngestError::Setup("the writer stopped".into()));
+            waited += t.elapsed();
+            sent
         };
         read::read_raw_items(
             &p2,
@@ -359,19 +367,26 @@ pub async fn ingest_file_as(
         if !batch.is_empty() {
             send(batch)?;
         }
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            waiting_for_writer_ms = waited.as_millis() as u64,
+            "read and parsed"
+        );
         Ok(())
     });
     let mut write_result = Ok(());
+    let mut loader = db.loader(file_id);
     while let Some((raws, staged)) = rx.recv().await {
         report.lines += raws.len() as u64;
         report.accepted += staged.len() as u64;
         report.rejected += (raws.len() - staged.len()) as u64;
-        if let Err(e) = db.write_chunk(file_id, raws, staged).await {
+        if let Err(e) = loader.write(raws, staged).await {
             write_result = Err(e);
             break;
         }
     }
     drop(rx);
+    write_result = write_result.and(loader.finish().await);
     let read_result = reader
         .await
         .map_err(|e| IngestError::Setup(format!("reader task: {e}")))?;
