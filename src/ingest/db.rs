@@ -955,3 +955,71 @@ impl IngestDb {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_text_escaping_matches_the_queue_s() {
+        for s in [
+            "plain",
+            "tab\there, new\nline, cr\r, back\\slash",
+            "é\\\t—\n",
+            "",
+            "\\",
+        ] {
+            let (mut ours, mut queue) = (String::new(), String::new());
+            copy_escape(s, &mut ours);
+            crate::queue::copy_escape(s, &mut queue);
+            assert_eq!(ours, queue, "{s:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sqlite_scratch_file_is_gone_after_the_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let db = IngestDb::connect(&url).await.unwrap();
+        let id = db.begin_file("d", "file:///x", 1, "sum").await.unwrap();
+        let IngestDb::Sqlite(p) = &db else {
+            unreachable!()
+        };
+        let scratch = scratch_path(p, id);
+        assert_eq!(scratch, dir.path().join(format!("s.db-ingest-{id}")));
+        assert!(scratch.exists());
+        let staged = |line_no: i64, key: &str, hash: &str| Staged {
+            line_no,
+            c: super::super::parse::Candidate {
+                key: key.into(),
+                payload: format!("{{\"k\":\"{key}\",\"h\":\"{hash}\"}}"),
+                row_hash: hash.into(),
+                version_num: Some(1.0),
+                version_text: None,
+            },
+        };
+        let raw = |line_no: i64| RawRow {
+            line_no,
+            raw: "{}".into(),
+            reason: None,
+        };
+        let mut loader = db.loader(id);
+        loader
+            .write(
+                vec![raw(1), raw(2)],
+                vec![staged(1, "[\"a\"]", "h1"), staged(2, "[\"a\"]", "h2")],
+            )
+            .await
+            .unwrap();
+        loader.finish().await.unwrap();
+        let m = db.merge("d", id, false, 2).await.unwrap();
+        assert_eq!((m.inserted, m.duplicates), (1, 1), "{m:?}");
+        assert!(!scratch.exists(), "deleted with its data");
+        let now = db.as_of("d", "9999").await.unwrap();
+        assert_eq!(now.len(), 1);
+        assert!(
+            now[0].1.contains("h2"),
+            "equal versions: the last line wins"
+        );
+    }
+}
