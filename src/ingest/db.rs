@@ -662,12 +662,14 @@ impl IngestDb {
             plan: pt,
             plan_index,
         } = scratch(self, file_id);
-        let (unlogged, int) = match self {
-            IngestDb::Pg(_) => ("UNLOGGED", "BIGINT"),
-            IngestDb::Sqlite(_) => ("", "INTEGER"),
+        // The plan is written in line order (on SQLite the line is its row id): the insert
+        // then reads staging sequentially and adds versions in delivery order.
+        let (unlogged, line, int) = match self {
+            IngestDb::Pg(_) => ("UNLOGGED", "BIGINT NOT NULL", "BIGINT"),
+            IngestDb::Sqlite(_) => ("", "INTEGER PRIMARY KEY", "INTEGER"),
         };
         let plan = [
-            format!("CREATE {unlogged} TABLE {pt} (line_no {int} NOT NULL, cur_id {int}, action INTEGER NOT NULL)"),
+            format!("CREATE {unlogged} TABLE {pt} (line_no {line}, cur_id {int}, action INTEGER NOT NULL)"),
             format!(
                 "INSERT INTO {pt} (line_no, cur_id, action)
                  SELECT w.line_no, r.id,
@@ -680,7 +682,8 @@ impl IngestDb {
                                                  version_text NULLS FIRST, line_no) AS next_key
                        FROM {t}) w
                  LEFT JOIN records r ON r.dataset = ? AND r.record_key = w.record_key AND r.valid_to IS NULL
-                 WHERE w.next_key IS NULL OR w.next_key <> w.record_key"
+                 WHERE w.next_key IS NULL OR w.next_key <> w.record_key
+                 ORDER BY w.line_no"
             ),
         ];
         // PostgreSQL plans the next statements better with the plan's statistics.
