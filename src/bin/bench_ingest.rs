@@ -20,20 +20,71 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// Sentences review text is made of: picked by line number, so the text varies like real
+/// reviews (different lengths, punctuation, quotes, a few non-ASCII characters) and is
+/// deterministic.
+const SENTENCES: [&str; 16] = [
+    "This product does what it says on the box.",
+    "The build quality is solid and nothing rattles, even after a month of daily use.",
+    "Shipping was quick and the package arrived well protected.",
+    "The price was fair for what you get, although I have seen it cheaper during sales.",
+    "My only complaint is the manual: it's short and the diagrams are tiny.",
+    "Setup took about ten minutes, including unpacking.",
+    "It replaced an older model that lasted six years; so far this one feels sturdier.",
+    "The \"quick start\" guide skips a step, so read the full instructions first.",
+    "Customer service answered within a day and sent a replacement part for free.",
+    "Battery life is closer to 8 hours than the advertised 10, which is still fine.",
+    "Colour matches the photos, and the finish doesn't show fingerprints.",
+    "I bought a second one as a gift for my parents — they love it.",
+    "It is a little louder than I expected, but not a deal-breaker.",
+    "Cleaning is easy: everything detachable goes in the dishwasher.",
+    "After three weeks the hinge started to squeak; a drop of oil fixed it.",
+    "Would recommend to anyone who needs something reliable and simple. Café-approved!",
+];
+
+/// Review text of about `target` bytes for line `i`.
+fn review_text(i: usize, target: usize) -> String {
+    let mut s = String::with_capacity(target + 100);
+    let mut k = i.wrapping_mul(2_654_435_761);
+    while s.len() < target {
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        s.push_str(SENTENCES[k % SENTENCES.len()]);
+        k = k / SENTENCES.len() + 7 * i + s.len();
+    }
+    s
+}
+
+/// A delivery of review lines in the Amazon shape. Day 2 has 1.1 n lines: every tenth review
+/// edited (newer version), n / 10 new ones, the rest repeated unchanged, and one malformed
+/// line in a thousand (rejected and kept in bronze).
 fn write_delivery(path: &std::path::Path, n: usize, day: u32) {
     let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let filler = "This product does what it says. The build quality is solid, shipping was quick and the price was fair for what you get. ";
     let total = if day == 1 { n } else { n + n / 10 };
     for i in 0..total {
+        if day == 2 && i % 1000 == 999 {
+            writeln!(
+                w,
+                "{{\"reviewerID\": \"A{i:012}\", \"asin\": \"B{:09}\", \"reviewText\": \"cut off",
+                i / 3
+            )
+            .unwrap();
+            continue;
+        }
         let edited = day == 2 && i % 10 == 0;
+        let mut text = review_text(i, 280 + i % 140);
+        if edited {
+            text.insert_str(0, "Update after two months: still working. ");
+        }
         let line = serde_json::json!({
             "reviewerID": format!("A{:012}", i * 7919 % 10_000_019),
             "asin": format!("B{:09}", i / 3),
             "reviewerName": format!("Reviewer {i}"),
             "helpful": [i % 7, i % 11],
-            "reviewText": format!("{}{}{}{}", if edited { "EDITED. " } else { "" }, filler, filler, &filler[..(i % 120).min(filler.len())]),
+            "reviewText": text,
             "overall": (i % 5 + 1) as f64,
-            "summary": format!("Summary {}", i % 1000),
+            "summary": format!("{} — {}", ["Great", "Good value", "Okay", "Disappointing", "Works"][i % 5], i % 1000),
             "unixReviewTime": 1_400_000_000 + i as i64 + if edited { 86_400 } else { 0 },
             "reviewTime": "05 21, 2014"
         });

@@ -11,10 +11,102 @@ pub enum IngestDb {
     Pg(PgPool),
 }
 
-/// The staging table of one file: created when the file starts, indexed before its merge,
-/// dropped after it (dropping is far cheaper than deleting its rows).
-fn staging_table(file_id: i64) -> String {
-    format!("ingest_staging_{file_id}")
+/// The scratch tables of one file: its staged records and its merge plan, created when the file
+/// starts and discarded after its merge (or when it fails).
+///
+/// On PostgreSQL they are unlogged tables (`ingest_staging_<file id>`, `…_plan`), dropped after.
+/// On SQLite they live in a database file of their own beside the store (`<store>-ingest-<file
+/// id>`), attached to the connection: no WAL and no journal (the rows are written once, not into
+/// the WAL and again at checkpoint), and discarded by deleting the file — dropping a large table
+/// in the store instead walks and frees every one of its pages (seconds per million rows).
+struct Scratch {
+    staging: String,
+    plan: String,
+    /// The statement that indexes the plan by current row id.
+    plan_index: String,
+}
+
+/// The SQLite schema name a file's scratch database is attached as.
+fn scratch_schema(file_id: i64) -> String {
+    format!("ingest_scratch_{file_id}")
+}
+
+fn scratch(db: &IngestDb, file_id: i64) -> Scratch {
+    match db {
+        IngestDb::Sqlite(_) => {
+            let s = scratch_schema(file_id);
+            Scratch {
+                staging: format!("{s}.staging"),
+                plan: format!("{s}.plan"),
+                plan_index: format!("CREATE INDEX {s}.plan_cur ON plan (cur_id)"),
+            }
+        }
+        IngestDb::Pg(_) => {
+            let t = format!("ingest_staging_{file_id}");
+            Scratch {
+                staging: t.clone(),
+                plan: format!("{t}_plan"),
+                plan_index: format!("CREATE INDEX {t}_plan_cur ON {t}_plan (cur_id)"),
+            }
+        }
+    }
+}
+
+/// Where a file's SQLite scratch database lives: beside the store's file (same disk), or in the
+/// temp folder for an in-memory store.
+fn scratch_path(p: &SqlitePool, file_id: i64) -> std::path::PathBuf {
+    let main = p.connect_options().get_filename().to_path_buf();
+    match (main.parent(), main.file_name().and_then(|n| n.to_str())) {
+        (Some(dir), Some(name)) if !name.is_empty() && !name.starts_with(':') && dir.is_dir() => {
+            dir.join(format!("{name}-ingest-{file_id}"))
+        }
+        _ => std::env::temp_dir().join(format!(
+            "shopscribe-ingest-{}-{file_id}",
+            std::process::id()
+        )),
+    }
+}
+
+/// A connection of the SQLite pool with the file's scratch database attached (again, if the
+/// pool replaced the connection: the data is in the file, so nothing is lost).
+async fn scratch_conn(
+    p: &SqlitePool,
+    file_id: i64,
+) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, StoreError> {
+    let mut conn = p.acquire().await?;
+    let schema = scratch_schema(file_id);
+    let attached: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM pragma_database_list WHERE name = ?")
+            .bind(&schema)
+            .fetch_one(&mut *conn)
+            .await?;
+    if attached == 0 {
+        let path = scratch_path(p, file_id);
+        // The store's connections are opened without "create": an empty file is an empty
+        // database (an existing one is kept: it holds this file's staged rows).
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| {
+                StoreError::Query(sqlx::Error::Configuration(
+                    format!("cannot create the scratch file {}: {e}", path.display()).into(),
+                ))
+            })?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ATTACH DATABASE ? AS {schema}"
+        )))
+        .bind(path.to_string_lossy().into_owned())
+        .execute(&mut *conn)
+        .await?;
+        // Scratch data: a crash leaves the file 'loading' and it is ingested again.
+        for pragma in ["journal_mode = OFF", "synchronous = OFF"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {schema}.{pragma}")))
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(conn)
 }
 
 /// `?` → `$1, $2, …` (the statements here contain no `?` inside literals).
@@ -70,6 +162,98 @@ pub struct Staged {
     pub c: Candidate,
 }
 
+/// Bytes of COPY data per PostgreSQL transaction while loading (bounds what a failure mid-file
+/// takes back, like the chunk transactions on SQLite).
+const PG_COPY_TX_BYTES: usize = 64 << 20;
+
+/// Loads one file's chunks. On PostgreSQL two tasks stream them, each over its own connection
+/// and one long COPY (bronze; staging): no round trip per chunk, and the server works on both
+/// tables while the next chunk is parsed. On SQLite each chunk is one transaction on the writer.
+pub struct Loader<'a> {
+    db: &'a IngestDb,
+    file_id: i64,
+    streams: Option<PgStreams>,
+}
+
+struct PgStreams {
+    bronze: tokio::sync::mpsc::Sender<Vec<u8>>,
+    staging: tokio::sync::mpsc::Sender<Vec<u8>>,
+    tasks: [tokio::task::JoinHandle<Result<(), StoreError>>; 2],
+}
+
+/// One COPY stream: `sql` on a connection of its own, committed every [`PG_COPY_TX_BYTES`].
+async fn copy_stream(
+    pool: PgPool,
+    sql: String,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    let mut next = rx.recv().await;
+    while let Some(first) = next.take() {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut copy = (*tx).copy_in_raw(&sql).await?;
+        let mut bytes = first.len();
+        copy.send(first).await?;
+        while bytes < PG_COPY_TX_BYTES {
+            match rx.recv().await {
+                Some(buf) => {
+                    bytes += buf.len();
+                    copy.send(buf).await?;
+                }
+                None => break,
+            }
+        }
+        copy.finish().await?;
+        tx.commit().await?;
+        next = rx.recv().await;
+    }
+    Ok(())
+}
+
+impl Loader<'_> {
+    /// Writes a chunk of bronze lines and their staged records.
+    pub async fn write(
+        &mut self,
+        raws: Vec<RawRow>,
+        staged: Vec<Staged>,
+    ) -> Result<(), StoreError> {
+        let Some(st) = &self.streams else {
+            return self.db.write_chunk(self.file_id, raws, staged).await;
+        };
+        let (b, s) = (copy_bronze(self.file_id, &raws), copy_staged(&staged));
+        drop((raws, staged));
+        // A closed channel means its task failed: `finish` reports why.
+        if st.bronze.send(b).await.is_err() || st.staging.send(s).await.is_err() {
+            return self
+                .finish()
+                .await
+                .and(Err(StoreError::Query(sqlx::Error::WorkerCrashed)));
+        }
+        Ok(())
+    }
+
+    /// Waits until everything written is committed.
+    pub async fn finish(&mut self) -> Result<(), StoreError> {
+        if let Some(PgStreams {
+            bronze,
+            staging,
+            tasks,
+        }) = self.streams.take()
+        {
+            drop((bronze, staging));
+            let mut result = Ok(());
+            for t in tasks {
+                let r = t
+                    .await
+                    .unwrap_or(Err(StoreError::Query(sqlx::Error::WorkerCrashed)));
+                result = result.and(r);
+            }
+            return result;
+        }
+        Ok(())
+    }
+}
+
 /// What a merge did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MergeCounts {
@@ -92,6 +276,78 @@ pub struct FileRecord {
     pub status: String,
     pub lines: i64,
     pub rejected: i64,
+}
+
+/// Appends `s` escaped for COPY's text format (backslash, tab, newline, carriage return).
+fn copy_escape(s: &str, out: &mut String) {
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc = match b {
+            b'\\' => "\\\\",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            _ => continue,
+        };
+        // The escaped bytes are ASCII: slicing around them stays on character boundaries.
+        out.push_str(&s[start..i]);
+        out.push_str(esc);
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+}
+
+/// Bronze rows as COPY text.
+fn copy_bronze(file_id: i64, raws: &[RawRow]) -> Vec<u8> {
+    use std::fmt::Write;
+    let mut buf = String::with_capacity(raws.iter().map(|r| r.raw.len() + 40).sum());
+    for r in raws {
+        let _ = write!(buf, "{file_id}\t{}\t", r.line_no);
+        copy_escape(&r.raw, &mut buf);
+        match &r.reason {
+            Some(reason) => {
+                buf.push_str("\trejected\t");
+                copy_escape(reason, &mut buf);
+            }
+            None => buf.push_str("\tok\t\\N"),
+        }
+        buf.push('\n');
+    }
+    buf.into_bytes()
+}
+
+/// Staged candidates as COPY text, in the staging table's column order.
+fn copy_staged(staged: &[Staged]) -> Vec<u8> {
+    use std::fmt::Write;
+    let mut buf = String::with_capacity(
+        staged
+            .iter()
+            .map(|s| s.c.payload.len() + s.c.key.len() + 80)
+            .sum(),
+    );
+    for s in staged {
+        let _ = write!(buf, "{}\t", s.line_no);
+        copy_escape(&s.c.key, &mut buf);
+        buf.push('\t');
+        buf.push_str(&s.c.row_hash);
+        buf.push('\t');
+        match s.c.version_num {
+            // `{:?}` prints every f64 exactly (shortest round-trip form).
+            Some(v) => {
+                let _ = write!(buf, "{v:?}");
+            }
+            None => buf.push_str("\\N"),
+        }
+        buf.push('\t');
+        match &s.c.version_text {
+            Some(v) => copy_escape(v, &mut buf),
+            None => buf.push_str("\\N"),
+        }
+        buf.push('\t');
+        copy_escape(&s.c.payload, &mut buf);
+        buf.push('\n');
+    }
+    buf.into_bytes()
 }
 
 impl IngestDb {
@@ -117,10 +373,19 @@ impl IngestDb {
                     .map_err(err)?,
             ))
         } else {
+            use std::str::FromStr;
+            // Ingest sessions commit without waiting for the WAL flush: a crash may lose the
+            // last fraction of a second of commits, never consistency; a file whose merge or
+            // 'done' mark was lost is still 'loading' and is ingested again.
+            let opts = sqlx::postgres::PgConnectOptions::from_str(url)
+                .map_err(err)?
+                .application_name("shopscribe-ingest")
+                .options([("synchronous_commit", "off")]);
+            // Two connections: bronze and staging rows are copied in parallel.
             Ok(IngestDb::Pg(
                 sqlx::postgres::PgPoolOptions::new()
                     .max_connections(2)
-                    .connect(url)
+                    .connect_with(opts)
                     .await
                     .map_err(err)?,
             ))
@@ -154,14 +419,17 @@ impl IngestDb {
     }
 
     async fn create_staging(&self, file_id: i64) -> Result<(), StoreError> {
-        let t = staging_table(file_id);
+        let t = scratch(self, file_id).staging;
+        // The line number is the row id on SQLite (rows arrive in line order: appends only).
+        // The payload comes last so the merge reads keys, hashes and versions without it.
         match self {
             IngestDb::Sqlite(p) => {
+                let mut conn = scratch_conn(p, file_id).await?;
                 q_lite!(
-                    p,
+                    &mut *conn,
                     &format!(
-                        "CREATE TABLE {t} (file_id INTEGER NOT NULL, line_no INTEGER NOT NULL, \
-                    record_key TEXT NOT NULL, payload TEXT NOT NULL, row_hash TEXT NOT NULL, version_num DOUBLE PRECISION, version_text TEXT)"
+                        "CREATE TABLE {t} (line_no INTEGER PRIMARY KEY, record_key TEXT NOT NULL, \
+                         row_hash TEXT NOT NULL, version_num DOUBLE PRECISION, version_text TEXT, payload TEXT NOT NULL)"
                     )
                 );
             }
@@ -170,8 +438,8 @@ impl IngestDb {
                 q_pg!(
                     p,
                     &format!(
-                        "CREATE UNLOGGED TABLE {t} (file_id BIGINT NOT NULL, line_no BIGINT NOT NULL, \
-                    record_key TEXT NOT NULL, payload TEXT NOT NULL, row_hash TEXT NOT NULL, version_num DOUBLE PRECISION, version_text TEXT)"
+                        "CREATE UNLOGGED TABLE {t} (line_no BIGINT NOT NULL, record_key TEXT NOT NULL, \
+                         row_hash TEXT NOT NULL, version_num DOUBLE PRECISION, version_text TEXT, payload TEXT NOT NULL)"
                     )
                 );
             }
@@ -179,13 +447,33 @@ impl IngestDb {
         Ok(())
     }
 
-    /// Drops a file's staging table (after its merge, or when the file failed).
+    /// Discards a file's scratch tables (after its merge, or when the file failed).
     pub async fn drop_staging(&self, file_id: i64) -> Result<(), StoreError> {
-        let sql = format!("DROP TABLE IF EXISTS {}", staging_table(file_id));
         match self {
-            IngestDb::Sqlite(p) => q_lite!(p, &sql),
-            IngestDb::Pg(p) => q_pg!(p, &sql),
-        };
+            IngestDb::Sqlite(p) => {
+                let mut conn = p.acquire().await?;
+                // Not attached (any more) on this connection: only the file is left to delete.
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DETACH DATABASE {}",
+                    scratch_schema(file_id)
+                )))
+                .execute(&mut *conn)
+                .await;
+                match std::fs::remove_file(scratch_path(p, file_id)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        tracing::warn!(file_id, error = %e, "cannot delete the ingest scratch file");
+                    }
+                    _ => {}
+                }
+            }
+            IngestDb::Pg(p) => {
+                let s = scratch(self, file_id);
+                q_pg!(
+                    p,
+                    &format!("DROP TABLE IF EXISTS {}, {}", s.plan, s.staging)
+                );
+            }
+        }
         Ok(())
     }
 
@@ -234,181 +522,268 @@ impl IngestDb {
         })
     }
 
+    /// A loader for the chunks of `file_id` (see [`Loader`]).
+    pub fn loader(&self, file_id: i64) -> Loader<'_> {
+        let streams = match self {
+            IngestDb::Sqlite(_) => None,
+            IngestDb::Pg(p) => {
+                let (bronze, brx) = tokio::sync::mpsc::channel(2);
+                let (staging, srx) = tokio::sync::mpsc::channel(2);
+                let tasks = [
+                    tokio::spawn(copy_stream(
+                        p.clone(),
+                        "COPY raw_records (file_id, line_no, raw, status, reason) FROM STDIN WITH (FORMAT text)".into(),
+                        brx,
+                    )),
+                    tokio::spawn(copy_stream(
+                        p.clone(),
+                        format!(
+                            "COPY {} (line_no, record_key, row_hash, version_num, version_text, payload) \
+                             FROM STDIN WITH (FORMAT text)",
+                            scratch(self, file_id).staging
+                        ),
+                        srx,
+                    )),
+                ];
+                Some(PgStreams {
+                    bronze,
+                    staging,
+                    tasks,
+                })
+            }
+        };
+        Loader {
+            db: self,
+            file_id,
+            streams,
+        }
+    }
+
     /// Writes a chunk of bronze lines and staged records in one transaction.
     pub async fn write_chunk(
         &self,
         file_id: i64,
-        raws: &[RawRow],
-        staged: &[Staged],
+        raws: Vec<RawRow>,
+        staged: Vec<Staged>,
     ) -> Result<(), StoreError> {
         match self {
             IngestDb::Sqlite(p) => {
-                let mut tx = p.begin().await?;
-                for chunk in raws.chunks(2000) {
+                // Multi-row INSERTs (the statement of a full batch is prepared once and cached);
+                // the strings are moved into the arguments, not copied.
+                const ROWS: usize = 1000;
+                let t = scratch(self, file_id).staging;
+                let mut conn = scratch_conn(p, file_id).await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                let mut raws = raws.into_iter().peekable();
+                while raws.peek().is_some() {
                     let mut qb = sqlx::QueryBuilder::new(
                         "INSERT INTO raw_records (file_id, line_no, raw, status, reason) ",
                     );
-                    qb.push_values(chunk, |mut b, r| {
+                    qb.push_values(raws.by_ref().take(ROWS), |mut b, r| {
                         b.push_bind(file_id)
                             .push_bind(r.line_no)
-                            .push_bind(&r.raw)
+                            .push_bind(r.raw)
                             .push_bind(if r.reason.is_some() { "rejected" } else { "ok" })
-                            .push_bind(&r.reason);
+                            .push_bind(r.reason);
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
-                for chunk in staged.chunks(2000) {
+                let mut staged = staged.into_iter().peekable();
+                while staged.peek().is_some() {
                     let mut qb = sqlx::QueryBuilder::new(format!(
-                        "INSERT INTO {} (file_id, line_no, record_key, payload, row_hash, version_num, version_text) ",
-                        staging_table(file_id)
+                        "INSERT INTO {t} (line_no, record_key, row_hash, version_num, version_text, payload) "
                     ));
-                    qb.push_values(chunk, |mut b, s| {
-                        b.push_bind(file_id)
-                            .push_bind(s.line_no)
-                            .push_bind(&s.c.key)
-                            .push_bind(&s.c.payload)
-                            .push_bind(&s.c.row_hash)
+                    qb.push_values(staged.by_ref().take(ROWS), |mut b, s| {
+                        b.push_bind(s.line_no)
+                            .push_bind(s.c.key)
+                            .push_bind(s.c.row_hash)
                             .push_bind(s.c.version_num)
-                            .push_bind(&s.c.version_text);
+                            .push_bind(s.c.version_text)
+                            .push_bind(s.c.payload);
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
             }
             IngestDb::Pg(p) => {
-                // COPY in text format: the fastest way into PostgreSQL.
-                use crate::queue::copy_escape;
-                let mut tx = p.begin().await?;
-                let mut buf = String::with_capacity(raws.iter().map(|r| r.raw.len() + 32).sum());
-                for r in raws {
-                    buf.push_str(&format!("{file_id}\t{}\t", r.line_no));
-                    copy_escape(&r.raw, &mut buf);
-                    match &r.reason {
-                        Some(reason) => {
-                            buf.push_str("\trejected\t");
-                            copy_escape(reason, &mut buf);
-                        }
-                        None => buf.push_str("\tok\t\\N"),
-                    }
-                    buf.push('\n');
+                // COPY in text format, bronze and staging on two connections at once (the
+                // server works on both while the next chunk is parsed here).
+                async fn copy(p: &PgPool, sql: String, data: Vec<u8>) -> Result<(), StoreError> {
+                    let mut tx = p.begin().await?;
+                    let mut copy = (*tx).copy_in_raw(&sql).await?;
+                    copy.send(data).await?;
+                    copy.finish().await?;
+                    tx.commit().await?;
+                    Ok(())
                 }
-                let mut copy = (*tx)
-                    .copy_in_raw("COPY raw_records (file_id, line_no, raw, status, reason) FROM STDIN WITH (FORMAT text)")
-                    .await?;
-                copy.send(buf.into_bytes()).await?;
-                copy.finish().await?;
-                let mut buf =
-                    String::with_capacity(staged.iter().map(|s| s.c.payload.len() + 96).sum());
-                for s in staged {
-                    buf.push_str(&format!("{file_id}\t{}\t", s.line_no));
-                    copy_escape(&s.c.key, &mut buf);
-                    buf.push('\t');
-                    copy_escape(&s.c.payload, &mut buf);
-                    buf.push('\t');
-                    buf.push_str(&s.c.row_hash);
-                    buf.push('\t');
-                    match s.c.version_num {
-                        Some(v) => buf.push_str(&v.to_string()),
-                        None => buf.push_str("\\N"),
-                    }
-                    buf.push('\t');
-                    match &s.c.version_text {
-                        Some(v) => copy_escape(v, &mut buf),
-                        None => buf.push_str("\\N"),
-                    }
-                    buf.push('\n');
-                }
-                let mut copy = (*tx)
-                    .copy_in_raw(&format!(
-                        "COPY {} (file_id, line_no, record_key, payload, row_hash, version_num, version_text) \
+                let bronze = copy(
+                    p,
+                    "COPY raw_records (file_id, line_no, raw, status, reason) FROM STDIN WITH (FORMAT text)".into(),
+                    copy_bronze(file_id, &raws),
+                );
+                let staging = copy(
+                    p,
+                    format!(
+                        "COPY {} (line_no, record_key, row_hash, version_num, version_text, payload) \
                          FROM STDIN WITH (FORMAT text)",
-                        staging_table(file_id)
-                    ))
-                    .await?;
-                copy.send(buf.into_bytes()).await?;
-                copy.finish().await?;
-                tx.commit().await?;
+                        scratch(self, file_id).staging
+                    ),
+                    copy_staged(&staged),
+                );
+                let (b, s) = tokio::join!(bronze, staging);
+                b?;
+                s?;
             }
         }
         Ok(())
     }
 
-    /// SCD2 merge of one file's staged records into `records`, in one transaction:
-    /// 1. duplicates within the delivery: keep the highest version, then the last line;
-    /// 2. snapshot mode: current keys absent from the delivery get a deleted version;
-    /// 3. versions older than the current one are stale, identical payloads unchanged;
-    /// 4. the rest close their current version (if any) and open a new one.
+    /// SCD2 merge of one file's `staged` records into `records`, in one transaction.
+    ///
+    /// One pass plans it: the winner of each key in the delivery (highest version, then the
+    /// last line: the last row of the key in (version_num, version_text, line_no) order, NULLs
+    /// first, the reverse of "DESC NULLS LAST") is joined once with the key's current version
+    /// and classified as new (0), stale (1: older than the current version; kept in bronze
+    /// only), unchanged (2: same row hash, not deleted: writes nothing) or changed (3). The
+    /// plan is a narrow table; then:
+    /// 1. snapshot mode: current keys absent from the delivery get a deleted version;
+    /// 2. the current versions of changed keys are closed (by row id);
+    /// 3. new and changed keys get a new current version, their payload read from staging.
     pub async fn merge(
         &self,
         dataset: &str,
         file_id: i64,
         snapshot: bool,
+        staged: u64,
     ) -> Result<MergeCounts, StoreError> {
         let now = crate::store::now_text();
+        let Scratch {
+            staging: t,
+            plan: pt,
+            plan_index,
+        } = scratch(self, file_id);
+        // The plan is written in line order (on SQLite the line is its row id): the insert
+        // then reads staging sequentially and adds versions in delivery order.
+        let (unlogged, line, int) = match self {
+            IngestDb::Pg(_) => ("UNLOGGED", "BIGINT NOT NULL", "BIGINT"),
+            IngestDb::Sqlite(_) => ("", "INTEGER PRIMARY KEY", "INTEGER"),
+        };
+        let plan = [
+            format!("CREATE {unlogged} TABLE {pt} (line_no {line}, cur_id {int}, action INTEGER NOT NULL)"),
+            format!(
+                "INSERT INTO {pt} (line_no, cur_id, action)
+                 SELECT w.line_no, r.id,
+                    CASE WHEN r.id IS NULL THEN 0
+                         WHEN r.version_num > w.version_num OR r.version_text > w.version_text THEN 1
+                         WHEN r.deleted = 0 AND r.row_hash = w.row_hash THEN 2
+                         ELSE 3 END
+                 FROM (SELECT line_no, record_key, row_hash, version_num, version_text,
+                          LEAD(record_key) OVER (ORDER BY record_key, version_num NULLS FIRST,
+                                                 version_text NULLS FIRST, line_no) AS next_key
+                       FROM {t}) w
+                 LEFT JOIN records r ON r.dataset = ? AND r.record_key = w.record_key AND r.valid_to IS NULL
+                 WHERE w.next_key IS NULL OR w.next_key <> w.record_key
+                 ORDER BY w.line_no"
+            ),
+        ];
+        // PostgreSQL plans the next statements better with the plan's statistics.
+        let analyze_plan = matches!(self, IngestDb::Pg(_)).then(|| format!("ANALYZE {pt}"));
+        let counts = format!("SELECT action, COUNT(*) FROM {pt} GROUP BY action");
+        let snapshot_sql = [
+            plan_index,
+            format!(
+                "UPDATE records SET valid_to = ? WHERE dataset = ? AND valid_to IS NULL AND deleted = 0
+                 AND NOT EXISTS (SELECT 1 FROM {pt} p WHERE p.cur_id = records.id)"
+            ),
+            "INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id)
+             SELECT dataset, record_key, payload, row_hash, version_num, version_text, ?, NULL, 1, ?
+             FROM records r WHERE r.dataset = ? AND r.valid_to = ? AND r.deleted = 0
+             AND NOT EXISTS (SELECT 1 FROM records o WHERE o.dataset = r.dataset AND o.record_key = r.record_key AND o.valid_to IS NULL)".to_string(),
+        ];
+        // By row id. On PostgreSQL the ids become one array (an init plan) so the primary key
+        // index is used: as a semi-join the planner preferred scanning all of `records`.
+        let close = match self {
+            IngestDb::Sqlite(_) => format!(
+                "UPDATE records SET valid_to = ? WHERE id IN (SELECT cur_id FROM {pt} WHERE action = 3)"
+            ),
+            IngestDb::Pg(_) => format!(
+                "UPDATE records SET valid_to = ? WHERE id = ANY(ARRAY(SELECT cur_id FROM {pt} WHERE action = 3))"
+            ),
+        };
+        let insert = format!(
+            "INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id)
+             SELECT ?, s.record_key, s.payload, s.row_hash, s.version_num, s.version_text, ?, NULL, 0, ?
+             FROM {pt} p JOIN {t} s ON s.line_no = p.line_no WHERE p.action IN (0, 3)"
+        );
         let mut c = MergeCounts::default();
-        // The statements below name `ingest_staging`; it stands for this file's staging table.
-        let t = staging_table(file_id);
-        let index = format!("CREATE INDEX {t}_key ON {t} (record_key)");
+        let timer = std::time::Instant::now();
+        let lap = |step: &str| {
+            tracing::debug!(step, ms = timer.elapsed().as_millis() as u64, "merge");
+        };
         macro_rules! run {
-            ($tx:ident, $q:ident) => {{
-                c.duplicates = $q!(&mut *$tx,
-                    &"DELETE FROM ingest_staging WHERE file_id = ? AND line_no IN (SELECT line_no FROM (
-                        SELECT line_no, ROW_NUMBER() OVER (PARTITION BY record_key
-                            ORDER BY version_num DESC NULLS LAST, version_text DESC NULLS LAST, line_no DESC) AS rn
-                        FROM ingest_staging WHERE file_id = ?) ranked WHERE rn > 1)".replace("ingest_staging", &t),
-                    file_id, file_id);
-                if snapshot {
-                    c.deleted = $q!(&mut *$tx,
-                        &"UPDATE records SET valid_to = ? WHERE dataset = ? AND valid_to IS NULL AND deleted = 0
-                         AND NOT EXISTS (SELECT 1 FROM ingest_staging s WHERE s.file_id = ? AND s.record_key = records.record_key)".replace("ingest_staging", &t),
-                        &now, dataset, file_id);
-                    $q!(&mut *$tx,
-                        "INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id)
-                         SELECT dataset, record_key, payload, row_hash, version_num, version_text, ?, NULL, 1, ?
-                         FROM records r WHERE r.dataset = ? AND r.valid_to = ? AND r.deleted = 0
-                         AND NOT EXISTS (SELECT 1 FROM records o WHERE o.dataset = r.dataset AND o.record_key = r.record_key AND o.valid_to IS NULL)",
-                        &now, file_id, dataset, &now);
+            ($tx:ident, $q:ident, $counts:expr) => {{
+                $q!(&mut *$tx, &plan[0]);
+                $q!(&mut *$tx, &plan[1], dataset);
+                if let Some(a) = &analyze_plan {
+                    $q!(&mut *$tx, a);
                 }
-                c.stale = $q!(&mut *$tx,
-                    &"DELETE FROM ingest_staging WHERE file_id = ? AND EXISTS (SELECT 1 FROM records r
-                        WHERE r.dataset = ? AND r.record_key = ingest_staging.record_key AND r.valid_to IS NULL
-                        AND ((r.version_num > ingest_staging.version_num) OR (r.version_text > ingest_staging.version_text)))".replace("ingest_staging", &t),
-                    file_id, dataset);
-                c.unchanged = $q!(&mut *$tx,
-                    &"DELETE FROM ingest_staging WHERE file_id = ? AND EXISTS (SELECT 1 FROM records r
-                        WHERE r.dataset = ? AND r.record_key = ingest_staging.record_key AND r.valid_to IS NULL
-                        AND r.deleted = 0 AND r.row_hash = ingest_staging.row_hash)".replace("ingest_staging", &t),
-                    file_id, dataset);
-                c.changed = $q!(&mut *$tx,
-                    &"UPDATE records SET valid_to = ? WHERE dataset = ? AND valid_to IS NULL
-                     AND record_key IN (SELECT record_key FROM ingest_staging WHERE file_id = ?)".replace("ingest_staging", &t),
-                    &now, dataset, file_id);
-                c.inserted = $q!(&mut *$tx,
-                    &"INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id)
-                     SELECT ?, record_key, payload, row_hash, version_num, version_text, ?, NULL, 0, file_id
-                     FROM ingest_staging WHERE file_id = ?".replace("ingest_staging", &t),
-                    dataset, &now, file_id);
+                lap("plan");
+                let mut winners = 0;
+                for (action, n) in $counts {
+                    let n = n as u64;
+                    winners += n;
+                    match action {
+                        0 => c.inserted = n,
+                        1 => c.stale = n,
+                        2 => c.unchanged = n,
+                        _ => c.changed = n,
+                    }
+                }
+                c.duplicates = staged.saturating_sub(winners);
+                if snapshot {
+                    $q!(&mut *$tx, &snapshot_sql[0]);
+                    c.deleted = $q!(&mut *$tx, &snapshot_sql[1], &now, dataset);
+                    $q!(&mut *$tx, &snapshot_sql[2], &now, file_id, dataset, &now);
+                    lap("snapshot");
+                }
+                let closed = $q!(&mut *$tx, &close, &now);
+                debug_assert_eq!(closed, c.changed);
+                lap("close");
+                $q!(&mut *$tx, &insert, dataset, &now, file_id);
+                lap("insert");
             }};
         }
         match self {
             IngestDb::Sqlite(p) => {
-                q_lite!(p, &index);
-                let mut tx = p.begin().await?;
-                run!(tx, q_lite);
+                let mut conn = scratch_conn(p, file_id).await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                run!(
+                    tx,
+                    q_lite,
+                    sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(counts.clone()))
+                        .fetch_all(&mut *tx)
+                        .await?
+                );
                 tx.commit().await?;
             }
             IngestDb::Pg(p) => {
-                // Fresh statistics for the staged rows, or the planner guesses an empty table.
-                q_pg!(p, &index);
-                q_pg!(p, &format!("ANALYZE {t}"));
                 let mut tx = p.begin().await?;
-                run!(tx, q_pg);
+                // Fresh statistics for the staged rows, or the planner guesses an empty table;
+                // room for the sort and the hash join in memory.
+                q_pg!(&mut *tx, "SET LOCAL work_mem = '128MB'");
+                q_pg!(&mut *tx, &format!("ANALYZE {t}"));
+                run!(
+                    tx,
+                    q_pg,
+                    sqlx::query_as::<_, (i32, i64)>(sqlx::AssertSqlSafe(counts.clone()))
+                        .fetch_all(&mut *tx)
+                        .await?
+                );
                 tx.commit().await?;
             }
         }
         self.drop_staging(file_id).await?;
-        // `changed` counted closed versions of keys whose new version is inserted now.
-        c.inserted -= c.changed.min(c.inserted);
+        lap("drop");
         Ok(c)
     }
 
@@ -581,5 +956,73 @@ impl IngestDb {
             .into_iter()
             .map(|(from, to, deleted, payload)| (from, to, deleted != 0, payload))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_text_escaping_matches_the_queue_s() {
+        for s in [
+            "plain",
+            "tab\there, new\nline, cr\r, back\\slash",
+            "é\\\t—\n",
+            "",
+            "\\",
+        ] {
+            let (mut ours, mut queue) = (String::new(), String::new());
+            copy_escape(s, &mut ours);
+            crate::queue::copy_escape(s, &mut queue);
+            assert_eq!(ours, queue, "{s:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sqlite_scratch_file_is_gone_after_the_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let db = IngestDb::connect(&url).await.unwrap();
+        let id = db.begin_file("d", "file:///x", 1, "sum").await.unwrap();
+        let IngestDb::Sqlite(p) = &db else {
+            unreachable!()
+        };
+        let scratch = scratch_path(p, id);
+        assert_eq!(scratch, dir.path().join(format!("s.db-ingest-{id}")));
+        assert!(scratch.exists());
+        let staged = |line_no: i64, key: &str, hash: &str| Staged {
+            line_no,
+            c: super::super::parse::Candidate {
+                key: key.into(),
+                payload: format!("{{\"k\":\"{key}\",\"h\":\"{hash}\"}}"),
+                row_hash: hash.into(),
+                version_num: Some(1.0),
+                version_text: None,
+            },
+        };
+        let raw = |line_no: i64| RawRow {
+            line_no,
+            raw: "{}".into(),
+            reason: None,
+        };
+        let mut loader = db.loader(id);
+        loader
+            .write(
+                vec![raw(1), raw(2)],
+                vec![staged(1, "[\"a\"]", "h1"), staged(2, "[\"a\"]", "h2")],
+            )
+            .await
+            .unwrap();
+        loader.finish().await.unwrap();
+        let m = db.merge("d", id, false, 2).await.unwrap();
+        assert_eq!((m.inserted, m.duplicates), (1, 1), "{m:?}");
+        assert!(!scratch.exists(), "deleted with its data");
+        let now = db.as_of("d", "9999").await.unwrap();
+        assert_eq!(now.len(), 1);
+        assert!(
+            now[0].1.contains("h2"),
+            "equal versions: the last line wins"
+        );
     }
 }

@@ -293,6 +293,56 @@ pub async fn ingest(
 /// Chunk size for bronze and staging writes.
 const CHUNK: usize = 5000;
 
+/// Parses, checks and hashes a chunk of read items on rayon's pool (in file order): the bronze
+/// rows (every item, rejects with their reason) and the staged candidates.
+fn prepare_chunk(
+    ds: &Dataset,
+    batch: Vec<read::RawItem>,
+    from_csv: bool,
+) -> (Vec<RawRow>, Vec<Staged>) {
+    use rayon::prelude::*;
+    let verdicts: Vec<(RawRow, Option<parse::Candidate>)> = batch
+        .into_par_iter()
+        .map(|item| {
+            let item = item.resolve();
+            let line_no = item.line_no as i64;
+            match item
+                .parsed
+                .and_then(|obj| parse::candidate(ds, obj, from_csv))
+            {
+                Ok(c) => (
+                    RawRow {
+                        line_no,
+                        raw: item.raw,
+                        reason: None,
+                    },
+                    Some(c),
+                ),
+                Err(reason) => (
+                    RawRow {
+                        line_no,
+                        raw: item.raw,
+                        reason: Some(reason),
+                    },
+                    None,
+                ),
+            }
+        })
+        .collect();
+    let mut raws = Vec::with_capacity(verdicts.len());
+    let mut staged = Vec::with_capacity(verdicts.len());
+    for (raw, c) in verdicts {
+        if let Some(c) = c {
+            staged.push(Staged {
+                line_no: raw.line_no,
+                c,
+            });
+        }
+        raws.push(raw);
+    }
+    (raws, staged)
+}
+
 pub async fn ingest_file(
     db: &IngestDb,
     ds: &Dataset,
@@ -331,41 +381,35 @@ pub async fn ingest_file_as(
         ..Default::default()
     };
 
-    // Parsing runs on a blocking thread; chunks come back over a channel and are written here.
+    // Reading runs on a blocking thread: lines are split there (cheap, serial) and each chunk is
+    // parsed, checked and hashed on rayon's pool, in parallel; chunks come back over a channel
+    // and the writer here only writes. The bounded channel keeps memory flat.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<RawRow>, Vec<Staged>)>(4);
     let (ds2, p2) = (ds.clone(), path.to_path_buf());
     let reader = tokio::task::spawn_blocking(move || -> Result<(), IngestError> {
         let from_csv = format == read::Format::Csv;
-        let (mut raws, mut staged) = (Vec::with_capacity(CHUNK), Vec::with_capacity(CHUNK));
-        read::read_items(
+        let mut batch: Vec<read::RawItem> = Vec::with_capacity(CHUNK);
+        // Time spent waiting for the writer: near zero when parsing is the bottleneck.
+        let mut waited = std::time::Duration::ZERO;
+        let started = std::time::Instant::now();
+        let mut send = |batch: Vec<read::RawItem>| -> Result<(), IngestError> {
+            let chunk = prepare_chunk(&ds2, batch, from_csv);
+            let t = std::time::Instant::now();
+            let sent = tx
+                .blocking_send(chunk)
+                .map_err(|_| IngestError::Setup("the writer stopped".into()));
+            waited += t.elapsed();
+            sent
+        };
+        read::read_raw_items(
             &p2,
             format,
             gz,
             ds2.max_line_bytes,
             |item| -> Result<(), IngestError> {
-                let line_no = item.line_no as i64;
-                let verdict = item
-                    .parsed
-                    .and_then(|obj| parse::candidate(&ds2, obj, from_csv));
-                match verdict {
-                    Ok(c) => {
-                        raws.push(RawRow {
-                            line_no,
-                            raw: item.raw,
-                            reason: None,
-                        });
-                        staged.push(Staged { line_no, c });
-                    }
-                    Err(reason) => raws.push(RawRow {
-                        line_no,
-                        raw: item.raw,
-                        reason: Some(reason),
-                    }),
-                }
-                if raws.len() >= CHUNK {
-                    let chunk = (std::mem::take(&mut raws), std::mem::take(&mut staged));
-                    tx.blocking_send(chunk)
-                        .map_err(|_| IngestError::Setup("the writer stopped".into()))?;
+                batch.push(item);
+                if batch.len() >= CHUNK {
+                    send(std::mem::replace(&mut batch, Vec::with_capacity(CHUNK)))?;
                 }
                 Ok(())
             },
@@ -377,23 +421,29 @@ pub async fn ingest_file_as(
             },
             other => other,
         })?;
-        if !raws.is_empty() {
-            tx.blocking_send((raws, staged))
-                .map_err(|_| IngestError::Setup("the writer stopped".into()))?;
+        if !batch.is_empty() {
+            send(batch)?;
         }
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            waiting_for_writer_ms = waited.as_millis() as u64,
+            "read and parsed"
+        );
         Ok(())
     });
     let mut write_result = Ok(());
+    let mut loader = db.loader(file_id);
     while let Some((raws, staged)) = rx.recv().await {
         report.lines += raws.len() as u64;
         report.accepted += staged.len() as u64;
         report.rejected += (raws.len() - staged.len()) as u64;
-        if let Err(e) = db.write_chunk(file_id, &raws, &staged).await {
+        if let Err(e) = loader.write(raws, staged).await {
             write_result = Err(e);
             break;
         }
     }
     drop(rx);
+    write_result = write_result.and(loader.finish().await);
     let read_result = reader
         .await
         .map_err(|e| IngestError::Setup(format!("reader task: {e}")))?;
@@ -413,7 +463,9 @@ pub async fn ingest_file_as(
         return Err(e);
     }
     let loaded_ms = started.elapsed().as_millis() as u64;
-    report.merge = db.merge(&ds.name, file_id, ds.snapshot).await?;
+    report.merge = db
+        .merge(&ds.name, file_id, ds.snapshot, report.accepted)
+        .await?;
     db.finish_file(
         file_id,
         "done",

@@ -4,7 +4,6 @@
 
 use crate::config::{Dataset, FieldType};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 /// An accepted record, ready for staging.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,17 +65,19 @@ fn convert(field: &str, v: Value, t: FieldType, from_csv: bool) -> Result<Value,
 /// Checks and normalises one object; `Err` is the reject reason.
 pub fn candidate(
     ds: &Dataset,
-    obj: Map<String, Value>,
+    mut fields: Map<String, Value>,
     from_csv: bool,
 ) -> Result<Candidate, String> {
-    let mut fields: BTreeMap<String, Value> = BTreeMap::new();
-    for (k, v) in obj {
-        let v = match ds.types.get(&k) {
-            Some(t) => convert(&k, v, *t, from_csv)?,
-            None => v,
-        };
-        fields.insert(k, v);
+    // Types are converted in place and the keys sorted: the same canonical text as building a
+    // sorted map, without moving every field (nested objects keep their order, as before).
+    if !ds.types.is_empty() {
+        for (k, v) in fields.iter_mut() {
+            if let Some(t) = ds.types.get(k) {
+                *v = convert(k, std::mem::take(v), *t, from_csv)?;
+            }
+        }
     }
+    fields.sort_keys();
     let mut parts = Vec::with_capacity(ds.key.len());
     for k in &ds.key {
         match fields.get(k) {
@@ -147,6 +148,23 @@ mod tests {
         let y = candidate(&d, obj(json!({"z": [1, 2], "a": "2", "b": "1"})), false).unwrap();
         assert_eq!(x.row_hash, y.row_hash, "field order does not matter");
         assert_eq!(x.payload, r#"{"a":"2","b":"1","z":[1,2]}"#);
+    }
+
+    #[test]
+    fn canonical_text_is_the_sorted_map_text() {
+        // Row hashes of stored versions must not change: the payload is the text of a sorted
+        // map of the top-level fields, nested objects as delivered.
+        let d = ds(&[]);
+        let o = obj(
+            json!({"z": {"y": 1, "b": [2, {"q": 1, "a": 2}]}, "b": "x", "a": "é\"", "m": null}),
+        );
+        let reference: std::collections::BTreeMap<String, Value> = o.clone().into_iter().collect();
+        let c = candidate(&d, o, false).unwrap();
+        assert_eq!(c.payload, serde_json::to_string(&reference).unwrap());
+        assert_eq!(
+            c.payload,
+            r#"{"a":"é\"","b":"x","m":null,"z":{"y":1,"b":[2,{"q":1,"a":2}]}}"#
+        );
     }
 
     #[test]

@@ -51,6 +51,40 @@ fn open(path: &Path, gz: bool) -> std::io::Result<Box<dyn Read>> {
     })
 }
 
+/// An item as read, before its JSON text is parsed: JSON lines are only split, size-checked and
+/// UTF-8-checked while reading (cheap and serial) and parsed later with [`parse_json_line`],
+/// which can run on several threads. Items of the other formats come already parsed.
+pub struct RawItem {
+    pub line_no: u64,
+    pub raw: String,
+    /// `None`: `raw` is a JSON line still to be parsed.
+    pub parsed: Option<Result<Map<String, Value>, String>>,
+}
+
+impl RawItem {
+    /// The item with its fields, parsing its JSON text if that was left for later.
+    pub fn resolve(self) -> Item {
+        let parsed = match self.parsed {
+            Some(p) => p,
+            None => parse_json_line(&self.raw),
+        };
+        Item {
+            line_no: self.line_no,
+            raw: self.raw,
+            parsed,
+        }
+    }
+}
+
+/// One JSON line's fields, or why it cannot be used.
+pub fn parse_json_line(text: &str) -> Result<Map<String, Value>, String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => Err(format!("not a JSON object but {}", kind(&other))),
+        Err(e) => Err(format!("malformed JSON: {e}")),
+    }
+}
+
 /// Streams the items of a file to `each`; stops at the first error `each` returns.
 pub fn read_items<E: From<std::io::Error>>(
     path: &Path,
@@ -59,18 +93,36 @@ pub fn read_items<E: From<std::io::Error>>(
     max_line_bytes: usize,
     mut each: impl FnMut(Item) -> Result<(), E>,
 ) -> Result<(), E> {
+    read_raw_items(path, format, gz, max_line_bytes, |raw| each(raw.resolve()))
+}
+
+/// Like [`read_items`], but JSON lines are handed over unparsed (see [`RawItem`]).
+pub fn read_raw_items<E: From<std::io::Error>>(
+    path: &Path,
+    format: Format,
+    gz: bool,
+    max_line_bytes: usize,
+    mut each: impl FnMut(RawItem) -> Result<(), E>,
+) -> Result<(), E> {
     let reader = BufReader::with_capacity(1 << 16, open(path, gz)?);
+    let mut parsed = |i: Item| {
+        each(RawItem {
+            line_no: i.line_no,
+            raw: i.raw,
+            parsed: Some(i.parsed),
+        })
+    };
     match format {
         Format::JsonLines => json_lines(reader, max_line_bytes, &mut each),
-        Format::JsonArray => json_array(reader, max_line_bytes, &mut each),
-        Format::Csv => csv_records(reader, max_line_bytes, &mut each),
+        Format::JsonArray => json_array(reader, max_line_bytes, &mut parsed),
+        Format::Csv => csv_records(reader, max_line_bytes, &mut parsed),
     }
 }
 
 fn json_lines<E: From<std::io::Error>>(
     mut r: impl BufRead,
     max: usize,
-    each: &mut impl FnMut(Item) -> Result<(), E>,
+    each: &mut impl FnMut(RawItem) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut buf = Vec::with_capacity(4096);
     let mut line_no = 0u64;
@@ -106,12 +158,12 @@ fn json_lines<E: From<std::io::Error>>(
         }
         if total > max {
             let raw = String::from_utf8_lossy(&buf[..buf.len().min(KEEP)]).into_owned();
-            each(Item {
+            each(RawItem {
                 line_no,
                 raw,
-                parsed: Err(format!(
+                parsed: Some(Err(format!(
                     "line of {total} bytes is over the {max}-byte limit"
-                )),
+                ))),
             })?;
             continue;
         }
@@ -119,10 +171,10 @@ fn json_lines<E: From<std::io::Error>>(
             Ok(t) => t,
             Err(e) => {
                 let raw = String::from_utf8_lossy(&buf[..buf.len().min(KEEP)]).into_owned();
-                each(Item {
+                each(RawItem {
                     line_no,
                     raw,
-                    parsed: Err(format!("invalid UTF-8 at byte {}", e.valid_up_to())),
+                    parsed: Some(Err(format!("invalid UTF-8 at byte {}", e.valid_up_to()))),
                 })?;
                 continue;
             }
@@ -130,15 +182,10 @@ fn json_lines<E: From<std::io::Error>>(
         if text.trim().is_empty() {
             continue;
         }
-        let parsed = match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(m)) => Ok(m),
-            Ok(other) => Err(format!("not a JSON object but {}", kind(&other))),
-            Err(e) => Err(format!("malformed JSON: {e}")),
-        };
-        each(Item {
+        each(RawItem {
             line_no,
             raw: text.to_string(),
-            parsed,
+            parsed: None,
         })?;
     }
 }
