@@ -100,25 +100,44 @@ impl AppState {
     }
 }
 
-/// The router with every route and layer.
+/// The router: one route per row of [`openapi::ROUTES`] (so the document and the router cannot
+/// drift apart), the rows with a scope behind authentication, then the layers.
 pub fn app(state: Arc<AppState>) -> Router {
-    let protected = Router::new()
-        .route("/metrics", get(metrics_text))
-        .route("/v1/jobs", get(list_jobs))
-        .route("/v1/jobs/{job}/entities/{key}", get(get_entity))
-        .route("/v1/runs", post(post_run).get(list_runs))
-        .route("/v1/runs/{id}", get(get_run))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/openapi.json", get(openapi_doc))
-        .merge(protected)
+    let mut open = Router::new();
+    let mut protected = Router::new();
+    for (method, path, scope, _) in openapi::ROUTES {
+        let handler = handler_for(method, path);
+        if scope.is_empty() {
+            open = open.route(path, handler);
+        } else {
+            protected = protected.route(path, handler);
+        }
+    }
+    let protected =
+        protected.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    open.merge(protected)
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(state.project.serve.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)
+}
+
+/// The handler of a documented route. A row without a handler is a programming error caught by
+/// every test that builds the app.
+fn handler_for(method: &str, path: &str) -> axum::routing::MethodRouter<Arc<AppState>> {
+    match (method, path) {
+        ("get", "/healthz") => get(healthz),
+        ("get", "/readyz") => get(readyz),
+        ("get", "/openapi.json") => get(openapi_doc),
+        ("get", "/metrics") => get(metrics_text),
+        ("get", "/v1/jobs") => get(list_jobs),
+        ("get", "/v1/jobs/{job}/entities/{key}") => get(get_entity),
+        ("post", "/v1/runs") => post(post_run),
+        ("get", "/v1/runs") => get(list_runs),
+        ("get", "/v1/runs/{id}") => get(get_run),
+        _ => panic!("openapi::ROUTES lists {method} {path}, which has no handler"),
+    }
 }
 
 /// Runs the API until `shutdown` resolves, then finishes in-flight requests, runs and

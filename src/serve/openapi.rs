@@ -1,5 +1,6 @@
-//! The OpenAPI 3.1 document served at `/openapi.json`. `ROUTES` lists every route the router
-//! has; a test checks that the document holds exactly these and that each one answers.
+//! The OpenAPI 3.1 document served at `/openapi.json`. `ROUTES` is the one list of routes: the
+//! router is built from it (`serve::app`) and so is the document; a test checks that the
+//! document holds exactly these and that each one reaches its handler.
 
 use serde_json::{Value, json};
 
