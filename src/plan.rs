@@ -49,6 +49,30 @@ pub fn feature_specs(job: &Job) -> Vec<features::MetricSpec> {
     job.metrics.iter().map(|m| m.spec.clone()).collect()
 }
 
+/// The job's features over all its entities (peer groups need the whole population).
+pub fn job_features(job: &Job, entities: &Entities) -> Features {
+    features::compute(
+        &entities.input,
+        &feature_specs(job),
+        FeatureOptions {
+            min_group_size: job.min_group_size,
+        },
+    )
+}
+
+/// Entity `i`'s prompt context and the input hash that decides whether it must be written again.
+pub fn context_and_hash(
+    job: &Job,
+    entities: &Entities,
+    features: &Features,
+    provider: &dyn Provider,
+    i: usize,
+) -> (Value, String) {
+    let context = build_context(job, entities, features, i);
+    let hash = input_hash(job, provider.name(), provider.model(), &context);
+    (context, hash)
+}
+
 /// Builds the plan. `force` puts unchanged entities on the work list too.
 pub fn make_plan(
     job: &Job,
@@ -57,13 +81,7 @@ pub fn make_plan(
     provider: &dyn Provider,
     force: bool,
 ) -> Plan {
-    let features = features::compute(
-        &entities.input,
-        &feature_specs(job),
-        FeatureOptions {
-            min_group_size: job.min_group_size,
-        },
-    );
+    let features = job_features(job, &entities);
     let mut plan = Plan {
         work: Vec::new(),
         new: 0,
@@ -75,8 +93,7 @@ pub fn make_plan(
         entities,
     };
     for i in 0..plan.entities.len() {
-        let context = build_context(job, &plan.entities, &plan.features, i);
-        let hash = input_hash(job, provider.name(), provider.model(), &context);
+        let (context, hash) = context_and_hash(job, &plan.entities, &plan.features, provider, i);
         let state = states.get(&plan.entities.keys[i]);
         let reason = match state {
             None => Some(Reason::New),

@@ -84,15 +84,8 @@ impl Watcher {
             // The dataset's jobs are due before anything is ingested: a crash during the
             // ingest, or a file merged but over the reject threshold (an error), must not leave
             // merged data that no run ever picks up.
-            let readers: Vec<String> = self
-                .project
-                .jobs
-                .values()
-                .filter(|j| j.datasets.contains(name))
-                .map(|j| j.name.clone())
-                .collect();
             let due_before = due.clone();
-            due.extend(readers.iter().cloned());
+            due.extend(self.project.jobs_reading(name).map(|j| j.name.clone()));
             if let Err(e) = self.save_due(&due).await {
                 poll.errors.push(e.to_string());
                 continue;

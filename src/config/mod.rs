@@ -273,6 +273,13 @@ impl Project {
         })
     }
 
+    /// The jobs that read `dataset` (`jobs.NAME.datasets`): a delivery to it runs them.
+    pub fn jobs_reading<'a>(&'a self, dataset: &'a str) -> impl Iterator<Item = &'a Job> + 'a {
+        self.jobs
+            .values()
+            .filter(move |j| j.datasets.iter().any(|d| d == dataset))
+    }
+
     pub fn job(&self, name: &str) -> Result<&Job, String> {
         self.jobs.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.jobs.keys().map(String::as_str).collect();

@@ -14,10 +14,9 @@
 
 use super::error::ApiError;
 use crate::config::{Job, Project};
-use crate::features::{self, FeatureOptions};
 use crate::llm::Provider;
 use crate::plan::{Plan, Reason, WorkItem};
-use crate::prompt::{build_context, input_hash};
+use crate::prompt::build_context;
 use crate::run::RunOptions;
 use crate::store::{GenerationStatus, RunFigures, RunStatus, Store};
 use axum::body::Bytes;
@@ -177,13 +176,7 @@ impl EntityService {
                     format!("the source of job `{}` could not be read: {e}", job.name),
                 )
             })?;
-        let features = features::compute(
-            &entities.input,
-            &crate::plan::feature_specs(job),
-            FeatureOptions {
-                min_group_size: job.min_group_size,
-            },
-        );
+        let features = crate::plan::job_features(job, &entities);
         let index = entities
             .keys
             .iter()
@@ -218,8 +211,14 @@ impl EntityService {
     fn hash(&self, job: &Job, s: &Snapshot, i: usize) -> String {
         s.hashes[i]
             .get_or_init(|| {
-                let context = build_context(job, &s.plan.entities, &s.plan.features, i);
-                input_hash(job, self.provider.name(), self.provider.model(), &context)
+                let (_, hash) = crate::plan::context_and_hash(
+                    job,
+                    &s.plan.entities,
+                    &s.plan.features,
+                    self.provider.as_ref(),
+                    i,
+                );
+                hash
             })
             .clone()
     }
@@ -300,9 +299,8 @@ impl EntityService {
                 }
             }
         };
-        let cached = flight.await?;
-        self.remember(cache_key, cached.clone());
-        Ok((cached, Source::Generated))
+        // The flight's task has cached the answer already.
+        Ok((flight.await?, Source::Generated))
     }
 
     fn remember(&self, key: (String, String), value: Arc<Cached>) {

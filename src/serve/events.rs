@@ -106,8 +106,8 @@ pub fn route(project: &Project, uris: &[String]) -> (Vec<(String, String)>, Vec<
             let from = ds.from.trim_end_matches('/');
             if uri.starts_with(&format!("{from}/")) {
                 objects.push((ds.name.clone(), uri.clone()));
-                for job in project.jobs.values() {
-                    if job.datasets.contains(&ds.name) && !jobs.contains(&job.name) {
+                for job in project.jobs_reading(&ds.name) {
+                    if !jobs.contains(&job.name) {
                         jobs.push(job.name.clone());
                     }
                 }

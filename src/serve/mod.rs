@@ -259,18 +259,25 @@ async fn authenticate(
 ) -> Result<Response, ApiError> {
     let client = state.auth.check(request.headers())?;
     if let Err(not_until) = state.requests.check_key(&client.name) {
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
         return Err(ApiError::too_many(
             "rate_limited",
             format!(
                 "token `{}` is over serve.client_requests_per_second",
                 client.name
             ),
-            wait.as_secs_f64().ceil() as u64,
+            retry_after(&not_until),
         ));
     }
     request.extensions_mut().insert(client);
     Ok(next.run(request).await)
+}
+
+/// Whole seconds until a limiter lets the client through again (for `Retry-After`).
+fn retry_after(not_until: &governor::NotUntil<<DefaultClock as Clock>::Instant>) -> u64 {
+    not_until
+        .wait_time_from(DefaultClock::default().now())
+        .as_secs_f64()
+        .ceil() as u64
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -388,9 +395,7 @@ async fn get_entity(
                         "token `{}` is over serve.client_generations_per_minute; cached answers are still served",
                         client.name
                     ),
-                    n.wait_time_from(DefaultClock::default().now())
-                        .as_secs_f64()
-                        .ceil() as u64,
+                    retry_after(&n),
                 )
             })
         })
