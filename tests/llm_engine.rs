@@ -21,30 +21,13 @@ struct Setup {
 
 /// The example project with `domains` sample domains, pointed at `server`.
 async fn setup(server: &MockServer, domains: usize) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    shopscribe::demo::write_project(dir.path(), true).unwrap();
-    let base = server.base_url.clone();
-    let env = move |k: &str| match k {
-        "SHOPSCRIBE_LLM_PROVIDER" => Some("openai".to_string()),
-        "SHOPSCRIBE_LLM_BASE_URL" => Some(base.clone()),
-        _ => None,
-    };
-    let mut project = shopscribe::config::load_with_env(dir.path(), &env).unwrap();
+    let (dir, mut project, sqlite) = support::domains_project(&server.base_url, domains, 11).await;
     project.llm.request_timeout = Duration::from_secs(2);
-    project.llm.requests_per_minute = 600_000.0;
-    project.llm.tokens_per_minute = 1e9;
     project.llm.max_in_flight = 32;
-    let sqlite = shopscribe::store::sqlite::SqliteStore::open(&project.store_url)
-        .await
-        .unwrap();
-    shopscribe::demo::load_rows(sqlite.pool(), &shopscribe::demo::sample_rows(domains, 11))
-        .await
-        .unwrap();
-    let store: Arc<dyn Store> = Arc::new(sqlite);
     Setup {
         _dir: dir,
         project,
-        store,
+        store: Arc::new(sqlite),
     }
 }
 

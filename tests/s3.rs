@@ -247,21 +247,13 @@ async fn an_s3_event_posted_to_the_api_ingests_the_object_and_runs_the_job() {
     // The run appears and succeeds; the site lands in the bucket.
     let t = Instant::now();
     let run = loop {
-        let runs: serde_json::Value = http
-            .get(format!("{api}/v1/runs?job=product_insights"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let Some(r) = runs["runs"].as_array().and_then(|a| a.first())
+        let runs = product_runs(&http, &api, token).await;
+        if let Some(r) = runs.first()
             && r["status"] != "running"
         {
             break r.clone();
         }
-        assert!(t.elapsed() < Duration::from_secs(30), "no run: {runs}");
+        assert!(t.elapsed() < Duration::from_secs(30), "no run: {runs:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(run["status"], "succeeded", "{run}");
@@ -295,16 +287,7 @@ async fn an_s3_event_posted_to_the_api_ingests_the_object_and_runs_the_job() {
     assert_eq!(r.status(), 202);
     let t = Instant::now();
     loop {
-        let runs: serde_json::Value = http
-            .get(format!("{api}/v1/runs?job=product_insights"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let runs = runs["runs"].as_array().unwrap().clone();
+        let runs = product_runs(&http, &api, token).await;
         if runs.len() == 2 && runs[0]["status"] != "running" {
             assert_eq!(runs[0]["figures"]["generated"], 0, "{runs:?}");
             break;
@@ -316,6 +299,20 @@ async fn an_s3_event_posted_to_the_api_ingests_the_object_and_runs_the_job() {
     sigterm(server.0.id());
     let status = server.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// `GET /v1/runs?job=product_insights`, newest first.
+async fn product_runs(http: &reqwest::Client, api: &str, token: &str) -> Vec<serde_json::Value> {
+    let body: serde_json::Value = http
+        .get(format!("{api}/v1/runs?job=product_insights"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["runs"].as_array().unwrap().clone()
 }
 
 /// A child process killed if the test fails before stopping it.

@@ -31,26 +31,10 @@ struct Api {
 }
 
 async fn start(server: &MockServer, domains: usize, tune: impl FnOnce(&mut Project)) -> Api {
-    let dir = tempfile::tempdir().unwrap();
-    shopscribe::demo::write_project(dir.path(), true).unwrap();
-    let base = server.base_url.clone();
-    let env = move |k: &str| match k {
-        "SHOPSCRIBE_LLM_PROVIDER" => Some("openai".to_string()),
-        "SHOPSCRIBE_LLM_BASE_URL" => Some(base.clone()),
-        _ => None,
-    };
-    let mut project = shopscribe::config::load_with_env(dir.path(), &env).unwrap();
+    let (dir, mut project, sqlite) = support::domains_project(&server.base_url, domains, 5).await;
     project.llm.request_timeout = Duration::from_secs(5);
-    project.llm.requests_per_minute = 600_000.0;
-    project.llm.tokens_per_minute = 1e9;
     project.serve.client_requests_per_second = 100_000;
     tune(&mut project);
-    let sqlite = shopscribe::store::sqlite::SqliteStore::open(&project.store_url)
-        .await
-        .unwrap();
-    shopscribe::demo::load_rows(sqlite.pool(), &shopscribe::demo::sample_rows(domains, 5))
-        .await
-        .unwrap();
     let store: Arc<dyn Store> = Arc::new(sqlite);
     let provider: Arc<dyn Provider> =
         Arc::new(OpenAiProvider::new(openai_config(&project.llm, "test-key".into())).unwrap());

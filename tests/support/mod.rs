@@ -2,3 +2,35 @@
 #![allow(dead_code)]
 pub mod mock_openai;
 pub mod pg;
+
+/// The domains example in a temporary folder with its LLM pointed at the mock at `base_url`
+/// (client limits far above anything a test sends), and `domains` sample domains (drawn with
+/// `seed`) in its SQLite store.
+pub async fn domains_project(
+    base_url: &str,
+    domains: usize,
+    seed: u64,
+) -> (
+    tempfile::TempDir,
+    shopscribe::config::Project,
+    shopscribe::store::sqlite::SqliteStore,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    shopscribe::demo::write_project(dir.path(), true).unwrap();
+    let base = base_url.to_string();
+    let env = move |k: &str| match k {
+        "SHOPSCRIBE_LLM_PROVIDER" => Some("openai".to_string()),
+        "SHOPSCRIBE_LLM_BASE_URL" => Some(base.clone()),
+        _ => None,
+    };
+    let mut project = shopscribe::config::load_with_env(dir.path(), &env).unwrap();
+    project.llm.requests_per_minute = 600_000.0;
+    project.llm.tokens_per_minute = 1e9;
+    let sqlite = shopscribe::store::sqlite::SqliteStore::open(&project.store_url)
+        .await
+        .unwrap();
+    shopscribe::demo::load_rows(sqlite.pool(), &shopscribe::demo::sample_rows(domains, seed))
+        .await
+        .unwrap();
+    (dir, project, sqlite)
+}
