@@ -16,6 +16,21 @@ impl Drop for Moto {
     }
 }
 
+impl Moto {
+    /// A client for one of the server's buckets, as the tests read it.
+    fn bucket(&self, name: &str) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(name)
+            .with_endpoint(&self.url)
+            .with_allow_http(true)
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .with_region("us-east-1")
+            .build()
+            .unwrap()
+    }
+}
+
 async fn moto() -> Moto {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -120,15 +135,7 @@ async fn ingest_from_and_publish_to_s3() {
     let (ok, out) = shopscribe(&moto, dir.path(), &["run", "product_insights"]);
     assert!(ok, "{out}");
     use object_store::ObjectStoreExt;
-    let s3 = object_store::aws::AmazonS3Builder::new()
-        .with_bucket_name("shop-data")
-        .with_endpoint(&moto.url)
-        .with_allow_http(true)
-        .with_access_key_id("test")
-        .with_secret_access_key("test")
-        .with_region("us-east-1")
-        .build()
-        .unwrap();
+    let s3 = moto.bucket("shop-data");
     for (path, ctype) in [
         ("site/product_insights/index.html", "text/html"),
         ("site/product_insights/manifest.json", "application/json"),
@@ -259,15 +266,7 @@ async fn an_s3_event_posted_to_the_api_ingests_the_object_and_runs_the_job() {
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["figures"]["entities"], 10, "{run}");
     use object_store::ObjectStoreExt;
-    let bucket = object_store::aws::AmazonS3Builder::new()
-        .with_bucket_name("events")
-        .with_endpoint(&moto.url)
-        .with_allow_http(true)
-        .with_access_key_id("test")
-        .with_secret_access_key("test")
-        .with_region("us-east-1")
-        .build()
-        .unwrap();
+    let bucket = moto.bucket("events");
     bucket
         .head(&object_store::path::Path::from(
             "site/product_insights/index.html",
