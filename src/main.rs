@@ -1,5 +1,8 @@
 //! The `shopscribe` command line: parsing and dispatch only; the work lives in the library.
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use shopscribe::config::{self, Project};

@@ -208,6 +208,61 @@ async fn scenario(url: &str) {
     assert_eq!(current(&db).await.len(), 3);
 }
 
+/// Every item of a delivery comes back from bronze exactly as delivered, in order, with its
+/// line number: accepted and rejected lines, across many blocks and chunks (and more blocks
+/// than one page of the reader).
+async fn bronze_keeps_every_line(url: &str) {
+    let db = IngestDb::connect(url).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines: Vec<String> = (0..23_456)
+        .map(|i| match i % 997 {
+            5 => format!("{{\"asin\": \"broken {i}"),
+            7 => format!("[{i}, \"not an object\"]"),
+            _ => review(
+                &format!("B{i}"),
+                "u",
+                i,
+                4.0,
+                &format!("text {i} — ü\\t\"q\""),
+            ),
+        })
+        .collect();
+    // Blank lines are not items: their number is skipped, like the reader does.
+    lines.insert(100, String::new());
+    let path = dir.path().join("many.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let r = ingest_file(&db, &dataset(false), &path).await.unwrap();
+    assert_eq!(r.lines, 23_456);
+    assert_eq!(r.rejected, 2 * 24, "{r:?}");
+    let mut back = Vec::new();
+    let n = db
+        .bronze_lines(r.file_id, |line, raw| {
+            back.push((line, raw.to_string()));
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 23_456);
+    let expected: Vec<(i64, String)> = lines
+        .into_iter()
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(i, l)| (i as i64 + 1, l))
+        .collect();
+    assert_eq!(back.len(), expected.len());
+    for (got, want) in back.iter().zip(&expected) {
+        assert_eq!(got, want);
+    }
+    let rejects = db.rejects("reviews", 1000).await.unwrap();
+    assert_eq!(rejects.len(), 48);
+    let by_line: std::collections::HashMap<i64, &String> =
+        expected.iter().map(|(l, raw)| (*l, raw)).collect();
+    assert!(
+        rejects.iter().all(|(_, line, _, raw)| by_line[line] == raw),
+        "rejects keep their line number and raw text"
+    );
+}
+
 #[tokio::test]
 async fn scd2_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -218,6 +273,18 @@ async fn scd2_on_sqlite() {
 async fn scd2_on_postgres() {
     let db = support::pg::TestDb::new().await;
     scenario(&db.url).await;
+}
+
+#[tokio::test]
+async fn bronze_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    bronze_keeps_every_line(&format!("sqlite://{}", dir.path().join("s.db").display())).await;
+}
+
+#[tokio::test]
+async fn bronze_on_postgres() {
+    let db = support::pg::TestDb::new().await;
+    bronze_keeps_every_line(&db.url).await;
 }
 
 #[tokio::test]

@@ -4,6 +4,9 @@
 //!
 //!   cargo run --release --bin bench_features -- [ENTITIES] [GROUPS] [RUNS]
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, LogNormal};

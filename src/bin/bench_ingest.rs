@@ -4,6 +4,9 @@
 //!
 //!   cargo run --release --bin bench_ingest -- [sqlite|postgres] [N]
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use shopscribe::config::{Dataset, FieldType};
 use shopscribe::ingest::db::IngestDb;
 use std::io::Write;

@@ -13,6 +13,9 @@
 #[path = "../../tests/support/mock_openai.rs"]
 mod mock_openai;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use mock_openai::{Fault, MockConfig, MockServer};
 use serde_json::{Value, json};
 use shopscribe::llm::openai::OpenAiProvider;

@@ -6,6 +6,9 @@
 //!   cargo run --release --bin bench_pg -- workers [N] [W]      # full worker loops (offline writer = 0 ms LLM)
 //!   cargo run --release --bin bench_pg -- stream [N]           # the source stage streaming N rows; peak memory
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use shopscribe::queue::Queue;
 use sqlx::Connection;
 use std::sync::Arc;

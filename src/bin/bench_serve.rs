@@ -11,6 +11,9 @@
 //! measured them (send to last body byte). Every answer is checked: status 200 and a body.
 //! `--hold` keeps the server up afterwards and prints a wrk command line for a second opinion.
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use shopscribe::serve::AppState;
 use shopscribe::serve::auth::Auth;
 use std::sync::Arc;

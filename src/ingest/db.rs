@@ -149,11 +149,19 @@ macro_rules! fetch_all {
     };
 }
 
-/// One bronze line.
-pub struct RawRow {
+/// A rejected line: kept with its reason (and, like every line, in a bronze block).
+pub struct Reject {
     pub line_no: i64,
+    pub reason: String,
     pub raw: String,
-    pub reason: Option<String>,
+}
+
+/// One chunk of a file, ready to write: its bronze blocks, its rejects, its staged records.
+pub struct Chunk {
+    pub lines: u64,
+    pub blocks: Vec<super::bronze::Block>,
+    pub rejects: Vec<Reject>,
+    pub staged: Vec<Staged>,
 }
 
 /// One accepted line, staged for the merge.
@@ -166,9 +174,10 @@ pub struct Staged {
 /// takes back, like the chunk transactions on SQLite).
 const PG_COPY_TX_BYTES: usize = 64 << 20;
 
-/// Loads one file's chunks. On PostgreSQL two tasks stream them, each over its own connection
-/// and one long COPY (bronze; staging): no round trip per chunk, and the server works on both
-/// tables while the next chunk is parsed. On SQLite each chunk is one transaction on the writer.
+/// Loads one file's chunks. On PostgreSQL two tasks write them, each over its own connection:
+/// bronze blocks and rejects (a few array-bound INSERTs per chunk), and staging (one long COPY:
+/// no round trip per chunk); the server works on both while the next chunk is parsed. On SQLite
+/// each chunk is one transaction on the writer.
 pub struct Loader<'a> {
     db: &'a IngestDb,
     file_id: i64,
@@ -176,7 +185,7 @@ pub struct Loader<'a> {
 }
 
 struct PgStreams {
-    bronze: tokio::sync::mpsc::Sender<Vec<u8>>,
+    bronze: tokio::sync::mpsc::Sender<(Vec<super::bronze::Block>, Vec<Reject>)>,
     staging: tokio::sync::mpsc::Sender<Vec<u8>>,
     tasks: [tokio::task::JoinHandle<Result<(), StoreError>>; 2],
 }
@@ -210,20 +219,97 @@ async fn copy_stream(
     Ok(())
 }
 
+/// Writes bronze blocks and rejects on a connection of its own (PostgreSQL), one transaction per
+/// chunk: a few hundred KB of compressed blocks bound as arrays, no COPY text escaping.
+async fn bronze_writer(
+    pool: PgPool,
+    file_id: i64,
+    mut rx: tokio::sync::mpsc::Receiver<(Vec<super::bronze::Block>, Vec<Reject>)>,
+) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    while let Some((blocks, rejects)) = rx.recv().await {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        insert_blocks_pg(&mut tx, file_id, blocks).await?;
+        insert_rejects_pg(&mut tx, file_id, rejects).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+async fn insert_blocks_pg(
+    conn: &mut sqlx::PgConnection,
+    file_id: i64,
+    blocks: Vec<super::bronze::Block>,
+) -> Result<(), StoreError> {
+    if blocks.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&super::bronze::Block) -> i64| blocks.iter().map(f).collect::<Vec<i64>>();
+    let (first, last, lines, bytes) = (
+        col(|b| b.first_line),
+        col(|b| b.last_line),
+        col(|b| b.lines),
+        col(|b| b.raw_bytes),
+    );
+    let data: Vec<Vec<u8>> = blocks.into_iter().map(|b| b.data).collect();
+    sqlx::query(
+        "INSERT INTO raw_blocks (file_id, first_line, last_line, lines, raw_bytes, codec, data)
+         SELECT $1, f, l, n, b, $6, d
+         FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::BIGINT[], $7::BYTEA[]) AS u(f, l, n, b, d)",
+    )
+    .bind(file_id)
+    .bind(first)
+    .bind(last)
+    .bind(lines)
+    .bind(bytes)
+    .bind(super::bronze::CODEC)
+    .bind(data)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_rejects_pg(
+    conn: &mut sqlx::PgConnection,
+    file_id: i64,
+    rejects: Vec<Reject>,
+) -> Result<(), StoreError> {
+    if rejects.is_empty() {
+        return Ok(());
+    }
+    let mut lines = Vec::with_capacity(rejects.len());
+    let mut reasons = Vec::with_capacity(rejects.len());
+    let mut raws = Vec::with_capacity(rejects.len());
+    for r in rejects {
+        lines.push(r.line_no);
+        reasons.push(r.reason);
+        raws.push(r.raw);
+    }
+    sqlx::query(
+        "INSERT INTO raw_rejects (file_id, line_no, reason, raw)
+         SELECT $1, * FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::TEXT[])",
+    )
+    .bind(file_id)
+    .bind(lines)
+    .bind(reasons)
+    .bind(raws)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 impl Loader<'_> {
     /// Writes a chunk of bronze lines and their staged records.
-    pub async fn write(
-        &mut self,
-        raws: Vec<RawRow>,
-        staged: Vec<Staged>,
-    ) -> Result<(), StoreError> {
+    pub async fn write(&mut self, chunk: Chunk) -> Result<(), StoreError> {
         let Some(st) = &self.streams else {
-            return self.db.write_chunk(self.file_id, raws, staged).await;
+            return self.db.write_chunk(self.file_id, chunk).await;
         };
-        let (b, s) = (copy_bronze(self.file_id, &raws), copy_staged(&staged));
-        drop((raws, staged));
+        let s = copy_staged(&chunk.staged);
+        drop(chunk.staged);
         // A closed channel means its task failed: `finish` reports why.
-        if st.bronze.send(b).await.is_err() || st.staging.send(s).await.is_err() {
+        if st.bronze.send((chunk.blocks, chunk.rejects)).await.is_err()
+            || st.staging.send(s).await.is_err()
+        {
             return self
                 .finish()
                 .await
@@ -295,25 +381,6 @@ fn copy_escape(s: &str, out: &mut String) {
         start = i + 1;
     }
     out.push_str(&s[start..]);
-}
-
-/// Bronze rows as COPY text.
-fn copy_bronze(file_id: i64, raws: &[RawRow]) -> Vec<u8> {
-    use std::fmt::Write;
-    let mut buf = String::with_capacity(raws.iter().map(|r| r.raw.len() + 40).sum());
-    for r in raws {
-        let _ = write!(buf, "{file_id}\t{}\t", r.line_no);
-        copy_escape(&r.raw, &mut buf);
-        match &r.reason {
-            Some(reason) => {
-                buf.push_str("\trejected\t");
-                copy_escape(reason, &mut buf);
-            }
-            None => buf.push_str("\tok\t\\N"),
-        }
-        buf.push('\n');
-    }
-    buf.into_bytes()
 }
 
 /// Staged candidates as COPY text, in the staging table's column order.
@@ -530,11 +597,7 @@ impl IngestDb {
                 let (bronze, brx) = tokio::sync::mpsc::channel(2);
                 let (staging, srx) = tokio::sync::mpsc::channel(2);
                 let tasks = [
-                    tokio::spawn(copy_stream(
-                        p.clone(),
-                        "COPY raw_records (file_id, line_no, raw, status, reason) FROM STDIN WITH (FORMAT text)".into(),
-                        brx,
-                    )),
+                    tokio::spawn(bronze_writer(p.clone(), file_id, brx)),
                     tokio::spawn(copy_stream(
                         p.clone(),
                         format!(
@@ -559,82 +622,61 @@ impl IngestDb {
         }
     }
 
-    /// Writes a chunk of bronze lines and staged records in one transaction.
-    pub async fn write_chunk(
-        &self,
-        file_id: i64,
-        raws: Vec<RawRow>,
-        staged: Vec<Staged>,
-    ) -> Result<(), StoreError> {
-        match self {
-            IngestDb::Sqlite(p) => {
-                // Multi-row INSERTs (the statement of a full batch is prepared once and cached);
-                // the strings are moved into the arguments, not copied.
-                const ROWS: usize = 1000;
-                let t = scratch(self, file_id).staging;
-                let mut conn = scratch_conn(p, file_id).await?;
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                let mut raws = raws.into_iter().peekable();
-                while raws.peek().is_some() {
-                    let mut qb = sqlx::QueryBuilder::new(
-                        "INSERT INTO raw_records (file_id, line_no, raw, status, reason) ",
-                    );
-                    qb.push_values(raws.by_ref().take(ROWS), |mut b, r| {
-                        b.push_bind(file_id)
-                            .push_bind(r.line_no)
-                            .push_bind(r.raw)
-                            .push_bind(if r.reason.is_some() { "rejected" } else { "ok" })
-                            .push_bind(r.reason);
-                    });
-                    qb.build().execute(&mut *tx).await?;
-                }
-                let mut staged = staged.into_iter().peekable();
-                while staged.peek().is_some() {
-                    let mut qb = sqlx::QueryBuilder::new(format!(
-                        "INSERT INTO {t} (line_no, record_key, row_hash, version_num, version_text, payload) "
-                    ));
-                    qb.push_values(staged.by_ref().take(ROWS), |mut b, s| {
-                        b.push_bind(s.line_no)
-                            .push_bind(s.c.key)
-                            .push_bind(s.c.row_hash)
-                            .push_bind(s.c.version_num)
-                            .push_bind(s.c.version_text)
-                            .push_bind(s.c.payload);
-                    });
-                    qb.build().execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-            }
-            IngestDb::Pg(p) => {
-                // COPY in text format, bronze and staging on two connections at once (the
-                // server works on both while the next chunk is parsed here).
-                async fn copy(p: &PgPool, sql: String, data: Vec<u8>) -> Result<(), StoreError> {
-                    let mut tx = p.begin().await?;
-                    let mut copy = (*tx).copy_in_raw(&sql).await?;
-                    copy.send(data).await?;
-                    copy.finish().await?;
-                    tx.commit().await?;
-                    Ok(())
-                }
-                let bronze = copy(
-                    p,
-                    "COPY raw_records (file_id, line_no, raw, status, reason) FROM STDIN WITH (FORMAT text)".into(),
-                    copy_bronze(file_id, &raws),
-                );
-                let staging = copy(
-                    p,
-                    format!(
-                        "COPY {} (line_no, record_key, row_hash, version_num, version_text, payload) \
-                         FROM STDIN WITH (FORMAT text)",
-                        scratch(self, file_id).staging
-                    ),
-                    copy_staged(&staged),
-                );
-                let (b, s) = tokio::join!(bronze, staging);
-                b?;
-                s?;
-            }
+    /// Writes a chunk's bronze blocks, rejects and staged records in one transaction (SQLite;
+    /// PostgreSQL streams them, see [`Loader`]).
+    async fn write_chunk(&self, file_id: i64, chunk: Chunk) -> Result<(), StoreError> {
+        let IngestDb::Sqlite(p) = self else {
+            unreachable!("PostgreSQL chunks go through the loader's streams");
+        };
+        // Multi-row INSERTs (the statement of a full batch is prepared once and cached); the
+        // strings are moved into the arguments, not copied.
+        const ROWS: usize = 1000;
+        let t = scratch(self, file_id).staging;
+        let mut conn = scratch_conn(p, file_id).await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        for b in chunk.blocks {
+            sqlx::query(
+                "INSERT INTO raw_blocks (file_id, first_line, last_line, lines, raw_bytes, codec, data)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(file_id)
+            .bind(b.first_line)
+            .bind(b.last_line)
+            .bind(b.lines)
+            .bind(b.raw_bytes)
+            .bind(super::bronze::CODEC)
+            .bind(b.data)
+            .execute(&mut *tx)
+            .await?;
         }
+        let mut rejects = chunk.rejects.into_iter().peekable();
+        while rejects.peek().is_some() {
+            let mut qb =
+                sqlx::QueryBuilder::new("INSERT INTO raw_rejects (file_id, line_no, reason, raw) ");
+            qb.push_values(rejects.by_ref().take(ROWS), |mut b, r| {
+                b.push_bind(file_id)
+                    .push_bind(r.line_no)
+                    .push_bind(r.reason)
+                    .push_bind(r.raw);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        let mut staged = chunk.staged.into_iter().peekable();
+        while staged.peek().is_some() {
+            let mut qb = sqlx::QueryBuilder::new(format!(
+                "INSERT INTO {t} (line_no, record_key, row_hash, version_num, version_text, payload) "
+            ));
+            qb.push_values(staged.by_ref().take(ROWS), |mut b, s| {
+                b.push_bind(s.line_no)
+                    .push_bind(s.c.key)
+                    .push_bind(s.c.row_hash)
+                    .push_bind(s.c.version_num)
+                    .push_bind(s.c.version_text)
+                    .push_bind(s.c.payload);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -845,8 +887,13 @@ impl IngestDb {
         dataset: &str,
         limit: i64,
     ) -> Result<Vec<(String, i64, String, String)>, StoreError> {
-        let sql = "SELECT f.uri, r.line_no, r.reason, r.raw FROM raw_records r JOIN ingested_files f ON f.id = r.file_id
-                   WHERE f.dataset = ? AND r.status = 'rejected' ORDER BY f.id DESC, r.line_no LIMIT ?";
+        // raw_records holds the bronze of files ingested before the block format.
+        let sql = "SELECT f.uri, r.line_no, r.reason, r.raw FROM (
+                       SELECT file_id, line_no, reason, raw FROM raw_rejects
+                       UNION ALL
+                       SELECT file_id, line_no, reason, raw FROM raw_records WHERE status = 'rejected'
+                   ) r JOIN ingested_files f ON f.id = r.file_id
+                   WHERE f.dataset = ? ORDER BY f.id DESC, r.line_no LIMIT ?";
         let rows = fetch_all!(
             self,
             (String, i64, Option<String>, String),
@@ -858,6 +905,57 @@ impl IngestDb {
             .into_iter()
             .map(|(uri, line, reason, raw)| (uri, line, reason.unwrap_or_default(), raw))
             .collect())
+    }
+
+    /// Every line of an ingested file as delivered, in order, handed to `each` (line number,
+    /// raw text) a page of blocks at a time: memory stays flat whatever the file's size.
+    /// Files ingested before the block format are read from `raw_records`.
+    pub async fn bronze_lines(
+        &self,
+        file_id: i64,
+        mut each: impl FnMut(i64, &str) -> std::io::Result<()>,
+    ) -> Result<u64, StoreError> {
+        const PAGE: i64 = 16;
+        let io = |e: std::io::Error| StoreError::Query(sqlx::Error::Io(e));
+        let mut after = i64::MIN;
+        let mut n = 0u64;
+        loop {
+            let sql = "SELECT first_line, codec, data FROM raw_blocks WHERE file_id = ? AND first_line > ?
+                       ORDER BY first_line LIMIT ?";
+            let blocks = fetch_all!(self, (i64, String, Vec<u8>), sql, file_id, after, PAGE);
+            for (first, codec, data) in &blocks {
+                let lines = super::bronze::decode(codec, *first, data).map_err(|e| {
+                    StoreError::Query(sqlx::Error::Decode(
+                        format!("bronze block {file_id}/{first}: {e}").into(),
+                    ))
+                })?;
+                for (line, raw) in lines {
+                    each(line, &raw).map_err(io)?;
+                    n += 1;
+                }
+                after = *first;
+            }
+            if (blocks.len() as i64) < PAGE {
+                break;
+            }
+        }
+        if n > 0 {
+            return Ok(n);
+        }
+        // Before the block format: one row per line.
+        loop {
+            let sql = "SELECT line_no, raw FROM raw_records WHERE file_id = ? AND line_no > ?
+                       ORDER BY line_no LIMIT ?";
+            let rows = fetch_all!(self, (i64, String), sql, file_id, after, 10_000i64);
+            for (line, raw) in &rows {
+                each(*line, raw).map_err(io)?;
+                n += 1;
+                after = *line;
+            }
+            if rows.len() < 10_000 {
+                return Ok(n);
+            }
+        }
     }
 
     /// The records of a dataset as they were at `as_of` (RFC 3339): (key, payload), by key.
@@ -1001,23 +1099,31 @@ mod tests {
                 version_text: None,
             },
         };
-        let raw = |line_no: i64| RawRow {
-            line_no,
-            raw: "{}".into(),
-            reason: None,
-        };
         let mut loader = db.loader(id);
+        let raws = ["{\"k\":1}", "{\"k\":2}"];
         loader
-            .write(
-                vec![raw(1), raw(2)],
-                vec![staged(1, "[\"a\"]", "h1"), staged(2, "[\"a\"]", "h2")],
-            )
+            .write(Chunk {
+                lines: 2,
+                blocks: vec![super::super::bronze::encode(
+                    raws.iter().enumerate().map(|(i, r)| (i as i64 + 1, *r)),
+                )],
+                rejects: vec![],
+                staged: vec![staged(1, "[\"a\"]", "h1"), staged(2, "[\"a\"]", "h2")],
+            })
             .await
             .unwrap();
         loader.finish().await.unwrap();
         let m = db.merge("d", id, false, 2).await.unwrap();
         assert_eq!((m.inserted, m.duplicates), (1, 1), "{m:?}");
         assert!(!scratch.exists(), "deleted with its data");
+        let mut bronze = Vec::new();
+        db.bronze_lines(id, |line, raw| {
+            bronze.push(format!("{line}:{raw}"));
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(bronze, ["1:{\"k\":1}", "2:{\"k\":2}"]);
         let now = db.as_of("d", "9999").await.unwrap();
         assert_eq!(now.len(), 1);
         assert!(

@@ -2,13 +2,14 @@
 //! when already ingested unchanged; every line kept in bronze as delivered, rejects with their
 //! reason; accepted records merged into silver with full SCD2 history.
 
+pub mod bronze;
 pub mod db;
 pub mod gold;
 pub mod parse;
 pub mod read;
 
 use crate::config::{Dataset, Project};
-use db::{IngestDb, MergeCounts, RawRow, Staged};
+use db::{Chunk, IngestDb, MergeCounts, Reject, Staged};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use tracing::info;
@@ -51,6 +52,8 @@ impl From<std::io::Error> for IngestError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FileReport {
     pub uri: String,
+    /// The file's id in `ingested_files` (0 when skipped): its bronze is read by this id.
+    pub file_id: i64,
     /// Already ingested with the same content (by checksum): nothing was read.
     pub skipped: bool,
     pub lines: u64,
@@ -293,54 +296,45 @@ pub async fn ingest(
 /// Chunk size for bronze and staging writes.
 const CHUNK: usize = 5000;
 
-/// Parses, checks and hashes a chunk of read items on rayon's pool (in file order): the bronze
-/// rows (every item, rejects with their reason) and the staged candidates.
-fn prepare_chunk(
-    ds: &Dataset,
-    batch: Vec<read::RawItem>,
-    from_csv: bool,
-) -> (Vec<RawRow>, Vec<Staged>) {
+/// Lines per bronze block (~600 KB of review lines before compression).
+const BLOCK_LINES: usize = 1000;
+
+/// Parses, checks and hashes a chunk of read items on rayon's pool (in file order), and
+/// compresses them into bronze blocks: every item as delivered in a block, rejects with their
+/// reason, accepted records staged.
+fn prepare_chunk(ds: &Dataset, batch: Vec<read::RawItem>, from_csv: bool) -> Chunk {
     use rayon::prelude::*;
-    let verdicts: Vec<(RawRow, Option<parse::Candidate>)> = batch
+    let verdicts: Vec<(i64, String, Result<parse::Candidate, String>)> = batch
         .into_par_iter()
         .map(|item| {
             let item = item.resolve();
-            let line_no = item.line_no as i64;
-            match item
+            let verdict = item
                 .parsed
-                .and_then(|obj| parse::candidate(ds, obj, from_csv))
-            {
-                Ok(c) => (
-                    RawRow {
-                        line_no,
-                        raw: item.raw,
-                        reason: None,
-                    },
-                    Some(c),
-                ),
-                Err(reason) => (
-                    RawRow {
-                        line_no,
-                        raw: item.raw,
-                        reason: Some(reason),
-                    },
-                    None,
-                ),
-            }
+                .and_then(|obj| parse::candidate(ds, obj, from_csv));
+            (item.line_no as i64, item.raw, verdict)
         })
         .collect();
-    let mut raws = Vec::with_capacity(verdicts.len());
-    let mut staged = Vec::with_capacity(verdicts.len());
-    for (raw, c) in verdicts {
-        if let Some(c) = c {
-            staged.push(Staged {
-                line_no: raw.line_no,
-                c,
-            });
+    let blocks: Vec<bronze::Block> = verdicts
+        .par_chunks(BLOCK_LINES)
+        .map(|items| bronze::encode(items.iter().map(|(line, raw, _)| (*line, raw.as_str()))))
+        .collect();
+    let mut chunk = Chunk {
+        lines: verdicts.len() as u64,
+        blocks,
+        rejects: Vec::new(),
+        staged: Vec::with_capacity(verdicts.len()),
+    };
+    for (line_no, raw, verdict) in verdicts {
+        match verdict {
+            Ok(c) => chunk.staged.push(Staged { line_no, c }),
+            Err(reason) => chunk.rejects.push(Reject {
+                line_no,
+                reason,
+                raw,
+            }),
         }
-        raws.push(raw);
     }
-    (raws, staged)
+    chunk
 }
 
 pub async fn ingest_file(
@@ -378,13 +372,14 @@ pub async fn ingest_file_as(
     let file_id = db.begin_file(&ds.name, &uri, size, &sum).await?;
     let mut report = FileReport {
         uri: uri.clone(),
+        file_id,
         ..Default::default()
     };
 
     // Reading runs on a blocking thread: lines are split there (cheap, serial) and each chunk is
     // parsed, checked and hashed on rayon's pool, in parallel; chunks come back over a channel
     // and the writer here only writes. The bounded channel keeps memory flat.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<RawRow>, Vec<Staged>)>(4);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(4);
     let (ds2, p2) = (ds.clone(), path.to_path_buf());
     let reader = tokio::task::spawn_blocking(move || -> Result<(), IngestError> {
         let from_csv = format == read::Format::Csv;
@@ -433,11 +428,11 @@ pub async fn ingest_file_as(
     });
     let mut write_result = Ok(());
     let mut loader = db.loader(file_id);
-    while let Some((raws, staged)) = rx.recv().await {
-        report.lines += raws.len() as u64;
-        report.accepted += staged.len() as u64;
-        report.rejected += (raws.len() - staged.len()) as u64;
-        if let Err(e) = loader.write(raws, staged).await {
+    while let Some(chunk) = rx.recv().await {
+        report.lines += chunk.lines;
+        report.accepted += chunk.staged.len() as u64;
+        report.rejected += chunk.rejects.len() as u64;
+        if let Err(e) = loader.write(chunk).await {
             write_result = Err(e);
             break;
         }
