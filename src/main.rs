@@ -110,7 +110,7 @@ enum Command {
     /// Ingest raw deliveries (JSON lines, JSON arrays, CSV; gzip too) of a dataset: bronze with
     /// rejects and their reasons, silver with full SCD2 history.
     #[command(
-        after_help = "Examples:\n  shopscribe ingest reviews                      # every file in the dataset's folder\n  shopscribe ingest reviews --from ./incoming    # another folder or one file\n  shopscribe ingest reviews --rejects            # the rejected lines and why\n\nA file already ingested with the same content is skipped. The command fails (exit 1) when a\nfile's rejected share is above datasets.NAME.max_reject_share; its lines are kept all the same."
+        after_help = "Examples:\n  shopscribe ingest reviews                      # every file in the dataset's folder\n  shopscribe ingest reviews --from ./incoming    # another folder or one file\n  shopscribe ingest reviews --rejects            # the rejected lines and why\n  shopscribe ingest reviews --files              # the files recorded, with their ids\n  shopscribe ingest reviews --bronze 3 > f.jsonl # file 3's lines exactly as delivered\n\nA file already ingested with the same content is skipped. The command fails (exit 1) when a\nfile's rejected share is above datasets.NAME.max_reject_share; its lines are kept all the same."
     )]
     Ingest {
         dataset: String,
@@ -122,6 +122,14 @@ enum Command {
         /// List rejected lines (newest files first) instead of ingesting.
         #[arg(long)]
         rejects: bool,
+        /// List the files recorded for the dataset (id, status, lines, rejects, URI) instead of
+        /// ingesting.
+        #[arg(long, conflicts_with_all = ["rejects", "bronze"])]
+        files: bool,
+        /// Print the lines of recorded file ID exactly as delivered (from bronze), instead of
+        /// ingesting: `--bronze 3 > replay.jsonl`.
+        #[arg(long, value_name = "ID", conflicts_with = "rejects")]
+        bronze: Option<i64>,
         /// How many rejected lines to list.
         #[arg(long, default_value_t = 50)]
         limit: i64,
@@ -333,12 +341,17 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             project,
             from,
             rejects,
+            files,
+            bronze,
             limit,
         } => {
             let project = load_project(&project)?;
             let ds = project
                 .dataset(&dataset)
                 .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))?;
+            if files || bronze.is_some() {
+                return show_bronze(&project, &ds.name, bronze, limit).await;
+            }
             if rejects {
                 let db = shopscribe::ingest::db::IngestDb::connect(&project.store_url)
                     .await
@@ -839,6 +852,56 @@ fn exit_for(s: &RunSummary) -> ExitCode {
     match s.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
         _ => ExitCode::from(1),
+    }
+}
+
+/// `ingest --files` (the recorded files) or `ingest --bronze ID` (one file's lines as delivered).
+async fn show_bronze(
+    project: &Project,
+    dataset: &str,
+    bronze: Option<i64>,
+    limit: i64,
+) -> Result<ExitCode, Failure> {
+    use std::io::Write;
+    let db = shopscribe::ingest::db::IngestDb::connect(&project.store_url)
+        .await
+        .map_err(|e| Failure::Run(e.into()))?;
+    let files = db
+        .files(dataset, if bronze.is_some() { i64::MAX } else { limit })
+        .await
+        .map_err(|e| Failure::Run(e.into()))?;
+    let Some(id) = bronze else {
+        println!(
+            "{:>6}  {:<8} {:>10} {:>9}  uri",
+            "id", "status", "lines", "rejected"
+        );
+        for f in files {
+            println!(
+                "{:>6}  {:<8} {:>10} {:>9}  {}",
+                f.id, f.status, f.lines, f.rejected, f.uri
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    if !files.iter().any(|f| f.id == id) {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "no file {id} recorded for dataset `{dataset}`; `shopscribe ingest {dataset} --files` lists them"
+        )));
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = db.bronze_lines(id, |_, raw| writeln!(out, "{raw}")).await;
+    match written.and_then(|_| {
+        out.flush()
+            .map_err(|e| shopscribe::store::StoreError::Query(sqlx::Error::Io(e)))
+    }) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // `| head`: the reader went away; not an error.
+        Err(shopscribe::store::StoreError::Query(sqlx::Error::Io(e)))
+            if e.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(Failure::Run(e.into())),
     }
 }
 

@@ -325,3 +325,43 @@ fn bad_usage_and_bad_config_exit_2() {
         "{err}"
     );
 }
+
+#[test]
+fn ingest_lists_files_and_replays_a_delivery_from_bronze() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let out = shopscribe(&["demo", "--dir", dir.to_str().unwrap(), "--domains", "10"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reviews = dir.join("reviews");
+    let p = reviews.to_str().unwrap();
+
+    let out = shopscribe(&["ingest", "reviews", "-p", p, "--files"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    let day1 = reviews.join("data/reviews/day1.jsonl");
+    let row = text
+        .lines()
+        .find(|l| l.ends_with(&format!("file://{}", day1.display())))
+        .unwrap_or_else(|| panic!("day 1 listed:\n{text}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    let id = cols[0];
+    assert_eq!(cols[1], "done", "{row}");
+    assert!(
+        cols[3].parse::<u64>().unwrap() > 0,
+        "day 1 has rejected lines: {row}"
+    );
+
+    // The delivery comes back byte for byte, malformed lines included.
+    let out = shopscribe(&["ingest", "reviews", "-p", p, "--bronze", id]);
+    assert!(out.status.success());
+    let delivered = std::fs::read(&day1).unwrap();
+    assert_eq!(out.stdout, delivered);
+
+    let out = shopscribe(&["ingest", "reviews", "-p", p, "--bronze", "999"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--files"));
+}

@@ -183,6 +183,27 @@ async fn main() {
         "{backend}: peak RSS {:.0} MB (before ingesting: {rss0:.0} MB)",
         peak_rss_mb()
     );
+    // What bronze costs in the store: compressed blocks against the delivered bytes.
+    let (stored, raw): (i64, i64) = match &db {
+        IngestDb::Sqlite(p) => sqlx::query_as(
+            "SELECT CAST(SUM(LENGTH(data)) AS INTEGER), CAST(SUM(raw_bytes) AS INTEGER) FROM raw_blocks",
+        )
+        .fetch_one(p)
+        .await
+        .unwrap(),
+        IngestDb::Pg(p) => sqlx::query_as(
+            "SELECT SUM(octet_length(data))::BIGINT, SUM(raw_bytes)::BIGINT FROM raw_blocks",
+        )
+        .fetch_one(p)
+        .await
+        .unwrap(),
+    };
+    println!(
+        "{backend}: bronze {:.0} MB compressed for {:.0} MB of lines ({:.1} %)",
+        stored as f64 / 1e6,
+        raw as f64 / 1e6,
+        100.0 * stored as f64 / raw as f64
+    );
     if let Some((pool, name)) = _guard {
         drop(db);
         sqlx::query(sqlx::AssertSqlSafe(format!(

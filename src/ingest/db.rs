@@ -807,6 +807,7 @@ impl IngestDb {
                         .await?
                 );
                 tx.commit().await?;
+                lap("commit");
             }
             IngestDb::Pg(p) => {
                 let mut tx = p.begin().await?;
@@ -822,6 +823,7 @@ impl IngestDb {
                         .await?
                 );
                 tx.commit().await?;
+                lap("commit");
             }
         }
         self.drop_staging(file_id).await?;
@@ -904,6 +906,23 @@ impl IngestDb {
         Ok(rows
             .into_iter()
             .map(|(uri, line, reason, raw)| (uri, line, reason.unwrap_or_default(), raw))
+            .collect())
+    }
+
+    /// The files recorded for a dataset, newest first.
+    pub async fn files(&self, dataset: &str, limit: i64) -> Result<Vec<FileRecord>, StoreError> {
+        let sql = "SELECT id, uri, status, lines, rejected FROM ingested_files WHERE dataset = ?
+                   ORDER BY id DESC LIMIT ?";
+        let rows = fetch_all!(self, (i64, String, String, i64, i64), sql, dataset, limit);
+        Ok(rows
+            .into_iter()
+            .map(|(id, uri, status, lines, rejected)| FileRecord {
+                id,
+                uri,
+                status,
+                lines,
+                rejected,
+            })
             .collect())
     }
 
