@@ -49,17 +49,23 @@ pub struct Queue {
     lease: Duration,
 }
 
-/// COPY text format: backslash, tab, newline and carriage return are escaped.
+/// Appends `s` escaped for COPY's text format (backslash, tab, newline, carriage return).
 pub(crate) fn copy_escape(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc = match b {
+            b'\\' => "\\\\",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            _ => continue,
+        };
+        // The escaped bytes are ASCII: slicing around them stays on character boundaries.
+        out.push_str(&s[start..i]);
+        out.push_str(esc);
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
 }
 
 impl Queue {
@@ -320,5 +326,40 @@ impl Queue {
             r.try_get::<i64, _>("skipped")? as u64,
             r.try_get("started_at")?,
         ))
+    }
+}
+
+#[cfg(test)]
+mod copy_escape_tests {
+    #[test]
+    fn copy_text_escapes_exactly_backslash_tab_newline_and_cr() {
+        // The reference: character by character.
+        let reference = |s: &str| {
+            let mut out = String::new();
+            for c in s.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\t' => out.push_str("\\t"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    c => out.push(c),
+                }
+            }
+            out
+        };
+        for s in [
+            "plain",
+            "tab\there, new\nline, cr\r, back\\slash",
+            "é\\\t—\n",
+            "",
+            "\\",
+        ] {
+            let mut ours = String::new();
+            super::copy_escape(s, &mut ours);
+            assert_eq!(ours, reference(s), "{s:?}");
+        }
+        let mut ours = String::from("kept ");
+        super::copy_escape("a\tb", &mut ours);
+        assert_eq!(ours, "kept a\\tb", "appends");
     }
 }

@@ -29,6 +29,9 @@ pub struct Poll {
     pub errors: Vec<String>,
 }
 
+/// The lock a watcher holds while it polls (job names cannot contain `:`).
+pub const POLL_LOCK: &str = "watch:poll";
+
 pub struct Watcher {
     project: Arc<Project>,
     store: Arc<dyn Store>,
@@ -49,8 +52,21 @@ impl Watcher {
 
     /// Polls once: detect, ingest, run. Jobs made due by a change are kept in the store
     /// (`watch:due`) before the change is marked as seen, so a crash or a job busy elsewhere
-    /// delays a run but never loses it.
+    /// delays a run but never loses it. One watcher of a store polls at a time (the lock
+    /// [`POLL_LOCK`]: the due list is read, changed and written back); another one finds
+    /// `POLL_LOCK` in [`Poll::busy`] and does nothing this time.
     pub async fn poll(&self) -> Poll {
+        let work = self.poll_holding_lock();
+        match locked::with_lock(self.store.clone(), POLL_LOCK, &self.holder, work).await {
+            Some(poll) => poll,
+            None => Poll {
+                busy: vec![POLL_LOCK.to_string()],
+                ..Poll::default()
+            },
+        }
+    }
+
+    async fn poll_holding_lock(&self) -> Poll {
         let mut poll = Poll::default();
         let mut due = match self.due().await {
             Ok(d) => d,

@@ -1,7 +1,7 @@
 //! `shopscribe watch` on the reviews example: a new delivery is ingested and runs the job exactly
 //! once; an unchanged (or merely touched) folder runs nothing; a restarted watcher remembers what
 //! it saw; a job held by another process stays due until it is free; a data-version query
-//! triggers runs; and the CLI's `watch --once` does the same.
+//! triggers runs; one watcher polls at a time; and the CLI's `watch --once` does the same.
 
 use serde_json::Value;
 use shopscribe::config::Project;
@@ -105,8 +105,46 @@ async fn a_new_delivery_runs_the_job_once_and_an_unchanged_folder_nothing() {
     assert!(freed.runs[0].figures.generated >= 1, "{freed:?}");
     assert!(again.poll().await.runs.is_empty());
 
+    // Another watcher is polling: this one does nothing (not even look), then works once the
+    // other is done.
+    assert!(
+        store
+            .try_lock_job(
+                shopscribe::watch::POLL_LOCK,
+                "watch-elsewhere",
+                Duration::from_secs(60)
+            )
+            .await
+            .unwrap()
+    );
+    std::fs::write(data.join("day4.jsonl"), one_more_review(&day2, "R-WATCH-2")).unwrap();
+    let other = again.poll().await;
+    assert!(
+        other.ingested.is_empty() && other.runs.is_empty(),
+        "{other:?}"
+    );
+    assert_eq!(other.busy, vec![shopscribe::watch::POLL_LOCK.to_string()]);
+    store
+        .unlock_job(shopscribe::watch::POLL_LOCK, "watch-elsewhere")
+        .await
+        .unwrap();
+    let mine = again.poll().await;
+    assert_eq!(mine.ingested, vec!["reviews".to_string()]);
+    assert_eq!(mine.runs.len(), 1, "{mine:?}");
+    assert!(
+        store
+            .try_lock_job(
+                shopscribe::watch::POLL_LOCK,
+                "watch-elsewhere",
+                Duration::from_secs(60)
+            )
+            .await
+            .unwrap(),
+        "the poll lock is released after the poll"
+    );
+
     let runs = store.runs(Some("product_insights"), 20).await.unwrap();
-    assert_eq!(runs.len(), 3, "three runs in all");
+    assert_eq!(runs.len(), 4, "four runs in all");
 }
 
 #[tokio::test]

@@ -34,6 +34,48 @@ pub async fn try_lock(store: &dyn Store, job: &str, holder: &str) -> bool {
     }
 }
 
+/// Renews the lock `name` for `holder` every third of [`LOCK_TTL`] until the task is aborted.
+fn renew_lease(store: Arc<dyn Store>, name: &str, holder: &str) -> tokio::task::JoinHandle<()> {
+    let (name, holder) = (name.to_string(), holder.to_string());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(LOCK_TTL / 3).await;
+            match store.try_lock_job(&name, &holder, LOCK_TTL).await {
+                Ok(true) => {}
+                // Only possible after the lease lapsed (store unreachable for a minute):
+                // another process may now hold it too.
+                Ok(false) => {
+                    tracing::error!(
+                        lock = name,
+                        "the lock was lost to another process while its work goes on"
+                    )
+                }
+                Err(e) => warn!(lock = name, error = %e, "could not renew the lock"),
+            }
+        }
+    })
+}
+
+/// Runs `work` holding the lock `name` (taken for `holder`, renewed while `work` lasts,
+/// released after); `None` without running it when another holder has the lock.
+pub async fn with_lock<T>(
+    store: Arc<dyn Store>,
+    name: &str,
+    holder: &str,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    if !try_lock(store.as_ref(), name, holder).await {
+        return None;
+    }
+    let renew = renew_lease(store.clone(), name, holder);
+    let out = work.await;
+    renew.abort();
+    if let Err(e) = store.unlock_job(name, holder).await {
+        warn!(lock = name, error = %e, "could not release the lock; it lapses by itself");
+    }
+    Some(out)
+}
+
 /// With the lock held by `holder`: creates the run, hands its id to `started`, runs it while
 /// renewing the lock, and releases the lock at the end whatever the outcome.
 pub async fn run_holding_lock(
@@ -44,26 +86,7 @@ pub async fn run_holding_lock(
     holder: &str,
     started: impl FnOnce(i64),
 ) -> Result<RunSummary, RunError> {
-    let renew = {
-        let (store, job, holder) = (store.clone(), job.to_string(), holder.to_string());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(LOCK_TTL / 3).await;
-                match store.try_lock_job(&job, &holder, LOCK_TTL).await {
-                    Ok(true) => {}
-                    // Only possible after the lease lapsed (store unreachable for a minute):
-                    // another process may now run this job too.
-                    Ok(false) => {
-                        tracing::error!(
-                            job,
-                            "the job lock was lost to another process while this run goes on"
-                        )
-                    }
-                    Err(e) => warn!(job, error = %e, "could not renew the job lock"),
-                }
-            }
-        })
-    };
+    let renew = renew_lease(store.clone(), job, holder);
     let result = async {
         let run_id = store
             .create_run(job, provider.name(), provider.model())
