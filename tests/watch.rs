@@ -26,6 +26,18 @@ async fn watcher(p: &Project) -> (Watcher, Arc<dyn Store>) {
     )
 }
 
+/// Takes the poll lock as another watcher would; true when taken.
+async fn poll_lock_taken_elsewhere(store: &dyn Store) -> bool {
+    store
+        .try_lock_job(
+            shopscribe::watch::POLL_LOCK,
+            "watch-elsewhere",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap()
+}
+
 /// A delivery with one new review, built from a line of the sample data.
 fn one_more_review(sample: &str, reviewer: &str) -> String {
     let line = sample
@@ -107,16 +119,7 @@ async fn a_new_delivery_runs_the_job_once_and_an_unchanged_folder_nothing() {
 
     // Another watcher is polling: this one does nothing (not even look), then works once the
     // other is done.
-    assert!(
-        store
-            .try_lock_job(
-                shopscribe::watch::POLL_LOCK,
-                "watch-elsewhere",
-                Duration::from_secs(60)
-            )
-            .await
-            .unwrap()
-    );
+    assert!(poll_lock_taken_elsewhere(store.as_ref()).await);
     std::fs::write(data.join("day4.jsonl"), one_more_review(&day2, "R-WATCH-2")).unwrap();
     let other = again.poll().await;
     assert!(
@@ -132,14 +135,7 @@ async fn a_new_delivery_runs_the_job_once_and_an_unchanged_folder_nothing() {
     assert_eq!(mine.ingested, vec!["reviews".to_string()]);
     assert_eq!(mine.runs.len(), 1, "{mine:?}");
     assert!(
-        store
-            .try_lock_job(
-                shopscribe::watch::POLL_LOCK,
-                "watch-elsewhere",
-                Duration::from_secs(60)
-            )
-            .await
-            .unwrap(),
+        poll_lock_taken_elsewhere(store.as_ref()).await,
         "the poll lock is released after the poll"
     );
 

@@ -365,6 +365,19 @@ pub struct FileRecord {
     pub rejected: i64,
 }
 
+/// A row of `SELECT id, uri, status, lines, rejected FROM ingested_files`.
+impl From<(i64, String, String, i64, i64)> for FileRecord {
+    fn from((id, uri, status, lines, rejected): (i64, String, String, i64, i64)) -> Self {
+        FileRecord {
+            id,
+            uri,
+            status,
+            lines,
+            rejected,
+        }
+    }
+}
+
 /// Staged candidates as COPY text, in the staging table's column order.
 fn copy_staged(staged: &[Staged]) -> Vec<u8> {
     use std::fmt::Write;
@@ -455,16 +468,7 @@ impl IngestDb {
             dataset,
             checksum
         );
-        Ok(rows
-            .into_iter()
-            .next()
-            .map(|(id, uri, status, lines, rejected)| FileRecord {
-                id,
-                uri,
-                status,
-                lines,
-                rejected,
-            }))
+        Ok(rows.into_iter().next().map(FileRecord::from))
     }
 
     async fn create_staging(&self, file_id: i64) -> Result<(), StoreError> {
@@ -912,16 +916,7 @@ impl IngestDb {
         let sql = "SELECT id, uri, status, lines, rejected FROM ingested_files WHERE dataset = ?
                    ORDER BY id DESC LIMIT ?";
         let rows = fetch_all!(self, (i64, String, String, i64, i64), sql, dataset, limit);
-        Ok(rows
-            .into_iter()
-            .map(|(id, uri, status, lines, rejected)| FileRecord {
-                id,
-                uri,
-                status,
-                lines,
-                rejected,
-            })
-            .collect())
+        Ok(rows.into_iter().map(FileRecord::from).collect())
     }
 
     /// Every line of an ingested file as delivered, in order, handed to `each` (line number,
