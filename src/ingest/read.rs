@@ -286,36 +286,87 @@ fn json_array<E: From<std::io::Error>>(
     Ok(())
 }
 
+/// Keeps what the CSV reader reads, so each record's text can be cut out exactly as delivered
+/// (quotes, separators and embedded newlines included): the bytes from `base` on.
+struct Tee<R> {
+    inner: R,
+    seen: std::rc::Rc<std::cell::RefCell<Seen>>,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// Stream offset of `bytes[0]`.
+    base: u64,
+    bytes: Vec<u8>,
+}
+
+impl Seen {
+    /// The text of `start..end` (stream offsets) without its line terminator, at most `KEEP`
+    /// bytes; forgets everything before `end`.
+    fn take(&mut self, start: u64, end: u64) -> String {
+        let at = |o: u64| (o.saturating_sub(self.base) as usize).min(self.bytes.len());
+        let (from, to) = (at(start), at(end));
+        let mut text = &self.bytes[from..to.max(from)];
+        // Terminators around the record: a CRLF ends where the reader stopped between its two
+        // bytes. A record cannot begin with one (blank lines are not records).
+        while let Some((b'\n' | b'\r', rest)) = text.split_last() {
+            text = rest;
+        }
+        while let Some((b'\n' | b'\r', rest)) = text.split_first() {
+            text = rest;
+        }
+        let raw = String::from_utf8_lossy(&text[..text.len().min(KEEP)]).into_owned();
+        self.bytes.drain(..to);
+        self.base += to as u64;
+        raw
+    }
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(out)?;
+        self.seen.borrow_mut().bytes.extend_from_slice(&out[..n]);
+        Ok(n)
+    }
+}
+
 fn csv_records<E: From<std::io::Error>>(
     r: impl Read,
     max: usize,
     each: &mut impl FnMut(Item) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(r);
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Seen::default()));
+    let tee = Tee {
+        inner: r,
+        seen: seen.clone(),
+    };
+    let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(tee);
     let headers: Vec<String> = match rdr.byte_headers() {
         Ok(h) => h
             .iter()
             .map(|x| String::from_utf8_lossy(x).trim().to_string())
             .collect(),
         Err(e) => {
+            let raw = seen.borrow_mut().take(0, rdr.position().byte());
             return each(Item {
                 line_no: 1,
-                raw: String::new(),
+                raw,
                 parsed: Err(format!("unreadable CSV header: {e}")),
             });
         }
     };
+    let header_end = rdr.position().byte();
+    seen.borrow_mut().take(0, header_end);
     let mut rec = csv::ByteRecord::new();
     loop {
         let line_no;
         match rdr.read_byte_record(&mut rec) {
             Ok(false) => return Ok(()),
             Ok(true) => {
+                let start = rec.position().map_or(0, |p| p.byte());
                 line_no = rec.position().map_or(0, |p| p.line());
-                let raw_bytes: Vec<u8> = rec.iter().collect::<Vec<_>>().join(&b","[..]);
+                let raw = seen.borrow_mut().take(start, rdr.position().byte());
                 let size: usize = rec.iter().map(<[u8]>::len).sum();
-                let raw =
-                    String::from_utf8_lossy(&raw_bytes[..raw_bytes.len().min(KEEP)]).into_owned();
                 let parsed = if size > max {
                     Err(format!(
                         "record of {size} bytes is over the {max}-byte limit"
@@ -347,9 +398,11 @@ fn csv_records<E: From<std::io::Error>>(
             }
             Err(e) => {
                 line_no = e.position().map_or(0, |p| p.line());
+                let start = e.position().map_or(0, |p| p.byte());
+                let raw = seen.borrow_mut().take(start, rdr.position().byte());
                 each(Item {
                     line_no,
-                    raw: String::new(),
+                    raw,
                     parsed: Err(format!("malformed CSV: {e}")),
                 })?;
                 if matches!(e.kind(), csv::ErrorKind::Io(_)) {
@@ -448,6 +501,15 @@ mod tests {
         assert_eq!(items[0].2.as_ref().unwrap()["text"], "hello, world");
         assert!(items[1].2.as_ref().unwrap_err().contains("malformed CSV"));
         assert_eq!(items[2].2.as_ref().unwrap()["text"], "multi\nline");
+        // Each record's text as delivered: quotes, the bad row, the embedded newline.
+        let raws: Vec<&str> = items.iter().map(|i| i.1.as_str()).collect();
+        assert_eq!(
+            raws,
+            ["1,\"hello, world\"", "2,a,extra", "3,\"multi\nline\""]
+        );
+        let crlf = collect("d.csv", b"id,text\r\n1,x\r\n2,\"y\r\nz\"\r\n", 1000);
+        let raws: Vec<&str> = crlf.iter().map(|i| i.1.as_str()).collect();
+        assert_eq!(raws, ["1,x", "2,\"y\r\nz\""]);
         assert_eq!(format_of("x.CSV.GZ"), Some((Format::Csv, true)));
         assert_eq!(format_of("readme.txt"), None);
     }
