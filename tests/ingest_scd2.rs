@@ -322,3 +322,78 @@ async fn csv_and_gzip_and_the_reject_threshold() {
         "{now:?}"
     );
 }
+
+/// A store written before bronze blocks existed: its files' lines are rows of `raw_records`,
+/// still listed as rejects and read back by `bronze_lines`.
+async fn legacy_bronze_rows_stay_readable(url: &str) {
+    let db = IngestDb::connect(url).await.unwrap();
+    let file = db
+        .begin_file("reviews", "file:///old.jsonl", 10, "old-sum")
+        .await
+        .unwrap();
+    db.drop_staging(file).await.unwrap();
+    let rows = [
+        (1i64, "{\"asin\": \"A1\"}", "ok", None),
+        (2, "{broken", "rejected", Some("malformed JSON: old")),
+    ];
+    for (line, raw, status, reason) in rows {
+        let sql = "INSERT INTO raw_records (file_id, line_no, raw, status, reason) VALUES ";
+        match &db {
+            IngestDb::Sqlite(p) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("{sql}(?, ?, ?, ?, ?)")))
+                    .bind(file)
+                    .bind(line)
+                    .bind(raw)
+                    .bind(status)
+                    .bind(reason)
+                    .execute(p)
+                    .await
+                    .unwrap();
+            }
+            IngestDb::Pg(p) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("{sql}($1, $2, $3, $4, $5)")))
+                    .bind(file)
+                    .bind(line)
+                    .bind(raw)
+                    .bind(status)
+                    .bind(reason)
+                    .execute(p)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    let mut back = Vec::new();
+    db.bronze_lines(file, |line, raw| {
+        back.push((line, raw.to_string()));
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        back,
+        [
+            (1, "{\"asin\": \"A1\"}".to_string()),
+            (2, "{broken".to_string())
+        ]
+    );
+    let rejects = db.rejects("reviews", 10).await.unwrap();
+    assert_eq!(rejects.len(), 1);
+    assert_eq!(
+        (rejects[0].1, rejects[0].2.as_str()),
+        (2, "malformed JSON: old")
+    );
+}
+
+#[tokio::test]
+async fn legacy_bronze_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    legacy_bronze_rows_stay_readable(&format!("sqlite://{}", dir.path().join("s.db").display()))
+        .await;
+}
+
+#[tokio::test]
+async fn legacy_bronze_on_postgres() {
+    let db = support::pg::TestDb::new().await;
+    legacy_bronze_rows_stay_readable(&db.url).await;
+}
