@@ -148,9 +148,11 @@ async fn three_workers_do_every_task_once_within_the_global_limit() {
         "{n429} of {} requests were 429s",
         seen.len()
     );
+    // Every arrival counts, 429s included: the limit plus its burst, plus the same 10 %
+    // start-up overlap allowed above (a worker ignoring the shared limit would send ~3×).
     let busiest = server.busiest_window(Duration::from_secs(5));
     assert!(
-        busiest <= 5 * 20 + 20,
+        busiest <= (5 * 20 + 20) * 110 / 100,
         "busiest 5 s window {busiest} > limit"
     );
     assert!(
