@@ -67,13 +67,24 @@ pub async fn with_lock<T>(
     if !try_lock(store.as_ref(), name, holder).await {
         return None;
     }
+    Some(holding(store, name, holder, work).await)
+}
+
+/// Runs `work` with the lock `name` already held by `holder`: renewed while `work` lasts,
+/// released after whatever its outcome.
+async fn holding<T>(
+    store: Arc<dyn Store>,
+    name: &str,
+    holder: &str,
+    work: impl std::future::Future<Output = T>,
+) -> T {
     let renew = renew_lease(store.clone(), name, holder);
     let out = work.await;
     renew.abort();
     if let Err(e) = store.unlock_job(name, holder).await {
         warn!(lock = name, error = %e, "could not release the lock; it lapses by itself");
     }
-    Some(out)
+    out
 }
 
 /// With the lock held by `holder`: creates the run, hands its id to `started`, runs it while
@@ -86,8 +97,7 @@ pub async fn run_holding_lock(
     holder: &str,
     started: impl FnOnce(i64),
 ) -> Result<RunSummary, RunError> {
-    let renew = renew_lease(store.clone(), job, holder);
-    let result = async {
+    let run = async {
         let run_id = store
             .create_run(job, provider.name(), provider.model())
             .await?;
@@ -101,11 +111,6 @@ pub async fn run_holding_lock(
             &RunOptions::default(),
         )
         .await
-    }
-    .await;
-    renew.abort();
-    if let Err(e) = store.unlock_job(job, holder).await {
-        warn!(job, error = %e, "could not release the job lock; it lapses by itself");
-    }
-    result
+    };
+    holding(store.clone(), job, holder, run).await
 }
