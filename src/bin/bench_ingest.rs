@@ -2,7 +2,9 @@
 //! store, then a second delivery (10 % edited, 10 % new, the rest repeated) through the SCD2
 //! merge. Prints lines/s for both and the process's peak memory.
 //!
-//!   cargo run --release --bin bench_ingest -- [sqlite|postgres] [N]
+//!   cargo run --release --bin bench_ingest -- [sqlite|postgres|parse] [N]
+//!
+//! `parse` times only the JSON line → candidate step, on one thread.
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -11,6 +13,19 @@ use shopscribe::config::{Dataset, FieldType};
 use shopscribe::ingest::db::IngestDb;
 use std::io::Write;
 use std::time::Instant;
+
+/// Bytes this process has handed to `write` calls so far (files and sockets), in MB: what an
+/// ingest costs in writes, the part of its time the profile shows in the kernel.
+fn written_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("wchar:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |b| b / 1e6)
+}
 
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -95,6 +110,62 @@ fn write_delivery(path: &std::path::Path, n: usize, day: u32) {
     }
 }
 
+/// One thread, no store: JSON line → candidate (canonical payload, key, hash) through the
+/// general path (a `serde_json` value tree) and through the borrowed fast path the ingest uses.
+fn parse_only(dir: &std::path::Path, n: usize) {
+    use shopscribe::ingest::{parse, read};
+    let ds = reviews_dataset();
+    let path = dir.join("day1.jsonl");
+    write_delivery(&path, n, 1);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for _ in 0..2 {
+        let t = Instant::now();
+        let mut bytes = 0;
+        for l in &lines {
+            let c = read::parse_json_line(l).and_then(|m| parse::candidate(&ds, m, false));
+            bytes += c.unwrap().payload.len();
+        }
+        let slow = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for l in &lines {
+            bytes -= parse::candidate_from_json_line(&ds, l)
+                .unwrap()
+                .payload
+                .len();
+        }
+        let fast = t.elapsed().as_secs_f64();
+        assert_eq!(bytes, 0, "both paths give the same payloads");
+        println!(
+            "parse: {} lines on one thread: value tree {:.0} ns/line, borrowed fast path {:.0} ns/line ({:.1}x)",
+            lines.len(),
+            slow * 1e9 / lines.len() as f64,
+            fast * 1e9 / lines.len() as f64,
+            slow / fast
+        );
+    }
+}
+
+fn reviews_dataset() -> Dataset {
+    Dataset {
+        name: "reviews".into(),
+        from: String::new(),
+        key: vec!["asin".into(), "reviewerID".into()],
+        version: Some("unixReviewTime".into()),
+        snapshot: false,
+        types: [
+            ("overall".to_string(), FieldType::Float),
+            ("unixReviewTime".to_string(), FieldType::Int),
+            ("helpful".to_string(), FieldType::Array),
+        ]
+        .into_iter()
+        .collect(),
+        max_line_bytes: 1 << 20,
+        max_reject_share: 0.05,
+        product_summary: false,
+    }
+}
+
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
@@ -112,6 +183,10 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
+    if backend == "parse" {
+        parse_only(dir.path(), n);
+        return;
+    }
     let (url, _guard) = if backend == "postgres" {
         let admin = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
@@ -130,23 +205,7 @@ async fn main() {
             None,
         )
     };
-    let ds = Dataset {
-        name: "reviews".into(),
-        from: String::new(),
-        key: vec!["asin".into(), "reviewerID".into()],
-        version: Some("unixReviewTime".into()),
-        snapshot: false,
-        types: [
-            ("overall".to_string(), FieldType::Float),
-            ("unixReviewTime".to_string(), FieldType::Int),
-            ("helpful".to_string(), FieldType::Array),
-        ]
-        .into_iter()
-        .collect(),
-        max_line_bytes: 1 << 20,
-        max_reject_share: 0.05,
-        product_summary: false,
-    };
+    let ds = reviews_dataset();
     let day1 = dir.path().join("day1.jsonl");
     let day2 = dir.path().join("day2.jsonl");
     write_delivery(&day1, n, 1);
@@ -154,30 +213,35 @@ async fn main() {
     let size = std::fs::metadata(&day1).unwrap().len();
     let db = IngestDb::connect(&url).await.unwrap();
     let rss0 = peak_rss_mb();
+    let w0 = written_mb();
     let t = Instant::now();
     let r1 = shopscribe::ingest::ingest_file(&db, &ds, &day1)
         .await
         .unwrap();
     let t1 = t.elapsed().as_secs_f64();
+    let w1 = written_mb();
     let t = Instant::now();
     let r2 = shopscribe::ingest::ingest_file(&db, &ds, &day2)
         .await
         .unwrap();
     let t2 = t.elapsed().as_secs_f64();
+    let w2 = written_mb();
     println!(
-        "{backend}: delivery 1: {} lines ({:.0} bytes/line) in {t1:.2} s = {:.0} lines/s; inserted {}",
+        "{backend}: delivery 1: {} lines ({:.0} bytes/line) in {t1:.2} s = {:.0} lines/s; inserted {}; wrote {:.0} MB",
         r1.lines,
         size as f64 / n as f64,
         r1.lines as f64 / t1,
-        r1.merge.inserted
+        r1.merge.inserted,
+        w1 - w0
     );
     println!(
-        "{backend}: delivery 2 (SCD2 merge): {} lines in {t2:.2} s = {:.0} lines/s; new {}, changed {}, unchanged {}",
+        "{backend}: delivery 2 (SCD2 merge): {} lines in {t2:.2} s = {:.0} lines/s; new {}, changed {}, unchanged {}; wrote {:.0} MB",
         r2.lines,
         r2.lines as f64 / t2,
         r2.merge.inserted,
         r2.merge.changed,
-        r2.merge.unchanged
+        r2.merge.unchanged,
+        w2 - w1
     );
     println!(
         "{backend}: peak RSS {:.0} MB (before ingesting: {rss0:.0} MB)",

@@ -706,11 +706,28 @@ impl IngestDb {
             IngestDb::Pg(_) => ("UNLOGGED", "BIGINT NOT NULL", "BIGINT"),
             IngestDb::Sqlite(_) => ("", "INTEGER PRIMARY KEY", "INTEGER"),
         };
-        // SQLite sorts NULLs first in ascending order already; without the clause its planner
-        // can read the order from the staging index instead of sorting.
-        let nulls_first = match self {
-            IngestDb::Pg(_) => "NULLS FIRST",
-            IngestDb::Sqlite(_) => "",
+        // The winners: the last row of each key in (version_num, version_text, line_no) order,
+        // NULLs first. PostgreSQL finds them in one sorted pass (LEAD). SQLite's window
+        // functions copy every row through a temporary table (2.7 of the 4.5 CPU-seconds of
+        // a 1.1M-line plan), so there each row asks the staging index for its key's last row
+        // instead: one index seek, ORDER BY … DESC (NULLs last, the same order reversed).
+        let winners = match self {
+            IngestDb::Pg(_) => format!(
+                "(SELECT line_no, record_key, row_hash, version_num, version_text,
+                    LEAD(record_key) OVER (ORDER BY record_key, version_num NULLS FIRST,
+                                           version_text NULLS FIRST, line_no) AS next_key
+                  FROM {t}) w
+                 LEFT JOIN records r ON r.dataset = ? AND r.record_key = w.record_key AND r.valid_to IS NULL
+                 WHERE w.next_key IS NULL OR w.next_key <> w.record_key"
+            ),
+            IngestDb::Sqlite(_) => format!(
+                "{t} w INDEXED BY staging_key
+                 LEFT JOIN records r ON r.dataset = ? AND r.record_key = w.record_key AND r.valid_to IS NULL
+                 WHERE w.line_no = (SELECT s2.line_no FROM {t} s2 INDEXED BY staging_key
+                                    WHERE s2.record_key = w.record_key
+                                    ORDER BY s2.version_num DESC, s2.version_text DESC, s2.line_no DESC
+                                    LIMIT 1)"
+            ),
         };
         let plan = [
             format!("CREATE {unlogged} TABLE {pt} (line_no {line}, cur_id {int}, action INTEGER NOT NULL)"),
@@ -721,12 +738,7 @@ impl IngestDb {
                          WHEN r.version_num > w.version_num OR r.version_text > w.version_text THEN 1
                          WHEN r.deleted = 0 AND r.row_hash = w.row_hash THEN 2
                          ELSE 3 END
-                 FROM (SELECT line_no, record_key, row_hash, version_num, version_text,
-                          LEAD(record_key) OVER (ORDER BY record_key, version_num {nulls_first},
-                                                 version_text {nulls_first}, line_no) AS next_key
-                       FROM {t}) w
-                 LEFT JOIN records r ON r.dataset = ? AND r.record_key = w.record_key AND r.valid_to IS NULL
-                 WHERE w.next_key IS NULL OR w.next_key <> w.record_key
+                 FROM {winners}
                  ORDER BY w.line_no"
             ),
         ];

@@ -307,10 +307,11 @@ fn prepare_chunk(ds: &Dataset, batch: Vec<read::RawItem>, from_csv: bool) -> Chu
     let verdicts: Vec<(i64, String, Result<parse::Candidate, String>)> = batch
         .into_par_iter()
         .map(|item| {
-            let item = item.resolve();
-            let verdict = item
-                .parsed
-                .and_then(|obj| parse::candidate(ds, obj, from_csv));
+            let verdict = match item.parsed {
+                // A JSON line still to parse: straight to a candidate, without a value tree.
+                None => parse::candidate_from_json_line(ds, &item.raw),
+                Some(parsed) => parsed.and_then(|obj| parse::candidate(ds, obj, from_csv)),
+            };
             (item.line_no as i64, item.raw, verdict)
         })
         .collect();

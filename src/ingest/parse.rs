@@ -109,6 +109,266 @@ pub fn candidate(
     })
 }
 
+/// One JSON line straight to a candidate, or the reason it is rejected.
+///
+/// Same result as [`super::read::parse_json_line`] followed by [`candidate`], but faster: the
+/// line is parsed into its top-level fields with borrowed texts (no tree, no copies), and a
+/// value whose delivered text is already canonical (a string without unusual escapes, an
+/// integer, `true`, `false`, `null`) is copied as is. Only other values (floats, arrays,
+/// objects) are parsed and re-serialised, one at a time. A line this path cannot take as a
+/// whole (escaped or repeated field names, or malformed: the slow path words the error) goes
+/// through the slow path, so both always agree; a test compares them.
+pub fn candidate_from_json_line(ds: &Dataset, line: &str) -> Result<Candidate, String> {
+    match fast_candidate(ds, line) {
+        Some(result) => result,
+        None => super::read::parse_json_line(line).and_then(|m| candidate(ds, m, false)),
+    }
+}
+
+/// The top-level fields of a JSON object as delivered: names without escapes, value texts.
+struct RawFields<'a>(Vec<(&'a str, &'a serde_json::value::RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for RawFields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = RawFields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawFields<'de>, A::Error> {
+                let mut fields = Vec::with_capacity(16);
+                // A name with escapes cannot be borrowed: an error here, the slow path then.
+                while let Some(entry) =
+                    map.next_entry::<&'de str, &'de serde_json::value::RawValue>()?
+                {
+                    fields.push(entry);
+                }
+                Ok(RawFields(fields))
+            }
+        }
+        d.deserialize_map(Fields)
+    }
+}
+
+/// A field's value: its canonical text, and the parsed value when the text had to be rebuilt.
+struct FieldValue<'a> {
+    text: std::borrow::Cow<'a, str>,
+    parsed: Option<Value>,
+}
+
+impl FieldValue<'_> {
+    /// Canonical as delivered: serde_json writes a string's text back the same when its only
+    /// escapes are the ones it writes itself (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t` and
+    /// `\u00xx` for other control characters), and an integer in i64/u64 range the same except
+    /// `-0`.
+    fn of(raw: &str) -> Result<FieldValue<'_>, serde_json::Error> {
+        let as_is = match raw.as_bytes().first() {
+            Some(b'"') => string_is_canonical(raw),
+            Some(b't' | b'f' | b'n') => true,
+            Some(b'-' | b'0'..=b'9') => integer(raw).is_some(),
+            _ => false,
+        };
+        if as_is {
+            return Ok(FieldValue {
+                text: raw.into(),
+                parsed: None,
+            });
+        }
+        let v: Value = serde_json::from_str(raw)?;
+        Ok(FieldValue {
+            text: serde_json::to_string(&v)?.into(),
+            parsed: Some(v),
+        })
+    }
+
+    fn is_null(&self) -> bool {
+        self.parsed
+            .as_ref()
+            .map_or(&*self.text == "null", Value::is_null)
+    }
+
+    fn is_string(&self) -> bool {
+        self.text.starts_with('"')
+    }
+
+    /// The string's value (unescaped), if it is one.
+    fn string(&self) -> Option<String> {
+        if !self.is_string() {
+            return None;
+        }
+        match &self.parsed {
+            Some(v) => v.as_str().map(str::to_string),
+            None if !self.text.contains('\\') => {
+                Some(self.text[1..self.text.len() - 1].to_string())
+            }
+            None => serde_json::from_str(&self.text).ok(),
+        }
+    }
+
+    fn is_number(&self) -> bool {
+        matches!(self.text.as_bytes().first(), Some(b'-' | b'0'..=b'9'))
+    }
+
+    /// Integer in the sense of serde_json's `is_i64() || is_u64()`.
+    fn is_integer(&self) -> bool {
+        match &self.parsed {
+            Some(v) => v.is_i64() || v.is_u64(),
+            None => self.is_number(),
+        }
+    }
+
+    fn as_f64(&self) -> Option<f64> {
+        match &self.parsed {
+            Some(v) => v.as_f64(),
+            None => integer(&self.text).map(|(i, u)| i.map_or(u as f64, |i| i as f64)),
+        }
+    }
+
+    fn is_bool(&self) -> bool {
+        matches!(&*self.text, "true" | "false")
+    }
+}
+
+/// An integer literal's value as serde_json reads it without turning it into a float: (i64 when
+/// negative, u64). `None` for anything else, and for `-0` (written back as `0`).
+fn integer(raw: &str) -> Option<(Option<i64>, u64)> {
+    let digits = raw.strip_prefix('-').unwrap_or(raw);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if raw.starts_with('-') {
+        let i: i64 = raw.parse().ok()?;
+        (i != 0).then_some((Some(i), 0))
+    } else {
+        raw.parse().ok().map(|u| (None, u))
+    }
+}
+
+/// Whether serde_json would write this (valid) JSON string back byte for byte.
+fn string_is_canonical(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    let mut i = 1;
+    while i + 1 < b.len() {
+        if b[i] == b'\\' {
+            match b[i + 1] {
+                b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                b'u' => {
+                    // \u00xx, lowercase hex, for a control character without a short form.
+                    let hex = &b[i + 2..(i + 6).min(b.len())];
+                    let lower = |c: &u8| matches!(c, b'0'..=b'9' | b'a'..=b'f');
+                    if hex.len() < 4 || &hex[..2] != b"00" || !hex.iter().all(lower) {
+                        return false;
+                    }
+                    let c = u8::from_str_radix(std::str::from_utf8(&hex[2..]).unwrap_or("ff"), 16);
+                    if !matches!(c, Ok(c) if c < 0x20 && !matches!(c, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d))
+                    {
+                        return false;
+                    }
+                    i += 6;
+                }
+                _ => return false,
+            }
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
+/// The fast path of [`candidate_from_json_line`]; `None` hands the line to the slow path.
+fn fast_candidate(ds: &Dataset, line: &str) -> Option<Result<Candidate, String>> {
+    let RawFields(raw) = serde_json::from_str::<RawFields>(line).ok()?;
+    let mut fields: Vec<(&str, FieldValue)> = Vec::with_capacity(raw.len());
+    for (name, value) in raw {
+        fields.push((name, FieldValue::of(value.get()).ok()?));
+    }
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    if fields.windows(2).any(|w| w[0].0 == w[1].0) {
+        return None; // a repeated name: the last one wins in the slow path's map
+    }
+    // A wrong type rejects the line; the slow path words the reason (the first wrong field in
+    // delivered order), so both paths report the same one.
+    for (name, v) in &fields {
+        if let Some(t) = ds.types.get(*name)
+            && !v.is_null()
+        {
+            let ok = match t {
+                FieldType::Any => true,
+                FieldType::String => v.is_string(),
+                FieldType::Int => v.is_integer(),
+                FieldType::Float => v.is_number(),
+                FieldType::Bool => v.is_bool(),
+                FieldType::Array => v.text.starts_with('['),
+                FieldType::Object => v.text.starts_with('{'),
+            };
+            if !ok {
+                return None;
+            }
+        }
+    }
+    let get = |name: &str| {
+        fields
+            .binary_search_by(|(n, _)| (*n).cmp(name))
+            .ok()
+            .map(|i| &fields[i].1)
+    };
+    let mut parts = Vec::with_capacity(ds.key.len());
+    for k in &ds.key {
+        match get(k) {
+            None => return Some(Err(format!("missing key field `{k}`"))),
+            Some(v) if v.is_null() => return Some(Err(format!("missing key field `{k}`"))),
+            Some(v) if v.is_string() => {
+                let s = v.string()?;
+                if s.trim().is_empty() {
+                    return Some(Err(format!("empty key field `{k}`")));
+                }
+                parts.push(s);
+            }
+            Some(v) if v.is_number() || v.is_bool() => parts.push(v.text.to_string()),
+            Some(v) => {
+                return Some(Err(format!(
+                    "key field `{k}` must be a string or number, not {}",
+                    v.text
+                )));
+            }
+        }
+    }
+    let (version_num, version_text) = match ds.version.as_ref().and_then(|f| get(f)) {
+        Some(v) if v.is_number() => (v.as_f64(), None),
+        Some(v) if v.is_string() => (None, Some(v.string()?)),
+        _ => (None, None),
+    };
+    let mut payload = String::with_capacity(
+        2 + fields
+            .iter()
+            .map(|(n, v)| n.len() + v.text.len() + 4)
+            .sum::<usize>(),
+    );
+    payload.push('{');
+    for (i, (name, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            payload.push(',');
+        }
+        // A borrowed name has no escapes, and a JSON name cannot hold a raw control character.
+        payload.push('"');
+        payload.push_str(name);
+        payload.push_str("\":");
+        payload.push_str(&v.text);
+    }
+    payload.push('}');
+    Some(Ok(Candidate {
+        key: serde_json::to_string(&parts).expect("strings serialise"),
+        row_hash: blake3::hash(payload.as_bytes()).to_hex()[..32].to_string(),
+        payload,
+        version_num,
+        version_text,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +424,119 @@ mod tests {
         assert_eq!(
             c.payload,
             r#"{"a":"é\"","b":"x","m":null,"z":{"y":1,"b":[2,{"q":1,"a":2}]}}"#
+        );
+    }
+
+    fn slow(d: &Dataset, line: &str) -> Result<Candidate, String> {
+        crate::ingest::read::parse_json_line(line).and_then(|m| candidate(d, m, false))
+    }
+
+    #[test]
+    fn the_fast_path_takes_ordinary_lines_and_agrees_with_the_slow_one() {
+        let d = ds(&[("n", FieldType::Int), ("f", FieldType::Float)]);
+        let line =
+            r#"{"b": 2, "a": "x \"q\" \\ \n\u001f é", "n": -7, "f": 4.50, "z": [1, 2], "v": 17}"#;
+        let fast = fast_candidate(&d, line).expect("an ordinary line takes the fast path");
+        assert_eq!(fast, slow(&d, line));
+        let c = fast.unwrap();
+        assert_eq!(
+            c.payload,
+            r#"{"a":"x \"q\" \\ \n\u001f é","b":2,"f":4.5,"n":-7,"v":17,"z":[1,2]}"#
+        );
+        assert_eq!(c.version_num, Some(17.0));
+    }
+
+    #[test]
+    fn fast_and_slow_paths_agree_on_tricky_lines() {
+        use rand::rngs::StdRng;
+        use rand::{RngExt, SeedableRng};
+        // Value texts serde_json writes back differently, or that are edge cases of the fast
+        // path's checks (escapes, -0, integers beyond u64, floats, nested whitespace).
+        const VALUES: &[&str] = &[
+            r#""plain""#,
+            r#""q\"uote\\""#,
+            r#""\u00e9""#,
+            r#""\/""#,
+            r#""\u001f""#,
+            r#""\u001F""#,
+            r#""\u000a""#,
+            r#""\n\t\r\b\f""#,
+            r#""\ud83d\ude00""#,
+            r#""""#,
+            r#""  ""#,
+            r#""é ☃""#,
+            "-0",
+            "0",
+            "12",
+            "-12",
+            "1.50",
+            "1e5",
+            "-0.0",
+            "5.0",
+            "18446744073709551615",
+            "18446744073709551616",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "true",
+            "false",
+            "null",
+            "[1, 2]",
+            "[ ]",
+            "{}",
+            r#"{"y": 1, "b": [2, {"q": 1}]}"#,
+            r#"{"d":1,"d":2}"#,
+            r#"[" a ", 1.0]"#,
+        ];
+        const NAMES: &[&str] = &["a", "b", "v", "n", "f", "h", "o", "z", r"k\u0041", "é", ""];
+        let d = ds(&[
+            ("n", FieldType::Int),
+            ("f", FieldType::Float),
+            ("h", FieldType::Array),
+            ("o", FieldType::Object),
+            ("z", FieldType::String),
+        ]);
+        let mut rng = StdRng::seed_from_u64(7);
+        let ws = |rng: &mut StdRng| ["", " ", "  ", "\t"][rng.random_range(0..4)];
+        let mut fast_taken = 0;
+        for i in 0..30_000 {
+            let mut line = format!("{}{{", ws(&mut rng));
+            for f in 0..rng.random_range(0..7) {
+                if f > 0 {
+                    line.push(',');
+                }
+                let name = NAMES[rng.random_range(0..NAMES.len())];
+                let value = VALUES[rng.random_range(0..VALUES.len())];
+                line += &format!(
+                    "{}\"{name}\"{}:{}{value}{}",
+                    ws(&mut rng),
+                    ws(&mut rng),
+                    ws(&mut rng),
+                    ws(&mut rng)
+                );
+            }
+            line.push('}');
+            if i % 50 == 0 {
+                let mut cut = rng.random_range(0..line.len());
+                while !line.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                line.truncate(cut);
+            } else if i % 53 == 0 {
+                line = line.replace('{', "[");
+            }
+            if fast_candidate(&d, &line).is_some() {
+                fast_taken += 1;
+            }
+            assert_eq!(
+                candidate_from_json_line(&d, &line),
+                slow(&d, &line),
+                "{line}"
+            );
+        }
+        assert!(
+            fast_taken > 1000,
+            "only {fast_taken} lines took the fast path"
         );
     }
 
