@@ -397,3 +397,155 @@ async fn legacy_bronze_on_postgres() {
     let db = support::pg::TestDb::new().await;
     legacy_bronze_rows_stay_readable(&db.url).await;
 }
+
+/// Current keys of `reviews` with the line each version came from.
+async fn current_lines(db: &IngestDb) -> Vec<(String, Option<i64>)> {
+    let sql = "SELECT record_key, line_no FROM records WHERE dataset = 'reviews' AND valid_to IS NULL AND deleted = 0 ORDER BY record_key";
+    match db {
+        IngestDb::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await.unwrap(),
+        IngestDb::Pg(p) => sqlx::query_as(sql).fetch_all(p).await.unwrap(),
+    }
+}
+
+/// Keys new to the store, several times in one delivery: the highest version wins, a missing
+/// version counts as lowest, equal versions go to the last line; every version names its line;
+/// a snapshot delivery does not delete its own new keys.
+async fn new_keys_in_one_delivery(url: &str) {
+    let db = IngestDb::connect(url).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let day1 = write(
+        dir.path(),
+        "day1.jsonl",
+        &[
+            &review("N1", "u", 5, 1.0, "five"),
+            &review("N1", "u", 7, 2.0, "seven"),
+            &review("N1", "u", 6, 3.0, "six"),
+            r#"{"asin": "N2", "reviewerID": "u", "reviewText": "no version"}"#,
+            &review("N2", "u", 1, 1.0, "versioned"),
+            &review("N3", "u", 1, 1.0, "first, version 1"),
+            r#"{"asin": "N3", "reviewerID": "u", "reviewText": "later, no version"}"#,
+            &review("N4", "u", 3, 1.0, "only"),
+            &review("N4", "u", 3, 1.0, "same version, later line"),
+        ],
+    );
+    let r = ingest_file(&db, &dataset(false), &day1).await.unwrap();
+    assert_eq!(
+        (
+            r.accepted,
+            r.merge.inserted,
+            r.merge.duplicates,
+            r.merge.changed
+        ),
+        (9, 4, 5, 0),
+        "{r:?}"
+    );
+    let text = |now: &[(String, Value)], k: &str| {
+        now.iter().find(|(key, _)| key == k).unwrap().1["reviewText"].clone()
+    };
+    let now = current(&db).await;
+    assert_eq!(text(&now, r#"["N1","u"]"#), "seven");
+    assert_eq!(text(&now, r#"["N2","u"]"#), "versioned");
+    assert_eq!(text(&now, r#"["N3","u"]"#), "first, version 1");
+    assert_eq!(text(&now, r#"["N4","u"]"#), "same version, later line");
+    assert_eq!(
+        current_lines(&db).await,
+        [
+            (r#"["N1","u"]"#.to_string(), Some(2)),
+            (r#"["N2","u"]"#.to_string(), Some(5)),
+            (r#"["N3","u"]"#.to_string(), Some(6)),
+            (r#"["N4","u"]"#.to_string(), Some(9)),
+        ],
+        "each version names the line it came from"
+    );
+    for key in [r#"["N1","u"]"#, r#"["N4","u"]"#] {
+        assert_eq!(
+            db.versions("reviews", key).await.unwrap().len(),
+            1,
+            "lines of one delivery are not history"
+        );
+    }
+
+    let day2 = write(
+        dir.path(),
+        "day2.jsonl",
+        &[
+            &review("N1", "u", 7, 2.0, "seven"),
+            &review("N5", "u", 1, 1.0, "new in a snapshot"),
+        ],
+    );
+    let r = ingest_file(&db, &dataset(true), &day2).await.unwrap();
+    assert_eq!(
+        (r.merge.unchanged, r.merge.inserted, r.merge.deleted),
+        (1, 1, 3),
+        "{r:?}"
+    );
+    let keys: Vec<String> = current(&db).await.into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, [r#"["N1","u"]"#, r#"["N5","u"]"#]);
+}
+
+/// A delivery that breaks off midway (a truncated gzip, read after several chunks were loaded)
+/// fails and is recorded as failed; silver gets none of its records; the full file ingests.
+async fn a_file_that_fails_midway_leaves_silver_as_it_was(url: &str) {
+    use std::io::Write;
+    let db = IngestDb::connect(url).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dataset(false);
+    let first = write(
+        dir.path(),
+        "a.jsonl",
+        &[&review("K0", "u", 1, 1.0, "before")],
+    );
+    ingest_file(&db, &ds, &first).await.unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for i in 0..30_000 {
+        // Incompressible text, so the cut falls well after the first chunks.
+        let text: String = (0..40)
+            .map(|j| char::from(b'a' + ((i * 31 + j * 17 + i / 7) % 26) as u8))
+            .collect();
+        writeln!(gz, "{}", review(&format!("K{i}"), "u", 2, 2.0, &text)).unwrap();
+    }
+    let full = gz.finish().unwrap();
+    let cut = dir.path().join("b.jsonl.gz");
+    std::fs::write(&cut, &full[..full.len() * 2 / 3]).unwrap();
+    let err = ingest_file(&db, &ds, &cut).await.unwrap_err();
+    assert!(err.to_string().contains("b.jsonl.gz"), "{err}");
+    let files = db.files("reviews", 10).await.unwrap();
+    assert_eq!(files[0].status, "failed", "{files:?}");
+    let now = current(&db).await;
+    assert_eq!(now.len(), 1, "nothing of the broken file is in silver");
+    assert_eq!(now[0].1["reviewText"], "before");
+
+    let whole = dir.path().join("c.jsonl.gz");
+    std::fs::write(&whole, &full).unwrap();
+    let r = ingest_file(&db, &ds, &whole).await.unwrap();
+    assert_eq!((r.merge.inserted, r.merge.changed), (29_999, 1), "{r:?}");
+    assert_eq!(current(&db).await.len(), 30_000);
+}
+
+#[tokio::test]
+async fn new_keys_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    new_keys_in_one_delivery(&format!("sqlite://{}", dir.path().join("s.db").display())).await;
+}
+
+#[tokio::test]
+async fn new_keys_on_postgres() {
+    let db = support::pg::TestDb::new().await;
+    new_keys_in_one_delivery(&db.url).await;
+}
+
+#[tokio::test]
+async fn failed_file_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    a_file_that_fails_midway_leaves_silver_as_it_was(&format!(
+        "sqlite://{}",
+        dir.path().join("s.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn failed_file_on_postgres() {
+    let db = support::pg::TestDb::new().await;
+    a_file_that_fails_midway_leaves_silver_as_it_was(&db.url).await;
+}

@@ -302,8 +302,14 @@ async fn insert_rejects_pg(
 impl Loader<'_> {
     /// Writes a chunk of bronze lines and their staged records.
     pub async fn write(&mut self, chunk: Chunk) -> Result<(), StoreError> {
-        let Some(st) = &self.streams else {
-            return self.db.write_chunk(self.file_id, chunk).await;
+        let st = match (self.db, &self.streams) {
+            (IngestDb::Sqlite(p), _) => return write_chunk_lite(p, self.file_id, chunk).await,
+            (IngestDb::Pg(_), Some(st)) => st,
+            (IngestDb::Pg(_), None) => {
+                return Err(StoreError::Query(sqlx::Error::Protocol(
+                    "a chunk written after the loader finished".into(),
+                )));
+            }
         };
         let s = copy_staged(&chunk.staged);
         drop(chunk.staged);
@@ -339,6 +345,61 @@ impl Loader<'_> {
         }
         Ok(())
     }
+}
+
+/// Writes a chunk's bronze blocks, rejects and staged records in one transaction (SQLite;
+/// PostgreSQL streams them, see [`Loader`]).
+async fn write_chunk_lite(p: &SqlitePool, file_id: i64, chunk: Chunk) -> Result<(), StoreError> {
+    // Multi-row INSERTs (the statement of a full batch is prepared once and cached); the
+    // strings are moved into the arguments, not copied.
+    const ROWS: usize = 1000;
+    let t = format!("{}.staging", scratch_schema(file_id));
+    let mut conn = scratch_conn(p, file_id).await?;
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    for b in chunk.blocks {
+        sqlx::query(
+            "INSERT INTO raw_blocks (file_id, first_line, last_line, lines, raw_bytes, codec, data)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(file_id)
+        .bind(b.first_line)
+        .bind(b.last_line)
+        .bind(b.lines)
+        .bind(b.raw_bytes)
+        .bind(super::bronze::CODEC)
+        .bind(b.data)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let mut rejects = chunk.rejects.into_iter().peekable();
+    while rejects.peek().is_some() {
+        let mut qb =
+            sqlx::QueryBuilder::new("INSERT INTO raw_rejects (file_id, line_no, reason, raw) ");
+        qb.push_values(rejects.by_ref().take(ROWS), |mut b, r| {
+            b.push_bind(file_id)
+                .push_bind(r.line_no)
+                .push_bind(r.reason)
+                .push_bind(r.raw);
+        });
+        qb.build().execute(&mut *tx).await?;
+    }
+    let mut staged = chunk.staged.into_iter().peekable();
+    while staged.peek().is_some() {
+        let mut qb = sqlx::QueryBuilder::new(format!(
+            "INSERT INTO {t} (line_no, record_key, row_hash, version_num, version_text, payload) "
+        ));
+        qb.push_values(staged.by_ref().take(ROWS), |mut b, s| {
+            b.push_bind(s.line_no)
+                .push_bind(s.c.key)
+                .push_bind(s.c.row_hash)
+                .push_bind(s.c.version_num)
+                .push_bind(s.c.version_text)
+                .push_bind(s.c.payload);
+        });
+        qb.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// What a merge did.
@@ -618,64 +679,6 @@ impl IngestDb {
         }
     }
 
-    /// Writes a chunk's bronze blocks, rejects and staged records in one transaction (SQLite;
-    /// PostgreSQL streams them, see [`Loader`]).
-    async fn write_chunk(&self, file_id: i64, chunk: Chunk) -> Result<(), StoreError> {
-        let IngestDb::Sqlite(p) = self else {
-            unreachable!("PostgreSQL chunks go through the loader's streams");
-        };
-        // Multi-row INSERTs (the statement of a full batch is prepared once and cached); the
-        // strings are moved into the arguments, not copied.
-        const ROWS: usize = 1000;
-        let t = scratch(self, file_id).staging;
-        let mut conn = scratch_conn(p, file_id).await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        for b in chunk.blocks {
-            sqlx::query(
-                "INSERT INTO raw_blocks (file_id, first_line, last_line, lines, raw_bytes, codec, data)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(file_id)
-            .bind(b.first_line)
-            .bind(b.last_line)
-            .bind(b.lines)
-            .bind(b.raw_bytes)
-            .bind(super::bronze::CODEC)
-            .bind(b.data)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let mut rejects = chunk.rejects.into_iter().peekable();
-        while rejects.peek().is_some() {
-            let mut qb =
-                sqlx::QueryBuilder::new("INSERT INTO raw_rejects (file_id, line_no, reason, raw) ");
-            qb.push_values(rejects.by_ref().take(ROWS), |mut b, r| {
-                b.push_bind(file_id)
-                    .push_bind(r.line_no)
-                    .push_bind(r.reason)
-                    .push_bind(r.raw);
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
-        let mut staged = chunk.staged.into_iter().peekable();
-        while staged.peek().is_some() {
-            let mut qb = sqlx::QueryBuilder::new(format!(
-                "INSERT INTO {t} (line_no, record_key, row_hash, version_num, version_text, payload) "
-            ));
-            qb.push_values(staged.by_ref().take(ROWS), |mut b, s| {
-                b.push_bind(s.line_no)
-                    .push_bind(s.c.key)
-                    .push_bind(s.c.row_hash)
-                    .push_bind(s.c.version_num)
-                    .push_bind(s.c.version_text)
-                    .push_bind(s.c.payload);
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// SCD2 merge of one file's `staged` records into `records`, in one transaction.
     ///
     /// One pass plans it: the winner of each key in the delivery (highest version, then the
@@ -767,8 +770,8 @@ impl IngestDb {
             ),
         };
         let insert = format!(
-            "INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id)
-             SELECT ?, s.record_key, s.payload, s.row_hash, s.version_num, s.version_text, ?, NULL, 0, ?
+            "INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id, line_no)
+             SELECT ?, s.record_key, s.payload, s.row_hash, s.version_num, s.version_text, ?, NULL, 0, ?, s.line_no
              FROM {pt} p JOIN {t} s ON s.line_no = p.line_no WHERE p.action IN (0, 3)"
         );
         let mut c = MergeCounts::default();
