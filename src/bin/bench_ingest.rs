@@ -14,28 +14,26 @@ use shopscribe::ingest::db::IngestDb;
 use std::io::Write;
 use std::time::Instant;
 
+/// The number on the `name:` line of `/proc/self/<file>` (NaN where there is none).
+fn proc_number(file: &str, name: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/self/{file}"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(':')))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .unwrap_or(f64::NAN)
+}
+
 /// Bytes this process has handed to `write` calls so far (files and sockets), in MB: what an
 /// ingest costs in writes, the part of its time the profile shows in the kernel.
 fn written_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/io")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("wchar:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |b| b / 1e6)
+    proc_number("io", "wchar") / 1e6
 }
 
 fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    proc_number("status", "VmHWM") / 1024.0
 }
 
 /// Sentences review text is made of: picked by line number, so the text varies like real
