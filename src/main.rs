@@ -866,11 +866,11 @@ async fn show_bronze(
     let db = shopscribe::ingest::db::IngestDb::connect(&project.store_url)
         .await
         .map_err(|e| Failure::Run(e.into()))?;
-    let files = db
-        .files(dataset, if bronze.is_some() { i64::MAX } else { limit })
-        .await
-        .map_err(|e| Failure::Run(e.into()))?;
     let Some(id) = bronze else {
+        let files = db
+            .files(dataset, limit)
+            .await
+            .map_err(|e| Failure::Run(e.into()))?;
         println!(
             "{:>6}  {:<8} {:>10} {:>9}  uri",
             "id", "status", "lines", "rejected"
@@ -883,7 +883,12 @@ async fn show_bronze(
         }
         return Ok(ExitCode::SUCCESS);
     };
-    if !files.iter().any(|f| f.id == id) {
+    if db
+        .file(dataset, id)
+        .await
+        .map_err(|e| Failure::Run(e.into()))?
+        .is_none()
+    {
         return Err(Failure::Usage(anyhow::anyhow!(
             "no file {id} recorded for dataset `{dataset}`; `shopscribe ingest {dataset} --files` lists them"
         )));

@@ -927,6 +927,13 @@ impl IngestDb {
     }
 
     /// The files recorded for a dataset, newest first.
+    /// The recorded file `id` of `dataset`, if there is one.
+    pub async fn file(&self, dataset: &str, id: i64) -> Result<Option<FileRecord>, StoreError> {
+        let sql = "SELECT id, uri, status, lines, rejected FROM ingested_files WHERE dataset = ? AND id = ?";
+        let rows = fetch_all!(self, (i64, String, String, i64, i64), sql, dataset, id);
+        Ok(rows.into_iter().next().map(FileRecord::from))
+    }
+
     pub async fn files(&self, dataset: &str, limit: i64) -> Result<Vec<FileRecord>, StoreError> {
         let sql = "SELECT id, uri, status, lines, rejected FROM ingested_files WHERE dataset = ?
                    ORDER BY id DESC LIMIT ?";
