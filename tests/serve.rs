@@ -31,11 +31,40 @@ struct Api {
 }
 
 async fn start(server: &MockServer, domains: usize, tune: impl FnOnce(&mut Project)) -> Api {
-    let (dir, mut project, sqlite) = support::domains_project(&server.base_url, domains, 5).await;
+    let (dir, project, sqlite) = support::domains_project(&server.base_url, domains, 5).await;
+    serve_project(dir, project, Arc::new(sqlite), tune).await
+}
+
+/// The example project with its store and its entities' source on PostgreSQL `db`.
+async fn start_pg(server: &MockServer, db: &support::pg::TestDb, domains: usize) -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    shopscribe::demo::write_project(dir.path(), true).unwrap();
+    let (base, url) = (server.base_url.clone(), db.url.clone());
+    let env = move |k: &str| match k {
+        "SHOPSCRIBE_LLM_PROVIDER" => Some("openai".to_string()),
+        "SHOPSCRIBE_LLM_BASE_URL" => Some(base.clone()),
+        "SHOPSCRIBE_STORE_URL" => Some(url.clone()),
+        _ => None,
+    };
+    let mut project = shopscribe::config::load_with_env(dir.path(), &env).unwrap();
+    project.llm.requests_per_minute = 600_000.0;
+    project.llm.tokens_per_minute = 1e9;
+    let pg = shopscribe::store::postgres::PostgresStore::open(&db.url)
+        .await
+        .unwrap();
+    support::pg::load_pg(pg.pool(), &shopscribe::demo::sample_rows(domains, 5)).await;
+    serve_project(dir, project, Arc::new(pg), |_| {}).await
+}
+
+async fn serve_project(
+    dir: tempfile::TempDir,
+    mut project: Project,
+    store: Arc<dyn Store>,
+    tune: impl FnOnce(&mut Project),
+) -> Api {
     project.llm.request_timeout = Duration::from_secs(5);
     project.serve.client_requests_per_second = 100_000;
     tune(&mut project);
-    let store: Arc<dyn Store> = Arc::new(sqlite);
     let provider: Arc<dyn Provider> =
         Arc::new(OpenAiProvider::new(openai_config(&project.llm, "test-key".into())).unwrap());
     let auth = Auth::parse(&format!("reader:read:{READ},writer:write:{WRITE}")).unwrap();
@@ -722,5 +751,76 @@ async fn the_global_concurrency_cap_sheds_load_with_429() {
         !text.contains("FROBNICATE") && text.contains("method=\"other\""),
         "{text}"
     );
+    api.shutdown().await;
+}
+
+/// The service on PostgreSQL (store and source): a run request writes every text, reads are
+/// served from the store, changed inputs regenerate, and concurrent cold requests for one
+/// entity make one LLM call.
+#[tokio::test]
+async fn the_api_on_postgres_runs_serves_and_regenerates() {
+    let mock = MockServer::start(MockConfig {
+        latency: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await;
+    let db = support::pg::TestDb::new().await;
+    let api = start_pg(&mock, &db, 12).await;
+    assert!(api.state.project.store_url.starts_with("postgres"));
+    let (s, body) = api
+        .post("/v1/runs", Some(WRITE), r#"{"job": "domain_summaries"}"#)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    let run = api
+        .wait_run(body["runs"][0]["run_id"].as_i64().unwrap())
+        .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["figures"]["generated"], 12);
+    let calls = mock.seen().len();
+
+    let key = api.a_key().await;
+    let path = format!("/v1/jobs/domain_summaries/entities/{key}");
+    let r = api
+        .req(reqwest::Method::GET, &path, Some(READ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-shopscribe-source"], "store");
+    let first: Value = r.json().await.unwrap();
+    assert_eq!(first["run_id"], run["id"]);
+    assert_eq!(mock.seen().len(), calls, "served without the LLM");
+    let (s, v) = api
+        .get(
+            "/v1/jobs/domain_summaries/entities/no-such-shop.example",
+            Some(READ),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"), "{v}");
+
+    // The entity's data changes: 20 concurrent requests see new inputs; one generates.
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::query("UPDATE domain_monthly SET visits = visits * 3 + 1000 WHERE domain = $1")
+        .bind(&key)
+        .execute(&pool)
+        .await
+        .unwrap();
+    api.state.entities.invalidate("domain_summaries");
+    let answers = futures::future::join_all((0..20).map(|_| async {
+        let r = api
+            .req(reqwest::Method::GET, &path, Some(READ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json::<Value>().await.unwrap()
+    }))
+    .await;
+    assert_eq!(mock.seen().len(), calls + 1, "one LLM call for 20 requests");
+    for a in &answers {
+        assert_eq!(a["input_hash"], answers[0]["input_hash"]);
+        assert_ne!(a["input_hash"], first["input_hash"]);
+        assert!(a["version"].as_i64() > first["version"].as_i64());
+    }
     api.shutdown().await;
 }
