@@ -303,7 +303,10 @@ impl Loader<'_> {
     /// Writes a chunk of bronze lines and their staged records.
     pub async fn write(&mut self, chunk: Chunk) -> Result<(), StoreError> {
         let st = match (self.db, &self.streams) {
-            (IngestDb::Sqlite(p), _) => return write_chunk_lite(p, self.file_id, chunk).await,
+            (IngestDb::Sqlite(p), _) => {
+                let staging = scratch(self.db, self.file_id).staging;
+                return write_chunk_lite(p, &staging, self.file_id, chunk).await;
+            }
             (IngestDb::Pg(_), Some(st)) => st,
             (IngestDb::Pg(_), None) => {
                 return Err(StoreError::Query(sqlx::Error::Protocol(
@@ -347,13 +350,17 @@ impl Loader<'_> {
     }
 }
 
-/// Writes a chunk's bronze blocks, rejects and staged records in one transaction (SQLite;
-/// PostgreSQL streams them, see [`Loader`]).
-async fn write_chunk_lite(p: &SqlitePool, file_id: i64, chunk: Chunk) -> Result<(), StoreError> {
+/// Writes a chunk's bronze blocks, rejects and staged records (into `staging`) in one
+/// transaction (SQLite; PostgreSQL streams them, see [`Loader`]).
+async fn write_chunk_lite(
+    p: &SqlitePool,
+    staging: &str,
+    file_id: i64,
+    chunk: Chunk,
+) -> Result<(), StoreError> {
     // Multi-row INSERTs (the statement of a full batch is prepared once and cached); the
     // strings are moved into the arguments, not copied.
     const ROWS: usize = 1000;
-    let t = format!("{}.staging", scratch_schema(file_id));
     let mut conn = scratch_conn(p, file_id).await?;
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     for b in chunk.blocks {
@@ -386,7 +393,7 @@ async fn write_chunk_lite(p: &SqlitePool, file_id: i64, chunk: Chunk) -> Result<
     let mut staged = chunk.staged.into_iter().peekable();
     while staged.peek().is_some() {
         let mut qb = sqlx::QueryBuilder::new(format!(
-            "INSERT INTO {t} (line_no, record_key, row_hash, version_num, version_text, payload) "
+            "INSERT INTO {staging} (line_no, record_key, row_hash, version_num, version_text, payload) "
         ));
         qb.push_values(staged.by_ref().take(ROWS), |mut b, s| {
             b.push_bind(s.line_no)
