@@ -41,6 +41,11 @@ pub enum RunError {
     /// The provider cannot serve any request (bad key, unknown model, no quota).
     #[error("the run was stopped: {0}")]
     ProviderFatal(String),
+    /// The job's lock lapsed and another process took it: this run stopped where it was.
+    #[error(
+        "the run of `{job}` was stopped: its lock was lost to another process (the store was unreachable for longer than the lease)"
+    )]
+    LockLost { job: String },
 }
 
 #[derive(Debug, Clone, Default)]
