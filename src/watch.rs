@@ -164,10 +164,14 @@ impl Watcher {
                     poll.runs.push(summary);
                 }
                 Ok(None) => poll.busy.push(job.clone()),
-                Err(e) => {
-                    // A failed run is recorded and notified; the next change or run picks the
-                    // rest up, so a broken job does not loop on every poll.
-                    due.remove(&job);
+                Err((created, e)) => {
+                    // A run that failed is recorded and notified; the next change or run picks
+                    // the rest up, so a broken job does not loop on every poll. A run that was
+                    // never created (the store unreachable) or was stopped (its lock lost)
+                    // did not do the work: the job stays due for the next poll.
+                    if created && !matches!(e, crate::run::RunError::LockLost { .. }) {
+                        due.remove(&job);
+                    }
                     poll.errors.push(format!("{job}: {e}"));
                 }
             }
@@ -203,22 +207,25 @@ impl Watcher {
         self.store.state_set(state, value).await
     }
 
-    /// Runs a job under its lock; `None` when another process holds it.
-    async fn run(&self, job: &str) -> Result<Option<RunSummary>, crate::run::RunError> {
+    /// Runs a job under its lock; `None` when another process holds it. An error comes with
+    /// whether the run had been created (and so recorded and notified).
+    async fn run(&self, job: &str) -> Result<Option<RunSummary>, (bool, crate::run::RunError)> {
         if !locked::try_lock(self.store.as_ref(), job, &self.holder).await {
             info!(job, "job is running elsewhere; trying again next poll");
             return Ok(None);
         }
+        let mut created = false;
         locked::run_holding_lock(
             &self.project,
             self.store.clone(),
             self.provider.clone(),
             job,
             &self.holder,
-            |_| {},
+            |_| created = true,
         )
         .await
         .map(Some)
+        .map_err(|e| (created, e))
     }
 
     /// Polls every `interval` until `shutdown` resolves. The signal is listened for from the

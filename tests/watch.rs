@@ -238,3 +238,43 @@ async fn a_delivery_over_the_reject_threshold_still_gets_its_run() {
     assert!(second.runs.is_empty(), "{second:?}");
     assert!(w.poll().await.runs.is_empty());
 }
+
+/// A run that could not even be created (here: the store's `runs` table unavailable, as when the
+/// store is unreachable) leaves its job due: the next poll runs it without a new delivery.
+#[tokio::test]
+async fn a_run_that_could_not_start_stays_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = project(dir.path());
+    let (day1, _) = shopscribe::demo::review_deliveries(8, 4);
+    std::fs::write(dir.path().join("data/reviews/day1.jsonl"), &day1).unwrap();
+    let (w, _store) = watcher(&p).await;
+    let pool = sqlx::SqlitePool::connect(&p.store_url).await.unwrap();
+    let rename = |from: &'static str, to: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "ALTER TABLE {from} RENAME TO {to}"
+            )))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    rename("runs", "runs_away").await;
+    let failed = w.poll().await;
+    assert_eq!(failed.ingested, vec!["reviews".to_string()]);
+    assert!(failed.runs.is_empty(), "{failed:?}");
+    assert!(
+        failed
+            .errors
+            .iter()
+            .any(|e| e.starts_with("product_insights:")),
+        "{failed:?}"
+    );
+    rename("runs_away", "runs").await;
+    let retried = w.poll().await;
+    assert!(retried.errors.is_empty(), "{:?}", retried.errors);
+    assert!(retried.ingested.is_empty(), "nothing new to ingest");
+    assert_eq!(retried.runs.len(), 1, "the job was still due");
+    assert!(w.poll().await.runs.is_empty());
+}
