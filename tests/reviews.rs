@@ -169,3 +169,80 @@ async fn a_review_that_tries_to_take_over_the_model_changes_nothing() {
     );
     assert!(dir.path().join("site/product_insights/index.html").exists());
 }
+
+/// An ingest interrupted while loading (here: a file row left `loading` with its scratch
+/// tables, as a killed process leaves them) is cleaned up by the next ingest of the dataset,
+/// whose own files are then ingested; and an ingest waits while another process holds the
+/// dataset's ingest lock.
+async fn interrupted_ingests_are_recovered(store_url: Option<&str>) {
+    use shopscribe::ingest::db::IngestDb;
+    let dir = tempfile::tempdir().unwrap();
+    let p = project(dir.path(), store_url, None);
+    let ds = p.dataset("reviews").unwrap();
+    let db = IngestDb::connect(&p.store_url).await.unwrap();
+    let crashed = db
+        .begin_file("reviews", "file:///crashed.jsonl", 10, "crashed")
+        .await
+        .unwrap();
+    let store = shopscribe::store::open(&p.store_url).await.unwrap();
+    assert!(
+        store
+            .try_lock_job(
+                "ingest:reviews",
+                "elsewhere",
+                std::time::Duration::from_secs(60)
+            )
+            .await
+            .unwrap()
+    );
+    let pending = tokio::spawn({
+        let p = p.clone();
+        async move {
+            let ds = p.dataset("reviews").unwrap();
+            shopscribe::ingest::ingest(&p, ds, None).await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(!pending.is_finished(), "waits while the lock is held");
+    store
+        .unlock_job("ingest:reviews", "elsewhere")
+        .await
+        .unwrap();
+    let reports = pending.await.unwrap().unwrap();
+    assert_eq!(reports.len(), 2);
+    let files = db.files(&ds.name, 10).await.unwrap();
+    let old = files.iter().find(|f| f.id == crashed).unwrap();
+    assert_eq!(old.status, "failed", "{files:?}");
+    assert!(files.iter().all(|f| f.status != "loading"), "{files:?}");
+    // Its scratch tables are gone.
+    match &db {
+        IngestDb::Sqlite(pool) => {
+            let main = pool.connect_options().get_filename().to_path_buf();
+            let scratch = main.with_file_name(format!(
+                "{}-ingest-{crashed}",
+                main.file_name().unwrap().to_string_lossy()
+            ));
+            assert!(!scratch.exists(), "{}", scratch.display());
+        }
+        IngestDb::Pg(pool) => {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_tables WHERE tablename LIKE 'ingest_staging_%'",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            assert_eq!(n, 0);
+        }
+    }
+}
+
+#[tokio::test]
+async fn interrupted_ingest_on_sqlite() {
+    interrupted_ingests_are_recovered(None).await;
+}
+
+#[tokio::test]
+async fn interrupted_ingest_on_postgres() {
+    let db = support::pg::TestDb::new().await;
+    interrupted_ingests_are_recovered(Some(&db.url)).await;
+}

@@ -855,6 +855,25 @@ impl IngestDb {
         Ok(c)
     }
 
+    /// Marks the dataset's files still `loading` as failed and removes their scratch tables:
+    /// called under the dataset's ingest lock, where no other ingest can be loading them.
+    /// Evaluates to their ids.
+    pub async fn recover_interrupted(&self, dataset: &str) -> Result<Vec<i64>, StoreError> {
+        let sql =
+            "SELECT id FROM ingested_files WHERE dataset = ? AND status = 'loading' ORDER BY id";
+        let ids: Vec<(i64,)> = fetch_all!(self, (i64,), sql, dataset);
+        let mut out = Vec::with_capacity(ids.len());
+        for (id,) in ids {
+            self.drop_staging(id).await?;
+            let reason =
+                "interrupted while loading (the process stopped); ingested again as a new file";
+            self.finish_file(id, "failed", 0, 0, 0, &MergeCounts::default(), Some(reason))
+                .await?;
+            out.push(id);
+        }
+        Ok(out)
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub async fn finish_file(
         &self,

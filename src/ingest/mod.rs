@@ -231,12 +231,40 @@ pub fn list_files(from: &str) -> Result<Vec<PathBuf>, IngestError> {
 }
 
 /// Ingests every file at `from` (default: the dataset's location) into the store.
+///
+/// One ingest of a dataset at a time, across processes: it holds the lease lock
+/// `ingest:<dataset>` (another one waits for it). Under the lock, files of the dataset still
+/// marked `loading` were interrupted (a crash, a kill): they are marked failed and their scratch
+/// tables removed first; their files are ingested again like any file not done.
 pub async fn ingest(
     project: &Project,
     dataset: &Dataset,
     from: Option<&str>,
 ) -> Result<Vec<FileReport>, IngestError> {
+    let store = crate::store::open(&project.store_url).await?;
+    let lock = format!("ingest:{}", dataset.name);
+    let holder = crate::run::locked::holder_name("ingest");
+    // Boxed: the ingest's future is large, and callers nest it in their own (watch's poll).
+    let work = Box::pin(ingest_locked(project, dataset, from));
+    crate::run::locked::with_lock_waiting(store, &lock, &holder, work)
+        .await?
+        .unwrap_or_else(|| {
+            Err(IngestError::Setup(format!(
+                "the ingest of `{}` was stopped: its lock was lost to another process (the store was unreachable for longer than the lease); run it again",
+                dataset.name
+            )))
+        })
+}
+
+async fn ingest_locked(
+    project: &Project,
+    dataset: &Dataset,
+    from: Option<&str>,
+) -> Result<Vec<FileReport>, IngestError> {
     let db = IngestDb::connect(&project.store_url).await?;
+    for id in db.recover_interrupted(&dataset.name).await? {
+        tracing::warn!(dataset = %dataset.name, file_id = id, "a file left loading by an interrupted ingest was marked failed");
+    }
     let from = match from {
         Some(f) => {
             crate::config::normalise_location(f, &std::env::current_dir().unwrap_or_default())

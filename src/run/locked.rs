@@ -78,6 +78,26 @@ pub async fn with_lock<T>(
     holding(store, name, holder, LOCK_TTL, work).await
 }
 
+/// Like [`with_lock`], but waits while another holder has the lock (checking every 250 ms; a
+/// crashed holder's lease lapses within [`LOCK_TTL`]). `Ok(None)` when the lock was lost while
+/// `work` ran; store errors end the wait.
+pub async fn with_lock_waiting<T>(
+    store: Arc<dyn Store>,
+    name: &str,
+    holder: &str,
+    work: impl std::future::Future<Output = T>,
+) -> Result<Option<T>, crate::store::StoreError> {
+    let mut told = false;
+    while !store.try_lock_job(name, holder, LOCK_TTL).await? {
+        if !told {
+            tracing::info!(lock = name, "held by another process; waiting for it");
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(holding(store, name, holder, LOCK_TTL, work).await)
+}
+
 /// Runs `work` with the lock `name` already held by `holder`: renewed while `work` lasts,
 /// released after whatever its outcome. `None` when the lock was lost meanwhile: `work` is then
 /// dropped where it was, as in a crash — what it stored stays, the rest is left to the lock's
@@ -132,7 +152,8 @@ pub async fn run_holding_lock(
         )
         .await
     };
-    match holding(store.clone(), job, holder, LOCK_TTL, run).await {
+    // Boxed: a run's future is large, and callers nest this one in their own.
+    match holding(store.clone(), job, holder, LOCK_TTL, Box::pin(run)).await {
         Some(result) => result,
         None => {
             let lost = RunError::LockLost {
