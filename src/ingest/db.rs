@@ -952,7 +952,6 @@ impl IngestDb {
             .collect())
     }
 
-    /// The files recorded for a dataset, newest first.
     /// The recorded file `id` of `dataset`, if there is one.
     pub async fn file(&self, dataset: &str, id: i64) -> Result<Option<FileRecord>, StoreError> {
         let sql = "SELECT id, uri, status, lines, rejected FROM ingested_files WHERE dataset = ? AND id = ?";
@@ -960,6 +959,7 @@ impl IngestDb {
         Ok(rows.into_iter().next().map(FileRecord::from))
     }
 
+    /// The files recorded for a dataset, newest first.
     pub async fn files(&self, dataset: &str, limit: i64) -> Result<Vec<FileRecord>, StoreError> {
         let sql = "SELECT id, uri, status, lines, rejected FROM ingested_files WHERE dataset = ?
                    ORDER BY id DESC LIMIT ?";

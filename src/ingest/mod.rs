@@ -230,6 +230,12 @@ pub fn list_files(from: &str) -> Result<Vec<PathBuf>, IngestError> {
     Ok(files)
 }
 
+/// The lease of a dataset's ingest lock. Longer than a job's: on SQLite the renewal is a write
+/// and waits for the ingest's own merge, which holds the store's one writer for as long as a
+/// large file takes (renewals could not write for a whole minute). A killed ingest blocks the
+/// next one of its dataset for at most this long.
+const INGEST_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Ingests every file at `from` (default: the dataset's location) into the store.
 ///
 /// One ingest of a dataset at a time, across processes: it holds the lease lock
@@ -246,7 +252,7 @@ pub async fn ingest(
     let holder = crate::run::locked::holder_name("ingest");
     // Boxed: the ingest's future is large, and callers nest it in their own (watch's poll).
     let work = Box::pin(ingest_locked(project, dataset, from));
-    crate::run::locked::with_lock_waiting(store, &lock, &holder, work)
+    crate::run::locked::with_lock_waiting(store, &lock, &holder, INGEST_LOCK_TTL, work)
         .await?
         .unwrap_or_else(|| {
             Err(IngestError::Setup(format!(

@@ -178,7 +178,15 @@ impl FieldValue<'_> {
                 parsed: None,
             });
         }
-        let v: Value = serde_json::from_str(raw)?;
+        // Parsed inside an array, so it counts one level of nesting as it does inside its line's
+        // object: a value nested too deeply for the whole line is rejected here too.
+        let v = match raw.as_bytes().first() {
+            Some(b'[' | b'{') => {
+                let [v]: [Value; 1] = serde_json::from_str(&format!("[{raw}]"))?;
+                v
+            }
+            _ => serde_json::from_str(raw)?,
+        };
         Ok(FieldValue {
             text: serde_json::to_string(&v)?.into(),
             parsed: Some(v),
@@ -444,6 +452,21 @@ mod tests {
             r#"{"a":"x \"q\" \\ \n\u001f é","b":2,"f":4.5,"n":-7,"v":17,"z":[1,2]}"#
         );
         assert_eq!(c.version_num, Some(17.0));
+    }
+
+    #[test]
+    fn nesting_too_deep_for_the_line_is_rejected_by_both_paths() {
+        let d = ds(&[]);
+        for depth in [120, 126, 127, 128, 200] {
+            let line = format!(
+                r#"{{"a":"1","b":2,"n":{}{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            );
+            let fast = candidate_from_json_line(&d, &line);
+            assert_eq!(fast, slow(&d, &line), "depth {depth}");
+            assert_eq!(fast.is_ok(), depth < 127, "depth {depth}: {fast:?}");
+        }
     }
 
     #[test]

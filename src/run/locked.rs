@@ -36,8 +36,8 @@ pub async fn try_lock(store: &dyn Store, job: &str, holder: &str) -> bool {
 
 /// Renews the lock `name` for `holder` every third of `ttl` until the task is aborted; the task
 /// ends when the lock was lost to another holder. That is only possible after the lease lapsed
-/// (the store unreachable for a whole `ttl`), and then another process may be doing the same
-/// work.
+/// — no renewal could write for a whole `ttl`: the store unreachable, or (SQLite) its one
+/// writer busy that long — and then another process may be doing the same work.
 fn renew_lease(
     store: Arc<dyn Store>,
     name: &str,
@@ -78,24 +78,25 @@ pub async fn with_lock<T>(
     holding(store, name, holder, LOCK_TTL, work).await
 }
 
-/// Like [`with_lock`], but waits while another holder has the lock (checking every 250 ms; a
-/// crashed holder's lease lapses within [`LOCK_TTL`]). `Ok(None)` when the lock was lost while
-/// `work` ran; store errors end the wait.
+/// Like [`with_lock`] with a lease of `ttl`, but waits while another holder has the lock
+/// (checking every 250 ms; a crashed holder's lease lapses within `ttl`). `Ok(None)` when the
+/// lock was lost while `work` ran; store errors end the wait.
 pub async fn with_lock_waiting<T>(
     store: Arc<dyn Store>,
     name: &str,
     holder: &str,
+    ttl: Duration,
     work: impl std::future::Future<Output = T>,
 ) -> Result<Option<T>, crate::store::StoreError> {
     let mut told = false;
-    while !store.try_lock_job(name, holder, LOCK_TTL).await? {
+    while !store.try_lock_job(name, holder, ttl).await? {
         if !told {
             tracing::info!(lock = name, "held by another process; waiting for it");
             told = true;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    Ok(holding(store, name, holder, LOCK_TTL, work).await)
+    Ok(holding(store, name, holder, ttl, work).await)
 }
 
 /// Runs `work` with the lock `name` already held by `holder`: renewed while `work` lasts,
@@ -134,15 +135,24 @@ pub async fn run_holding_lock(
     holder: &str,
     started: impl FnOnce(i64),
 ) -> Result<RunSummary, RunError> {
-    // The run's id, once created (an atomic: the future is sent between threads; 0 = none).
-    let created = std::sync::atomic::AtomicI64::new(0);
+    let lost = RunError::LockLost {
+        job: job.to_string(),
+    };
+    let reason = lost.to_string();
     let run = async {
         let run_id = store
             .create_run(job, provider.name(), provider.model())
             .await?;
-        created.store(run_id, std::sync::atomic::Ordering::Relaxed);
+        // Dropped with this future if the run does not reach its end here (its lock lost, or
+        // the caller's own future dropped, e.g. a watch poll whose lock was lost).
+        let mut guard = StoppedRun {
+            store: store.clone(),
+            run_id,
+            reason,
+            ended: false,
+        };
         started(run_id);
-        run_created(
+        let result = run_created(
             project,
             job,
             run_id,
@@ -150,34 +160,50 @@ pub async fn run_holding_lock(
             provider,
             &RunOptions::default(),
         )
-        .await
+        .await;
+        guard.ended = true;
+        result
     };
     // Boxed: a run's future is large, and callers nest this one in their own.
     match holding(store.clone(), job, holder, LOCK_TTL, Box::pin(run)).await {
         Some(result) => result,
-        None => {
-            let lost = RunError::LockLost {
-                job: job.to_string(),
-            };
-            let id = created.load(std::sync::atomic::Ordering::Relaxed);
-            if id != 0 {
-                // The figures stopped with the run; its generations are in the store.
-                let figures = crate::store::RunFigures::default();
-                let message = lost.to_string();
-                if let Err(e) = store
-                    .finish_run(
-                        id,
-                        crate::store::RunStatus::Failed,
-                        &figures,
-                        Some(&message),
-                    )
-                    .await
-                {
-                    warn!(run = id, error = %e, "cannot mark the stopped run failed");
-                }
-            }
-            Err(lost)
+        None => Err(lost),
+    }
+}
+
+/// Marks a created run failed when it is dropped before its end, so no run stays `running`
+/// after it was stopped. Only a run still `running` is marked: one that had recorded its
+/// outcome (and was stopped while notifying, say) keeps it.
+struct StoppedRun {
+    store: Arc<dyn Store>,
+    run_id: i64,
+    reason: String,
+    ended: bool,
+}
+
+impl Drop for StoppedRun {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (store, id, reason) = (self.store.clone(), self.run_id, self.reason.clone());
+        runtime.spawn(async move {
+            match store.run(id).await {
+                Ok(Some(run)) if run.status == "running" => {
+                    // Its figures stopped with it; its generations are in the store.
+                    let figures = crate::store::RunFigures::default();
+                    let failed = crate::store::RunStatus::Failed;
+                    if let Err(e) = store.finish_run(id, failed, &figures, Some(&reason)).await {
+                        warn!(run = id, error = %e, "cannot mark the stopped run failed");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => warn!(run = id, error = %e, "cannot read the stopped run"),
+            }
+        });
     }
 }
 
@@ -234,5 +260,43 @@ mod tests {
         let out = holding(store.clone(), "other", "a", ttl, async { 7 }).await;
         assert_eq!(out, Some(7));
         assert!(store.try_lock_job("other", "b", ttl).await.unwrap());
+    }
+    /// A run dropped before its end is marked failed; one that had recorded its outcome keeps it.
+    #[tokio::test]
+    async fn a_run_dropped_before_its_end_is_marked_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::sqlite::SqliteStore::open(&url).await.unwrap());
+        let guard = |run_id| StoppedRun {
+            store: store.clone(),
+            run_id,
+            reason: "stopped".into(),
+            ended: false,
+        };
+        let stopped = store.create_run("job", "mock", "m").await.unwrap();
+        let done = store.create_run("job", "mock", "m").await.unwrap();
+        let figures = crate::store::RunFigures::default();
+        store
+            .finish_run(done, crate::store::RunStatus::Succeeded, &figures, None)
+            .await
+            .unwrap();
+        drop(guard(stopped));
+        drop(guard(done));
+        let status = |id| {
+            let store = store.clone();
+            async move { store.run(id).await.unwrap().unwrap().status }
+        };
+        let t = std::time::Instant::now();
+        while status(stopped).await == "running" {
+            assert!(t.elapsed() < Duration::from_secs(5), "never marked");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(status(stopped).await, "failed");
+        assert_eq!(
+            store.run(stopped).await.unwrap().unwrap().error.as_deref(),
+            Some("stopped")
+        );
+        assert_eq!(status(done).await, "succeeded");
     }
 }
