@@ -37,18 +37,7 @@ async fn start(server: &MockServer, domains: usize, tune: impl FnOnce(&mut Proje
 
 /// The example project with its store and its entities' source on PostgreSQL `db`.
 async fn start_pg(server: &MockServer, db: &support::pg::TestDb, domains: usize) -> Api {
-    let dir = tempfile::tempdir().unwrap();
-    shopscribe::demo::write_project(dir.path(), true).unwrap();
-    let (base, url) = (server.base_url.clone(), db.url.clone());
-    let env = move |k: &str| match k {
-        "SHOPSCRIBE_LLM_PROVIDER" => Some("openai".to_string()),
-        "SHOPSCRIBE_LLM_BASE_URL" => Some(base.clone()),
-        "SHOPSCRIBE_STORE_URL" => Some(url.clone()),
-        _ => None,
-    };
-    let mut project = shopscribe::config::load_with_env(dir.path(), &env).unwrap();
-    project.llm.requests_per_minute = 600_000.0;
-    project.llm.tokens_per_minute = 1e9;
+    let (dir, project) = support::example_project(&server.base_url, Some(&db.url));
     let pg = shopscribe::store::postgres::PostgresStore::open(&db.url)
         .await
         .unwrap();

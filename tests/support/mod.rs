@@ -15,17 +15,7 @@ pub async fn domains_project(
     shopscribe::config::Project,
     shopscribe::store::sqlite::SqliteStore,
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    shopscribe::demo::write_project(dir.path(), true).unwrap();
-    let base = base_url.to_string();
-    let env = move |k: &str| match k {
-        "SHOPSCRIBE_LLM_PROVIDER" => Some("openai".to_string()),
-        "SHOPSCRIBE_LLM_BASE_URL" => Some(base.clone()),
-        _ => None,
-    };
-    let mut project = shopscribe::config::load_with_env(dir.path(), &env).unwrap();
-    project.llm.requests_per_minute = 600_000.0;
-    project.llm.tokens_per_minute = 1e9;
+    let (dir, project) = example_project(base_url, None);
     let sqlite = shopscribe::store::sqlite::SqliteStore::open(&project.store_url)
         .await
         .unwrap();
@@ -33,4 +23,25 @@ pub async fn domains_project(
         .await
         .unwrap();
     (dir, project, sqlite)
+}
+
+/// The example project in a new folder, written by the mock LLM at `base_url` (no rate limits to
+/// speak of), its store at `store_url` (default: its own SQLite file).
+pub fn example_project(
+    base_url: &str,
+    store_url: Option<&str>,
+) -> (tempfile::TempDir, shopscribe::config::Project) {
+    let dir = tempfile::tempdir().unwrap();
+    shopscribe::demo::write_project(dir.path(), true).unwrap();
+    let (base, store) = (base_url.to_string(), store_url.map(str::to_string));
+    let env = move |k: &str| match k {
+        "SHOPSCRIBE_LLM_PROVIDER" => Some("openai".to_string()),
+        "SHOPSCRIBE_LLM_BASE_URL" => Some(base.clone()),
+        "SHOPSCRIBE_STORE_URL" => store.clone(),
+        _ => None,
+    };
+    let mut project = shopscribe::config::load_with_env(dir.path(), &env).unwrap();
+    project.llm.requests_per_minute = 600_000.0;
+    project.llm.tokens_per_minute = 1e9;
+    (dir, project)
 }
