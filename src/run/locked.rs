@@ -192,7 +192,7 @@ impl Drop for StoppedRun {
         let (store, id, reason) = (self.store.clone(), self.run_id, self.reason.clone());
         runtime.spawn(async move {
             match store.run(id).await {
-                Ok(Some(run)) if run.status == "running" => {
+                Ok(Some(run)) if run.status == crate::store::RunStatus::Running.as_str() => {
                     // Its figures stopped with it; its generations are in the store.
                     let figures = crate::store::RunFigures::default();
                     let failed = crate::store::RunStatus::Failed;
@@ -261,6 +261,7 @@ mod tests {
         assert_eq!(out, Some(7));
         assert!(store.try_lock_job("other", "b", ttl).await.unwrap());
     }
+
     /// A run dropped before its end is marked failed; one that had recorded its outcome keeps it.
     #[tokio::test]
     async fn a_run_dropped_before_its_end_is_marked_failed() {
