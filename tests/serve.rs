@@ -149,6 +149,15 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    /// Requests a run of `domain_summaries` (202) and waits for its end: the finished run.
+    async fn run_to_end(&self) -> Value {
+        let (s, body) = self
+            .post("/v1/runs", Some(WRITE), r#"{"job": "domain_summaries"}"#)
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+        self.wait_run(body["runs"][0]["run_id"].as_i64().unwrap())
+            .await
+    }
     /// Stops the server; returns the project folder, which must outlive any later store use.
     async fn shutdown(mut self) -> tempfile::TempDir {
         let _ = self.stop.take().unwrap().send(());
@@ -173,12 +182,7 @@ async fn every_route_with_and_without_auth_and_scope() {
     let mock = MockServer::start(MockConfig::default()).await;
     let api = start(&mock, 30, |_| {}).await;
     let key = api.a_key().await;
-    let (s, body) = api
-        .post("/v1/runs", Some(WRITE), r#"{"job": "domain_summaries"}"#)
-        .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
-    let run = body["runs"][0]["run_id"].as_i64().unwrap();
-    api.wait_run(run).await;
+    let run = api.run_to_end().await["id"].as_i64().unwrap();
 
     for (method, path, scope, _) in openapi::ROUTES {
         let url = concrete(path, &key, run);
@@ -470,12 +474,7 @@ async fn changed_inputs_are_regenerated_and_unchanged_ones_served_from_the_store
     let api = start(&mock, 20, |_| {}).await;
     let key = api.a_key().await;
     // A batch run writes every text; the API then serves them without calling the LLM.
-    let (_, body) = api
-        .post("/v1/runs", Some(WRITE), r#"{"job": "domain_summaries"}"#)
-        .await;
-    let run = api
-        .wait_run(body["runs"][0]["run_id"].as_i64().unwrap())
-        .await;
+    let run = api.run_to_end().await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["figures"]["generated"], 20);
     let calls = mock.seen().len();
@@ -756,13 +755,7 @@ async fn the_api_on_postgres_runs_serves_and_regenerates() {
     let db = support::pg::TestDb::new().await;
     let api = start_pg(&mock, &db, 12).await;
     assert!(api.state.project.store_url.starts_with("postgres"));
-    let (s, body) = api
-        .post("/v1/runs", Some(WRITE), r#"{"job": "domain_summaries"}"#)
-        .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
-    let run = api
-        .wait_run(body["runs"][0]["run_id"].as_i64().unwrap())
-        .await;
+    let run = api.run_to_end().await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["figures"]["generated"], 12);
     let calls = mock.seen().len();
