@@ -100,8 +100,14 @@ async fn scratch_conn(
         .bind(path.to_string_lossy().into_owned())
         .execute(&mut *conn)
         .await?;
-        // Scratch data: a crash leaves the file 'loading' and it is ingested again.
-        for pragma in ["journal_mode = OFF", "synchronous = OFF"] {
+        // Scratch data: a crash leaves the file 'loading' and it is ingested again. Written
+        // once in order and read once: the largest page size, so fewer, larger writes (set
+        // before the first table; ignored if the file already has one).
+        for pragma in [
+            "page_size = 65536",
+            "journal_mode = OFF",
+            "synchronous = OFF",
+        ] {
             sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {schema}.{pragma}")))
                 .execute(&mut *conn)
                 .await?;
@@ -1157,6 +1163,19 @@ mod tests {
             .await
             .unwrap();
         loader.finish().await.unwrap();
+        let mut conn = scratch_conn(p, id).await.unwrap();
+        let scratch_page: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "PRAGMA {}.page_size",
+            scratch_schema(id)
+        )))
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        assert_eq!(
+            scratch_page, 65536,
+            "the scratch file has the largest pages"
+        );
+        drop(conn);
         let m = db.merge("d", id, false, 2).await.unwrap();
         assert_eq!((m.inserted, m.duplicates), (1, 1), "{m:?}");
         assert!(!scratch.exists(), "deleted with its data");
