@@ -549,3 +549,103 @@ async fn failed_file_on_postgres() {
     let db = support::pg::TestDb::new().await;
     a_file_that_fails_midway_leaves_silver_as_it_was(&db.url).await;
 }
+
+/// Keys of `reviews`' current versions in the order they were inserted (row id).
+async fn keys_by_id(db: &IngestDb) -> Vec<String> {
+    let sql =
+        "SELECT record_key FROM records WHERE dataset = 'reviews' AND valid_to IS NULL ORDER BY id";
+    match db {
+        IngestDb::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
+        IngestDb::Pg(p) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
+    }
+}
+
+/// Two deliveries of several chunks each, once in random key order and once sorted by key (the
+/// same lines; a stable sort keeps each key's lines in their order, so the same lines win):
+/// the same counts and the same current records. On SQLite the shuffled delivery is merged in
+/// key order (its versions' ids follow their keys).
+async fn key_order_does_not_change_the_result(shuffled_url: &str, sorted_url: &str, sqlite: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dataset(false);
+    const N: usize = 11_000;
+    // 7919 is prime and does not divide N: a bijection of 0..N, in random-looking order.
+    let key = |i: usize| format!("P{:05}", i * 7919 % N);
+    let day = |d: i64| -> Vec<(String, String)> {
+        let mut lines = Vec::new();
+        for i in 0..N {
+            if d == 1 || i % 10 == 0 {
+                lines.push((
+                    key(i),
+                    review(&key(i), "u", d * 10, 4.0, &format!("day {d}")),
+                ));
+            }
+        }
+        // Duplicates within the delivery: a newer version (wins) and an older one (loses).
+        for i in (0..N).step_by(11) {
+            lines.push((key(i), review(&key(i), "u", d * 10 + 1, 5.0, "newer")));
+            lines.push((key(i), review(&key(i), "u", d * 10 - 1, 1.0, "older")));
+        }
+        if d == 2 {
+            for i in 0..500 {
+                let k = format!("Q{:05}", i * 7 % 500);
+                lines.push((k.clone(), review(&k, "u", 1, 3.0, "new on day 2")));
+            }
+        }
+        lines
+    };
+    let shuffled_db = IngestDb::connect(shuffled_url).await.unwrap();
+    let sorted_db = IngestDb::connect(sorted_url).await.unwrap();
+    for d in [1, 2] {
+        let lines = day(d);
+        let shuffled: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+        let mut by_key = lines.clone();
+        by_key.sort_by(|a, b| a.0.cmp(&b.0));
+        let sorted: Vec<&str> = by_key.iter().map(|(_, l)| l.as_str()).collect();
+        let a = write(dir.path(), &format!("shuffled{d}.jsonl"), &shuffled);
+        let b = write(dir.path(), &format!("sorted{d}.jsonl"), &sorted);
+        let ra = ingest_file(&shuffled_db, &ds, &a).await.unwrap();
+        let rb = ingest_file(&sorted_db, &ds, &b).await.unwrap();
+        assert_eq!(ra.merge, rb.merge, "day {d}");
+        assert!(ra.merge.duplicates > 0, "{ra:?}");
+        if d == 2 {
+            // Changed: every tenth key (edited) and every eleventh (a newer duplicate).
+            assert_eq!(
+                (ra.merge.changed, ra.merge.inserted),
+                (1100 + 1000 - 100, 500),
+                "{ra:?}"
+            );
+        }
+        assert_eq!(
+            current(&shuffled_db).await,
+            current(&sorted_db).await,
+            "day {d}"
+        );
+        if sqlite && d == 1 {
+            let ids = keys_by_id(&shuffled_db).await;
+            assert!(ids.len() == N && ids.is_sorted(), "inserted in key order");
+        }
+    }
+    let now = current(&shuffled_db).await;
+    assert_eq!(now.len(), N + 500);
+    let text = |k: &str| {
+        let k = format!(r#"["{k}","u"]"#);
+        now.iter().find(|(key, _)| *key == k).unwrap().1["reviewText"].clone()
+    };
+    assert_eq!(text(&key(0)), "newer", "day 2's newer duplicate");
+    assert_eq!(text(&key(10)), "day 2");
+    assert_eq!(text(&key(1)), "day 1");
+}
+
+#[tokio::test]
+async fn key_order_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = |n: &str| format!("sqlite://{}", dir.path().join(n).display());
+    key_order_does_not_change_the_result(&url("a.db"), &url("b.db"), true).await;
+}
+
+#[tokio::test]
+async fn key_order_on_postgres() {
+    let a = support::pg::TestDb::new().await;
+    let b = support::pg::TestDb::new().await;
+    key_order_does_not_change_the_result(&a.url, &b.url, false).await;
+}

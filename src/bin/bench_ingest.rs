@@ -2,8 +2,10 @@
 //! store, then a second delivery (10 % edited, 10 % new, the rest repeated) through the SCD2
 //! merge. Prints lines/s for both and the process's peak memory.
 //!
-//!   cargo run --release --bin bench_ingest -- [sqlite|postgres|parse] [N]
+//!   cargo run --release --bin bench_ingest -- [sqlite|postgres|parse] [N] [shuffled]
 //!
+//! The products (`asin`, the key's first part) come in order, three reviews each, as in the
+//! public review dumps; with `shuffled` they come in random order.
 //! `parse` times only the JSON line → candidate step, on one thread.
 
 #[global_allocator]
@@ -75,7 +77,16 @@ fn review_text(i: usize, target: usize) -> String {
 /// A delivery of review lines in the Amazon shape. Day 2 has 1.1 n lines: every tenth review
 /// edited (newer version), n / 10 new ones, the rest repeated unchanged, and one malformed
 /// line in a thousand (rejected and kept in bronze).
-fn write_delivery(path: &std::path::Path, n: usize, day: u32) {
+fn write_delivery(path: &std::path::Path, n: usize, day: u32, shuffled: bool) {
+    // A bijection of the product numbers below 10^9 + 7 (a prime): the same products, in
+    // random order.
+    let product = |i: usize| {
+        if shuffled {
+            (i / 3) * 48_271 % 1_000_000_007
+        } else {
+            i / 3
+        }
+    };
     let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let total = if day == 1 { n } else { n + n / 10 };
     for i in 0..total {
@@ -83,7 +94,7 @@ fn write_delivery(path: &std::path::Path, n: usize, day: u32) {
             writeln!(
                 w,
                 "{{\"reviewerID\": \"A{i:012}\", \"asin\": \"B{:09}\", \"reviewText\": \"cut off",
-                i / 3
+                product(i)
             )
             .unwrap();
             continue;
@@ -95,7 +106,7 @@ fn write_delivery(path: &std::path::Path, n: usize, day: u32) {
         }
         let line = serde_json::json!({
             "reviewerID": format!("A{:012}", i * 7919 % 10_000_019),
-            "asin": format!("B{:09}", i / 3),
+            "asin": format!("B{:09}", product(i)),
             "reviewerName": format!("Reviewer {i}"),
             "helpful": [i % 7, i % 11],
             "reviewText": text,
@@ -114,7 +125,7 @@ fn parse_only(dir: &std::path::Path, n: usize) {
     use shopscribe::ingest::{parse, read};
     let ds = reviews_dataset();
     let path = dir.join("day1.jsonl");
-    write_delivery(&path, n, 1);
+    write_delivery(&path, n, 1, false);
     let text = std::fs::read_to_string(&path).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     for _ in 0..2 {
@@ -180,6 +191,7 @@ async fn main() {
         .get(2)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
+    let shuffled = args.get(3).is_some_and(|a| a == "shuffled");
     let dir = tempfile::tempdir().unwrap();
     if backend == "parse" {
         parse_only(dir.path(), n);
@@ -206,8 +218,8 @@ async fn main() {
     let ds = reviews_dataset();
     let day1 = dir.path().join("day1.jsonl");
     let day2 = dir.path().join("day2.jsonl");
-    write_delivery(&day1, n, 1);
-    write_delivery(&day2, n, 2);
+    write_delivery(&day1, n, 1, shuffled);
+    write_delivery(&day2, n, 2, shuffled);
     let size = std::fs::metadata(&day1).unwrap().len();
     let db = IngestDb::connect(&url).await.unwrap();
     let rss0 = peak_rss_mb();

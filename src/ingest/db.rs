@@ -415,6 +415,42 @@ async fn write_chunk_lite(
     Ok(())
 }
 
+/// Whether a delivery's keys arrive in key order, watched while it loads: the share of lines
+/// whose key sorts before a key of an earlier chunk (JSON key texts compare byte by byte, as
+/// both stores' indexes order them).
+#[derive(Debug, Default)]
+pub struct KeyOrder {
+    max: Option<String>,
+    behind: u64,
+    seen: u64,
+}
+
+impl KeyOrder {
+    /// The keys of the next chunk, in file order.
+    pub fn observe<'a>(&mut self, keys: impl Iterator<Item = &'a str>) {
+        let mut chunk_max: Option<&str> = None;
+        for k in keys {
+            self.seen += 1;
+            if self.max.as_deref().is_some_and(|m| k < m) {
+                self.behind += 1;
+            }
+            if chunk_max.is_none_or(|m| k > m) {
+                chunk_max = Some(k);
+            }
+        }
+        if let Some(m) = chunk_max
+            && self.max.as_deref().is_none_or(|cur| m > cur)
+        {
+            self.max = Some(m.to_string());
+        }
+    }
+
+    /// At most 1 % of the lines behind an earlier chunk: an ordered dump with a few stragglers.
+    pub fn in_order(&self) -> bool {
+        self.behind * 100 <= self.seen
+    }
+}
+
 /// What a merge did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MergeCounts {
@@ -703,24 +739,38 @@ impl IngestDb {
     /// 1. snapshot mode: current keys absent from the delivery get a deleted version;
     /// 2. the current versions of changed keys are closed (by row id);
     /// 3. new and changed keys get a new current version, their payload read from staging.
+    ///
+    /// `keys_in_order`: whether the delivery's keys arrived (nearly) in key order
+    /// ([`KeyOrder`]); it chooses the order of the inserts, not what is inserted.
     pub async fn merge(
         &self,
         dataset: &str,
         file_id: i64,
         snapshot: bool,
         staged: u64,
+        keys_in_order: bool,
     ) -> Result<MergeCounts, StoreError> {
+        tracing::debug!(keys_in_order, "merge");
         let now = crate::store::now_text();
         let Scratch {
             staging: t,
             plan: pt,
             plan_index,
         } = scratch(self, file_id);
-        // The plan is written in line order (on SQLite the line is its row id): the insert
-        // then reads staging sequentially and adds versions in delivery order.
-        let (unlogged, line, int) = match self {
-            IngestDb::Pg(_) => ("UNLOGGED", "BIGINT NOT NULL", "BIGINT"),
-            IngestDb::Sqlite(_) => ("", "INTEGER PRIMARY KEY", "INTEGER"),
+        // The order the new versions are inserted in. Keys that arrive in key order: line
+        // order, so the insert reads staging sequentially. Otherwise, on SQLite, key order, so
+        // the two key indexes of `records` are filled at their end instead of at random pages
+        // (in the `sqlite3` shell, 1M versions in random key order: insert 20.8 s in line
+        // order, 9.6 s in key order). The plan's row id (`seq`) is that order; the insert
+        // follows it. PostgreSQL inserts in line order (sorting the payloads by key spilled).
+        let (unlogged, seq, int) = match self {
+            IngestDb::Pg(_) => ("UNLOGGED", "", "BIGINT"),
+            IngestDb::Sqlite(_) => ("", "seq INTEGER PRIMARY KEY, ", "INTEGER"),
+        };
+        let (plan_order, insert_order) = match (self, keys_in_order) {
+            (IngestDb::Sqlite(_), false) => ("w.record_key", "ORDER BY p.seq"),
+            (IngestDb::Sqlite(_), true) => ("w.line_no", "ORDER BY p.seq"),
+            (IngestDb::Pg(_), _) => ("w.line_no", ""),
         };
         // The winners: the last row of each key in (version_num, version_text, line_no) order,
         // NULLs first. PostgreSQL finds them in one sorted pass (LEAD). SQLite's window
@@ -746,7 +796,7 @@ impl IngestDb {
             ),
         };
         let plan = [
-            format!("CREATE {unlogged} TABLE {pt} (line_no {line}, cur_id {int}, action INTEGER NOT NULL)"),
+            format!("CREATE {unlogged} TABLE {pt} ({seq}line_no {int} NOT NULL, cur_id {int}, action INTEGER NOT NULL)"),
             format!(
                 "INSERT INTO {pt} (line_no, cur_id, action)
                  SELECT w.line_no, r.id,
@@ -755,7 +805,7 @@ impl IngestDb {
                          WHEN r.deleted = 0 AND r.row_hash = w.row_hash THEN 2
                          ELSE 3 END
                  FROM {winners}
-                 ORDER BY w.line_no"
+                 ORDER BY {plan_order}"
             ),
         ];
         // PostgreSQL plans the next statements better with the plan's statistics.
@@ -785,7 +835,7 @@ impl IngestDb {
         let insert = format!(
             "INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id, line_no)
              SELECT ?, s.record_key, s.payload, s.row_hash, s.version_num, s.version_text, ?, NULL, 0, ?, s.line_no
-             FROM {pt} p JOIN {t} s ON s.line_no = p.line_no WHERE p.action IN (0, 3)"
+             FROM {pt} p JOIN {t} s ON s.line_no = p.line_no WHERE p.action IN (0, 3) {insert_order}"
         );
         let mut c = MergeCounts::default();
         let timer = std::time::Instant::now();
@@ -1127,6 +1177,34 @@ impl IngestDb {
 mod tests {
     use super::*;
 
+    #[test]
+    fn key_order_tolerates_a_few_stragglers_not_a_shuffle() {
+        let keys: Vec<String> = (0..10_000).map(|i| format!("k{i:05}")).collect();
+        let chunks = |keys: &[String]| {
+            let mut order = KeyOrder::default();
+            for c in keys.chunks(1000) {
+                order.observe(c.iter().map(String::as_str));
+            }
+            order
+        };
+        assert!(chunks(&keys).in_order());
+        // Disorder inside a chunk does not count: only keys behind an earlier chunk.
+        let mut local = keys.clone();
+        for c in local.chunks_mut(1000) {
+            c.reverse();
+        }
+        assert!(chunks(&local).in_order());
+        let mut stragglers = keys.clone();
+        for i in (1000..10_000).step_by(1000) {
+            stragglers[i] = "k00000".into(); // 9 of 10,000 behind
+        }
+        assert!(chunks(&stragglers).in_order());
+        let shuffled: Vec<String> = (0..10_000)
+            .map(|i| keys[i * 7919 % 10_000].clone())
+            .collect();
+        assert!(!chunks(&shuffled).in_order());
+    }
+
     #[tokio::test]
     async fn the_sqlite_scratch_file_is_gone_after_the_merge() {
         let dir = tempfile::tempdir().unwrap();
@@ -1176,7 +1254,7 @@ mod tests {
             "the scratch file has the largest pages"
         );
         drop(conn);
-        let m = db.merge("d", id, false, 2).await.unwrap();
+        let m = db.merge("d", id, false, 2, true).await.unwrap();
         assert_eq!((m.inserted, m.duplicates), (1, 1), "{m:?}");
         assert!(!scratch.exists(), "deleted with its data");
         let mut bronze = Vec::new();

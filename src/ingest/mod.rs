@@ -463,7 +463,9 @@ pub async fn ingest_file_as(
     });
     let mut write_result = Ok(());
     let mut loader = db.loader(file_id);
+    let mut key_order = db::KeyOrder::default();
     while let Some(chunk) = rx.recv().await {
+        key_order.observe(chunk.staged.iter().map(|s| s.c.key.as_str()));
         report.lines += chunk.lines;
         report.accepted += chunk.staged.len() as u64;
         report.rejected += chunk.rejects.len() as u64;
@@ -494,7 +496,13 @@ pub async fn ingest_file_as(
     }
     let loaded_ms = started.elapsed().as_millis() as u64;
     report.merge = db
-        .merge(&ds.name, file_id, ds.snapshot, report.accepted)
+        .merge(
+            &ds.name,
+            file_id,
+            ds.snapshot,
+            report.accepted,
+            key_order.in_order(),
+        )
         .await?;
     db.finish_file(
         file_id,
