@@ -550,26 +550,29 @@ async fn failed_file_on_postgres() {
     a_file_that_fails_midway_leaves_silver_as_it_was(&db.url).await;
 }
 
-/// Keys of `reviews`' current versions in the order they were inserted (row id).
+/// Keys of the versions the last delivery of `reviews` added (not its deletion markers), in the
+/// order they were inserted (row id).
 async fn keys_by_id(db: &IngestDb) -> Vec<String> {
-    let sql =
-        "SELECT record_key FROM records WHERE dataset = 'reviews' AND valid_to IS NULL ORDER BY id";
+    let sql = "SELECT record_key FROM records WHERE dataset = 'reviews' AND valid_to IS NULL AND deleted = 0
+               AND valid_from = (SELECT MAX(valid_from) FROM records WHERE dataset = 'reviews') ORDER BY id";
     match db {
         IngestDb::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
         IngestDb::Pg(p) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
     }
 }
 
-/// Two deliveries of several chunks each, once in random key order and once sorted by key (the
-/// same lines; a stable sort keeps each key's lines in their order, so the same lines win):
-/// the same counts and the same current records. On SQLite the shuffled delivery is merged in
+/// Two deliveries of several chunks each (the second a snapshot), once in random key order and
+/// once sorted by key (the same lines; a stable sort keeps each key's lines in their order, so
+/// the same lines win): the same counts and the same current records. On SQLite the shuffled delivery is merged in
 /// key order (its versions' ids follow their keys).
 async fn key_order_does_not_change_the_result(shuffled_url: &str, sorted_url: &str, sqlite: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let ds = dataset(false);
     const N: usize = 11_000;
     // 7919 is prime and does not divide N: a bijection of 0..N, in random-looking order.
     let key = |i: usize| format!("P{:05}", i * 7919 % N);
+    let absent = (0..N)
+        .filter(|i| i % 17 == 0 && i % 10 != 0 && i % 11 != 0)
+        .count();
     let day = |d: i64| -> Vec<(String, String)> {
         let mut lines = Vec::new();
         for i in 0..N {
@@ -578,6 +581,10 @@ async fn key_order_does_not_change_the_result(shuffled_url: &str, sorted_url: &s
                     key(i),
                     review(&key(i), "u", d * 10, 4.0, &format!("day {d}")),
                 ));
+            } else if i % 17 != 0 {
+                // Day 2 repeats day 1's line (unchanged, or losing to a newer duplicate below),
+                // so it is several chunks long too; every 17th key is absent (snapshot: deleted).
+                lines.push((key(i), review(&key(i), "u", 10, 4.0, "day 1")));
             }
         }
         // Duplicates within the delivery: a newer version (wins) and an older one (loses).
@@ -596,6 +603,8 @@ async fn key_order_does_not_change_the_result(shuffled_url: &str, sorted_url: &s
     let shuffled_db = IngestDb::connect(shuffled_url).await.unwrap();
     let sorted_db = IngestDb::connect(sorted_url).await.unwrap();
     for d in [1, 2] {
+        // Day 2 is a snapshot delivery: closes, inserts and deletions in key order.
+        let ds = dataset(d == 2);
         let lines = day(d);
         let shuffled: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
         let mut by_key = lines.clone();
@@ -608,25 +617,32 @@ async fn key_order_does_not_change_the_result(shuffled_url: &str, sorted_url: &s
         assert_eq!(ra.merge, rb.merge, "day {d}");
         assert!(ra.merge.duplicates > 0, "{ra:?}");
         if d == 2 {
-            // Changed: every tenth key (edited) and every eleventh (a newer duplicate).
+            assert!(ra.lines > 2 * 5000, "several chunks: {ra:?}");
+            // Changed: every tenth key (edited) and every eleventh (a newer duplicate); deleted:
+            // every 17th key that is neither.
             assert_eq!(
-                (ra.merge.changed, ra.merge.inserted),
-                (1100 + 1000 - 100, 500),
+                (ra.merge.changed, ra.merge.inserted, ra.merge.deleted),
+                (1100 + 1000 - 100, 500, absent as u64),
                 "{ra:?}"
             );
+            assert_eq!(ra.merge.unchanged, (N - 2000 - absent) as u64, "{ra:?}");
         }
         assert_eq!(
             current(&shuffled_db).await,
             current(&sorted_db).await,
             "day {d}"
         );
-        if sqlite && d == 1 {
+        if sqlite {
             let ids = keys_by_id(&shuffled_db).await;
-            assert!(ids.len() == N && ids.is_sorted(), "inserted in key order");
+            let added = if d == 1 { N } else { 2000 + 500 };
+            assert!(
+                ids.len() == added && ids.is_sorted(),
+                "day {d}: inserted in key order"
+            );
         }
     }
     let now = current(&shuffled_db).await;
-    assert_eq!(now.len(), N + 500);
+    assert_eq!(now.len(), N + 500 - absent);
     let text = |k: &str| {
         let k = format!(r#"["{k}","u"]"#);
         now.iter().find(|(key, _)| *key == k).unwrap().1["reviewText"].clone()
