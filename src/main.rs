@@ -367,6 +367,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
+            shopscribe::ingest::show_progress(true);
             match shopscribe::ingest::ingest(&project, ds, from.as_deref()).await {
                 Ok(reports) => {
                     for r in &reports {

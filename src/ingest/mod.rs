@@ -372,6 +372,44 @@ fn prepare_chunk(ds: &Dataset, batch: Vec<read::RawItem>, from_csv: bool) -> Chu
     chunk
 }
 
+/// Whether ingests draw a progress line (set by the `ingest` command; only drawn when stderr is a
+/// terminal, so logs, services and tests never see it).
+static PROGRESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns the progress line of file ingests on or off for this process.
+pub fn show_progress(on: bool) {
+    PROGRESS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A file's progress line: a bar over the file's bytes, or (gzip: the size read is not the size
+/// delivered) lines and rate only.
+fn progress_line(uri: &str, size: u64, gz: bool) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !PROGRESS.load(std::sync::atomic::Ordering::Relaxed) || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let name = uri.rsplit('/').next().unwrap_or(uri).to_string();
+    let (bar, template) = if gz {
+        (
+            indicatif::ProgressBar::no_length(),
+            "{spinner} {prefix} {msg} {elapsed}",
+        )
+    } else {
+        (
+            indicatif::ProgressBar::new(size),
+            "{spinner} {prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg} eta {eta}",
+        )
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(name);
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    Some(bar)
+}
+
 pub async fn ingest_file(
     db: &IngestDb,
     ds: &Dataset,
@@ -464,7 +502,14 @@ pub async fn ingest_file_as(
     let mut write_result = Ok(());
     let mut loader = db.loader(file_id);
     let mut key_order = db::KeyOrder::default();
+    let bar = progress_line(&uri, size, gz);
     while let Some(chunk) = rx.recv().await {
+        if let Some(bar) = &bar {
+            // Delivered bytes: each line's text plus its line end.
+            let bytes: i64 = chunk.blocks.iter().map(|b| b.raw_bytes + b.lines).sum();
+            bar.inc(bytes as u64);
+            bar.set_message(format!("{} lines", report.lines + chunk.lines));
+        }
         key_order.observe(chunk.staged.iter().map(|s| s.c.key.as_str()));
         report.lines += chunk.lines;
         report.accepted += chunk.staged.len() as u64;
@@ -495,7 +540,13 @@ pub async fn ingest_file_as(
         return Err(e);
     }
     let loaded_ms = started.elapsed().as_millis() as u64;
-    report.merge = db
+    if let Some(bar) = &bar {
+        bar.set_message(format!(
+            "{} lines loaded; merging into history",
+            report.lines
+        ));
+    }
+    let merged = db
         .merge(
             &ds.name,
             file_id,
@@ -503,7 +554,11 @@ pub async fn ingest_file_as(
             report.accepted,
             key_order.in_order(),
         )
-        .await?;
+        .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    report.merge = merged?;
     db.finish_file(
         file_id,
         "done",
