@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod llm;
 pub mod notify;
 pub mod plan;
+mod progress;
 pub mod prompt;
 pub mod publish;
 pub mod queue;

@@ -763,14 +763,13 @@ impl IngestDb {
         // (in the `sqlite3` shell, 1M versions in random key order: insert 20.8 s in line
         // order, 9.6 s in key order). The plan's row id (`seq`) is that order; the insert
         // follows it. PostgreSQL inserts in line order (sorting the payloads by key spilled).
-        let (unlogged, seq, int) = match self {
-            IngestDb::Pg(_) => ("UNLOGGED", "", "BIGINT"),
-            IngestDb::Sqlite(_) => ("", "seq INTEGER PRIMARY KEY, ", "INTEGER"),
+        let (unlogged, seq, int, insert_order) = match self {
+            IngestDb::Pg(_) => ("UNLOGGED", "", "BIGINT", ""),
+            IngestDb::Sqlite(_) => ("", "seq INTEGER PRIMARY KEY, ", "INTEGER", "ORDER BY p.seq"),
         };
-        let (plan_order, insert_order) = match (self, keys_in_order) {
-            (IngestDb::Sqlite(_), false) => ("w.record_key", "ORDER BY p.seq"),
-            (IngestDb::Sqlite(_), true) => ("w.line_no", "ORDER BY p.seq"),
-            (IngestDb::Pg(_), _) => ("w.line_no", ""),
+        let plan_order = match self {
+            IngestDb::Sqlite(_) if !keys_in_order => "w.record_key",
+            _ => "w.line_no",
         };
         // The winners: the last row of each key in (version_num, version_text, line_no) order,
         // NULLs first. PostgreSQL finds them in one sorted pass (LEAD). SQLite's window

@@ -384,28 +384,17 @@ pub fn show_progress(on: bool) {
 /// A file's progress line: a bar over the file's bytes, or (gzip: the size read is not the size
 /// delivered) lines and rate only.
 fn progress_line(uri: &str, size: u64, gz: bool) -> Option<indicatif::ProgressBar> {
-    use std::io::IsTerminal;
-    if !PROGRESS.load(std::sync::atomic::Ordering::Relaxed) || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let name = uri.rsplit('/').next().unwrap_or(uri).to_string();
-    let (bar, template) = if gz {
-        (
-            indicatif::ProgressBar::no_length(),
-            "{spinner} {prefix} {msg} {elapsed}",
-        )
+    let wanted = PROGRESS.load(std::sync::atomic::Ordering::Relaxed);
+    let bar = if gz {
+        crate::progress::terminal_bar(wanted, None, "{spinner} {prefix} {msg} {elapsed}")
     } else {
-        (
-            indicatif::ProgressBar::new(size),
+        crate::progress::terminal_bar(
+            wanted,
+            Some(size),
             "{spinner} {prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg} eta {eta}",
         )
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(template)
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(name);
+    }?;
+    bar.set_prefix(uri.rsplit('/').next().unwrap_or(uri).to_string());
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     Some(bar)
 }

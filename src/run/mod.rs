@@ -783,17 +783,9 @@ fn full_jitter(ceiling: Duration) -> Duration {
 }
 
 fn progress_bar(len: u64, wanted: bool) -> Option<indicatif::ProgressBar> {
-    use std::io::IsTerminal;
-    if !wanted || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} generating [{bar:40}] {pos}/{len} {per_sec} eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    Some(bar)
+    crate::progress::terminal_bar(
+        wanted,
+        Some(len),
+        "{spinner} generating [{bar:40}] {pos}/{len} {per_sec} eta {eta}",
+    )
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 /// The page size of a store created by shopscribe (SQLite's default is 4 KiB). Bulk writes of
 /// ~600-byte records move a quarter as many pages through the WAL and its checkpoint: writing
 /// 1M versions in key order with their two indexes, then the commit, took 7.9–8.2 s at 4 KiB
-/// and 4.9 s at 16 KiB (the `sqlite3` shell on this machine, BENCHMARKS.md). An existing store keeps the page size
-/// it was created with (changing it needs a VACUUM outside WAL mode).
+/// and 4.9 s at 16 KiB (the `sqlite3` shell on this machine, BENCHMARKS.md). An existing store
+/// keeps the page size it was created with (changing it needs a VACUUM outside WAL mode).
 pub const STORE_PAGE_SIZE: u32 = 16384;
 
 pub struct SqliteStore {
