@@ -90,6 +90,11 @@ enum Command {
         /// (start `shopscribe worker` processes anywhere), N also works it with N local workers.
         #[arg(long, value_name = "N")]
         workers: Option<usize>,
+        /// Accept a source that would remove more of the job's published pages than
+        /// publish.max_shrink_share allows (default 50 %), or that returns no entities at all.
+        /// Without it such a run fails before spending anything and removes nothing.
+        #[arg(long)]
+        allow_shrink: bool,
     },
     /// Show what a run would do: new, changed and unchanged entities and a token estimate.
     #[command(after_help = "Example:\n  shopscribe plan domain_summaries --project ./my-project")]
@@ -106,6 +111,9 @@ enum Command {
         /// Also put the work into the task queue as a distributed run (PostgreSQL store).
         #[arg(long)]
         enqueue: bool,
+        /// Plan as `run --allow-shrink` would (see `run --help`).
+        #[arg(long)]
+        allow_shrink: bool,
     },
     /// Ingest raw deliveries (JSON lines, JSON arrays, CSV; gzip too) of a dataset: bronze with
     /// rejects and their reasons, silver with full SCD2 history.
@@ -319,6 +327,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             max_cost,
             as_of,
             workers,
+            allow_shrink,
         } => {
             let as_of = parse_time(as_of)?;
             let project = load_project(&project)?;
@@ -328,6 +337,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                 progress: workers.is_none(),
                 max_cost,
                 as_of,
+                allow_shrink,
             };
             if let Some(n) = workers {
                 return distributed(&project, &job, &opts, n).await;
@@ -509,14 +519,16 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             force,
             as_of,
             enqueue,
+            allow_shrink,
         } => {
             let project = load_project(&project)?;
             let as_of = parse_time(as_of)?;
-            let code = plan(&project, &job, force, as_of.clone()).await?;
+            let code = plan(&project, &job, force, as_of.clone(), allow_shrink).await?;
             if enqueue {
                 let opts = RunOptions {
                     force,
                     as_of,
+                    allow_shrink,
                     ..Default::default()
                 };
                 return distributed(&project, &job, &opts, 0).await;
@@ -754,6 +766,7 @@ async fn plan(
     job_name: &str,
     force: bool,
     as_of: Option<String>,
+    allow_shrink: bool,
 ) -> Result<ExitCode, Failure> {
     let job = project
         .job(job_name)
@@ -817,6 +830,21 @@ async fn plan(
             provider.model()
         ),
     }
+    // What a run would refuse (an empty or collapsed source, another project's folder) is
+    // told here, before anything is spent; exit 1 as the run would.
+    let policy = shopscribe::run::shrink_policy(project, allow_shrink);
+    if let Err(e) = shopscribe::run::check_source_before_generating(
+        project,
+        job,
+        &plan.entities,
+        store.as_ref(),
+        policy,
+    )
+    .await
+    {
+        println!("A run would fail: {e}");
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -844,6 +872,20 @@ fn print_summary(s: &RunSummary) {
         "  site       {} files written, {} unchanged, {} removed",
         s.publish.files_written, s.publish.files_unchanged, s.publish.files_removed
     );
+    if s.publish.pages_removed > 0 {
+        let keys = &s.publish.removed_keys;
+        let shown: Vec<&str> = keys.iter().take(10).map(String::as_str).collect();
+        println!(
+            "  removed    {:>8}  pages of entities no longer in the source: {}{}",
+            s.publish.pages_removed,
+            shown.join(", "),
+            if keys.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
+        );
+    }
     if let Some(e) = &s.error {
         println!("  error      {e}");
     }

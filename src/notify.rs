@@ -38,6 +38,10 @@ pub fn text(project: &Project, event: &Event) -> String {
                     format!(" · pending {}", f.pending)
                 } else {
                     String::new()
+                } + &if f.pages_removed > 0 {
+                    format!(" · pages removed {}", f.pages_removed)
+                } else {
+                    String::new()
                 },
                 f.tokens_in,
                 f.tokens_out,
@@ -100,6 +104,7 @@ pub async fn send(project: &Project, event: &Event<'_>) {
                 "failed": s.figures.failed, "pending": s.figures.pending, "tokens_in": s.figures.tokens_in,
                 "tokens_out": s.figures.tokens_out, "cost_usd": s.figures.cost_usd,
                 "duration_ms": s.figures.duration_ms, "error": s.error,
+                "pages_removed": s.figures.pages_removed, "removed_keys": s.publish.removed_keys,
                 "site": format!("{}/{}/index.html", project.publish.base_url, s.job),
             }),
             Event::Failed { job, error } => json!({"job": job, "status": "failed", "error": error}),

@@ -89,7 +89,8 @@ impl Queue {
         self.lease
     }
 
-    /// Marks a run as distributed (its tasks are in the queue).
+    /// Marks a run distributed (its tasks are in the queue): worked by whichever workers attach to it, so no process holds
+    /// its lease (it is never marked abandoned for want of one).
     pub async fn mark_distributed(
         &self,
         run_id: i64,
@@ -97,7 +98,7 @@ impl Queue {
         skipped: u64,
     ) -> Result<(), QueueError> {
         sqlx::query(
-            "UPDATE runs SET mode = 'distributed', entities = $2, skipped = $3 WHERE id = $1",
+            "UPDATE runs SET mode = 'distributed', entities = $2, skipped = $3, lease_expires_ms = NULL WHERE id = $1",
         )
         .bind(run_id)
         .bind(entities as i64)

@@ -53,6 +53,7 @@ async fn conformance(store: Arc<dyn Store>) {
         cost_usd: 1.25,
         duration_ms: 99,
         pages_written: 4,
+        pages_removed: 2,
     };
     store
         .finish_run(r1, RunStatus::Succeeded, &figures, None)
@@ -237,6 +238,75 @@ async fn conformance(store: Arc<dyn Store>) {
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     assert!(store.try_lock_job("k", "b", ttl).await.unwrap());
     assert_eq!(store.queue_depth().await.unwrap(), 0);
+    run_leases(store.as_ref()).await;
+    // The store id: made once, the same for every caller after.
+    let id = shopscribe::store::store_id(store.as_ref()).await.unwrap();
+    assert_eq!(id.len(), 32);
+    assert_eq!(
+        shopscribe::store::store_id(store.as_ref()).await.unwrap(),
+        id
+    );
+    assert_eq!(store.state_init("store_id", "other").await.unwrap(), id);
+}
+
+/// Runs whose lease lapsed are marked abandoned with the figures of what they stored; a renewed
+/// one, a finished one and one without a lease (distributed) are left alone.
+async fn run_leases(store: &dyn Store) {
+    use std::time::Duration;
+    let lapsed = store.create_run("lease", "offline", "m").await.unwrap();
+    let renewed = store.create_run("lease", "offline", "m").await.unwrap();
+    let unleased = store.create_run("lease", "offline", "m").await.unwrap();
+    let finished = store.create_run("lease", "offline", "m").await.unwrap();
+    store
+        .record_generations(&[
+            generation(lapsed, "a", "h1", GenerationStatus::Ok, 5),
+            generation(lapsed, "b", "h2", GenerationStatus::Invalid, 5),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        store.abandon_lapsed_runs().await.unwrap().is_empty(),
+        "fresh leases"
+    );
+    let short = Some(Duration::from_millis(1));
+    store.renew_run_lease(lapsed, short).await.unwrap();
+    store.renew_run_lease(finished, short).await.unwrap();
+    store.renew_run_lease(unleased, None).await.unwrap();
+    store.renew_run_lease(unleased, short).await.unwrap();
+    store
+        .finish_run(finished, RunStatus::Succeeded, &RunFigures::default(), None)
+        .await
+        .unwrap();
+    store
+        .renew_run_lease(renewed, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let marked = store.abandon_lapsed_runs().await.unwrap();
+    assert_eq!(
+        marked
+            .iter()
+            .map(|r| (r.id, r.job.as_str()))
+            .collect::<Vec<_>>(),
+        [(lapsed, "lease")]
+    );
+    let run = store.run(lapsed).await.unwrap().unwrap();
+    assert_eq!(run.status, "abandoned");
+    assert_eq!((run.figures.generated, run.figures.failed), (1, 1));
+    assert_eq!(run.figures.tokens_in, 20, "both attempts' tokens");
+    assert!(run.finished_at.is_some());
+    assert!(run.error.unwrap().starts_with("abandoned:"));
+    for (id, status) in [
+        (renewed, "running"),
+        (unleased, "running"),
+        (finished, "succeeded"),
+    ] {
+        assert_eq!(store.run(id).await.unwrap().unwrap().status, status);
+    }
+    assert!(
+        store.abandon_lapsed_runs().await.unwrap().is_empty(),
+        "once"
+    );
 }
 
 #[tokio::test]

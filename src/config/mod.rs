@@ -198,6 +198,8 @@ pub struct PublishConfig {
     /// Normalised destination: `file:///abs/dir` or `s3://bucket/prefix`.
     pub url: String,
     pub base_url: String,
+    /// The largest share of a job's published pages a run may remove (see `RawPublish`).
+    pub max_shrink_share: f64,
 }
 
 /// A metric of a job: where it comes from and how it becomes features.
@@ -375,9 +377,16 @@ fn validate(raw: RawConfig, dir: &Path, env: EnvLookup) -> Result<Project, Vec<S
             "publish.base_url: `{base_url}` is not an absolute URL"
         ));
     }
+    let max_shrink_share = raw.publish.max_shrink_share.unwrap_or(0.5);
+    if !(0.0..=1.0).contains(&max_shrink_share) {
+        problems.push(format!(
+            "publish.max_shrink_share: {max_shrink_share} is not a share between 0 and 1"
+        ));
+    }
     let publish = PublishConfig {
         url: publish_url,
         base_url: base_url.trim_end_matches('/').into(),
+        max_shrink_share,
     };
 
     let lease = raw.workers.lease_seconds.unwrap_or(60.0);

@@ -197,6 +197,11 @@ pub struct RawPublish {
     /// Public root of the site, used for canonical links and sitemap.xml.
     /// Default `https://example.com`.
     pub base_url: Option<String>,
+    /// The largest share (0–1) of a job's published pages one run may remove because their
+    /// entities left the source; a run that would remove more, or whose source is empty, fails
+    /// and removes nothing (a broken upstream must not delete the site). Default 0.5; 1 accepts
+    /// any shrink. `run --allow-shrink` accepts it for one run.
+    pub max_shrink_share: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,6 +21,54 @@ pub enum PublishError {
     Sink(#[from] SinkError),
     #[error("rendering {what} failed: {message}")]
     Render { what: String, message: String },
+    /// The run would remove more of the job's published pages than allowed (or all of them):
+    /// nothing was removed or written.
+    #[error(
+        "refusing to publish `{job}`: {}; nothing was removed. If the data really shrank, run again with --allow-shrink (or set publish.max_shrink_share, now {max_share})",
+        shrink_reason(*published, *vanished, *max_share)
+    )]
+    Shrink {
+        job: String,
+        /// Pages published now.
+        published: usize,
+        /// Of those, the pages whose entities are no longer in the source.
+        vanished: usize,
+        max_share: f64,
+        /// A few of the vanished keys, for the message's reader.
+        examples: Vec<String>,
+    },
+    /// Another project (another store) published this job into the same location.
+    #[error("{0}")]
+    Foreign(Box<ForeignPages>),
+}
+
+/// The pages of a job at a location that another project published.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{url}/{job} holds the pages of job `{job}` published by another project (`{}`, id {}; this project is `{}`, id {}): two projects must not publish one job into one folder, or each would remove the other's pages. Publish to another folder (publish.url) or rename the job; if this project replaces the other one, remove {url}/{job}/manifest.json first (its pages are then left in place, not removed)",
+    owner.project, owner.id, project.project, project.id
+)]
+pub struct ForeignPages {
+    pub url: String,
+    pub job: String,
+    /// Who published the pages there.
+    pub owner: Publisher,
+    /// Who tried to publish.
+    pub project: Publisher,
+}
+
+fn shrink_reason(published: usize, vanished: usize, max_share: f64) -> String {
+    if vanished == published {
+        format!(
+            "the source has none of the {published} entities published, so every page would be removed (an empty or broken source?)"
+        )
+    } else {
+        format!(
+            "{vanished} of the {published} published pages ({:.0} %) would be removed because their entities are no longer in the source, more than the {:.0} % allowed",
+            vanished as f64 * 100.0 / published as f64,
+            max_share * 100.0
+        )
+    }
 }
 
 /// One entity's page input.
@@ -41,6 +89,25 @@ pub struct PageInput {
 pub struct SiteInfo {
     pub name: String,
     pub base_url: String,
+    /// The project publishing, recorded in each job's manifest.
+    pub publisher: Publisher,
+}
+
+/// The project that published a job's pages into a folder: kept in the job's manifest, so a
+/// publish removes only what its own project published there and refuses another project's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Publisher {
+    /// `project.name`, for messages.
+    pub project: String,
+    /// The project's store id (one store is one project), the identity compared.
+    pub id: String,
+}
+
+/// How far one publish may shrink a job's pages: the largest share of its published pages that
+/// may be removed (1.0 accepts anything, an empty source included).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShrinkPolicy {
+    pub max_share: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +125,10 @@ pub struct PublishReport {
     pub files_written: usize,
     pub files_unchanged: usize,
     pub files_removed: usize,
+    /// Pages removed because their entities left the source (a changed slug does not count).
+    pub pages_removed: usize,
+    /// Their keys, in key order.
+    pub removed_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -77,7 +148,70 @@ pub struct ManifestEntry {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JobManifest {
     pub job: String,
+    /// Who published these pages; absent in manifests of earlier versions (adopted by the next
+    /// publish).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<Publisher>,
     pub entities: Vec<ManifestEntry>,
+}
+
+/// The manifest of `job` as published at `sink`; `None` when there is none (or it cannot be
+/// read as one: then nothing of it is removed either).
+pub async fn published_manifest(
+    sink: &Sink,
+    job: &str,
+) -> Result<Option<JobManifest>, PublishError> {
+    Ok(sink
+        .get(&format!("{job}/manifest.json"))
+        .await?
+        .and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+/// Checks that this project may publish `job` over what is at the location: the manifest there
+/// is its own (or an earlier version's, without a publisher), and the entities in `current`
+/// keep enough of the published pages (see [`ShrinkPolicy`]). Run before anything is spent or
+/// written, and again by [`publish`] itself.
+pub fn check_publish<'a>(
+    sink: &Sink,
+    site: &SiteInfo,
+    job: &str,
+    previous: Option<&JobManifest>,
+    current: impl IntoIterator<Item = &'a str>,
+    policy: ShrinkPolicy,
+) -> Result<(), PublishError> {
+    let Some(previous) = previous else {
+        return Ok(());
+    };
+    if let Some(owner) = &previous.publisher
+        && owner.id != site.publisher.id
+    {
+        return Err(PublishError::Foreign(Box::new(ForeignPages {
+            url: sink.url().trim_end_matches('/').to_string(),
+            job: job.to_string(),
+            owner: owner.clone(),
+            project: site.publisher.clone(),
+        })));
+    }
+    let published = previous.entities.len();
+    if published == 0 || policy.max_share >= 1.0 {
+        return Ok(());
+    }
+    let current: std::collections::HashSet<&str> = current.into_iter().collect();
+    let vanished: Vec<&ManifestEntry> = previous
+        .entities
+        .iter()
+        .filter(|e| !current.contains(e.key.as_str()))
+        .collect();
+    if vanished.len() == published || vanished.len() as f64 > policy.max_share * published as f64 {
+        return Err(PublishError::Shrink {
+            job: job.to_string(),
+            published,
+            vanished: vanished.len(),
+            max_share: policy.max_share,
+            examples: vanished.iter().take(5).map(|e| e.key.clone()).collect(),
+        });
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
@@ -300,14 +434,20 @@ pub async fn publish(
     site: &SiteInfo,
     job: &JobInfo,
     mut pages: Vec<PageInput>,
+    policy: ShrinkPolicy,
 ) -> Result<PublishReport, PublishError> {
     let env = environment();
     pages.sort_by(|a, b| a.key.cmp(&b.key));
     let manifest_path = format!("{}/manifest.json", job.name);
-    let previous: Option<JobManifest> = sink
-        .get(&manifest_path)
-        .await?
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let previous = published_manifest(sink, &job.name).await?;
+    check_publish(
+        sink,
+        site,
+        &job.name,
+        previous.as_ref(),
+        pages.iter().map(|p| p.key.as_str()),
+        policy,
+    )?;
     let previous: HashMap<String, ManifestEntry> = previous
         .map(|m| m.entities.into_iter().map(|e| (e.key.clone(), e)).collect())
         .unwrap_or_default();
@@ -364,20 +504,27 @@ pub async fn publish(
     .try_collect::<Vec<()>>()
     .await?;
 
-    // Pages of entities that left the source (or changed slug) are removed.
+    // Pages of entities that left the source (or changed slug) are removed: only pages this
+    // project's manifest lists, never other files of the folder.
     let current: HashMap<&str, &str> = entries
         .iter()
         .map(|e| (e.key.as_str(), e.slug.as_str()))
         .collect();
     for (key, e) in &previous {
-        if current.get(key.as_str()) != Some(&e.slug.as_str()) {
+        let now = current.get(key.as_str());
+        if now != Some(&e.slug.as_str()) {
             sink.delete(&format!("{}/{}.html", job.name, e.slug))
                 .await?;
             sink.delete(&format!("{}/{}.json", job.name, e.slug))
                 .await?;
             report.files_removed += 2;
+            if now.is_none() {
+                report.removed_keys.push(key.clone());
+            }
         }
     }
+    report.removed_keys.sort();
+    report.pages_removed = report.removed_keys.len();
 
     // The job's index, sitemaps and manifest; rewritten only when their bytes change.
     let index_entries: Vec<Value> = entries
@@ -427,6 +574,7 @@ pub async fn publish(
     }
     let manifest = JobManifest {
         job: job.name.clone(),
+        publisher: Some(site.publisher.clone()),
         entities: entries,
     };
     files.push((

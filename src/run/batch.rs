@@ -30,6 +30,8 @@ pub(super) async fn execute(
 ) -> Result<Executed, RunError> {
     let client = provider.batch_client().expect("batch provider");
     let entities = load_entities_as_of(project, job, &opts.as_of()).await?;
+    let policy = super::shrink_policy(project, opts.allow_shrink);
+    super::check_source_before_generating(project, job, &entities, store.as_ref(), policy).await?;
     let names: HashMap<String, String> = (0..entities.len())
         .map(|i| (entities.keys[i].clone(), entities.name(i).to_string()))
         .collect();
@@ -160,8 +162,9 @@ pub(super) async fn execute(
     } else {
         figures.failed = still as u64;
     }
-    let report = publish_job(project, job, &plan.entities, store.as_ref()).await?;
+    let report = publish_job(project, job, &plan.entities, store.as_ref(), policy).await?;
     figures.pages_written = report.files_written as u64;
+    figures.pages_removed = report.pages_removed as u64;
     Ok((figures, report, fatal))
 }
 

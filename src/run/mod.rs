@@ -33,6 +33,11 @@ pub enum RunError {
     Publish(#[from] publish::PublishError),
     #[error("{0}")]
     Setup(String),
+    /// The job's SQL returned no entities: nothing was spent, published or removed.
+    #[error(
+        "the source of `{job}` returned no entities ({sql}): nothing was generated, published or removed. An empty upstream, a failed load or a WHERE typo? If the job really has no entities now, run again with --allow-shrink (or set publish.max_shrink_share = 1)"
+    )]
+    EmptySource { job: String, sql: String },
     /// The estimate is above `--max-cost`; nothing was spent.
     #[error(
         "the estimated cost ${estimate:.4} exceeds --max-cost ${limit:.4}; nothing was sent (raise the limit or use --limit)"
@@ -61,6 +66,9 @@ pub struct RunOptions {
     pub max_cost: Option<f64>,
     /// Bound to `:as_of` in the job's SQL (RFC 3339); default: now.
     pub as_of: Option<String>,
+    /// Accept a source that removes more of the published pages than
+    /// `publish.max_shrink_share` allows (an empty source included).
+    pub allow_shrink: bool,
 }
 
 impl RunOptions {
@@ -186,6 +194,12 @@ pub async fn run_created(
 ) -> Result<RunSummary, RunError> {
     let job = project.job(job_name).map_err(RunError::Setup)?.clone();
     let started = Instant::now();
+    // Renewed while this function runs: should the process die, the run is marked abandoned.
+    let _lease = crate::store::RunLease::keep(store.clone(), run_id, project.workers.lease);
+    // Long-lived processes (the API, `watch`) opened the store long ago: sweep at each run too.
+    if let Err(e) = crate::store::mark_abandoned_runs(store.as_ref()).await {
+        warn!(error = %e, "cannot check for abandoned runs");
+    }
     info!(run_id, job = %job.name, provider = provider.name(), model = provider.model(), "run started");
     let result = execute(
         project,
@@ -255,15 +269,70 @@ pub async fn run_created(
 
 type Executed = (RunFigures, PublishReport, Option<String>);
 
+/// How far a run may shrink the published site (`--allow-shrink` accepts anything).
+pub fn shrink_policy(project: &Project, allow_shrink: bool) -> publish::ShrinkPolicy {
+    publish::ShrinkPolicy {
+        max_share: if allow_shrink {
+            1.0
+        } else {
+            project.publish.max_shrink_share
+        },
+    }
+}
+
+/// The site as this project publishes it (its store's id is the publisher's identity).
+async fn site_info(project: &Project, store: &dyn Store) -> Result<SiteInfo, RunError> {
+    Ok(SiteInfo {
+        name: project.name.clone(),
+        base_url: project.publish.base_url.clone(),
+        publisher: publish::Publisher {
+            project: project.name.clone(),
+            id: crate::store::store_id(store).await?,
+        },
+    })
+}
+
+/// Fails before anything is spent when the source is empty, when publishing it would remove
+/// more of the job's pages than `policy` allows, or when the publish location holds another
+/// project's pages of this job: a broken upstream never costs money nor shrinks the site.
+pub async fn check_source_before_generating(
+    project: &Project,
+    job: &Job,
+    entities: &source::Entities,
+    store: &dyn Store,
+    policy: publish::ShrinkPolicy,
+) -> Result<(), RunError> {
+    if entities.is_empty() && policy.max_share < 1.0 {
+        return Err(RunError::EmptySource {
+            job: job.name.clone(),
+            sql: job.sql_file.display().to_string(),
+        });
+    }
+    let sink = Sink::open(&project.publish.url).map_err(publish::PublishError::from)?;
+    let previous = publish::published_manifest(&sink, &job.name).await?;
+    let site = site_info(project, store).await?;
+    publish::check_publish(
+        &sink,
+        &site,
+        &job.name,
+        previous.as_ref(),
+        entities.keys.iter().map(String::as_str),
+        policy,
+    )?;
+    Ok(())
+}
+
 /// Publishes the latest good text of every entity currently in the source.
 async fn publish_job(
     project: &Project,
     job: &Job,
     entities: &source::Entities,
     store: &dyn Store,
+    policy: publish::ShrinkPolicy,
 ) -> Result<PublishReport, RunError> {
     let t = Instant::now();
     let sink = Sink::open(&project.publish.url).map_err(publish::PublishError::from)?;
+    let site = site_info(project, store).await?;
     let good = store.good_generations(&job.name, &entities.keys).await?;
     let index: std::collections::HashMap<&str, usize> = entities
         .keys
@@ -290,10 +359,7 @@ async fn publish_job(
         .collect();
     let report = publish::publish(
         &sink,
-        &SiteInfo {
-            name: project.name.clone(),
-            base_url: project.publish.base_url.clone(),
-        },
+        &site,
         &JobInfo {
             name: job.name.clone(),
             description: job.description.clone(),
@@ -301,6 +367,7 @@ async fn publish_job(
             group_label: job.group_label.clone(),
         },
         pages,
+        policy,
     )
     .await?;
     info!(
@@ -311,6 +378,20 @@ async fn publish_job(
         ms = t.elapsed().as_millis() as u64,
         "site published"
     );
+    if report.pages_removed > 0 {
+        let some: Vec<&str> = report
+            .removed_keys
+            .iter()
+            .take(10)
+            .map(String::as_str)
+            .collect();
+        warn!(
+            job = %job.name,
+            pages = report.pages_removed,
+            keys = %some.join(", "),
+            "pages removed: their entities are no longer in the source"
+        );
+    }
     Ok(report)
 }
 
@@ -335,6 +416,8 @@ async fn execute(
         &opts.as_of(),
     )
     .await?;
+    let policy = shrink_policy(project, opts.allow_shrink);
+    check_source_before_generating(project, job, &plan.entities, store.as_ref(), policy).await?;
     let mut figures = RunFigures {
         entities: plan.entities.len() as u64,
         skipped: (plan.entities.len() - plan.work.len()) as u64,
@@ -395,8 +478,9 @@ async fn execute(
     );
 
     // Publish what is good, also after a fatal provider error: nothing generated is held back.
-    let report = publish_job(project, job, &plan.entities, store.as_ref()).await?;
+    let report = publish_job(project, job, &plan.entities, store.as_ref(), policy).await?;
     figures.pages_written = report.files_written as u64;
+    figures.pages_removed = report.pages_removed as u64;
     Ok((figures, report, fatal))
 }
 

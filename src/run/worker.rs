@@ -43,10 +43,13 @@ pub async fn enqueue(
     opts: &RunOptions,
 ) -> Result<Enqueued, RunError> {
     let job = project.job(job_name).map_err(RunError::Setup)?;
+    // Planned and checked before the run exists: a failing or empty source leaves no run behind.
+    let plan = plan_job_as_of(project, job, store, provider, opts.force, &opts.as_of()).await?;
+    let policy = super::shrink_policy(project, opts.allow_shrink);
+    super::check_source_before_generating(project, job, &plan.entities, store, policy).await?;
     let run_id = store
         .create_run(&job.name, provider.name(), provider.model())
         .await?;
-    let plan = plan_job_as_of(project, job, store, provider, opts.force, &opts.as_of()).await?;
     let mut work = plan.work.clone();
     let pending = opts.limit.filter(|&l| work.len() > l).map_or(0, |l| {
         let p = work.len() - l;
@@ -270,7 +273,9 @@ pub async fn work(
     // is open (or the worker that met a run-fatal error).
     let counts = queue.counts(run_id).await?;
     if (counts.open() == 0 || fatal.is_some()) && queue.become_publisher(run_id, &me).await? {
-        let report_pub = publish_job(project, &job, &plan.entities, store.as_ref()).await?;
+        // A distributed run has no command line of its own here: the configured share applies.
+        let policy = super::shrink_policy(project, false);
+        let report_pub = publish_job(project, &job, &plan.entities, store.as_ref(), policy).await?;
         let (entities, skipped, started_at) = queue.run_started(run_id).await?;
         let (tokens_in, tokens_out, cost) = queue.spend(run_id).await?;
         let duration_ms = chrono::DateTime::parse_from_rfc3339(&started_at)
@@ -291,6 +296,7 @@ pub async fn work(
             cost_usd: cost,
             duration_ms,
             pages_written: report_pub.files_written as u64,
+            pages_removed: report_pub.pages_removed as u64,
         };
         let status = if fatal.is_some() {
             RunStatus::Failed

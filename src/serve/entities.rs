@@ -79,9 +79,17 @@ pub struct EntityService {
     cache: std::sync::RwLock<HashMap<(String, String), Arc<Cached>>>,
     flights: Mutex<HashMap<(String, String, String), Flight>>,
     /// The run each job's on-demand generations are recorded under, with its running figures.
-    service_runs: tokio::sync::Mutex<HashMap<String, (i64, RunFigures)>>,
+    service_runs: tokio::sync::Mutex<HashMap<String, ServiceRun>>,
     /// Generations in progress, waited for on shutdown.
     tasks: TaskTracker,
+}
+
+/// The run a job's on-demand generations are recorded under, held by this process.
+struct ServiceRun {
+    id: i64,
+    figures: RunFigures,
+    /// Renewed while the process lives: a killed server's service run is marked abandoned.
+    _lease: crate::store::RunLease,
 }
 
 impl EntityService {
@@ -316,15 +324,24 @@ impl EntityService {
 
     async fn service_run(&self, job: &str) -> Result<i64, ApiError> {
         let mut runs = self.service_runs.lock().await;
-        if let Some((id, _)) = runs.get(job) {
-            return Ok(*id);
+        if let Some(run) = runs.get(job) {
+            return Ok(run.id);
         }
         let id = self
             .store
             .create_run(job, self.provider.name(), self.provider.model())
             .await?;
         info!(job, run_id = id, "service run for on-demand generations");
-        runs.insert(job.to_string(), (id, RunFigures::default()));
+        let lease =
+            crate::store::RunLease::keep(self.store.clone(), id, self.project.workers.lease);
+        runs.insert(
+            job.to_string(),
+            ServiceRun {
+                id,
+                figures: RunFigures::default(),
+                _lease: lease,
+            },
+        );
         Ok(id)
     }
 
@@ -332,7 +349,7 @@ impl EntityService {
     /// always current (and final if the process dies).
     async fn account(&self, job: &str, add: &RunFigures) -> Result<(), ApiError> {
         let mut runs = self.service_runs.lock().await;
-        let Some((id, f)) = runs.get_mut(job) else {
+        let Some(ServiceRun { id, figures: f, .. }) = runs.get_mut(job) else {
             return Ok(());
         };
         f.entities += 1;
@@ -445,7 +462,7 @@ impl EntityService {
         self.tasks.close();
         self.tasks.wait().await;
         let runs = self.service_runs.lock().await;
-        for (job, (id, f)) in runs.iter() {
+        for (job, ServiceRun { id, figures: f, .. }) in runs.iter() {
             let status = if f.failed > 0 {
                 RunStatus::Partial
             } else {

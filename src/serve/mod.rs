@@ -487,6 +487,8 @@ async fn list_runs(
             .filter(|l| (1..=1000).contains(l))
             .ok_or_else(|| ApiError::bad_request("`limit` must be a number from 1 to 1000"))?,
     };
+    // Runs whose process died elsewhere since this server opened the store show as abandoned.
+    crate::store::mark_abandoned_runs(state.store.as_ref()).await?;
     let runs = state
         .store
         .runs(q.get("job").map(String::as_str), limit)
@@ -504,6 +506,7 @@ async fn get_run(
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("run id `{id}` is not a number")))?;
+    crate::store::mark_abandoned_runs(state.store.as_ref()).await?;
     let run = state
         .store
         .run(id)

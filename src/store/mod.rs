@@ -71,6 +71,9 @@ pub enum RunStatus {
     /// Completed, but some entities failed or are still pending.
     Partial,
     Failed,
+    /// Its process stopped renewing the run's lease (killed, crashed, lost) before it ended:
+    /// found and marked by the next process that opened the store.
+    Abandoned,
 }
 
 impl RunStatus {
@@ -80,7 +83,49 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Partial => "partial",
             RunStatus::Failed => "failed",
+            RunStatus::Abandoned => "abandoned",
         }
+    }
+}
+
+/// How long a run's lease lasts unless its process renews it (see [`RunLease`]); a run created
+/// with [`Store::create_run`] holds one this long from its creation.
+pub const RUN_LEASE: Duration = Duration::from_secs(60);
+
+/// A run abandoned by its process, as marked by [`Store::abandon_lapsed_runs`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AbandonedRun {
+    pub id: i64,
+    pub job: String,
+}
+
+/// The text recorded as an abandoned run's error.
+pub const ABANDONED_ERROR: &str = "abandoned: the process working this run stopped renewing its lease before the run ended (killed, crashed or cut off); the generations it stored are kept and counted, and the next run continues where it stopped";
+
+/// Keeps a run's lease alive while this process works the run: renewed at once and every third
+/// of `ttl`, until dropped. A process that dies stops renewing, and the run is marked
+/// `abandoned` by the next process that opens the store once `ttl` has passed.
+pub struct RunLease {
+    renew: tokio::task::JoinHandle<()>,
+}
+
+impl RunLease {
+    pub fn keep(store: Arc<dyn Store>, run_id: i64, ttl: Duration) -> RunLease {
+        let renew = tokio::spawn(async move {
+            loop {
+                if let Err(e) = store.renew_run_lease(run_id, Some(ttl)).await {
+                    tracing::warn!(run = run_id, error = %e, "cannot renew the run's lease");
+                }
+                tokio::time::sleep(ttl / 3).await;
+            }
+        });
+        RunLease { renew }
+    }
+}
+
+impl Drop for RunLease {
+    fn drop(&mut self) {
+        self.renew.abort();
     }
 }
 
@@ -97,6 +142,8 @@ pub struct RunFigures {
     pub cost_usd: f64,
     pub duration_ms: u64,
     pub pages_written: u64,
+    /// Pages removed because their entities left the source.
+    pub pages_removed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -209,6 +256,13 @@ pub trait Store: Send + Sync {
         figures: &RunFigures,
         error: Option<&str>,
     ) -> Result<(), StoreError>;
+    /// Extends a running run's lease to `ttl` from now, or (`None`) clears it: no process holds
+    /// the run (a distributed run is worked by whichever workers attach to it). A cleared lease
+    /// is never set again by a renewal.
+    async fn renew_run_lease(&self, run_id: i64, ttl: Option<Duration>) -> Result<(), StoreError>;
+    /// Marks `abandoned` every `running` run whose lease has lapsed (its process is gone), with
+    /// the figures of the generations it stored; returns them.
+    async fn abandon_lapsed_runs(&self) -> Result<Vec<AbandonedRun>, StoreError>;
     async fn run(&self, run_id: i64) -> Result<Option<RunRecord>, StoreError>;
     async fn runs(&self, job: Option<&str>, limit: u32) -> Result<Vec<RunRecord>, StoreError>;
     /// Appends generations and moves each entity's current pointer, atomically per batch.
@@ -255,6 +309,8 @@ pub trait Store: Send + Sync {
     /// A named state value (e.g. what `watch` has already seen).
     async fn state_get(&self, name: &str) -> Result<Option<String>, StoreError>;
     async fn state_set(&self, name: &str, value: &str) -> Result<(), StoreError>;
+    /// Sets a named state value unless it exists; returns the value stored (the first writer's).
+    async fn state_init(&self, name: &str, value: &str) -> Result<String, StoreError>;
     /// Takes (or extends, for the same holder) the lock of a job for `ttl`; false when another
     /// holder has it and it has not expired.
     async fn try_lock_job(
@@ -304,6 +360,7 @@ where
             cost_usd: r.try_get("cost_usd")?,
             duration_ms: n("duration_ms")?,
             pages_written: n("pages_written")?,
+            pages_removed: n("pages_removed")?,
         },
     })
 }
@@ -349,13 +406,54 @@ where
     ))
 }
 
-/// Opens the store named by a normalised URL and applies migrations.
+/// Opens the store named by a normalised URL, applies migrations, and marks the runs whose
+/// process is gone `abandoned` (see [`Store::abandon_lapsed_runs`]).
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("sqlite://") {
-        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    let store: Arc<dyn Store> = if url.starts_with("sqlite://") {
+        Arc::new(sqlite::SqliteStore::open(url).await?)
     } else {
-        Ok(Arc::new(postgres::PostgresStore::open(url).await?))
+        Arc::new(postgres::PostgresStore::open(url).await?)
+    };
+    // A housekeeping step: a failure here must not keep anyone from the store.
+    if let Err(e) = mark_abandoned_runs(store.as_ref()).await {
+        tracing::warn!(error = %e, "cannot check for abandoned runs");
     }
+    Ok(store)
+}
+
+/// The store's id: made at random the first time it is asked for and kept, so every process on
+/// one store (one project) gives the same, and another store another one. The site records it
+/// as the publisher of each job's pages.
+pub async fn store_id(store: &dyn Store) -> Result<String, StoreError> {
+    let fresh = format!("{:032x}", rand::random::<u128>());
+    store.state_init("store_id", &fresh).await
+}
+
+/// Marks runs whose process is gone `abandoned`, with a warning for each.
+pub async fn mark_abandoned_runs(store: &dyn Store) -> Result<Vec<AbandonedRun>, StoreError> {
+    let runs = store.abandon_lapsed_runs().await?;
+    for r in &runs {
+        tracing::warn!(run = r.id, job = %r.job, "a run whose process stopped before it ended was marked abandoned");
+    }
+    Ok(runs)
+}
+
+/// The `UPDATE` of [`Store::abandon_lapsed_runs`], with `{}` for the placeholders of (finished
+/// time, error text, now in ms) in that order: the same text on both backends.
+pub(crate) fn abandon_sql(p: [&str; 3]) -> String {
+    format!(
+        "UPDATE runs SET status = 'abandoned', finished_at = {t}, error = {e}, lease_expires_ms = NULL,
+            generated = (SELECT count(*) FROM generations g WHERE g.run_id = runs.id AND g.status = 'ok'),
+            failed = (SELECT count(*) FROM generations g WHERE g.run_id = runs.id AND g.status <> 'ok'),
+            tokens_in = (SELECT coalesce(sum(g.tokens_in), 0) FROM generations g WHERE g.run_id = runs.id),
+            tokens_out = (SELECT coalesce(sum(g.tokens_out), 0) FROM generations g WHERE g.run_id = runs.id),
+            cost_usd = (SELECT coalesce(sum(g.cost_usd), 0) FROM generations g WHERE g.run_id = runs.id)
+         WHERE status = 'running' AND lease_expires_ms IS NOT NULL AND lease_expires_ms < {n}
+         RETURNING id, job",
+        t = p[0],
+        e = p[1],
+        n = p[2]
+    )
 }
 
 /// Current UTC time as stored: RFC 3339 with milliseconds.

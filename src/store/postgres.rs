@@ -48,12 +48,13 @@ impl Store for PostgresStore {
 
     async fn create_run(&self, job: &str, provider: &str, model: &str) -> Result<i64, StoreError> {
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO runs (job, status, provider, model, started_at) VALUES ($1, 'running', $2, $3, $4) RETURNING id",
+            "INSERT INTO runs (job, status, provider, model, started_at, lease_expires_ms) VALUES ($1, 'running', $2, $3, $4, $5) RETURNING id",
         )
         .bind(job)
         .bind(provider)
         .bind(model)
         .bind(now_text())
+        .bind(now_ms() + RUN_LEASE.as_millis() as i64)
         .fetch_one(&self.pool)
         .await?;
         Ok(id)
@@ -68,8 +69,8 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE runs SET status = $1, finished_at = $2, entities = $3, generated = $4, skipped = $5, failed = $6, \
-             pending = $7, tokens_in = $8, tokens_out = $9, cost_usd = $10, duration_ms = $11, pages_written = $12, error = $13 \
-             WHERE id = $14",
+             pending = $7, tokens_in = $8, tokens_out = $9, cost_usd = $10, duration_ms = $11, pages_written = $12, error = $13, \
+             pages_removed = $15 WHERE id = $14",
         )
         .bind(status.as_str())
         .bind(now_text())
@@ -85,9 +86,33 @@ impl Store for PostgresStore {
         .bind(f.pages_written as i64)
         .bind(error)
         .bind(run_id)
+        .bind(f.pages_removed as i64)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn renew_run_lease(&self, run_id: i64, ttl: Option<Duration>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET lease_expires_ms = $1 WHERE id = $2 AND status = 'running' AND lease_expires_ms IS NOT NULL")
+            .bind(ttl.map(|t| now_ms() + t.as_millis() as i64))
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn abandon_lapsed_runs(&self) -> Result<Vec<AbandonedRun>, StoreError> {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(abandon_sql(["$1", "$2", "$3"])))
+                .bind(now_text())
+                .bind(ABANDONED_ERROR)
+                .bind(now_ms())
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, job)| AbandonedRun { id, job })
+            .collect())
     }
 
     async fn run(&self, run_id: i64) -> Result<Option<RunRecord>, StoreError> {
@@ -395,6 +420,24 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn state_init(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO service_state (name, value, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .bind(now_text())
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM service_state WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     async fn try_lock_job(

@@ -57,12 +57,13 @@ impl Store for SqliteStore {
 
     async fn create_run(&self, job: &str, provider: &str, model: &str) -> Result<i64, StoreError> {
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO runs (job, status, provider, model, started_at) VALUES (?, 'running', ?, ?, ?) RETURNING id",
+            "INSERT INTO runs (job, status, provider, model, started_at, lease_expires_ms) VALUES (?, 'running', ?, ?, ?, ?) RETURNING id",
         )
         .bind(job)
         .bind(provider)
         .bind(model)
         .bind(now_text())
+        .bind(now_ms() + RUN_LEASE.as_millis() as i64)
         .fetch_one(&self.pool)
         .await?;
         Ok(id)
@@ -77,8 +78,8 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE runs SET status = ?, finished_at = ?, entities = ?, generated = ?, skipped = ?, failed = ?, \
-             pending = ?, tokens_in = ?, tokens_out = ?, cost_usd = ?, duration_ms = ?, pages_written = ?, error = ? \
-             WHERE id = ?",
+             pending = ?, tokens_in = ?, tokens_out = ?, cost_usd = ?, duration_ms = ?, pages_written = ?, pages_removed = ?, \
+             error = ? WHERE id = ?",
         )
         .bind(status.as_str())
         .bind(now_text())
@@ -92,11 +93,35 @@ impl Store for SqliteStore {
         .bind(f.cost_usd)
         .bind(f.duration_ms as i64)
         .bind(f.pages_written as i64)
+        .bind(f.pages_removed as i64)
         .bind(error)
         .bind(run_id)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn renew_run_lease(&self, run_id: i64, ttl: Option<Duration>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET lease_expires_ms = ? WHERE id = ? AND status = 'running' AND lease_expires_ms IS NOT NULL")
+            .bind(ttl.map(|t| now_ms() + t.as_millis() as i64))
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn abandon_lapsed_runs(&self) -> Result<Vec<AbandonedRun>, StoreError> {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(abandon_sql(["?", "?", "?"])))
+                .bind(now_text())
+                .bind(ABANDONED_ERROR)
+                .bind(now_ms())
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, job)| AbandonedRun { id, job })
+            .collect())
     }
 
     async fn run(&self, run_id: i64) -> Result<Option<RunRecord>, StoreError> {
@@ -403,6 +428,24 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn state_init(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO service_state (name, value, updated_at) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .bind(now_text())
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM service_state WHERE name = ?")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     async fn try_lock_job(
