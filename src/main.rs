@@ -1039,3 +1039,18 @@ async fn demo(dir: &Path, domains: usize, seed: u64) -> Result<ExitCode, Failure
     }
     Ok(exit_for(&summary))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use super::colour;
+        assert!(colour(true, None));
+        assert!(!colour(false, None), "not a terminal");
+        assert!(!colour(true, Some("1".into())), "NO_COLOR set");
+        assert!(
+            colour(true, Some("".into())),
+            "an empty NO_COLOR does not count"
+        );
+    }
+}

@@ -214,3 +214,55 @@ pub fn input_hash(job: &Job, provider: &str, model: &str, context: &Value) -> St
     }
     h.finalize().to_hex()[..32].to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job_with(user: &str) -> (tempfile::TempDir, Job) {
+        let dir = tempfile::tempdir().unwrap();
+        crate::demo::write_project(dir.path(), true).unwrap();
+        let p = crate::config::load_with_env(dir.path(), &|_| None).unwrap();
+        let mut job = p.job("domain_summaries").unwrap().clone();
+        job.user_template = user.into();
+        (dir, job)
+    }
+
+    #[test]
+    fn an_undefined_variable_names_the_file_the_line_and_the_variable() {
+        let (_dir, job) = job_with("Shop:\n{{ entity.nmae }}");
+        let p = Prompter::new(&job).unwrap();
+        let e = p
+            .render(
+                "a.com",
+                &json!({"entity": {"name": "a"}, "group_label": "g"}),
+            )
+            .unwrap_err();
+        assert_eq!(e.template, job.user_prompt_file);
+        assert_eq!(e.line, Some(2));
+        let msg = e.to_string();
+        assert!(msg.contains("`entity.nmae` is undefined"), "{msg}");
+        assert!(msg.contains("domain_summary.user.j2, line 2"), "{msg}");
+        assert!(msg.contains("(entity `a.com`)"), "{msg}");
+        assert!(!msg.contains("<string>") && !msg.contains("user:"), "{msg}");
+    }
+
+    #[test]
+    fn optional_facts_need_is_defined_and_trim_defaults_to_false() {
+        let (_dir, job) =
+            job_with("{% if m.bin is defined %}{{ m.bin }}{% endif %}|{% if m.tier %}x{% endif %}");
+        let p = Prompter::new(&job).unwrap();
+        let ctx = json!({"m": {}, "entity": {"name": "a"}, "group_label": "g"});
+        let e = p.render("a", &ctx).unwrap_err();
+        assert!(e.message.contains("`m.tier` is undefined"), "{e}");
+        let (_dir, job) = job_with(
+            "{% if m.bin is defined %}{{ m.bin }}{% endif %}|{% if trim %}t{% else %}f{% endif %}",
+        );
+        let p = Prompter::new(&job).unwrap();
+        assert_eq!(p.render("a", &ctx).unwrap().1, "|f");
+        let mut ctx = ctx;
+        ctx["trim"] = true.into();
+        ctx["m"]["bin"] = "1–5".into();
+        assert_eq!(p.render("a", &ctx).unwrap().1, "1–5|t");
+    }
+}

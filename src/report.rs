@@ -378,4 +378,50 @@ mod tests {
         assert!(page.contains("too long &lt;for&gt; the model"));
         assert!(page.contains("<svg"));
     }
+
+    #[test]
+    fn cost_is_shown_as_money_and_charts_have_axis_values() {
+        let run = RunRecord {
+            id: 1,
+            job: "j".into(),
+            status: "succeeded".into(),
+            provider: "openai".into(),
+            model: "m".into(),
+            started_at: "2026-11-22T00:00:00.000Z".into(),
+            finished_at: None,
+            figures: RunFigures {
+                cost_usd: 1.2464430000000006,
+                ..Default::default()
+            },
+            error: None,
+        };
+        let gens: Vec<_> = (0..37)
+            .map(|i| {
+                (
+                    generation(&format!("k{i}"), GenerationStatus::Ok, 700, &["ok"]),
+                    format!("2026-11-22T00:{:02}:00.000Z", i),
+                )
+            })
+            .collect();
+        let r = build(&run, &gens);
+        assert_eq!(r["run"]["cost_usd"], 1.246443, "rounded to micro-dollars");
+        let page = html(&r);
+        assert!(page.contains("<td>cost</td><td>$1.2464</td>"), "{page}");
+        assert!(!page.contains("1.2464430000000006"));
+        // 37 entities in one latency bucket: ticks 0, 10, 20, 30, 40.
+        for t in ["0", "10", "20", "30", "40"] {
+            assert!(
+                page.contains(&format!(r#"text-anchor="end">{t}</text>"#)),
+                "tick {t}"
+            );
+        }
+        assert!(page.contains(">latency</text>") && page.contains(">entities</text>"));
+        // 37 throughput buckets: every 4th labelled, the first at 0 s.
+        assert!(page.contains(">0 s</text>"));
+        assert_eq!(tick_step(0), 1);
+        assert_eq!(tick_step(3), 1);
+        assert_eq!(tick_step(7), 2);
+        assert_eq!(tick_step(37), 10);
+        assert_eq!(tick_step(120), 50);
+    }
 }
