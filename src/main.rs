@@ -231,8 +231,39 @@ fn init_logging(format: LogFormat, verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Human => builder.compact().init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder
+            .with_ansi(colour(
+                std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                std::env::var_os("NO_COLOR"),
+            ))
+            .compact()
+            .init(),
+        LogFormat::Json => builder.with_ansi(false).json().init(),
+    }
+}
+
+/// Colour codes only for a terminal, and never when `NO_COLOR` is set to anything
+/// (https://no-color.org).
+fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// The last line of a failed command: plain text for people, a JSON event under
+/// `--log-format json` so that stderr stays one JSON object per line.
+fn report_error(format: LogFormat, e: &anyhow::Error, code: u8) {
+    match format {
+        LogFormat::Human => eprintln!("error: {e:#}"),
+        LogFormat::Json => tracing::error!(exit_code = code, "{e:#}"),
+    }
+}
+
+/// Says (as a log event) that the offline writer writes the texts because no key is set.
+fn note_offline(project: &Project) {
+    if project.llm.fell_back_to_offline {
+        tracing::info!(
+            "${} is not set, so the offline writer (deterministic templates, no LLM) writes the texts",
+            project.llm.api_key_env
+        );
     }
 }
 
@@ -244,7 +275,8 @@ enum Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, cli.verbose);
+    let format = cli.log_format;
+    init_logging(format, cli.verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -252,11 +284,11 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(Failure::Usage(e)) => {
-            eprintln!("error: {e:#}");
+            report_error(format, &e, 2);
             ExitCode::from(2)
         }
         Err(Failure::Run(e)) => {
-            eprintln!("error: {e:#}");
+            report_error(format, &e, 1);
             ExitCode::from(1)
         }
     }
@@ -415,12 +447,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             // Missing or malformed tokens are a set-up problem (exit 2), found before binding.
             shopscribe::serve::auth::Auth::from_env()
                 .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))?;
-            if project.llm.fell_back_to_offline {
-                eprintln!(
-                    "note: ${} is not set, so the offline writer (deterministic templates, no LLM) writes the texts.",
-                    project.llm.api_key_env
-                );
-            }
+            note_offline(&project);
             shopscribe::serve::serve(project, bind, shutdown_signal())
                 .await
                 .map_err(Failure::Run)?;
@@ -461,7 +488,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                     p.busy.join(", ")
                 );
                 for e in &p.errors {
-                    eprintln!("error: {e}");
+                    tracing::error!("{e}");
                 }
                 return Ok(if p.errors.is_empty() {
                     ExitCode::SUCCESS
@@ -563,12 +590,7 @@ async fn open(
         .map_err(|e| Failure::Run(e.into()))?;
     let provider =
         shopscribe::llm::from_config(&project.llm).map_err(|e| Failure::Usage(e.into()))?;
-    if project.llm.fell_back_to_offline {
-        eprintln!(
-            "note: ${} is not set, so the offline writer (deterministic templates, no LLM) writes the texts.",
-            project.llm.api_key_env
-        );
-    }
+    note_offline(project);
     Ok((store, provider))
 }
 
@@ -813,6 +835,9 @@ async fn plan(
         }
     );
     println!("  to write   {:>8}", plan.work.len());
+    for n in plan.entities.non_numeric() {
+        println!("Warning: {n}.");
+    }
     println!(
         "Estimated tokens: {} prompt + {} output ({}).",
         est.prompt_tokens,
@@ -824,7 +849,7 @@ async fn plan(
         }
     );
     match est.cost_usd {
-        Some(c) => println!("Estimated cost: ${c:.4}"),
+        Some(c) => println!("Estimated cost: {}", config::format_usd(c)),
         None => println!(
             "Estimated cost: unknown (add [llm.prices.\"{}\"] with input/output USD per 1M tokens)",
             provider.model()
@@ -867,7 +892,7 @@ fn print_summary(s: &RunSummary) {
         println!("  pending    {:>8}  (left for the next run)", f.pending);
     }
     println!("  tokens     {:>8} in, {} out", f.tokens_in, f.tokens_out);
-    println!("  cost       {:>8}", format!("${:.4}", f.cost_usd));
+    println!("  cost       {:>8}", config::format_usd(f.cost_usd));
     println!(
         "  site       {} files written, {} unchanged, {} removed",
         s.publish.files_written, s.publish.files_unchanged, s.publish.files_removed
@@ -986,9 +1011,9 @@ async fn demo_reviews(dir: &Path, seed: u64) -> Result<RunSummary, Failure> {
         .map_err(|e| Failure::Run(e.into()))?;
     for r in &reports {
         if r.skipped {
-            eprintln!("Reviews: {} already ingested; skipped", r.uri);
+            tracing::info!("Reviews: {} already ingested; skipped", r.uri);
         } else {
-            eprintln!(
+            tracing::info!(
                 "Reviews: {} — {} lines, {} rejected (see `shopscribe ingest reviews --rejects -p {}`), {} new, {} changed, {} unchanged",
                 r.uri.rsplit('/').next().unwrap_or(&r.uri),
                 r.lines,
@@ -1029,7 +1054,7 @@ async fn demo(dir: &Path, domains: usize, seed: u64) -> Result<ExitCode, Failure
     shopscribe::demo::load_rows(store.pool(), &rows)
         .await
         .map_err(|e| Failure::Run(e.into()))?;
-    eprintln!(
+    tracing::info!(
         "Sample data: {domains} domains, {} monthly rows in {}",
         rows.len(),
         project.store_url
@@ -1055,4 +1080,19 @@ async fn demo(dir: &Path, domains: usize, seed: u64) -> Result<ExitCode, Failure
         return Ok(exit_for(&reviews));
     }
     Ok(exit_for(&summary))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use super::colour;
+        assert!(colour(true, None));
+        assert!(!colour(false, None), "not a terminal");
+        assert!(!colour(true, Some("1".into())), "NO_COLOR set");
+        assert!(
+            colour(true, Some("".into())),
+            "an empty NO_COLOR does not count"
+        );
+    }
 }

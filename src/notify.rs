@@ -25,7 +25,7 @@ pub fn text(project: &Project, event: &Event) -> String {
                 _ => "❌",
             };
             let mut t = format!(
-                "{mark} shopscribe · {} · `{}` run {} {}\nentities {} · generated {} · skipped {} · failed {}{}\ntokens {} in / {} out · cost ${:.4} · {:.1} s\nsite: {}/{}/index.html",
+                "{mark} shopscribe · {} · `{}` run {} {}\nentities {} · generated {} · skipped {} · failed {}{}\ntokens {} in / {} out · cost {} · {:.1} s\nsite: {}/{}/index.html",
                 project.name,
                 s.job,
                 s.run_id,
@@ -45,7 +45,7 @@ pub fn text(project: &Project, event: &Event) -> String {
                 },
                 f.tokens_in,
                 f.tokens_out,
-                f.cost_usd,
+                crate::config::format_usd(f.cost_usd),
                 f.duration_ms as f64 / 1000.0,
                 project.publish.base_url,
                 s.job

@@ -4,7 +4,7 @@
 use crate::config::{Job, Project};
 use crate::features::{self, FeatureOptions, Features};
 use crate::llm::Provider;
-use crate::prompt::{build_context, input_hash};
+use crate::prompt::{PromptError, Prompter, build_context, input_hash};
 use crate::source::Entities;
 use crate::store::EntityState;
 use serde_json::Value;
@@ -123,6 +123,40 @@ pub fn make_plan(
         plan.hashes.push(hash);
     }
     plan
+}
+
+/// Renders the prompts of every entity on the work list (and, for the first, the trimmed
+/// variant a "context too long" answer asks for; with no work, the first entity's) and returns
+/// the first template error, so that an undefined variable stops `plan` and `run` before any
+/// provider call instead of in the middle of a paid run. The rendered texts are dropped.
+pub fn check_prompts(job: &Job, plan: &Plan) -> Result<(), PromptError> {
+    use rayon::prelude::*;
+    let prompter = Prompter::new(job)?;
+    let render = |i: usize, context: &Value| prompter.render(&plan.entities.keys[i], context);
+    let failures: Vec<PromptError> = plan
+        .work
+        .par_iter()
+        .filter_map(|w| render(w.index, &w.context).err())
+        .collect();
+    let count = failures.len();
+    if let Some(mut first) = failures.into_iter().next() {
+        first.others = count - 1;
+        return Err(first);
+    }
+    let sample = match plan.work.first() {
+        Some(w) => Some((w.index, (*w.context).clone())),
+        None if !plan.entities.is_empty() => {
+            let context = build_context(job, &plan.entities, &plan.features, 0);
+            render(0, &context)?;
+            Some((0, context))
+        }
+        None => None,
+    };
+    if let Some((i, mut context)) = sample {
+        context["trim"] = Value::Bool(true);
+        render(i, &context)?;
+    }
+    Ok(())
 }
 
 /// Token and cost estimate for a work list.

@@ -7,53 +7,109 @@ use crate::features::{Features, NO_BIN, PeerBasis};
 use crate::source::Entities;
 use minijinja::Environment;
 use serde_json::{Map, Value, json};
+use std::path::{Path, PathBuf};
 
+/// A template that does not parse or does not render: the file, the line and what went wrong
+/// (for an undefined variable, its name: "undefined value: `entity.nmae` is undefined").
 #[derive(Debug, thiserror::Error)]
-#[error("template `{template}` failed for entity `{key}`: {message}")]
+#[error(
+    "the prompt template {}{}: {message}{}",
+    template.display(),
+    line.map(|l| format!(", line {l}")).unwrap_or_default(),
+    match (key.is_empty(), others) {
+        (true, _) => String::new(),
+        (false, 0) => format!(" (entity `{key}`)"),
+        (false, n) => format!(" (entity `{key}` and {n} more)"),
+    }
+)]
 pub struct PromptError {
-    pub template: String,
+    /// The template's file.
+    pub template: PathBuf,
+    pub line: Option<usize>,
+    /// The entity being rendered; empty when the template does not parse.
     pub key: String,
     pub message: String,
+    /// Other entities whose prompt failed too (when several were checked at once).
+    pub others: usize,
 }
 
-/// Renders the job's system and user templates.
+impl PromptError {
+    /// From minijinja's error: its kind and detail (which names an undefined variable), without
+    /// the `(in NAME:LINE)` suffix and the debug dump, since file and line are fields here.
+    pub fn from_jinja(template: &Path, key: &str, e: &minijinja::Error) -> PromptError {
+        let mut message = match e.detail() {
+            Some(d) => format!("{}: {d}", e.kind()),
+            None => e.kind().to_string(),
+        };
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            message.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        PromptError {
+            template: template.to_path_buf(),
+            line: e.line(),
+            key: key.into(),
+            message,
+            others: 0,
+        }
+    }
+}
+
+/// The name a template is registered under: its file, so that minijinja's own messages (and
+/// ours) say `prompts/x.user.j2:18`, never `<string>:18` or `user:3`.
+pub fn template_name(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Renders the job's system and user templates, with strict undefined behaviour: printing,
+/// testing or iterating a variable the context does not have is an error naming it, so a typo
+/// (`{{ entity.nmae }}`) fails at `plan` instead of rendering empty. Optional facts are tested
+/// with `is defined` (`{% if m.bin is defined %}`) or given a `default`.
 pub struct Prompter {
     env: Environment<'static>,
+    system: String,
+    user: String,
+    files: [PathBuf; 2],
 }
 
 impl Prompter {
     pub fn new(job: &Job) -> Result<Prompter, PromptError> {
         let mut env = Environment::new();
-        // A missing attribute (`entity.attributes.country` on a row without one) renders as empty
-        // and tests false, so templates can branch on optional facts.
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
-        for (name, text) in [
-            ("system", &job.system_template),
-            ("user", &job.user_template),
-        ] {
-            env.add_template_owned(name, text.clone())
-                .map_err(|e| PromptError {
-                    template: name.into(),
-                    key: String::new(),
-                    message: e.to_string(),
-                })?;
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        // `trim` is true only when a prompt is rendered again after a "context too long"
+        // answer; it is false otherwise, without being part of the context (and its hash).
+        env.add_global("trim", false);
+        let files = [job.system_prompt_file.clone(), job.user_prompt_file.clone()];
+        let names = [template_name(&files[0]), template_name(&files[1])];
+        for (i, text) in [&job.system_template, &job.user_template]
+            .into_iter()
+            .enumerate()
+        {
+            env.add_template_owned(names[i].clone(), text.clone())
+                .map_err(|e| PromptError::from_jinja(&files[i], "", &e))?;
         }
-        Ok(Prompter { env })
+        let [system, user] = names;
+        Ok(Prompter {
+            env,
+            system,
+            user,
+            files,
+        })
     }
 
     /// (system, user) messages for one entity's context.
     pub fn render(&self, key: &str, context: &Value) -> Result<(String, String), PromptError> {
-        let render = |name: &str| {
+        let render = |name: &str, file: &Path| {
             let t = self.env.get_template(name).expect("added in new()");
             t.render(minijinja::value::Serde(context))
                 .map(|s| s.trim().to_string())
-                .map_err(|e| PromptError {
-                    template: name.into(),
-                    key: key.into(),
-                    message: format!("{e:#}"),
-                })
+                .map_err(|e| PromptError::from_jinja(file, key, &e))
         };
-        Ok((render("system")?, render("user")?))
+        Ok((
+            render(&self.system, &self.files[0])?,
+            render(&self.user, &self.files[1])?,
+        ))
     }
 }
 
@@ -157,4 +213,56 @@ pub fn input_hash(job: &Job, provider: &str, model: &str, context: &Value) -> St
         h.update(part.as_bytes());
     }
     h.finalize().to_hex()[..32].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job_with(user: &str) -> (tempfile::TempDir, Job) {
+        let dir = tempfile::tempdir().unwrap();
+        crate::demo::write_project(dir.path(), true).unwrap();
+        let p = crate::config::load_with_env(dir.path(), &|_| None).unwrap();
+        let mut job = p.job("domain_summaries").unwrap().clone();
+        job.user_template = user.into();
+        (dir, job)
+    }
+
+    #[test]
+    fn an_undefined_variable_names_the_file_the_line_and_the_variable() {
+        let (_dir, job) = job_with("Shop:\n{{ entity.nmae }}");
+        let p = Prompter::new(&job).unwrap();
+        let e = p
+            .render(
+                "a.com",
+                &json!({"entity": {"name": "a"}, "group_label": "g"}),
+            )
+            .unwrap_err();
+        assert_eq!(e.template, job.user_prompt_file);
+        assert_eq!(e.line, Some(2));
+        let msg = e.to_string();
+        assert!(msg.contains("`entity.nmae` is undefined"), "{msg}");
+        assert!(msg.contains("domain_summary.user.j2, line 2"), "{msg}");
+        assert!(msg.contains("(entity `a.com`)"), "{msg}");
+        assert!(!msg.contains("<string>") && !msg.contains("user:"), "{msg}");
+    }
+
+    #[test]
+    fn optional_facts_need_is_defined_and_trim_defaults_to_false() {
+        let (_dir, job) =
+            job_with("{% if m.bin is defined %}{{ m.bin }}{% endif %}|{% if m.tier %}x{% endif %}");
+        let p = Prompter::new(&job).unwrap();
+        let ctx = json!({"m": {}, "entity": {"name": "a"}, "group_label": "g"});
+        let e = p.render("a", &ctx).unwrap_err();
+        assert!(e.message.contains("`m.tier` is undefined"), "{e}");
+        let (_dir, job) = job_with(
+            "{% if m.bin is defined %}{{ m.bin }}{% endif %}|{% if trim %}t{% else %}f{% endif %}",
+        );
+        let p = Prompter::new(&job).unwrap();
+        assert_eq!(p.render("a", &ctx).unwrap().1, "|f");
+        let mut ctx = ctx;
+        ctx["trim"] = true.into();
+        ctx["m"]["bin"] = "1–5".into();
+        assert_eq!(p.render("a", &ctx).unwrap().1, "1–5|t");
+    }
 }

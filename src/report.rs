@@ -1,12 +1,14 @@
 //! A run report: a self-contained HTML page (inline SVG, no scripts) and its JSON — throughput
-//! over time, latency histogram, attempts and error classes, tokens and cost, and the failed
-//! entities with their reasons: what a user looks at after a long job.
+//! over time, a histogram of the writer's latency per entity, attempts and error classes, tokens
+//! and cost, and the failed entities with their reasons: what a user looks at after a long job.
 
 use crate::store::{GenerationStatus, NewGeneration, RunRecord, Store, StoreError};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-/// Latency buckets (upper bounds, ms) of the histogram.
+/// Latency buckets (upper bounds, ms) of the histogram. A generation records the latencies of
+/// its answered attempts summed (not each attempt's, and not the waits between them), so the
+/// histogram counts one value per entity and says so.
 const LATENCY_BOUNDS: &[(u64, &str)] = &[
     (100, "< 0.1 s"),
     (250, "0.1–0.25 s"),
@@ -44,10 +46,9 @@ pub fn build(run: &RunRecord, generations: &[(NewGeneration, String)]) -> Value 
             let i = (((s - start) / bucket) as usize).min(n_buckets - 1);
             throughput[i] += 1;
         }
-        let per_attempt = g.latency_ms / u64::from(g.attempts.max(1));
         latency[LATENCY_BOUNDS
             .iter()
-            .position(|(b, _)| per_attempt < *b)
+            .position(|(b, _)| g.latency_ms < *b)
             .unwrap_or(LATENCY_BOUNDS.len() - 1)] += 1;
         *attempts.entry(g.attempts).or_default() += 1;
         for o in &g.attempt_log {
@@ -63,14 +64,20 @@ pub fn build(run: &RunRecord, generations: &[(NewGeneration, String)]) -> Value 
             "started_at": run.started_at, "finished_at": run.finished_at, "error": run.error,
             "entities": run.figures.entities, "generated": run.figures.generated, "skipped": run.figures.skipped,
             "failed": run.figures.failed, "pending": run.figures.pending, "tokens_in": run.figures.tokens_in,
-            "tokens_out": run.figures.tokens_out, "cost_usd": run.figures.cost_usd, "duration_ms": run.figures.duration_ms,
+            "tokens_out": run.figures.tokens_out, "cost_usd": micro_usd(run.figures.cost_usd), "duration_ms": run.figures.duration_ms,
         },
         "throughput": {"bucket_seconds": bucket, "counts": throughput},
-        "latency_histogram": LATENCY_BOUNDS.iter().zip(&latency).map(|((_, l), n)| json!({"bucket": l, "count": n})).collect::<Vec<_>>(),
+        "latency_per_entity": LATENCY_BOUNDS.iter().zip(&latency).map(|((_, l), n)| json!({"bucket": l, "count": n})).collect::<Vec<_>>(),
         "attempts": attempts.iter().map(|(a, n)| json!({"attempts": a, "count": n})).collect::<Vec<_>>(),
         "outcomes": outcomes,
         "failed": failed,
     })
+}
+
+/// A cost rounded to micro-dollars for the JSON (a sum of many float costs carries noise:
+/// 1.2464430000000006).
+fn micro_usd(usd: f64) -> f64 {
+    (usd * 1e6).round() / 1e6
 }
 
 fn esc(s: &str) -> String {
@@ -81,34 +88,76 @@ fn esc(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-/// An SVG bar chart of (label, value) pairs.
-fn bars(items: &[(String, u64)], width: f64, height: f64) -> String {
-    let max = items.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1) as f64;
-    let w = width / items.len().max(1) as f64;
+/// Round tick step for a value axis from 0 to `max`: 1, 2 or 5 times a power of ten, giving
+/// at most five ticks; counts never get fractional ticks.
+fn tick_step(max: u64) -> u64 {
+    let mut step = 1u64;
+    loop {
+        for m in [1, 2, 5] {
+            if max.div_ceil(step * m) <= 4 {
+                return step * m;
+            }
+        }
+        step *= 10;
+    }
+}
+
+/// An SVG bar chart of (label, value) pairs with its axes: value ticks with grid lines on the
+/// left, category labels under the bars (every n-th when there are many), and both axis titles.
+fn bars(items: &[(String, u64)], width: f64, height: f64, x_title: &str, y_title: &str) -> String {
+    const LEFT: f64 = 46.0;
+    const TOP: f64 = 8.0;
+    let max = items.iter().map(|(_, v)| *v).max().unwrap_or(0);
+    let step = tick_step(max);
+    let top = (max.div_ceil(step) * step).max(step) as f64;
+    let plot = width - LEFT;
+    let w = plot / items.len().max(1) as f64;
+    let base = TOP + height;
     let mut svg = format!(
-        r#"<svg viewBox="0 0 {width} {}" width="100%" role="img">"#,
-        height + 18.0
+        r#"<svg viewBox="0 0 {width} {}" width="100%" role="img" font-size="9">"#,
+        base + 34.0
     );
+    let mut t = 0u64;
+    while t as f64 <= top {
+        let y = base - t as f64 / top * height;
+        svg.push_str(&format!(
+            r##"<line x1="{LEFT}" x2="{width}" y1="{y:.1}" y2="{y:.1}" stroke="#e3e5ec"/><text x="{:.1}" y="{:.1}" text-anchor="end">{t}</text>"##,
+            LEFT - 4.0,
+            y + 3.0
+        ));
+        t += step;
+    }
+    svg.push_str(&format!(
+        r##"<text transform="translate(10 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"##,
+        TOP + height / 2.0,
+        esc(y_title)
+    ));
+    let every = items.len().div_ceil(12).max(1);
     for (i, (label, v)) in items.iter().enumerate() {
-        let h = (*v as f64 / max) * height;
+        let h = (*v as f64 / top) * height;
         svg.push_str(&format!(
             r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#2446c7"><title>{}: {v}</title></rect>"##,
-            i as f64 * w + 1.0,
-            height - h,
+            LEFT + i as f64 * w + 1.0,
+            base - h,
             (w - 2.0).max(1.0),
             h,
             esc(label)
         ));
-        if items.len() <= 12 {
+        if i % every == 0 {
             svg.push_str(&format!(
-                r#"<text x="{:.1}" y="{}" font-size="9" text-anchor="middle">{}</text>"#,
-                i as f64 * w + w / 2.0,
-                height + 12.0,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                LEFT + i as f64 * w + w / 2.0,
+                base + 12.0,
                 esc(label)
             ));
         }
     }
-    svg.push_str("</svg>");
+    svg.push_str(&format!(
+        r##"<line x1="{LEFT}" x2="{width}" y1="{base:.1}" y2="{base:.1}" stroke="#5a6275"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text></svg>"##,
+        LEFT + plot / 2.0,
+        base + 28.0,
+        esc(x_title)
+    ));
     svg
 }
 
@@ -131,7 +180,7 @@ pub fn html(r: &Value) -> String {
                 .collect()
         })
         .unwrap_or_default();
-    let lat: Vec<(String, u64)> = r["latency_histogram"]
+    let lat: Vec<(String, u64)> = r["latency_per_entity"]
         .as_array()
         .map(|a| {
             a.iter()
@@ -178,10 +227,11 @@ table{{border-collapse:collapse}}td,th{{padding:.2rem .6rem;border-bottom:1px so
 <tr><td>started / finished</td><td>{started} / {finished}</td></tr>
 <tr><td>entities</td><td>{entities}</td></tr><tr><td>generated</td><td>{generated}</td></tr>
 <tr><td>skipped (unchanged)</td><td>{skipped}</td></tr><tr><td>failed</td><td>{failedn}</td></tr><tr><td>pending</td><td>{pending}</td></tr>
-<tr><td>tokens</td><td>{tin} in / {tout} out</td></tr><tr><td>cost</td><td>${cost}</td></tr><tr><td>duration</td><td>{dur} ms</td></tr>
+<tr><td>tokens</td><td>{tin} in / {tout} out</td></tr><tr><td>cost</td><td>{cost}</td></tr><tr><td>duration</td><td>{dur} ms</td></tr>
 <tr><td>error</td><td>{error}</td></tr></table>
 <h2>Throughput (texts per {bucket:.0} s)</h2>{tp}
-<h2>Latency per attempt</h2>{lat}
+<h2>Writer latency per entity</h2>
+<p>Time spent waiting for the writer's answers, summed over each entity's attempts (failed requests and the waits between retries are not timed).</p>{lat}
 <h2>Attempts per entity</h2>{att}
 <h2>Attempt outcomes</h2><table><tr><th>outcome</th><th>count</th></tr>{outcomes}</table>
 <h2>Failed entities</h2><table><tr><th>key</th><th>status</th><th>attempts</th><th>reason</th></tr>{failed}</table>
@@ -200,12 +250,14 @@ table{{border-collapse:collapse}}td,th{{padding:.2rem .6rem;border-bottom:1px so
         pending = esc(&get("pending")),
         tin = esc(&get("tokens_in")),
         tout = esc(&get("tokens_out")),
-        cost = esc(&get("cost_usd")),
+        cost = esc(&crate::config::format_usd(
+            run["cost_usd"].as_f64().unwrap_or(0.0)
+        )),
         dur = esc(&get("duration_ms")),
         error = esc(run["error"].as_str().unwrap_or("none")),
-        tp = bars(&tp, 600.0, 120.0),
-        lat = bars(&lat, 600.0, 120.0),
-        att = bars(&att, 300.0, 80.0),
+        tp = bars(&tp, 600.0, 120.0, "seconds since the start", "texts"),
+        lat = bars(&lat, 600.0, 120.0, "latency", "entities"),
+        att = bars(&att, 300.0, 80.0, "attempts", "entities"),
     )
 }
 
@@ -307,14 +359,14 @@ mod tests {
             .map(|v| v.as_u64().unwrap())
             .sum();
         assert_eq!(tp, 3);
-        let lat: Vec<u64> = r["latency_histogram"]
+        let lat: Vec<u64> = r["latency_per_entity"]
             .as_array()
             .unwrap()
             .iter()
             .map(|b| b["count"].as_u64().unwrap())
             .collect();
-        // 80 ms; 1,600 ms over 2 attempts = 800 ms; 300 ms.
-        assert_eq!(lat, vec![1, 0, 1, 1, 0, 0, 0, 0]);
+        // One value per entity: 80 ms; 1,600 ms (two attempts together); 300 ms.
+        assert_eq!(lat, vec![1, 0, 1, 0, 1, 0, 0, 0]);
         assert_eq!(r["outcomes"]["transient"], 1);
         assert_eq!(r["outcomes"]["ok"], 2);
         assert_eq!(r["failed"].as_array().unwrap().len(), 1);
@@ -325,5 +377,51 @@ mod tests {
         );
         assert!(page.contains("too long &lt;for&gt; the model"));
         assert!(page.contains("<svg"));
+    }
+
+    #[test]
+    fn cost_is_shown_as_money_and_charts_have_axis_values() {
+        let run = RunRecord {
+            id: 1,
+            job: "j".into(),
+            status: "succeeded".into(),
+            provider: "openai".into(),
+            model: "m".into(),
+            started_at: "2026-11-22T00:00:00.000Z".into(),
+            finished_at: None,
+            figures: RunFigures {
+                cost_usd: 1.2464430000000006,
+                ..Default::default()
+            },
+            error: None,
+        };
+        let gens: Vec<_> = (0..37)
+            .map(|i| {
+                (
+                    generation(&format!("k{i}"), GenerationStatus::Ok, 700, &["ok"]),
+                    format!("2026-11-22T00:{:02}:00.000Z", i),
+                )
+            })
+            .collect();
+        let r = build(&run, &gens);
+        assert_eq!(r["run"]["cost_usd"], 1.246443, "rounded to micro-dollars");
+        let page = html(&r);
+        assert!(page.contains("<td>cost</td><td>$1.2464</td>"), "{page}");
+        assert!(!page.contains("1.2464430000000006"));
+        // 37 entities in one latency bucket: ticks 0, 10, 20, 30, 40.
+        for t in ["0", "10", "20", "30", "40"] {
+            assert!(
+                page.contains(&format!(r#"text-anchor="end">{t}</text>"#)),
+                "tick {t}"
+            );
+        }
+        assert!(page.contains(">latency</text>") && page.contains(">entities</text>"));
+        // 37 throughput buckets: every 4th labelled, the first at 0 s.
+        assert!(page.contains(">0 s</text>"));
+        assert_eq!(tick_step(0), 1);
+        assert_eq!(tick_step(3), 1);
+        assert_eq!(tick_step(7), 2);
+        assert_eq!(tick_step(37), 10);
+        assert_eq!(tick_step(120), 50);
     }
 }

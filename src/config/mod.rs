@@ -114,6 +114,14 @@ impl Price {
     }
 }
 
+/// Money as every output shows it (plan, run summary, report, notifications): US dollars with
+/// four decimals, `$1.2464`.
+pub fn format_usd(usd: f64) -> String {
+    // No "-$0.0000" for a zero that went through arithmetic.
+    let usd = if usd == 0.0 { 0.0 } else { usd };
+    format!("${usd:.4}")
+}
+
 impl LlmConfig {
     /// The price of the configured model, if the project declares one.
     pub fn price(&self) -> Option<Price> {
@@ -231,6 +239,9 @@ pub struct Job {
     pub entity_label: String,
     pub attributes: Vec<String>,
     pub min_group_size: usize,
+    /// The template files, named in template errors.
+    pub system_prompt_file: PathBuf,
+    pub user_prompt_file: PathBuf,
     pub system_template: String,
     pub user_template: String,
     pub schema: serde_json::Value,
@@ -313,9 +324,100 @@ pub fn load_with_env(dir: &Path, env: EnvLookup) -> Result<Project, ConfigError>
             dir.display()
         ))
     })?;
-    let raw: RawConfig = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    let (raw, mut problems) = parse_raw(&text);
+    let Some(raw) = raw else {
+        return Err(ConfigError { file, problems });
+    };
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    validate(raw, &dir, env).map_err(|problems| ConfigError { file, problems })
+    match validate(raw, &dir, env) {
+        Ok(project) if problems.is_empty() => Ok(project),
+        Ok(_) => Err(ConfigError { file, problems }),
+        Err(more) => {
+            problems.extend(more);
+            Err(ConfigError { file, problems })
+        }
+    }
+}
+
+/// Most unknown keys listed before giving up on a file.
+const MAX_UNKNOWN_KEYS: usize = 100;
+
+/// Deserialises the file into the raw structs. Their `deny_unknown_fields` stops at the first
+/// unknown key, so each one met is recorded with its path and line, removed from the parsed
+/// document, and deserialisation tried again: every unknown key is listed at once (with serde's
+/// "expected …" list of the known ones). Returns the raw config when the rest of the file fits
+/// (so validation can add its own problems), and the problems found.
+fn parse_raw(text: &str) -> (Option<RawConfig>, Vec<String>) {
+    use serde::Deserialize;
+    let mut doc = match toml::de::DeTable::parse(text) {
+        Ok(d) => d,
+        Err(mut e) => {
+            e.set_input(Some(text));
+            return (None, vec![e.to_string()]);
+        }
+    };
+    // (line, problem) of each unknown key, listed in file order.
+    let mut unknown: Vec<(usize, String)> = Vec::new();
+    let in_order = |mut unknown: Vec<(usize, String)>| {
+        unknown.sort_by_key(|(line, _)| *line);
+        unknown.into_iter().map(|(_, p)| p).collect::<Vec<_>>()
+    };
+    loop {
+        let mut e = match RawConfig::deserialize(toml::de::Deserializer::from(doc.clone())) {
+            Ok(raw) => return (Some(raw), in_order(unknown)),
+            Err(e) => e,
+        };
+        if e.message().starts_with("unknown field")
+            && unknown.len() < MAX_UNKNOWN_KEYS
+            && let Some(span) = e.span()
+            && let Some(path) = remove_key(doc.get_mut(), &span, "")
+        {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            unknown.push((line, format!("{path}: {} (line {line})", e.message())));
+            continue;
+        }
+        e.set_input(Some(text));
+        let mut problems = in_order(unknown);
+        problems.push(e.to_string());
+        return (None, problems);
+    }
+}
+
+/// Removes the key whose span is `span` from a parsed document; returns its dotted path
+/// (`jobs.x.metrics[2].colum`).
+fn remove_key(
+    table: &mut toml::de::DeTable<'_>,
+    span: &std::ops::Range<usize>,
+    at: &str,
+) -> Option<String> {
+    let join = |k: &str| {
+        if at.is_empty() {
+            k.to_string()
+        } else {
+            format!("{at}.{k}")
+        }
+    };
+    if let Some(key) = table.keys().find(|k| k.span() == *span).cloned() {
+        table.remove(&key);
+        return Some(join(key.get_ref()));
+    }
+    fn in_value(
+        v: &mut toml::de::DeValue<'_>,
+        span: &std::ops::Range<usize>,
+        at: &str,
+    ) -> Option<String> {
+        match v {
+            toml::de::DeValue::Table(t) => remove_key(t, span, at),
+            toml::de::DeValue::Array(a) => a
+                .iter_mut()
+                .enumerate()
+                .find_map(|(i, x)| in_value(x.get_mut(), span, &format!("{at}[{i}]"))),
+            _ => None,
+        }
+    }
+    table
+        .iter_mut()
+        .find_map(|(k, v)| in_value(v.get_mut(), span, &join(k.get_ref())))
 }
 
 fn validate(raw: RawConfig, dir: &Path, env: EnvLookup) -> Result<Project, Vec<String>> {
@@ -820,14 +922,23 @@ fn validate_job(
             }
         }
     };
-    for (key, text) in [
-        ("system_prompt", &system_template),
-        ("user_prompt", &user_template),
+    for (key, rel, text) in [
+        ("system_prompt", &raw.system_prompt, &system_template),
+        ("user_prompt", &raw.user_prompt, &user_template),
     ] {
+        let file = dir.join(rel);
         if !text.is_empty()
-            && let Err(e) = minijinja::Environment::new().template_from_str(text)
+            && let Err(e) = minijinja::Environment::new()
+                .template_from_named_str(&crate::prompt::template_name(&file), text)
         {
-            problems.push(format!("{}: template does not parse: {e}", at(key)));
+            let e = crate::prompt::PromptError::from_jinja(&file, "", &e);
+            problems.push(format!(
+                "{}: {} does not parse{}: {}",
+                at(key),
+                file.display(),
+                e.line.map(|l| format!(" (line {l})")).unwrap_or_default(),
+                e.message
+            ));
         }
     }
     if raw.metrics.is_empty() {
@@ -880,6 +991,8 @@ fn validate_job(
         entity_label: raw.entity_label.unwrap_or_else(|| "entity".into()),
         attributes: raw.attributes,
         min_group_size: raw.min_group_size.unwrap_or(5).max(1),
+        system_prompt_file: dir.join(&raw.system_prompt),
+        user_prompt_file: dir.join(&raw.user_prompt),
         system_template,
         user_template,
         schema,

@@ -207,7 +207,8 @@ pub struct RawPublish {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawJob {
-    /// One line on what the job writes; shown by `plan`.
+    /// One line on what the job writes: the title of the job's pages and index on the site (default:
+    /// the project's name) and its description in the API's job list.
     pub description: Option<String>,
     /// SQL file (relative to the project) returning one row per entity.
     pub sql: String,

@@ -87,18 +87,81 @@ fn every_problem_is_reported_at_once_with_its_key() {
 }
 
 #[test]
-fn unknown_keys_are_rejected_with_their_location() {
+fn every_unknown_key_is_listed_at_once_with_its_line() {
     let dir = project_dir();
     let path = dir.path().join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path)
         .unwrap()
-        .replace("[store]\n", "[store]\nurll = \"x\"\n");
+        .replace("[store]\n", "[store]\nurll = \"x\"\n")
+        .replace("[llm]\n", "[llm]\nmodle = \"x\"\n")
+        .replace(
+            "banned_phrases = [",
+            "word_count2 = { summary = [1, 2] }\nbanned_phrases = [",
+        )
+        .replace("min = 0\nmax = 1\n", "min = 0\nmax = 1\nlabl = \"x\"\n");
+    std::fs::write(&path, text).unwrap();
+    let err = load_with_env(dir.path(), &env_of(&[])).unwrap_err();
+    let msg = err.to_string();
+    // `labl` went into the three metrics with `min = 0`, `max = 1`: six unknown keys.
+    assert_eq!(err.problems.len(), 6, "{msg}");
+    assert!(
+        err.problems[0].starts_with("store.urll: unknown field `urll`, expected `url` (line 9)"),
+        "{msg}"
+    );
+    assert!(
+        err.problems[1].starts_with("llm.modle: unknown field `modle`"),
+        "{msg}"
+    );
+    assert!(
+        err.problems[2].starts_with("jobs.domain_summaries.validate.word_count2: unknown field"),
+        "{msg}"
+    );
+    assert!(
+        err.problems[3].starts_with("jobs.domain_summaries.metrics[3].labl: unknown field"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unknown_keys_and_validation_problems_are_reported_together() {
+    let dir = project_dir();
+    let path = dir.path().join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[store]\n", "[store]\nurll = \"x\"\n")
+        .replace("provider = \"auto\"", "provider = \"gpt\"");
     std::fs::write(&path, text).unwrap();
     let msg = load_with_env(dir.path(), &env_of(&[]))
         .unwrap_err()
         .to_string();
-    assert!(msg.contains("unknown field `urll`"), "{msg}");
-    assert!(msg.contains("line"), "{msg}");
+    assert!(msg.contains("has 2 problems"), "{msg}");
+    assert!(
+        msg.contains("store.urll: unknown field") && msg.contains("llm.provider: unknown provider"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_wrong_type_is_reported_with_the_unknown_keys_found_before_it() {
+    let dir = project_dir();
+    let path = dir.path().join(CONFIG_FILE);
+    // Tables are read in name order: `jobs` before `llm`.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("min_group_size = 5\n", "min_group_size = 5\nurll = \"x\"\n")
+        .replace("max_in_flight = 16", "max_in_flight = \"many\"");
+    std::fs::write(&path, text).unwrap();
+    let err = load_with_env(dir.path(), &env_of(&[])).unwrap_err();
+    assert_eq!(err.problems.len(), 2, "{err}");
+    assert!(err.problems[0].contains("urll"), "{err}");
+    assert!(err.problems[1].contains("max_in_flight"), "{err}");
+}
+
+#[test]
+fn money_has_one_format() {
+    assert_eq!(format_usd(1.2464430000000006), "$1.2464");
+    assert_eq!(format_usd(0.0), "$0.0000");
+    assert_eq!(format_usd(-0.0), "$0.0000");
 }
 
 #[test]

@@ -66,6 +66,7 @@ pub(super) async fn execute(
     // One plan: the entities' hashes do not change between rounds, only their states do.
     let states = store.entity_states(&job.name).await?;
     let plan = plan::make_plan(job, entities, &states, provider.as_ref(), opts.force);
+    plan::check_prompts(job, &plan)?;
     figures.skipped = (plan.entities.len() - plan.work.len()) as u64;
     let mut attempted = plan.work.clone();
     if let Some(limit) = opts.limit

@@ -156,6 +156,7 @@ pub async fn plan_job_as_of(
     let t = Instant::now();
     let states = store.entity_states(&job.name).await?;
     let plan = plan::make_plan(job, entities, &states, provider, force);
+    plan::check_prompts(job, &plan)?;
     info!(
         new = plan.new,
         changed = plan.changed,

@@ -12,6 +12,7 @@ use crate::features::{FeatureInput, NO_GROUP};
 use futures::TryStreamExt;
 use sqlx::{Column, Row, TypeInfo, ValueRef};
 use std::collections::HashMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -42,12 +43,18 @@ pub enum Cell {
 }
 
 impl Cell {
-    fn as_f64(&self) -> f64 {
+    /// The cell as a metric value: NaN for NULL and for text that is not a number, which is
+    /// then reported as `Some(text)`; empty text is a missing value, not a wrong one.
+    fn as_f64(&self) -> (f64, Option<&str>) {
         match self {
-            Cell::Int(i) => *i as f64,
-            Cell::Float(f) => *f,
-            Cell::Text(t) => t.trim().parse().unwrap_or(f64::NAN),
-            Cell::Null => f64::NAN,
+            Cell::Int(i) => (*i as f64, None),
+            Cell::Float(f) => (*f, None),
+            Cell::Text(t) if t.trim().is_empty() => (f64::NAN, None),
+            Cell::Text(t) => match t.trim().parse() {
+                Ok(v) => (v, None),
+                Err(_) => (f64::NAN, Some(t)),
+            },
+            Cell::Null => (f64::NAN, None),
         }
     }
     fn as_text(&self) -> Option<String> {
@@ -81,12 +88,50 @@ pub struct Entities {
     attributes: Vec<Vec<Cell>>,
     /// Group ids, group names and metric columns: the features' input.
     pub input: FeatureInput,
+    /// Per metric column (in the job's order): rows whose value was text that is not a number.
+    non_numeric: Vec<NonNumeric>,
+}
+
+/// Values of a metric column that are not numbers: they count as "not available", and `plan`
+/// and `run` say how many there were.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NonNumeric {
+    pub column: String,
+    /// Entities whose value in the column is not a number.
+    pub entities: usize,
+    /// The first such value, for the message.
+    pub example: String,
+}
+
+impl fmt::Display for NonNumeric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "metric column `{}`: {} entit{} a value that is not a number (e.g. {:?}), counted as not available",
+            self.column,
+            self.entities,
+            if self.entities == 1 {
+                "y has"
+            } else {
+                "ies have"
+            },
+            self.example
+        )
+    }
 }
 
 impl Entities {
     /// No entities, with the job's metric and attribute columns in place.
     pub fn empty(job: &Job) -> Entities {
         Entities {
+            non_numeric: job
+                .metrics
+                .iter()
+                .map(|m| NonNumeric {
+                    column: m.column.clone(),
+                    ..Default::default()
+                })
+                .collect(),
             attribute_names: job.attributes.clone(),
             attributes: vec![Vec::new(); job.attributes.len()],
             input: FeatureInput {
@@ -99,6 +144,10 @@ impl Entities {
 
     pub fn len(&self) -> usize {
         self.keys.len()
+    }
+    /// Metric columns that held text that is not a number, with how many entities had it.
+    pub fn non_numeric(&self) -> impl Iterator<Item = &NonNumeric> {
+        self.non_numeric.iter().filter(|n| n.entities > 0)
     }
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
@@ -145,10 +194,14 @@ impl<'a> EntityBuilder<'a> {
             .enumerate()
             .map(|(i, c)| (c.as_str(), i))
             .collect();
-        let mut missing = Vec::new();
+        let mut missing: Vec<String> = Vec::new();
         let mut col = |name: &str| -> usize {
             index.get(name).copied().unwrap_or_else(|| {
-                missing.push(name.to_string());
+                // One column can serve several roles (the key is also the default name column):
+                // name it once.
+                if !missing.iter().any(|m| m == name) {
+                    missing.push(name.to_string());
+                }
                 usize::MAX
             })
         };
@@ -236,7 +289,15 @@ impl<'a> EntityBuilder<'a> {
         };
         e.input.group_ids.push(gid);
         for (m, &i) in self.metric_i.iter().enumerate() {
-            e.input.metrics[m].push(row[i].as_f64());
+            let (v, bad) = row[i].as_f64();
+            if let Some(text) = bad {
+                let n = &mut e.non_numeric[m];
+                if n.entities == 0 {
+                    n.example = text.chars().take(40).collect();
+                }
+                n.entities += 1;
+            }
+            e.input.metrics[m].push(v);
         }
         for (col, (_, i)) in e.attributes.iter_mut().zip(&self.attr_i) {
             col.push(row[*i].clone());
@@ -246,7 +307,17 @@ impl<'a> EntityBuilder<'a> {
         Ok(())
     }
 
+    /// The entities; a warning is logged per metric column that held text that is not a number.
     pub fn finish(self) -> Entities {
+        for n in self.entities.non_numeric() {
+            tracing::warn!(
+                job = %self.job.name,
+                column = %n.column,
+                entities = n.entities,
+                example = %n.example,
+                "{n}"
+            );
+        }
         self.entities
     }
 }
