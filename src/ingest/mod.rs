@@ -36,6 +36,8 @@ pub enum IngestError {
         lines: u64,
         share: f64,
         limit: f64,
+        /// What the file's ingest did all the same (its good lines are merged).
+        report: Box<FileReport>,
     },
     /// A store or set-up error while ingesting one file: the file named once, then the error.
     #[error("{uri}: {error}")]
@@ -44,24 +46,26 @@ pub enum IngestError {
         error: Box<IngestError>,
     },
     /// Some files of a delivery failed; the others were ingested (their reports are here).
-    #[error("{}", files_failed(dataset, failed, reports.len()))]
+    #[error("{}", files_failed(dataset, failed, *files))]
     Files {
         dataset: String,
         /// Each failed file's error (naming the file).
         failed: Vec<IngestError>,
-        /// The files that were ingested (or skipped as already ingested).
+        /// The files that were ingested (or skipped as already ingested), those over the reject
+        /// threshold included (merged all the same).
         reports: Vec<FileReport>,
+        /// Files tried.
+        files: usize,
     },
 }
 
-fn files_failed(dataset: &str, failed: &[IngestError], ok: usize) -> String {
-    if let ([only], 0) = (failed, ok) {
+fn files_failed(dataset: &str, failed: &[IngestError], files: usize) -> String {
+    if let ([only], 1) = (failed, files) {
         return only.to_string();
     }
     let mut out = format!(
-        "{} of {} files of `{dataset}` failed (the others were ingested):",
+        "{} of {files} files of `{dataset}` failed (the others were ingested):",
         failed.len(),
-        failed.len() + ok
     );
     for e in failed {
         out.push_str("\n  ");
@@ -364,12 +368,14 @@ async fn ingest_locked(
     // One bad file never stops the others: each failure is recorded and the next file tried;
     // the command fails at the end, naming each failed file and why.
     let mut failed = Vec::new();
+    let files = sources.len();
     for (uri, object, mut path) in sources {
         if let (Some(store), Some(object)) = (&s3, &object) {
             match download(store.as_ref(), object, tmp.path()).await {
                 Ok(p) => path = p,
                 Err(e) => {
-                    tracing::warn!(file = %uri, error = %e, "cannot download; the next files are ingested all the same");
+                    // The error itself is reported once, with the others, at the end.
+                    tracing::warn!(file = %uri, "cannot download; the next files are ingested all the same");
                     failed.push(e.in_file(&uri));
                     continue;
                 }
@@ -382,8 +388,14 @@ async fn ingest_locked(
         match outcome {
             Ok(r) => reports.push(r),
             // A file over the reject threshold is merged all the same.
+            Err(e @ IngestError::TooManyRejects { .. }) => {
+                if let IngestError::TooManyRejects { report, .. } = &e {
+                    reports.push((**report).clone());
+                }
+                failed.push(e);
+            }
             Err(e) => {
-                tracing::warn!(file = %uri, error = %e, "file failed; the next files are ingested all the same");
+                tracing::warn!(file = %uri, "file failed; the next files are ingested all the same");
                 failed.push(e);
             }
         }
@@ -405,6 +417,7 @@ async fn ingest_locked(
             dataset: dataset.name.clone(),
             failed,
             reports,
+            files,
         })
     }
 }
@@ -698,6 +711,7 @@ async fn ingest_one(
             lines: records,
             share: share * 100.0,
             limit: ds.max_reject_share * 100.0,
+            report: Box::new(report),
         });
     }
     Ok(report)

@@ -651,4 +651,57 @@ mod tests {
         assert_eq!(v.version_num, Some(1.7e9));
         assert_eq!(v.key, r#"["1","2"]"#);
     }
+
+    #[test]
+    fn required_fields_array_lengths_and_repeated_keys_agree_on_both_paths() {
+        let mut d = ds(&[("a", FieldType::String)]);
+        d.required = vec!["r".into()];
+        d.array_lengths = [("h".to_string(), 2)].into_iter().collect();
+        let cases = [
+            (r#"{"a": "1", "b": 2, "r": 1, "h": [1, 2]}"#, None),
+            (
+                r#"{"a": "1", "b": 2, "h": [1, 2]}"#,
+                Some("missing required field `r`"),
+            ),
+            (
+                r#"{"a": "1", "b": 2, "r": null}"#,
+                Some("required field `r` is null"),
+            ),
+            (
+                r#"{"a": "1", "b": 2, "r": 1, "h": [1]}"#,
+                Some("field `h` should have 2 elements but has 1"),
+            ),
+            (
+                r#"{"a": "1", "b": 2, "r": 1, "h": 5}"#,
+                Some("field `h` should be an array of 2 but is 5"),
+            ),
+            (
+                r#"{"a": 1, "b": 2, "r": 1}"#,
+                Some("field `a` should be a string but is 1"),
+            ),
+            (
+                r#"{"a": "1", "b": 2, "r": 1, "r": 2}"#,
+                Some(r#"duplicate key "r""#),
+            ),
+            (
+                r#"{"a": "1", "b": 2, "r": {"x": 1, "x": 2}}"#,
+                Some(r#"duplicate key "x""#),
+            ),
+        ];
+        for (line, want) in cases {
+            let got = candidate_from_json_line(&d, line);
+            assert_eq!(got, slow(&d, line), "{line}");
+            match want {
+                None => assert!(got.is_ok(), "{line}: {got:?}"),
+                Some(w) => assert!(got.as_ref().unwrap_err().starts_with(w), "{line}: {got:?}"),
+            }
+        }
+        d.duplicate_keys_allowed = true;
+        let c = candidate_from_json_line(&d, r#"{"a": "1", "b": 2, "r": 1, "r": 2}"#).unwrap();
+        assert!(
+            c.payload.contains(r#""r":2"#),
+            "the last one wins: {}",
+            c.payload
+        );
+    }
 }

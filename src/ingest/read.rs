@@ -432,6 +432,11 @@ impl<R: Read> Read for Tee<R> {
     }
 }
 
+/// The line ends (`\n`) in `b`.
+fn bytecount(b: &[u8]) -> u64 {
+    b.iter().filter(|c| **c == b'\n').count() as u64
+}
+
 fn csv_records<E: From<std::io::Error>>(
     r: impl Read,
     max: usize,
@@ -488,13 +493,22 @@ fn csv_records<E: From<std::io::Error>>(
             });
         }
     };
+    // Line numbers counted from the bytes: the reader's own stop between the CR and LF of a
+    // CRLF, and count blank lines it skips, one line short.
+    let mut newlines = pending.as_ref().map_or(0, |h| bytecount(&h.raw));
+    let mut number = |raw: &[u8]| {
+        let lead = raw.iter().take_while(|b| matches!(b, b'\r' | b'\n'));
+        let line_no = 1 + newlines + lead.filter(|b| **b == b'\n').count() as u64;
+        newlines += bytecount(raw);
+        line_no
+    };
     let mut rec = csv::ByteRecord::new();
     loop {
         let item = match rdr.read_byte_record(&mut rec) {
             Ok(false) => break,
             Ok(true) => {
-                let line_no = rec.position().map_or(0, |p| p.line());
                 let raw = seen.borrow_mut().take(rdr.position().byte());
+                let line_no = number(&raw);
                 let size: usize = rec.iter().map(<[u8]>::len).sum();
                 let blank = rec.iter().all(|f| f.iter().all(u8::is_ascii_whitespace));
                 let parsed = if blank {
@@ -536,8 +550,8 @@ fn csv_records<E: From<std::io::Error>>(
                 }
             }
             Err(e) => {
-                let line_no = e.position().map_or(0, |p| p.line());
                 let raw = seen.borrow_mut().take(rdr.position().byte());
+                let line_no = number(&raw);
                 let io = matches!(e.kind(), csv::ErrorKind::Io(_));
                 // A whitespace-only line has too few fields: blank, not malformed.
                 let blank = !io && raw.iter().all(u8::is_ascii_whitespace);
@@ -736,10 +750,17 @@ mod tests {
         // empty line before record 3 and after it join the record.
         assert_eq!(concat(&items), data);
         assert_eq!(items[4].1, b"\n3,\"multi\nline\"\n\n");
+        let lines: Vec<u64> = items.iter().map(|i| i.0).collect();
+        assert_eq!(lines, [1, 2, 3, 4, 6], "the line each record starts on");
         let crlf = b"id,text\r\n1,x\r\n2,\"y\r\nz\"\r\n";
         let items = collect("d.csv", crlf, 1000);
         assert_eq!(concat(&items), crlf);
         assert_eq!(items[2].2.as_ref().unwrap()["text"], "y\r\nz");
+        assert_eq!(
+            (items[1].0, items[2].0),
+            (2, 3),
+            "CRLF lines are numbered right"
+        );
         assert_eq!(format_of("x.CSV.GZ"), Some((Format::Csv, true)));
         assert_eq!(format_of("readme.txt"), None);
     }
