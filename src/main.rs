@@ -252,8 +252,8 @@ fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
 /// `--log-format json` so that stderr stays one JSON object per line.
 fn report_error(format: LogFormat, e: &anyhow::Error, code: u8) {
     match format {
-        LogFormat::Human => eprintln!("error: {e:#}"),
-        LogFormat::Json => tracing::error!(exit_code = code, "{e:#}"),
+        LogFormat::Human => eprintln!("error: {}", error_text(e)),
+        LogFormat::Json => tracing::error!(exit_code = code, "{}", error_text(e)),
     }
 }
 
@@ -292,6 +292,20 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// An error and its causes, each said once: a cause whose text the message already holds (many
+/// errors print their source inside their own text) is not repeated.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 /// `--as-of`: a date or RFC 3339 time, normalised; a bad one is a usage error.
@@ -402,45 +416,75 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                     .rejects(&ds.name, limit)
                     .await
                     .map_err(|e| Failure::Run(e.into()))?;
-                println!("{} rejected line(s) shown (at most {limit}):", rows.len());
-                for (uri, line, reason, raw) in rows {
-                    let raw: String = raw.chars().take(120).collect();
-                    println!("{uri}:{line}: {reason}\n    {raw}");
+                println!(
+                    "{} rejected or skipped line(s) shown (at most {limit}):",
+                    rows.len()
+                );
+                for r in rows {
+                    // Shown, not stored: control characters (a NUL, an escape) as their codes.
+                    let raw: String = String::from_utf8_lossy(&r.raw)
+                        .chars()
+                        .take(120)
+                        .flat_map(|c| {
+                            if c.is_control() && c != '\t' {
+                                c.escape_unicode().collect::<Vec<_>>()
+                            } else {
+                                vec![c]
+                            }
+                        })
+                        .collect();
+                    let kind = if r.kind == "skipped" { "skipped: " } else { "" };
+                    println!("{}:{}: {kind}{}\n    {raw}", r.uri, r.line_no, r.reason);
                 }
                 return Ok(ExitCode::SUCCESS);
             }
             shopscribe::ingest::show_progress(true);
-            match shopscribe::ingest::ingest(&project, ds, from.as_deref()).await {
-                Ok(reports) => {
-                    for r in &reports {
-                        if r.skipped {
-                            println!("{}: already ingested with the same content; skipped", r.uri);
-                        } else {
-                            let m = &r.merge;
-                            println!(
-                                "{}: {} lines, {} rejected; {} new, {} changed, {} unchanged, {} duplicates, {} stale, {} deleted",
-                                r.uri,
-                                r.lines,
-                                r.rejected,
-                                m.inserted,
-                                m.changed,
-                                m.unchanged,
-                                m.duplicates,
-                                m.stale,
-                                m.deleted
-                            );
-                        }
+            let (reports, failure) =
+                match shopscribe::ingest::ingest(&project, ds, from.as_deref()).await {
+                    Ok(reports) => (reports, None),
+                    // Some files failed: the others' outcomes are shown, then the failures.
+                    Err(e @ shopscribe::ingest::IngestError::Files { .. }) => {
+                        let shopscribe::ingest::IngestError::Files { reports, .. } = &e else {
+                            unreachable!()
+                        };
+                        (reports.clone(), Some(e))
                     }
-                    if reports.is_empty() {
-                        println!(
-                            "No data files (.jsonl, .ndjson, .json, .csv, optionally .gz) at {}",
-                            from.as_deref().unwrap_or(&ds.from)
-                        );
-                    }
-                    Ok(ExitCode::SUCCESS)
+                    Err(e) => return Err(Failure::Run(e.into())),
+                };
+            for r in &reports {
+                if r.skipped {
+                    println!("{}: already ingested with the same content; skipped", r.uri);
+                } else {
+                    let m = &r.merge;
+                    let blank = if r.blank > 0 {
+                        format!(" ({} blank, skipped)", r.blank)
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "{}: {} lines{blank}, {} rejected; {} new, {} changed, {} unchanged, {} duplicates, {} stale, {} deleted",
+                        r.uri,
+                        r.lines,
+                        r.rejected,
+                        m.inserted,
+                        m.changed,
+                        m.unchanged,
+                        m.duplicates,
+                        m.stale,
+                        m.deleted
+                    );
                 }
-                Err(e) => Err(Failure::Run(e.into())),
             }
+            if let Some(e) = failure {
+                return Err(Failure::Run(e.into()));
+            }
+            if reports.is_empty() {
+                println!(
+                    "No data files (.jsonl, .ndjson, .json, .csv, optionally .gz) at {}",
+                    from.as_deref().unwrap_or(&ds.from)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Serve { project, bind } => {
             let project = load_project(&project)?;
@@ -962,7 +1006,8 @@ async fn show_bronze(
         )));
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let written = db.bronze_lines(id, |_, raw| writeln!(out, "{raw}")).await;
+    // Each item's bytes as delivered, its line end included.
+    let written = db.bronze_lines(id, |_, raw| out.write_all(raw)).await;
     match written.and_then(|_| {
         out.flush()
             .map_err(|e| shopscribe::store::StoreError::Query(sqlx::Error::Io(e)))

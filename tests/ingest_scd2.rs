@@ -26,6 +26,9 @@ fn dataset(snapshot: bool) -> Dataset {
         max_line_bytes: 2000,
         max_reject_share: 0.5,
         product_summary: false,
+        required: Vec::new(),
+        array_lengths: Default::default(),
+        duplicate_keys_allowed: false,
     }
 }
 
@@ -83,13 +86,13 @@ async fn scenario(url: &str) {
         "{r:?}"
     );
     let rejects = db.rejects("reviews", 10).await.unwrap();
-    let reasons: Vec<&str> = rejects.iter().map(|x| x.2.as_str()).collect();
+    let reasons: Vec<&str> = rejects.iter().map(|x| x.reason.as_str()).collect();
     assert!(reasons[0].starts_with("malformed JSON"), "{reasons:?}");
     assert_eq!(reasons[1], "missing key field `asin`");
     assert!(reasons[2].contains("overall"), "{reasons:?}");
-    assert_eq!(rejects[0].1, 4, "the line number is kept");
+    assert_eq!(rejects[0].line_no, 4, "the line number is kept");
     assert!(
-        rejects[0].3.starts_with("{\"asin\": \"A2\""),
+        rejects[0].raw.starts_with(b"{\"asin\": \"A2\""),
         "the raw line is kept as delivered"
     );
     let now = current(&db).await;
@@ -227,38 +230,44 @@ async fn bronze_keeps_every_line(url: &str) {
             ),
         })
         .collect();
-    // Blank lines are not items: their number is skipped, like the reader does.
+    // A blank line is an item too: kept in bronze and listed as skipped, not rejected.
     lines.insert(100, String::new());
     let path = dir.path().join("many.jsonl");
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     let r = ingest_file(&db, &dataset(false), &path).await.unwrap();
-    assert_eq!(r.lines, 23_456);
+    assert_eq!((r.lines, r.blank), (23_457, 1));
     assert_eq!(r.rejected, 2 * 24, "{r:?}");
     let mut back = Vec::new();
     let n = db
         .bronze_lines(r.file_id, |line, raw| {
-            back.push((line, raw.to_string()));
+            back.push((line, String::from_utf8(raw.to_vec()).unwrap()));
             Ok(())
         })
         .await
         .unwrap();
-    assert_eq!(n, 23_456);
+    assert_eq!(n, 23_457);
     let expected: Vec<(i64, String)> = lines
         .into_iter()
         .enumerate()
-        .filter(|(_, l)| !l.is_empty())
-        .map(|(i, l)| (i as i64 + 1, l))
+        .map(|(i, l)| (i as i64 + 1, l + "\n"))
         .collect();
     assert_eq!(back.len(), expected.len());
     for (got, want) in back.iter().zip(&expected) {
         assert_eq!(got, want);
     }
     let rejects = db.rejects("reviews", 1000).await.unwrap();
-    assert_eq!(rejects.len(), 48);
+    assert_eq!(rejects.len(), 48 + 1);
+    let blank = rejects.iter().find(|r| r.kind == "skipped").unwrap();
+    assert_eq!(
+        (blank.line_no, blank.reason.as_str(), blank.raw.as_slice()),
+        (101, "blank line", &b""[..])
+    );
     let by_line: std::collections::HashMap<i64, &String> =
         expected.iter().map(|(l, raw)| (*l, raw)).collect();
     assert!(
-        rejects.iter().all(|(_, line, _, raw)| by_line[line] == raw),
+        rejects
+            .iter()
+            .all(|r| by_line[&r.line_no].trim_end().as_bytes() == r.raw),
         "rejects keep their line number and raw text"
     );
 }
@@ -365,7 +374,7 @@ async fn legacy_bronze_rows_stay_readable(url: &str) {
     }
     let mut back = Vec::new();
     db.bronze_lines(file, |line, raw| {
-        back.push((line, raw.to_string()));
+        back.push((line, String::from_utf8(raw.to_vec()).unwrap()));
         Ok(())
     })
     .await
@@ -373,14 +382,14 @@ async fn legacy_bronze_rows_stay_readable(url: &str) {
     assert_eq!(
         back,
         [
-            (1, "{\"asin\": \"A1\"}".to_string()),
-            (2, "{broken".to_string())
+            (1, "{\"asin\": \"A1\"}\n".to_string()),
+            (2, "{broken\n".to_string())
         ]
     );
     let rejects = db.rejects("reviews", 10).await.unwrap();
     assert_eq!(rejects.len(), 1);
     assert_eq!(
-        (rejects[0].1, rejects[0].2.as_str()),
+        (rejects[0].line_no, rejects[0].reason.as_str()),
         (2, "malformed JSON: old")
     );
 }

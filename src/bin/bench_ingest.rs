@@ -132,7 +132,7 @@ fn parse_only(dir: &std::path::Path, n: usize) {
         let t = Instant::now();
         let mut bytes = 0;
         for l in &lines {
-            let c = read::parse_json_line(l).and_then(|m| parse::candidate(&ds, m, false));
+            let c = read::parse_json_line(l, false).and_then(|m| parse::candidate(&ds, m, false));
             bytes += c.unwrap().payload.len();
         }
         let slow = t.elapsed().as_secs_f64();
@@ -172,6 +172,9 @@ fn reviews_dataset() -> Dataset {
         max_line_bytes: 1 << 20,
         max_reject_share: 0.05,
         product_summary: false,
+        required: Vec::new(),
+        array_lengths: Default::default(),
+        duplicate_keys_allowed: false,
     }
 }
 

@@ -150,6 +150,13 @@ pub struct Dataset {
     pub max_reject_share: f64,
     /// Rebuild `product_summary` from this dataset after each ingest.
     pub product_summary: bool,
+    /// Fields every record must have, not null.
+    pub required: Vec<String>,
+    /// Array fields of a fixed length (when present and not null).
+    pub array_lengths: BTreeMap<String, usize>,
+    /// A JSON object (or CSV header) naming a key twice is accepted, the last one winning,
+    /// instead of rejected.
+    pub duplicate_keys_allowed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -577,6 +584,34 @@ fn validate(raw: RawConfig, dir: &Path, env: EnvLookup) -> Result<Project, Vec<S
                 false
             }
         };
+        let mut seen_required = std::collections::BTreeSet::new();
+        for f in &d.required {
+            if f.is_empty() {
+                problems.push(format!("{at}.required: an empty field name"));
+            } else if !seen_required.insert(f.as_str()) {
+                problems.push(format!("{at}.required: `{f}` is named twice"));
+            }
+        }
+        for f in d.array_lengths.keys() {
+            if let Some(t) = types.get(f)
+                && !matches!(t, FieldType::Array | FieldType::Any)
+            {
+                problems.push(format!(
+                    "{at}.array_lengths.{f}: the field is typed {} in {at}.types, not array",
+                    format!("{t:?}").to_lowercase()
+                ));
+            }
+        }
+        let duplicate_keys_allowed = match d.duplicate_keys.as_deref().unwrap_or("reject") {
+            "reject" => false,
+            "last" => true,
+            other => {
+                problems.push(format!(
+                    "{at}.duplicate_keys: unknown value `{other}`; use \"reject\" (a record naming a key twice is rejected) or \"last\" (the last one wins)"
+                ));
+                false
+            }
+        };
         let share = d.max_reject_share.unwrap_or(0.05);
         if !(0.0..=1.0).contains(&share) {
             problems.push(format!("{at}.max_reject_share: must be between 0 and 1"));
@@ -593,6 +628,9 @@ fn validate(raw: RawConfig, dir: &Path, env: EnvLookup) -> Result<Project, Vec<S
                 max_line_bytes: d.max_line_bytes.unwrap_or(1 << 20).max(16),
                 max_reject_share: share,
                 product_summary,
+                required: d.required,
+                array_lengths: d.array_lengths,
+                duplicate_keys_allowed,
             },
         );
     }

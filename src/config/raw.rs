@@ -313,6 +313,18 @@ pub struct RawDataset {
     pub max_reject_share: Option<f64>,
     /// A gold table rebuilt after each ingest: `product_summary` (reviews in the Amazon shape).
     pub gold: Option<String>,
+    /// Fields every record must have, not null: `required = ["asin", "overall"]`. A record
+    /// without one (or with `null`; in CSV an empty cell) is rejected. Default none.
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// Arrays of a fixed length: `array_lengths = { helpful = 2 }`. A record whose field is
+    /// another length or not an array is rejected (absent or null is left to `required`).
+    /// Default none.
+    #[serde(default)]
+    pub array_lengths: BTreeMap<String, usize>,
+    /// A JSON object that names a key twice (or a CSV header naming a column twice):
+    /// `reject` (default: which value is meant is ambiguous) or `last` (the last one wins).
+    pub duplicate_keys: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

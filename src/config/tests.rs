@@ -172,3 +172,37 @@ fn a_missing_project_says_how_to_create_one() {
         .to_string();
     assert!(msg.contains("shopscribe init"), "{msg}");
 }
+
+#[test]
+fn dataset_shape_declarations_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::demo::write_reviews_project(dir.path(), true).unwrap();
+    let p = load_with_env(dir.path(), &env_of(&[])).unwrap();
+    let ds = p.dataset("reviews").unwrap();
+    assert_eq!(ds.required, ["asin", "reviewerID", "overall"]);
+    assert_eq!(ds.array_lengths.get("helpful"), Some(&2));
+    assert_eq!(ds.types.get("asin"), Some(&FieldType::String));
+    assert!(!ds.duplicate_keys_allowed, "rejected by default");
+    let toml = dir.path().join("shopscribe.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let bad = text
+        .replace(
+            "array_lengths = { helpful = 2 }",
+            "array_lengths = { helpful = 2, overall = 1 }\nduplicate_keys = \"first\"",
+        )
+        .replace(
+            "required = [\"asin\", \"reviewerID\", \"overall\"]",
+            "required = [\"asin\", \"asin\"]",
+        );
+    std::fs::write(&toml, bad).unwrap();
+    let e = load_with_env(dir.path(), &env_of(&[]))
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "datasets.reviews.required: `asin` is named twice",
+        "datasets.reviews.array_lengths.overall: the field is typed float",
+        "datasets.reviews.duplicate_keys: unknown value `first`",
+    ] {
+        assert!(e.contains(want), "{want}: {e}");
+    }
+}

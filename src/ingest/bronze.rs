@@ -8,11 +8,21 @@
 //!
 //! Layout before compression (all integers LEB128 varints):
 //! `count`, then per item `line_no - previous line_no` (the first relative to the block's
-//! first line) and `byte length`, then the raw texts back to back. Texts may hold any byte,
-//! newlines included (a CSV record or a pretty-printed JSON array element spans lines).
+//! first line) and `byte length`, then the items' bytes back to back. Items may hold any byte,
+//! newlines, NUL and invalid UTF-8 included (a CSV record or a pretty-printed JSON array element
+//! spans lines).
+//!
+//! Two codecs, named with each block: [`CODEC`] (`lz4-exact`), written now, keeps each item's
+//! bytes exactly as delivered, its line end included (`\r\n`, `\n`, or none on a last line
+//! without one), a byte-order mark and an over-size line whole; [`LEGACY_CODEC`] (`lz4`), written
+//! before, kept the text without its line end (CR dropped), over-size or invalid lines cut to
+//! 4 KB with bad bytes replaced. Both are read; a legacy item is given back with a `\n`.
 
-/// The codec name stored with each block, so another one can be added later.
-pub const CODEC: &str = "lz4";
+/// The codec name stored with each block written now.
+pub const CODEC: &str = "lz4-exact";
+
+/// The codec of blocks written before items kept their line end.
+pub const LEGACY_CODEC: &str = "lz4";
 
 /// One compressed block, as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +57,7 @@ fn get_varint(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
 }
 
 /// Encodes items given in increasing line order as one block. `items` must not be empty.
-pub fn encode<'a>(items: impl ExactSizeIterator<Item = (i64, &'a str)> + Clone) -> Block {
+pub fn encode<'a>(items: impl ExactSizeIterator<Item = (i64, &'a [u8])> + Clone) -> Block {
     let count = items.len();
     let raw_bytes: usize = items.clone().map(|(_, t)| t.len()).sum();
     let mut plain = Vec::with_capacity(raw_bytes + 8 * count + 8);
@@ -63,7 +73,7 @@ pub fn encode<'a>(items: impl ExactSizeIterator<Item = (i64, &'a str)> + Clone) 
         prev = line;
     }
     for (_, text) in items {
-        plain.extend_from_slice(text.as_bytes());
+        plain.extend_from_slice(text);
     }
     let first_line = first.unwrap_or(0);
     Block {
@@ -75,30 +85,55 @@ pub fn encode<'a>(items: impl ExactSizeIterator<Item = (i64, &'a str)> + Clone) 
     }
 }
 
-/// The items of a stored block: (line number, raw text).
-pub fn decode(codec: &str, first_line: i64, data: &[u8]) -> Result<Vec<(i64, String)>, String> {
-    if codec != CODEC {
-        return Err(format!("unknown bronze codec `{codec}`"));
+/// A stored block, decompressed: its items are read from it without copying.
+#[derive(Debug)]
+pub struct Decoded {
+    plain: Vec<u8>,
+    /// Per item: line number, start and end in `plain`.
+    heads: Vec<(i64, usize, usize)>,
+    /// Items without their line end (the legacy codec).
+    pub legacy: bool,
+}
+
+impl Decoded {
+    /// The items: (line number, bytes as stored).
+    pub fn items(&self) -> impl Iterator<Item = (i64, &[u8])> {
+        self.heads
+            .iter()
+            .map(|&(line, a, b)| (line, &self.plain[a..b]))
     }
+}
+
+/// Decompresses a stored block.
+pub fn decode(codec: &str, first_line: i64, data: &[u8]) -> Result<Decoded, String> {
+    let legacy = match codec {
+        CODEC => false,
+        LEGACY_CODEC => true,
+        _ => return Err(format!("unknown bronze codec `{codec}`")),
+    };
     let plain = lz4_flex::block::decompress_size_prepended(data).map_err(|e| e.to_string())?;
     let mut pos = 0;
     let count = get_varint(&plain, &mut pos)? as usize;
-    let mut heads = Vec::with_capacity(count.min(plain.len()));
+    let mut lens = Vec::with_capacity(count.min(plain.len()));
     let mut line = first_line;
     for _ in 0..count {
         line += get_varint(&plain, &mut pos)? as i64;
-        heads.push((line, get_varint(&plain, &mut pos)? as usize));
+        lens.push((line, get_varint(&plain, &mut pos)? as usize));
     }
-    let mut items = Vec::with_capacity(heads.len());
-    for (line, len) in heads {
-        let bytes = plain
-            .get(pos..pos + len)
+    let mut heads = Vec::with_capacity(lens.len());
+    for (line, len) in lens {
+        let end = pos
+            .checked_add(len)
+            .filter(|e| *e <= plain.len())
             .ok_or("block shorter than its lengths")?;
-        pos += len;
-        let text = String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())?;
-        items.push((line, text));
+        heads.push((line, pos, end));
+        pos = end;
     }
-    Ok(items)
+    Ok(Decoded {
+        plain,
+        heads,
+        legacy,
+    })
 }
 
 #[cfg(test)]
@@ -106,16 +141,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn blocks_round_trip_any_text() {
-        let items: Vec<(i64, String)> = vec![
-            (3, "{\"a\": 1}".into()),
-            (4, String::new()),
-            (9, "multi\nline,\"csv\"\r\nrecord".into()),
+    fn blocks_round_trip_any_bytes() {
+        let items: Vec<(i64, Vec<u8>)> = vec![
+            (3, b"\xEF\xBB\xBF{\"a\": 1}\r\n".to_vec()),
+            (4, b"\n".to_vec()),
+            (9, b"multi\nline,\"csv\"\r\nrecord".to_vec()),
             (10, "é — 漢字 \u{0}\t".into()),
-            (300_000, "x".repeat(70_000)),
+            (11, b"bad \xff\xfe bytes".to_vec()),
+            (300_000, "x".repeat(70_000).into_bytes()),
         ];
-        let b = encode(items.iter().map(|(l, t)| (*l, t.as_str())));
-        assert_eq!((b.first_line, b.last_line, b.lines), (3, 300_000, 5));
+        let b = encode(items.iter().map(|(l, t)| (*l, t.as_slice())));
+        assert_eq!((b.first_line, b.last_line, b.lines), (3, 300_000, 6));
         assert_eq!(
             b.raw_bytes as usize,
             items.iter().map(|i| i.1.len()).sum::<usize>()
@@ -124,12 +160,15 @@ mod tests {
             b.data.len() < b.raw_bytes as usize / 10,
             "repetitive text compresses"
         );
-        assert_eq!(decode(CODEC, b.first_line, &b.data).unwrap(), items);
+        let d = decode(CODEC, b.first_line, &b.data).unwrap();
+        assert!(!d.legacy);
+        let back: Vec<(i64, Vec<u8>)> = d.items().map(|(l, t)| (l, t.to_vec())).collect();
+        assert_eq!(back, items);
     }
 
     #[test]
     fn corrupt_or_unknown_blocks_are_errors_not_panics() {
-        let b = encode([(1, "hello"), (2, "world")].into_iter());
+        let b = encode([(1, &b"hello"[..]), (2, &b"world"[..])].into_iter());
         assert!(decode("zstd", 1, &b.data).unwrap_err().contains("codec"));
         let mut bad = b.data.clone();
         bad.truncate(bad.len() - 3);

@@ -156,16 +156,90 @@ macro_rules! fetch_all {
     };
 }
 
-/// A rejected line: kept with its reason (and, like every line, in a bronze block).
+/// Whether a listed line failed (counts against `max_reject_share`) or was only skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectKind {
+    Rejected,
+    /// Not a record, not a failure: a blank or whitespace-only line.
+    Skipped,
+}
+
+impl RejectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectKind::Rejected => "rejected",
+            RejectKind::Skipped => "skipped",
+        }
+    }
+}
+
+/// Text as stored in a `TEXT` column on either backend: PostgreSQL's cannot hold NUL, so a NUL
+/// character becomes U+FFFD on both (the same text whichever store holds it).
+pub fn storable(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}").into()
+    } else {
+        s.into()
+    }
+}
+
+/// A rejected (or skipped) line: kept with its reason (and, like every line, in a bronze block).
 pub struct Reject {
     pub line_no: i64,
+    pub kind: RejectKind,
     pub reason: String,
+    /// The line as text: invalid UTF-8 and NUL replaced by U+FFFD; a line over the size limit
+    /// cut to its first 4 KB (the whole line is in bronze).
     pub raw: String,
+    /// The exact bytes `raw` shows, when `raw` is not them (NUL, invalid UTF-8).
+    pub raw_bytes: Option<Vec<u8>>,
+}
+
+impl Reject {
+    /// The reject of an item as delivered (`item`: its bytes, line end included); `cut`: keep
+    /// only its first 4 KB (over the size limit).
+    pub fn new(line_no: i64, kind: RejectKind, reason: String, item: &[u8], cut: bool) -> Reject {
+        let mut b = item;
+        while let Some((b'\n' | b'\r', rest)) = b.split_last() {
+            b = rest;
+        }
+        while let Some((b'\n' | b'\r', rest)) = b.split_first() {
+            b = rest;
+        }
+        if cut {
+            b = &b[..b.len().min(super::read::KEEP)];
+        }
+        let text = String::from_utf8_lossy(b);
+        let exact = matches!(text, std::borrow::Cow::Borrowed(_)) && !text.contains('\0');
+        Reject {
+            line_no,
+            kind,
+            reason: storable(&reason).into_owned(),
+            raw: storable(&text).into_owned(),
+            raw_bytes: (!exact).then(|| b.to_vec()),
+        }
+    }
+}
+
+/// A listed line of a dataset (`ingest --rejects`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectRow {
+    pub uri: String,
+    pub line_no: i64,
+    /// `rejected` or `skipped`.
+    pub kind: String,
+    pub reason: String,
+    /// The line's bytes as delivered, without its line end (the first 4 KB of a line over the
+    /// size limit).
+    pub raw: Vec<u8>,
 }
 
 /// One chunk of a file, ready to write: its bronze blocks, its rejects, its staged records.
 pub struct Chunk {
+    /// Lines counted (records and blank lines; not a CSV header).
     pub lines: u64,
+    /// Of which blank (listed as skipped, not rejected).
+    pub skipped: u64,
     pub blocks: Vec<super::bronze::Block>,
     pub rejects: Vec<Reject>,
     pub staged: Vec<Staged>,
@@ -285,21 +359,27 @@ async fn insert_rejects_pg(
         return Ok(());
     }
     let mut lines = Vec::with_capacity(rejects.len());
+    let mut kinds = Vec::with_capacity(rejects.len());
     let mut reasons = Vec::with_capacity(rejects.len());
     let mut raws = Vec::with_capacity(rejects.len());
+    let mut bytes = Vec::with_capacity(rejects.len());
     for r in rejects {
         lines.push(r.line_no);
+        kinds.push(r.kind.as_str());
         reasons.push(r.reason);
         raws.push(r.raw);
+        bytes.push(r.raw_bytes);
     }
     sqlx::query(
-        "INSERT INTO raw_rejects (file_id, line_no, reason, raw)
-         SELECT $1, * FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::TEXT[])",
+        "INSERT INTO raw_rejects (file_id, line_no, kind, reason, raw, raw_bytes)
+         SELECT $1, * FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BYTEA[])",
     )
     .bind(file_id)
     .bind(lines)
+    .bind(kinds)
     .bind(reasons)
     .bind(raws)
+    .bind(bytes)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -386,13 +466,16 @@ async fn write_chunk_lite(
     }
     let mut rejects = chunk.rejects.into_iter().peekable();
     while rejects.peek().is_some() {
-        let mut qb =
-            sqlx::QueryBuilder::new("INSERT INTO raw_rejects (file_id, line_no, reason, raw) ");
+        let mut qb = sqlx::QueryBuilder::new(
+            "INSERT INTO raw_rejects (file_id, line_no, kind, reason, raw, raw_bytes) ",
+        );
         qb.push_values(rejects.by_ref().take(ROWS), |mut b, r| {
             b.push_bind(file_id)
                 .push_bind(r.line_no)
+                .push_bind(r.kind.as_str())
                 .push_bind(r.reason)
-                .push_bind(r.raw);
+                .push_bind(r.raw)
+                .push_bind(r.raw_bytes);
         });
         qb.build().execute(&mut *tx).await?;
     }
@@ -463,6 +546,17 @@ pub struct MergeCounts {
     pub stale: u64,
     /// Keys absent from a snapshot delivery, marked deleted.
     pub deleted: u64,
+}
+
+/// A file's line counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileCounts {
+    /// Records and blank lines (not a CSV header).
+    pub lines: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    /// Blank lines: listed as skipped, not rejected.
+    pub skipped: u64,
 }
 
 /// A delivered file as recorded.
@@ -922,28 +1016,33 @@ impl IngestDb {
             self.drop_staging(id).await?;
             let reason =
                 "interrupted while loading (the process stopped); ingested again as a new file";
-            self.finish_file(id, "failed", 0, 0, 0, &MergeCounts::default(), Some(reason))
+            let counts = FileCounts::default();
+            self.finish_file(id, "failed", &counts, &MergeCounts::default(), Some(reason))
                 .await?;
             out.push(id);
         }
         Ok(out)
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub async fn finish_file(
         &self,
         file_id: i64,
         status: &str,
-        lines: u64,
-        accepted: u64,
-        rejected: u64,
+        counts: &FileCounts,
         m: &MergeCounts,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
         let now = crate::store::now_text();
-        let sql = "UPDATE ingested_files SET status = ?, lines = ?, accepted = ?, rejected = ?, inserted = ?, changed = ?,
+        let sql = "UPDATE ingested_files SET status = ?, lines = ?, accepted = ?, rejected = ?, skipped = ?, inserted = ?, changed = ?,
                    unchanged = ?, stale = ?, deleted = ?, finished_at = ?, error = ? WHERE id = ?";
         let n = |v: u64| v as i64;
+        let (lines, accepted, rejected, skipped) = (
+            counts.lines,
+            counts.accepted,
+            counts.rejected,
+            counts.skipped,
+        );
+        let error = error.map(storable);
         match self {
             IngestDb::Sqlite(p) => q_lite!(
                 p,
@@ -952,6 +1051,7 @@ impl IngestDb {
                 n(lines),
                 n(accepted),
                 n(rejected),
+                n(skipped),
                 n(m.inserted),
                 n(m.changed),
                 n(m.unchanged),
@@ -968,6 +1068,7 @@ impl IngestDb {
                 n(lines),
                 n(accepted),
                 n(rejected),
+                n(skipped),
                 n(m.inserted),
                 n(m.changed),
                 n(m.unchanged),
@@ -981,29 +1082,26 @@ impl IngestDb {
         Ok(())
     }
 
-    /// Rejected lines of a dataset, newest files first: (uri, line, reason, raw).
-    pub async fn rejects(
-        &self,
-        dataset: &str,
-        limit: i64,
-    ) -> Result<Vec<(String, i64, String, String)>, StoreError> {
+    /// Rejected and skipped lines of a dataset, newest files first, in line order.
+    pub async fn rejects(&self, dataset: &str, limit: i64) -> Result<Vec<RejectRow>, StoreError> {
         // raw_records holds the bronze of files ingested before the block format.
-        let sql = "SELECT f.uri, r.line_no, r.reason, r.raw FROM (
-                       SELECT file_id, line_no, reason, raw FROM raw_rejects
+        let sql = "SELECT f.uri, r.line_no, r.kind, r.reason, r.raw, r.raw_bytes FROM (
+                       SELECT file_id, line_no, kind, reason, raw, raw_bytes FROM raw_rejects
                        UNION ALL
-                       SELECT file_id, line_no, reason, raw FROM raw_records WHERE status = 'rejected'
+                       SELECT file_id, line_no, 'rejected', reason, raw, NULL FROM raw_records WHERE status = 'rejected'
                    ) r JOIN ingested_files f ON f.id = r.file_id
                    WHERE f.dataset = ? ORDER BY f.id DESC, r.line_no LIMIT ?";
-        let rows = fetch_all!(
-            self,
-            (String, i64, Option<String>, String),
-            sql,
-            dataset,
-            limit
-        );
+        type Row = (String, i64, String, Option<String>, String, Option<Vec<u8>>);
+        let rows = fetch_all!(self, Row, sql, dataset, limit);
         Ok(rows
             .into_iter()
-            .map(|(uri, line, reason, raw)| (uri, line, reason.unwrap_or_default(), raw))
+            .map(|(uri, line_no, kind, reason, raw, bytes)| RejectRow {
+                uri,
+                line_no,
+                kind,
+                reason: reason.unwrap_or_default(),
+                raw: bytes.unwrap_or_else(|| raw.into_bytes()),
+            })
             .collect())
     }
 
@@ -1022,30 +1120,44 @@ impl IngestDb {
         Ok(rows.into_iter().map(FileRecord::from).collect())
     }
 
-    /// Every line of an ingested file as delivered, in order, handed to `each` (line number,
-    /// raw text) a page of blocks at a time: memory stays flat whatever the file's size.
-    /// Files ingested before the block format are read from `raw_records`.
+    /// Every item of an ingested file as delivered, in order, handed to `each` (line number,
+    /// bytes with their line end: the items back to back are the delivered bytes), a page of
+    /// blocks at a time: memory stays flat whatever the file's size. Items of blocks written
+    /// before bronze kept exact bytes ([`super::bronze::LEGACY_CODEC`]), and of files ingested
+    /// before the block format (read from `raw_records`), come with a `\n` added.
     pub async fn bronze_lines(
         &self,
         file_id: i64,
-        mut each: impl FnMut(i64, &str) -> std::io::Result<()>,
+        mut each: impl FnMut(i64, &[u8]) -> std::io::Result<()>,
     ) -> Result<u64, StoreError> {
         const PAGE: i64 = 16;
         let io = |e: std::io::Error| StoreError::Query(sqlx::Error::Io(e));
         let mut after = i64::MIN;
         let mut n = 0u64;
+        let mut line_buf = Vec::new();
+        let mut legacy =
+            |line: i64, raw: &[u8], each: &mut dyn FnMut(i64, &[u8]) -> std::io::Result<()>| {
+                line_buf.clear();
+                line_buf.extend_from_slice(raw);
+                line_buf.push(b'\n');
+                each(line, &line_buf)
+            };
         loop {
             let sql = "SELECT first_line, codec, data FROM raw_blocks WHERE file_id = ? AND first_line > ?
                        ORDER BY first_line LIMIT ?";
             let blocks = fetch_all!(self, (i64, String, Vec<u8>), sql, file_id, after, PAGE);
             for (first, codec, data) in &blocks {
-                let lines = super::bronze::decode(codec, *first, data).map_err(|e| {
+                let block = super::bronze::decode(codec, *first, data).map_err(|e| {
                     StoreError::Query(sqlx::Error::Decode(
                         format!("bronze block {file_id}/{first}: {e}").into(),
                     ))
                 })?;
-                for (line, raw) in lines {
-                    each(line, &raw).map_err(io)?;
+                for (line, raw) in block.items() {
+                    if block.legacy {
+                        legacy(line, raw, &mut each).map_err(io)?;
+                    } else {
+                        each(line, raw).map_err(io)?;
+                    }
                     n += 1;
                 }
                 after = *first;
@@ -1063,7 +1175,7 @@ impl IngestDb {
                        ORDER BY line_no LIMIT ?";
             let rows = fetch_all!(self, (i64, String), sql, file_id, after, 10_000i64);
             for (line, raw) in &rows {
-                each(*line, raw).map_err(io)?;
+                legacy(*line, raw.as_bytes(), &mut each).map_err(io)?;
                 n += 1;
                 after = *line;
             }
@@ -1227,12 +1339,15 @@ mod tests {
             },
         };
         let mut loader = db.loader(id);
-        let raws = ["{\"k\":1}", "{\"k\":2}"];
+        let raws = ["{\"k\":1}\n", "{\"k\":2}\n"];
         loader
             .write(Chunk {
                 lines: 2,
+                skipped: 0,
                 blocks: vec![super::super::bronze::encode(
-                    raws.iter().enumerate().map(|(i, r)| (i as i64 + 1, *r)),
+                    raws.iter()
+                        .enumerate()
+                        .map(|(i, r)| (i as i64 + 1, r.as_bytes())),
                 )],
                 rejects: vec![],
                 staged: vec![staged(1, "[\"a\"]", "h1"), staged(2, "[\"a\"]", "h2")],
@@ -1258,12 +1373,12 @@ mod tests {
         assert!(!scratch.exists(), "deleted with its data");
         let mut bronze = Vec::new();
         db.bronze_lines(id, |line, raw| {
-            bronze.push(format!("{line}:{raw}"));
+            bronze.push(format!("{line}:{}", String::from_utf8_lossy(raw)));
             Ok(())
         })
         .await
         .unwrap();
-        assert_eq!(bronze, ["1:{\"k\":1}", "2:{\"k\":2}"]);
+        assert_eq!(bronze, ["1:{\"k\":1}\n", "2:{\"k\":2}\n"]);
         let now = db.as_of("d", "9999").await.unwrap();
         assert_eq!(now.len(), 1);
         assert!(

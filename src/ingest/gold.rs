@@ -34,7 +34,8 @@ pub struct ProductSummary {
 }
 
 fn excerpt(text: &str) -> String {
-    let t = text.trim();
+    let t = super::db::storable(text.trim());
+    let t = t.as_ref();
     if t.chars().count() <= EXCERPT_CHARS {
         t.to_string()
     } else {
@@ -64,11 +65,11 @@ pub fn summarise(payloads: impl IntoIterator<Item = Value>) -> Vec<ProductSummar
     let mut by: BTreeMap<String, Acc> = BTreeMap::new();
     let mut newest_overall = i64::MIN;
     for p in payloads {
-        let Some(asin) = p.get("asin").and_then(|v| {
-            v.as_str()
-                .map(str::to_string)
-                .or_else(|| v.as_i64().map(|n| n.to_string()))
-        }) else {
+        // A text column on both stores: a NUL (`\u0000` in the payload) becomes U+FFFD.
+        let Some(asin) = p
+            .get("asin")
+            .and_then(|v| v.as_str().map(|s| super::db::storable(s).into_owned()))
+        else {
             continue;
         };
         let a = by.entry(asin.clone()).or_insert_with(|| Acc {

@@ -36,7 +36,56 @@ pub enum IngestError {
         lines: u64,
         share: f64,
         limit: f64,
+        /// What the file's ingest did all the same (its good lines are merged).
+        report: Box<FileReport>,
     },
+    /// A store or set-up error while ingesting one file: the file named once, then the error.
+    #[error("{uri}: {error}")]
+    InFile {
+        uri: String,
+        error: Box<IngestError>,
+    },
+    /// Some files of a delivery failed; the others were ingested (their reports are here).
+    #[error("{}", files_failed(dataset, failed, *files))]
+    Files {
+        dataset: String,
+        /// Each failed file's error (naming the file).
+        failed: Vec<IngestError>,
+        /// The files that were ingested (or skipped as already ingested), those over the reject
+        /// threshold included (merged all the same).
+        reports: Vec<FileReport>,
+        /// Files tried.
+        files: usize,
+    },
+}
+
+fn files_failed(dataset: &str, failed: &[IngestError], files: usize) -> String {
+    if let ([only], 1) = (failed, files) {
+        return only.to_string();
+    }
+    let mut out = format!(
+        "{} of {files} files of `{dataset}` failed (the others were ingested):",
+        failed.len(),
+    );
+    for e in failed {
+        out.push_str("\n  ");
+        out.push_str(&e.to_string());
+    }
+    out
+}
+
+impl IngestError {
+    /// The error of a file: store and set-up errors get the file's URI in front (the others
+    /// name it already).
+    fn in_file(self, uri: &str) -> IngestError {
+        match self {
+            e @ (IngestError::Store(_) | IngestError::Setup(_)) => IngestError::InFile {
+                uri: uri.to_string(),
+                error: Box::new(e),
+            },
+            e => e,
+        }
+    }
 }
 
 impl From<std::io::Error> for IngestError {
@@ -56,10 +105,25 @@ pub struct FileReport {
     pub file_id: i64,
     /// Already ingested with the same content (by checksum): nothing was read.
     pub skipped: bool,
+    /// Records and blank lines (a CSV header is not counted).
     pub lines: u64,
     pub accepted: u64,
+    /// Failed lines: they count against `max_reject_share`.
     pub rejected: u64,
+    /// Blank or whitespace-only lines: kept in bronze and listed as skipped, not rejected.
+    pub blank: u64,
     pub merge: MergeCounts,
+}
+
+impl FileReport {
+    fn counts(&self) -> db::FileCounts {
+        db::FileCounts {
+            lines: self.lines,
+            accepted: self.accepted,
+            rejected: self.rejected,
+            skipped: self.blank,
+        }
+    }
 }
 
 /// Streams a file's bytes through blake3: (size, checksum).
@@ -279,7 +343,6 @@ async fn ingest_locked(
         None => dataset.from.clone(),
     };
     let mut reports = Vec::new();
-    let mut result = Ok(());
     // Local files are read in place; S3 objects are downloaded one at a time to a temp folder.
     let tmp = tempfile::tempdir().map_err(|source| IngestError::Io {
         path: std::env::temp_dir(),
@@ -302,9 +365,21 @@ async fn ingest_locked(
                 .map(|p| (format!("file://{}", p.display()), None, p)),
         );
     }
+    // One bad file never stops the others: each failure is recorded and the next file tried;
+    // the command fails at the end, naming each failed file and why.
+    let mut failed = Vec::new();
+    let files = sources.len();
     for (uri, object, mut path) in sources {
         if let (Some(store), Some(object)) = (&s3, &object) {
-            path = download(store.as_ref(), object, tmp.path()).await?;
+            match download(store.as_ref(), object, tmp.path()).await {
+                Ok(p) => path = p,
+                Err(e) => {
+                    // The error itself is reported once, with the others, at the end.
+                    tracing::warn!(file = %uri, "cannot download; the next files are ingested all the same");
+                    failed.push(e.in_file(&uri));
+                    continue;
+                }
+            }
         }
         let outcome = ingest_file_as(&db, dataset, &path, &uri).await;
         if object.is_some() {
@@ -312,19 +387,39 @@ async fn ingest_locked(
         }
         match outcome {
             Ok(r) => reports.push(r),
-            // A file over the reject threshold is merged all the same: rebuild gold, then fail.
+            // A file over the reject threshold is merged all the same.
             Err(e @ IngestError::TooManyRejects { .. }) => {
-                result = Err(e);
-                break;
+                if let IngestError::TooManyRejects { report, .. } = &e {
+                    reports.push((**report).clone());
+                }
+                failed.push(e);
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                tracing::warn!(file = %uri, "file failed; the next files are ingested all the same");
+                failed.push(e);
+            }
         }
     }
-    if dataset.product_summary && (result.is_err() || reports.iter().any(|r| !r.skipped)) {
-        let n = gold::rebuild_product_summary(&db, &dataset.name).await?;
-        info!(dataset = %dataset.name, products = n, "product_summary rebuilt");
+    let changed = reports.iter().any(|r| !r.skipped) || !failed.is_empty();
+    if dataset.product_summary && changed {
+        match gold::rebuild_product_summary(&db, &dataset.name).await {
+            Ok(n) => info!(dataset = %dataset.name, products = n, "product_summary rebuilt"),
+            Err(e) => failed.push(IngestError::Setup(format!(
+                "rebuilding product_summary of `{}`: {e}",
+                dataset.name
+            ))),
+        }
     }
-    result.map(|()| reports)
+    if failed.is_empty() {
+        Ok(reports)
+    } else {
+        Err(IngestError::Files {
+            dataset: dataset.name.clone(),
+            failed,
+            reports,
+            files,
+        })
+    }
 }
 
 /// Chunk size for bronze and staging writes.
@@ -333,41 +428,74 @@ const CHUNK: usize = 5000;
 /// Lines per bronze block (~600 KB of review lines before compression).
 const BLOCK_LINES: usize = 1000;
 
+/// What became of one delivered item.
+enum Verdict {
+    Accepted(parse::Candidate),
+    Rejected(String),
+    /// Not a record and not a failure (a blank line): listed, not counted as rejected.
+    Skipped(String),
+    /// Kept in bronze only (a CSV header).
+    Bronze,
+}
+
 /// Parses, checks and hashes a chunk of read items on rayon's pool (in file order), and
-/// compresses them into bronze blocks: every item as delivered in a block, rejects with their
-/// reason, accepted records staged.
+/// compresses them into bronze blocks: every item as delivered in a block, rejects (and skipped
+/// lines) with their reason, accepted records staged.
 fn prepare_chunk(ds: &Dataset, batch: Vec<read::RawItem>, from_csv: bool) -> Chunk {
     use rayon::prelude::*;
-    let verdicts: Vec<(i64, String, Result<parse::Candidate, String>)> = batch
+    let verdicts: Vec<(i64, Vec<u8>, Verdict)> = batch
         .into_par_iter()
         .map(|item| {
             let verdict = match item.parsed {
                 // A JSON line still to parse: straight to a candidate, without a value tree.
-                None => parse::candidate_from_json_line(ds, &item.raw),
-                Some(parsed) => parsed.and_then(|obj| parse::candidate(ds, obj, from_csv)),
+                None => match read::json_line_text(&item.raw, item.line_no) {
+                    read::LineText::Json(text) => match parse::candidate_from_json_line(ds, text) {
+                        Ok(c) => Verdict::Accepted(c),
+                        Err(reason) => Verdict::Rejected(reason),
+                    },
+                    read::LineText::Blank => Verdict::Skipped(read::BLANK.to_string()),
+                    read::LineText::Invalid(reason) => Verdict::Rejected(reason),
+                },
+                Some(_) if item.kind == read::ItemKind::Header => Verdict::Bronze,
+                Some(Err(reason)) if item.kind == read::ItemKind::Blank => Verdict::Skipped(reason),
+                Some(parsed) => match parsed.and_then(|obj| parse::candidate(ds, obj, from_csv)) {
+                    Ok(c) => Verdict::Accepted(c),
+                    Err(reason) => Verdict::Rejected(reason),
+                },
             };
             (item.line_no as i64, item.raw, verdict)
         })
         .collect();
     let blocks: Vec<bronze::Block> = verdicts
         .par_chunks(BLOCK_LINES)
-        .map(|items| bronze::encode(items.iter().map(|(line, raw, _)| (*line, raw.as_str()))))
+        .map(|items| bronze::encode(items.iter().map(|(line, raw, _)| (*line, raw.as_slice()))))
         .collect();
     let mut chunk = Chunk {
-        lines: verdicts.len() as u64,
+        lines: 0,
+        skipped: 0,
         blocks,
         rejects: Vec::new(),
         staged: Vec::with_capacity(verdicts.len()),
     };
     for (line_no, raw, verdict) in verdicts {
-        match verdict {
-            Ok(c) => chunk.staged.push(Staged { line_no, c }),
-            Err(reason) => chunk.rejects.push(Reject {
-                line_no,
-                reason,
-                raw,
-            }),
-        }
+        let (reason, kind) = match verdict {
+            Verdict::Accepted(c) => {
+                chunk.lines += 1;
+                chunk.staged.push(Staged { line_no, c });
+                continue;
+            }
+            Verdict::Bronze => continue,
+            Verdict::Rejected(reason) => (reason, db::RejectKind::Rejected),
+            Verdict::Skipped(reason) => {
+                chunk.skipped += 1;
+                (reason, db::RejectKind::Skipped)
+            }
+        };
+        chunk.lines += 1;
+        let cut = read::without_line_end(&raw).len() > ds.max_line_bytes;
+        chunk
+            .rejects
+            .push(Reject::new(line_no, kind, reason, &raw, cut));
     }
     chunk
 }
@@ -407,8 +535,20 @@ pub async fn ingest_file(
     ingest_file_as(db, ds, path, &format!("file://{}", path.display())).await
 }
 
-/// Ingests the local file `path`, recorded under `uri` (where it was delivered).
+/// Ingests the local file `path`, recorded under `uri` (where it was delivered). An error names
+/// the file.
 pub async fn ingest_file_as(
+    db: &IngestDb,
+    ds: &Dataset,
+    path: &Path,
+    uri: &str,
+) -> Result<FileReport, IngestError> {
+    ingest_one(db, ds, path, uri)
+        .await
+        .map_err(|e| e.in_file(uri))
+}
+
+async fn ingest_one(
     db: &IngestDb,
     ds: &Dataset,
     path: &Path,
@@ -463,6 +603,7 @@ pub async fn ingest_file_as(
             format,
             gz,
             ds2.max_line_bytes,
+            ds2.duplicate_keys_allowed,
             |item| -> Result<(), IngestError> {
                 batch.push(item);
                 if batch.len() >= CHUNK {
@@ -494,15 +635,16 @@ pub async fn ingest_file_as(
     let bar = progress_line(&uri, size, gz);
     while let Some(chunk) = rx.recv().await {
         if let Some(bar) = &bar {
-            // Delivered bytes: each line's text plus its line end.
-            let bytes: i64 = chunk.blocks.iter().map(|b| b.raw_bytes + b.lines).sum();
+            // Delivered bytes: each item is kept with its line end.
+            let bytes: i64 = chunk.blocks.iter().map(|b| b.raw_bytes).sum();
             bar.inc(bytes as u64);
             bar.set_message(format!("{} lines", report.lines + chunk.lines));
         }
         key_order.observe(chunk.staged.iter().map(|s| s.c.key.as_str()));
         report.lines += chunk.lines;
         report.accepted += chunk.staged.len() as u64;
-        report.rejected += chunk.rejects.len() as u64;
+        report.rejected += chunk.rejects.len() as u64 - chunk.skipped;
+        report.blank += chunk.skipped;
         if let Err(e) = loader.write(chunk).await {
             write_result = Err(e);
             break;
@@ -519,9 +661,7 @@ pub async fn ingest_file_as(
             .finish_file(
                 file_id,
                 "failed",
-                report.lines,
-                report.accepted,
-                report.rejected,
+                &report.counts(),
                 &MergeCounts::default(),
                 Some(&e.to_string()),
             )
@@ -548,35 +688,30 @@ pub async fn ingest_file_as(
         bar.finish_and_clear();
     }
     report.merge = merged?;
-    db.finish_file(
-        file_id,
-        "done",
-        report.lines,
-        report.accepted,
-        report.rejected,
-        &report.merge,
-        None,
-    )
-    .await?;
+    db.finish_file(file_id, "done", &report.counts(), &report.merge, None)
+        .await?;
     info!(
         file = %uri, lines = report.lines, rejected = report.rejected, inserted = report.merge.inserted,
         changed = report.merge.changed, unchanged = report.merge.unchanged, loaded_ms,
         ms = started.elapsed().as_millis() as u64,
         "file ingested"
     );
-    let share = if report.lines == 0 {
+    // Blank lines are not records: the share is of the lines that are.
+    let records = report.lines - report.blank;
+    let share = if records == 0 {
         0.0
     } else {
-        report.rejected as f64 / report.lines as f64
+        report.rejected as f64 / records as f64
     };
     if share > ds.max_reject_share {
         return Err(IngestError::TooManyRejects {
             path: uri,
             dataset: ds.name.clone(),
             rejected: report.rejected,
-            lines: report.lines,
+            lines: records,
             share: share * 100.0,
             limit: ds.max_reject_share * 100.0,
+            report: Box::new(report),
         });
     }
     Ok(report)

@@ -30,7 +30,12 @@ impl Candidate {
             row_hash: blake3::hash(payload.as_bytes()).to_hex()[..32].to_string(),
             payload,
             version_num,
-            version_text,
+            // A text column: no NUL on PostgreSQL, so none on either store (the payload keeps
+            // the value, escaped as JSON writes it: `\u0000`).
+            version_text: version_text.map(|t| match super::db::storable(&t) {
+                std::borrow::Cow::Borrowed(_) => t,
+                std::borrow::Cow::Owned(o) => o,
+            }),
         }
     }
 }
@@ -114,6 +119,7 @@ pub fn candidate(
             }
         }
     }
+    shape(ds, |f| fields.get(f))?;
     let (version_num, version_text) = match ds.version.as_ref().and_then(|f| fields.get(f)) {
         Some(Value::Number(n)) => (n.as_f64(), None),
         Some(Value::String(s)) => (None, Some(s.clone())),
@@ -121,6 +127,32 @@ pub fn candidate(
     };
     let payload = serde_json::to_string(&fields).expect("JSON values serialise");
     Ok(Candidate::new(&parts, payload, version_num, version_text))
+}
+
+/// The declared shape beyond types: required fields present and not null, arrays of their
+/// declared length. `get` reads a field's (converted) value.
+fn shape<'a>(ds: &Dataset, get: impl Fn(&str) -> Option<&'a Value>) -> Result<(), String> {
+    for f in &ds.required {
+        match get(f) {
+            None => return Err(format!("missing required field `{f}`")),
+            Some(Value::Null) => return Err(format!("required field `{f}` is null")),
+            Some(_) => {}
+        }
+    }
+    for (f, n) in &ds.array_lengths {
+        match get(f) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(a)) if a.len() == *n => {}
+            Some(Value::Array(a)) => {
+                return Err(format!(
+                    "field `{f}` should have {n} elements but has {}",
+                    a.len()
+                ));
+            }
+            Some(v) => return Err(format!("field `{f}` should be an array of {n} but is {v}")),
+        }
+    }
+    Ok(())
 }
 
 /// One JSON line straight to a candidate, or the reason it is rejected.
@@ -135,7 +167,8 @@ pub fn candidate(
 pub fn candidate_from_json_line(ds: &Dataset, line: &str) -> Result<Candidate, String> {
     match fast_candidate(ds, line) {
         Some(c) => Ok(c),
-        None => super::read::parse_json_line(line).and_then(|m| candidate(ds, m, false)),
+        None => super::read::parse_json_line(line, ds.duplicate_keys_allowed)
+            .and_then(|m| candidate(ds, m, false)),
     }
 }
 
@@ -179,7 +212,7 @@ impl FieldValue<'_> {
     /// escapes are the ones it writes itself (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t` and
     /// `\u00xx` for other control characters), and an integer in i64/u64 range the same except
     /// `-0`.
-    fn of(raw: &str) -> Result<FieldValue<'_>, serde_json::Error> {
+    fn of(raw: &str, duplicates_allowed: bool) -> Result<FieldValue<'_>, serde_json::Error> {
         let as_is = match raw.as_bytes().first() {
             Some(b'"') => string_is_canonical(raw),
             Some(b't' | b'f' | b'n') => true,
@@ -196,8 +229,10 @@ impl FieldValue<'_> {
         // object: a value nested too deeply for the whole line is rejected here too.
         let v = match raw.as_bytes().first() {
             Some(b'[' | b'{') => {
-                let [v]: [Value; 1] = serde_json::from_str(&format!("[{raw}]"))?;
-                v
+                match super::read::parse_value(&format!("[{raw}]"), duplicates_allowed)? {
+                    Value::Array(mut a) if a.len() == 1 => a.pop().expect("one element"),
+                    _ => unreachable!("a single value in brackets is a one-element array"),
+                }
             }
             _ => serde_json::from_str(raw)?,
         };
@@ -307,7 +342,10 @@ fn fast_candidate(ds: &Dataset, line: &str) -> Option<Candidate> {
     let RawFields(raw) = serde_json::from_str::<RawFields>(line).ok()?;
     let mut fields: Vec<(&str, FieldValue)> = Vec::with_capacity(raw.len());
     for (name, value) in raw {
-        fields.push((name, FieldValue::of(value.get()).ok()?));
+        fields.push((
+            name,
+            FieldValue::of(value.get(), ds.duplicate_keys_allowed).ok()?,
+        ));
     }
     fields.sort_by(|a, b| a.0.cmp(b.0));
     if fields.windows(2).any(|w| w[0].0 == w[1].0) {
@@ -339,6 +377,20 @@ fn fast_candidate(ds: &Dataset, line: &str) -> Option<Candidate> {
             .ok()
             .map(|i| &fields[i].1)
     };
+    // A missing or null required field, an array of another length: the slow path words why.
+    for f in &ds.required {
+        if get(f).is_none_or(FieldValue::is_null) {
+            return None;
+        }
+    }
+    for (f, n) in &ds.array_lengths {
+        if let Some(v) = get(f)
+            && !v.is_null()
+            && v.parsed.as_ref().and_then(Value::as_array).map(Vec::len) != Some(*n)
+        {
+            return None;
+        }
+    }
     // A missing, empty or non-scalar key field rejects the line: the slow path words why.
     let mut parts = Vec::with_capacity(ds.key.len());
     for k in &ds.key {
@@ -393,6 +445,9 @@ mod tests {
             max_line_bytes: 1000,
             max_reject_share: 0.1,
             product_summary: false,
+            required: Vec::new(),
+            array_lengths: Default::default(),
+            duplicate_keys_allowed: false,
         }
     }
 
@@ -436,7 +491,8 @@ mod tests {
     }
 
     fn slow(d: &Dataset, line: &str) -> Result<Candidate, String> {
-        crate::ingest::read::parse_json_line(line).and_then(|m| candidate(d, m, false))
+        crate::ingest::read::parse_json_line(line, d.duplicate_keys_allowed)
+            .and_then(|m| candidate(d, m, false))
     }
 
     #[test]
@@ -594,5 +650,58 @@ mod tests {
         let v = candidate(&d, obj(json!({"a": "1", "b": 2, "v": 1700000000})), false).unwrap();
         assert_eq!(v.version_num, Some(1.7e9));
         assert_eq!(v.key, r#"["1","2"]"#);
+    }
+
+    #[test]
+    fn required_fields_array_lengths_and_repeated_keys_agree_on_both_paths() {
+        let mut d = ds(&[("a", FieldType::String)]);
+        d.required = vec!["r".into()];
+        d.array_lengths = [("h".to_string(), 2)].into_iter().collect();
+        let cases = [
+            (r#"{"a": "1", "b": 2, "r": 1, "h": [1, 2]}"#, None),
+            (
+                r#"{"a": "1", "b": 2, "h": [1, 2]}"#,
+                Some("missing required field `r`"),
+            ),
+            (
+                r#"{"a": "1", "b": 2, "r": null}"#,
+                Some("required field `r` is null"),
+            ),
+            (
+                r#"{"a": "1", "b": 2, "r": 1, "h": [1]}"#,
+                Some("field `h` should have 2 elements but has 1"),
+            ),
+            (
+                r#"{"a": "1", "b": 2, "r": 1, "h": 5}"#,
+                Some("field `h` should be an array of 2 but is 5"),
+            ),
+            (
+                r#"{"a": 1, "b": 2, "r": 1}"#,
+                Some("field `a` should be a string but is 1"),
+            ),
+            (
+                r#"{"a": "1", "b": 2, "r": 1, "r": 2}"#,
+                Some(r#"duplicate key "r""#),
+            ),
+            (
+                r#"{"a": "1", "b": 2, "r": {"x": 1, "x": 2}}"#,
+                Some(r#"duplicate key "x""#),
+            ),
+        ];
+        for (line, want) in cases {
+            let got = candidate_from_json_line(&d, line);
+            assert_eq!(got, slow(&d, line), "{line}");
+            match want {
+                None => assert!(got.is_ok(), "{line}: {got:?}"),
+                Some(w) => assert!(got.as_ref().unwrap_err().starts_with(w), "{line}: {got:?}"),
+            }
+        }
+        d.duplicate_keys_allowed = true;
+        let c = candidate_from_json_line(&d, r#"{"a": "1", "b": 2, "r": 1, "r": 2}"#).unwrap();
+        assert!(
+            c.payload.contains(r#""r":2"#),
+            "the last one wins: {}",
+            c.payload
+        );
     }
 }

@@ -32,15 +32,34 @@ pub fn format_of(name: &str) -> Option<(Format, bool)> {
     Some((f, gz))
 }
 
-/// One delivered item: its position, its text as delivered, and its fields or why not.
+/// One delivered item: its position, its bytes as delivered, and its fields or why not.
 pub struct Item {
     pub line_no: u64,
-    pub raw: String,
+    /// The item's bytes as delivered (see [`RawItem::raw`]).
+    pub raw: Vec<u8>,
     pub parsed: Result<Map<String, Value>, String>,
+    pub kind: ItemKind,
 }
 
-/// How many bytes of an over-long or unreadable line are kept in bronze.
-const KEEP: usize = 4096;
+/// What a delivered item is, besides its fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemKind {
+    /// A record (accepted or rejected by its fields).
+    Record,
+    /// A blank or whitespace-only line: kept and counted, listed as skipped, not a failure.
+    Blank,
+    /// A CSV file's header line: kept in bronze (a replay gives the file back), not counted.
+    Header,
+}
+
+/// How many bytes of an over-long or unreadable line are shown with its reject.
+pub const KEEP: usize = 4096;
+
+/// The reason a blank or whitespace-only line is listed with (skipped, not rejected).
+pub const BLANK: &str = "blank line";
+
+/// The UTF-8 byte-order mark some tools write at the start of a file.
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 fn open(path: &Path, gz: bool) -> std::io::Result<Box<dyn Read>> {
     let f = std::fs::File::open(path)?;
@@ -51,36 +70,156 @@ fn open(path: &Path, gz: bool) -> std::io::Result<Box<dyn Read>> {
     })
 }
 
-/// An item as read, before its JSON text is parsed: JSON lines are only split, size-checked and
-/// UTF-8-checked while reading (cheap and serial) and parsed later with [`parse_json_line`],
-/// which can run on several threads. Items of the other formats come already parsed.
+/// An item as read, before its JSON text is parsed: JSON lines are only split and size-checked
+/// while reading (cheap and serial); their UTF-8 check and parse come later ([`json_line_text`],
+/// [`parse_json_line`]), on several threads. Items of the other formats come already parsed.
 pub struct RawItem {
     pub line_no: u64,
-    pub raw: String,
+    /// The item's bytes exactly as delivered. JSON lines: the whole line with its line end (`\n`
+    /// or `\r\n`; none on a last line without one), a leading byte-order mark and invalid UTF-8
+    /// included, whatever its length: the items of a file back to back are the file. CSV: the
+    /// bytes since the previous record (or the header) up to this record's end, its line end
+    /// included. JSON arrays: the element re-serialised (compact JSON).
+    pub raw: Vec<u8>,
     /// `None`: `raw` is a JSON line still to be parsed.
     pub parsed: Option<Result<Map<String, Value>, String>>,
+    /// JSON lines are told blank when parsed: `Record` until then.
+    pub kind: ItemKind,
 }
 
 impl RawItem {
     /// The item with its fields, parsing its JSON text if that was left for later.
-    pub fn resolve(self) -> Item {
-        let parsed = match self.parsed {
-            Some(p) => p,
-            None => parse_json_line(&self.raw),
+    pub fn resolve(self, duplicates_allowed: bool) -> Item {
+        let (parsed, kind) = match self.parsed {
+            Some(p) => (p, self.kind),
+            None => match json_line_text(&self.raw, self.line_no) {
+                LineText::Json(t) => (parse_json_line(t, duplicates_allowed), ItemKind::Record),
+                LineText::Blank => (Err(BLANK.to_string()), ItemKind::Blank),
+                LineText::Invalid(reason) => (Err(reason), ItemKind::Record),
+            },
         };
         Item {
             line_no: self.line_no,
             raw: self.raw,
             parsed,
+            kind,
         }
     }
 }
 
-/// One JSON line's fields, or why it cannot be used.
-pub fn parse_json_line(text: &str) -> Result<Map<String, Value>, String> {
-    match serde_json::from_str::<Value>(text) {
+/// A JSON line's text to parse, once its line end (and, on line 1, a byte-order mark) is cut.
+pub enum LineText<'a> {
+    Json(&'a str),
+    /// Nothing but JSON whitespace (space, tab, CR).
+    Blank,
+    /// Not UTF-8: the reason.
+    Invalid(String),
+}
+
+/// The bytes of a line without its line end: `\n`, `\r\n`, or none.
+pub fn without_line_end(raw: &[u8]) -> &[u8] {
+    let b = raw.strip_suffix(b"\n").unwrap_or(raw);
+    b.strip_suffix(b"\r").unwrap_or(b)
+}
+
+/// What a JSON line (as delivered, see [`RawItem::raw`]) holds to parse.
+pub fn json_line_text(raw: &[u8], line_no: u64) -> LineText<'_> {
+    let mut b = without_line_end(raw);
+    if line_no == 1 {
+        b = b.strip_prefix(BOM).unwrap_or(b);
+    }
+    if b.iter().all(|c| matches!(c, b' ' | b'\t' | b'\r')) {
+        return LineText::Blank;
+    }
+    match std::str::from_utf8(b) {
+        Ok(t) => LineText::Json(t),
+        Err(e) => LineText::Invalid(format!("invalid UTF-8 at byte {}", e.valid_up_to())),
+    }
+}
+
+/// A JSON value that names no key twice in any of its objects (serde_json's own keeps the last).
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut v = Vec::new();
+        while let Some(Strict(x)) = seq.next_element()? {
+            v.push(x);
+        }
+        Ok(Value::Array(v))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut m = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            let Strict(v) = map.next_value()?;
+            if m.contains_key(&k) {
+                return Err(serde::de::Error::custom(format!(
+                    "{DUPLICATE} {}",
+                    serde_json::to_string(&k).expect("strings serialise")
+                )));
+            }
+            m.insert(k, v);
+        }
+        Ok(Value::Object(m))
+    }
+}
+
+/// How the reason of a repeated key begins.
+const DUPLICATE: &str = "duplicate key";
+
+/// A JSON text's value; with `duplicates_allowed` false a repeated key in any object is an error
+/// (which key, where), else the last one wins.
+pub fn parse_value(text: &str, duplicates_allowed: bool) -> Result<Value, serde_json::Error> {
+    if duplicates_allowed {
+        serde_json::from_str(text)
+    } else {
+        serde_json::from_str::<Strict>(text).map(|s| s.0)
+    }
+}
+
+/// One JSON line's fields, or why it cannot be used (a repeated key is rejected unless
+/// `duplicates_allowed`).
+pub fn parse_json_line(text: &str, duplicates_allowed: bool) -> Result<Map<String, Value>, String> {
+    match parse_value(text, duplicates_allowed) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(other) => Err(format!("not a JSON object but {}", kind(&other))),
+        Err(e) if e.to_string().starts_with(DUPLICATE) => Err(e.to_string()),
         Err(e) => Err(format!("malformed JSON: {e}")),
     }
 }
@@ -91,9 +230,17 @@ pub fn read_items<E: From<std::io::Error>>(
     format: Format,
     gz: bool,
     max_line_bytes: usize,
+    duplicates_allowed: bool,
     mut each: impl FnMut(Item) -> Result<(), E>,
 ) -> Result<(), E> {
-    read_raw_items(path, format, gz, max_line_bytes, |raw| each(raw.resolve()))
+    read_raw_items(
+        path,
+        format,
+        gz,
+        max_line_bytes,
+        duplicates_allowed,
+        |raw| each(raw.resolve(duplicates_allowed)),
+    )
 }
 
 /// Like [`read_items`], but JSON lines are handed over unparsed (see [`RawItem`]).
@@ -102,6 +249,7 @@ pub fn read_raw_items<E: From<std::io::Error>>(
     format: Format,
     gz: bool,
     max_line_bytes: usize,
+    duplicates_allowed: bool,
     mut each: impl FnMut(RawItem) -> Result<(), E>,
 ) -> Result<(), E> {
     let reader = BufReader::with_capacity(1 << 16, open(path, gz)?);
@@ -110,82 +258,39 @@ pub fn read_raw_items<E: From<std::io::Error>>(
             line_no: i.line_no,
             raw: i.raw,
             parsed: Some(i.parsed),
+            kind: i.kind,
         })
     };
     match format {
         Format::JsonLines => json_lines(reader, max_line_bytes, &mut each),
-        Format::JsonArray => json_array(reader, max_line_bytes, &mut parsed),
-        Format::Csv => csv_records(reader, max_line_bytes, &mut parsed),
+        Format::JsonArray => json_array(reader, max_line_bytes, duplicates_allowed, &mut parsed),
+        Format::Csv => csv_records(reader, max_line_bytes, duplicates_allowed, &mut parsed),
     }
 }
 
+/// Splits JSON lines, each kept whole with its line end; a line over `max` bytes (its line end
+/// not counted) is rejected here, the rest parsed later.
 fn json_lines<E: From<std::io::Error>>(
     mut r: impl BufRead,
     max: usize,
     each: &mut impl FnMut(RawItem) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut buf = Vec::with_capacity(4096);
     let mut line_no = 0u64;
     loop {
-        // A bounded read: at most `max + 1` bytes of a line are kept, the rest only counted.
-        buf.clear();
-        let mut total = 0usize;
-        let mut eof = true;
-        loop {
-            let chunk = r.fill_buf()?;
-            if chunk.is_empty() {
-                break;
-            }
-            eof = false;
-            let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
-                Some(p) => (p, true),
-                None => (chunk.len(), false),
-            };
-            let room = (max + 1).saturating_sub(buf.len());
-            buf.extend_from_slice(&chunk[..take.min(room)]);
-            total += take;
-            r.consume(if done { take + 1 } else { take });
-            if done {
-                break;
-            }
-        }
-        if eof && buf.is_empty() && total == 0 {
+        // Sized for an ordinary line; `read_until` grows it for a longer one.
+        let mut buf = Vec::with_capacity(1024);
+        if r.read_until(b'\n', &mut buf)? == 0 {
             return Ok(());
         }
         line_no += 1;
-        if buf.last() == Some(&b'\r') {
-            buf.pop();
-        }
-        if total > max {
-            let raw = String::from_utf8_lossy(&buf[..buf.len().min(KEEP)]).into_owned();
-            each(RawItem {
-                line_no,
-                raw,
-                parsed: Some(Err(format!(
-                    "line of {total} bytes is over the {max}-byte limit"
-                ))),
-            })?;
-            continue;
-        }
-        let text = match std::str::from_utf8(&buf) {
-            Ok(t) => t,
-            Err(e) => {
-                let raw = String::from_utf8_lossy(&buf[..buf.len().min(KEEP)]).into_owned();
-                each(RawItem {
-                    line_no,
-                    raw,
-                    parsed: Some(Err(format!("invalid UTF-8 at byte {}", e.valid_up_to()))),
-                })?;
-                continue;
-            }
-        };
-        if text.trim().is_empty() {
-            continue;
-        }
+        let len = without_line_end(&buf).len();
+        let parsed =
+            (len > max).then(|| Err(format!("line of {len} bytes is over the {max}-byte limit")));
         each(RawItem {
             line_no,
-            raw: text.to_string(),
-            parsed: None,
+            raw: buf,
+            parsed,
+            kind: ItemKind::Record,
         })?;
     }
 }
@@ -202,14 +307,16 @@ fn kind(v: &Value) -> &'static str {
 }
 
 fn json_array<E: From<std::io::Error>>(
-    r: impl Read,
+    mut r: impl BufRead,
     max: usize,
+    duplicates_allowed: bool,
     each: &mut impl FnMut(Item) -> Result<(), E>,
 ) -> Result<(), E> {
     use serde::de::{Deserializer, SeqAccess, Visitor};
     struct Each<'a, F> {
         each: &'a mut F,
         max: usize,
+        duplicates_allowed: bool,
         n: u64,
         failed: Option<String>,
     }
@@ -219,30 +326,29 @@ fn json_array<E: From<std::io::Error>>(
             f.write_str("a JSON array of objects")
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while let Some(v) = seq.next_element::<Value>()? {
+            // Each element's text as delivered, then parsed on its own: a repeated key
+            // rejects that element only.
+            while let Some(text) = seq.next_element::<Box<serde_json::value::RawValue>>()? {
                 self.n += 1;
-                let raw = v.to_string();
-                let parsed = if raw.len() > self.max {
+                let text = text.get();
+                let parsed = if text.len() > self.max {
                     Err(format!(
                         "element of {} bytes is over the {}-byte limit",
-                        raw.len(),
+                        text.len(),
                         self.max
                     ))
                 } else {
-                    match v {
-                        Value::Object(m) => Ok(m),
-                        other => Err(format!("not a JSON object but {}", kind(&other))),
+                    match parse_value(text, self.duplicates_allowed) {
+                        Ok(Value::Object(m)) => Ok(m),
+                        Ok(other) => Err(format!("not a JSON object but {}", kind(&other))),
+                        Err(e) => Err(e.to_string()),
                     }
-                };
-                let raw = if raw.len() > KEEP {
-                    raw.chars().take(KEEP).collect()
-                } else {
-                    raw
                 };
                 if let Err(e) = (self.each)(Item {
                     line_no: self.n,
-                    raw,
+                    raw: text.as_bytes().to_vec(),
                     parsed,
+                    kind: ItemKind::Record,
                 }) {
                     self.failed = Some(e);
                     return Ok(());
@@ -262,9 +368,14 @@ fn json_array<E: From<std::io::Error>>(
     let mut v = Each {
         each: &mut cb,
         max,
+        duplicates_allowed,
         n: 0,
         failed: None,
     };
+    // A byte-order mark before the array is not JSON: skipped.
+    if r.fill_buf()?.starts_with(BOM) {
+        r.consume(BOM.len());
+    }
     let mut de = serde_json::Deserializer::from_reader(r);
     let result = (&mut de).deserialize_seq(&mut v);
     let n = v.n;
@@ -277,7 +388,8 @@ fn json_array<E: From<std::io::Error>>(
         // The rest of an array cannot be resynchronised after a syntax error: one reject says so.
         each(Item {
             line_no: n + 1,
-            raw: String::new(),
+            raw: Vec::new(),
+            kind: ItemKind::Record,
             parsed: Err(format!(
                 "malformed JSON array after element {n}: {e}; the rest of the file is unreadable"
             )),
@@ -301,21 +413,11 @@ struct Seen {
 }
 
 impl Seen {
-    /// The text of `start..end` (stream offsets) without its line terminator, at most `KEEP`
-    /// bytes; forgets everything before `end`.
-    fn take(&mut self, start: u64, end: u64) -> String {
-        let at = |o: u64| (o.saturating_sub(self.base) as usize).min(self.bytes.len());
-        let (from, to) = (at(start), at(end));
-        let mut text = &self.bytes[from..to.max(from)];
-        // Terminators around the record: a CRLF ends where the reader stopped between its two
-        // bytes. A record cannot begin with one (blank lines are not records).
-        while let Some((b'\n' | b'\r', rest)) = text.split_last() {
-            text = rest;
-        }
-        while let Some((b'\n' | b'\r', rest)) = text.split_first() {
-            text = rest;
-        }
-        let raw = String::from_utf8_lossy(&text[..text.len().min(KEEP)]).into_owned();
+    /// The bytes from the end of the previous item up to `end` (a stream offset), exactly as
+    /// delivered: line ends and blank lines before the record included; forgets them.
+    fn take(&mut self, end: u64) -> Vec<u8> {
+        let to = (end.saturating_sub(self.base) as usize).min(self.bytes.len());
+        let raw = self.bytes[..to].to_vec();
         self.bytes.drain(..to);
         self.base += to as u64;
         raw
@@ -330,9 +432,15 @@ impl<R: Read> Read for Tee<R> {
     }
 }
 
+/// The line ends (`\n`) in `b`.
+fn bytecount(b: &[u8]) -> u64 {
+    b.iter().filter(|c| **c == b'\n').count() as u64
+}
+
 fn csv_records<E: From<std::io::Error>>(
     r: impl Read,
     max: usize,
+    duplicates_allowed: bool,
     each: &mut impl FnMut(Item) -> Result<(), E>,
 ) -> Result<(), E> {
     let seen = std::rc::Rc::new(std::cell::RefCell::new(Seen::default()));
@@ -341,33 +449,73 @@ fn csv_records<E: From<std::io::Error>>(
         seen: seen.clone(),
     };
     let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(tee);
-    let headers: Vec<String> = match rdr.byte_headers() {
-        Ok(h) => h
-            .iter()
-            .map(|x| String::from_utf8_lossy(x).trim().to_string())
-            .collect(),
+    // Each item is handed over when the next one is read, so the bytes after the last record
+    // (its line end, trailing blank lines) join it: the items back to back are the file.
+    let mut pending: Option<Item>;
+    let mut headers: Vec<String> = Vec::new();
+    let mut header_problem = None;
+    match rdr.byte_headers() {
+        Ok(h) => {
+            for (i, x) in h.iter().enumerate() {
+                // A byte-order mark before the first column's name is not part of it.
+                let x = if i == 0 {
+                    x.strip_prefix(BOM).unwrap_or(x)
+                } else {
+                    x
+                };
+                let name = String::from_utf8_lossy(x).trim().to_string();
+                if !duplicates_allowed && headers.contains(&name) && header_problem.is_none() {
+                    header_problem = Some(format!(
+                        "{DUPLICATE} {} in the CSV header",
+                        serde_json::to_string(&name).expect("strings serialise")
+                    ));
+                }
+                headers.push(name);
+            }
+            pending = Some(Item {
+                line_no: 1,
+                raw: seen.borrow_mut().take(rdr.position().byte()),
+                parsed: header_problem.clone().map_or(Ok(Map::new()), Err),
+                kind: if header_problem.is_some() {
+                    ItemKind::Record
+                } else {
+                    ItemKind::Header
+                },
+            });
+        }
         Err(e) => {
-            let raw = seen.borrow_mut().take(0, rdr.position().byte());
+            let raw = seen.borrow_mut().take(rdr.position().byte());
             return each(Item {
                 line_no: 1,
                 raw,
                 parsed: Err(format!("unreadable CSV header: {e}")),
+                kind: ItemKind::Record,
             });
         }
     };
-    let header_end = rdr.position().byte();
-    seen.borrow_mut().take(0, header_end);
+    // Line numbers counted from the bytes: the reader's own stop between the CR and LF of a
+    // CRLF, and count blank lines it skips, one line short.
+    let mut newlines = pending.as_ref().map_or(0, |h| bytecount(&h.raw));
+    let mut number = |raw: &[u8]| {
+        let lead = raw.iter().take_while(|b| matches!(b, b'\r' | b'\n'));
+        let line_no = 1 + newlines + lead.filter(|b| **b == b'\n').count() as u64;
+        newlines += bytecount(raw);
+        line_no
+    };
     let mut rec = csv::ByteRecord::new();
     loop {
-        let line_no;
-        match rdr.read_byte_record(&mut rec) {
-            Ok(false) => return Ok(()),
+        let item = match rdr.read_byte_record(&mut rec) {
+            Ok(false) => break,
             Ok(true) => {
-                let start = rec.position().map_or(0, |p| p.byte());
-                line_no = rec.position().map_or(0, |p| p.line());
-                let raw = seen.borrow_mut().take(start, rdr.position().byte());
+                let raw = seen.borrow_mut().take(rdr.position().byte());
+                let line_no = number(&raw);
                 let size: usize = rec.iter().map(<[u8]>::len).sum();
-                let parsed = if size > max {
+                let blank = rec.iter().all(|f| f.iter().all(u8::is_ascii_whitespace));
+                let parsed = if blank {
+                    Err(BLANK.to_string())
+                } else if let Some(p) = &header_problem {
+                    Err(p.clone())
+                } else if size > max {
                     Err(format!(
                         "record of {size} bytes is over the {max}-byte limit"
                     ))
@@ -390,27 +538,54 @@ fn csv_records<E: From<std::io::Error>>(
                     }
                     bad.map_or(Ok(m), Err)
                 };
-                each(Item {
+                Item {
                     line_no,
                     raw,
                     parsed,
-                })?;
-            }
-            Err(e) => {
-                line_no = e.position().map_or(0, |p| p.line());
-                let start = e.position().map_or(0, |p| p.byte());
-                let raw = seen.borrow_mut().take(start, rdr.position().byte());
-                each(Item {
-                    line_no,
-                    raw,
-                    parsed: Err(format!("malformed CSV: {e}")),
-                })?;
-                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                    return Ok(());
+                    kind: if blank {
+                        ItemKind::Blank
+                    } else {
+                        ItemKind::Record
+                    },
                 }
             }
+            Err(e) => {
+                let raw = seen.borrow_mut().take(rdr.position().byte());
+                let line_no = number(&raw);
+                let io = matches!(e.kind(), csv::ErrorKind::Io(_));
+                // A whitespace-only line has too few fields: blank, not malformed.
+                let blank = !io && raw.iter().all(u8::is_ascii_whitespace);
+                let item = Item {
+                    line_no,
+                    raw,
+                    parsed: Err(if blank {
+                        BLANK.to_string()
+                    } else {
+                        format!("malformed CSV: {e}")
+                    }),
+                    kind: if blank {
+                        ItemKind::Blank
+                    } else {
+                        ItemKind::Record
+                    },
+                };
+                if io {
+                    pending.take().map_or(Ok(()), &mut *each)?;
+                    return each(item);
+                }
+                item
+            }
+        };
+        if let Some(p) = pending.replace(item) {
+            each(p)?;
         }
     }
+    let tail = seen.borrow_mut().take(u64::MAX);
+    if let Some(mut p) = pending {
+        p.raw.extend_from_slice(&tail);
+        each(p)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -418,9 +593,13 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    type Collected = Vec<(u64, String, Result<Map<String, Value>, String>)>;
+    type Collected = Vec<(u64, Vec<u8>, Result<Map<String, Value>, String>, ItemKind)>;
 
     fn collect(name: &str, bytes: &[u8], max: usize) -> Collected {
+        collect_with(name, bytes, max, false)
+    }
+
+    fn collect_with(name: &str, bytes: &[u8], max: usize, duplicates_allowed: bool) -> Collected {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(name);
         if name.ends_with(".gz") {
@@ -435,12 +614,16 @@ mod tests {
         }
         let (f, gz) = format_of(name).unwrap();
         let mut out = Vec::new();
-        read_items::<std::io::Error>(&p, f, gz, max, |i| {
-            out.push((i.line_no, i.raw, i.parsed));
+        read_items::<std::io::Error>(&p, f, gz, max, duplicates_allowed, |i| {
+            out.push((i.line_no, i.raw, i.parsed, i.kind));
             Ok(())
         })
         .unwrap();
         out
+    }
+
+    fn concat(items: &Collected) -> Vec<u8> {
+        items.iter().flat_map(|i| i.1.clone()).collect()
     }
 
     #[test]
@@ -448,24 +631,85 @@ mod tests {
         let mut data = b"{\"a\": 1}\n{\"a\": \n\n[1, 2]\n".to_vec();
         data.extend_from_slice(b"{\"a\": \"\xff\xfe\"}\n");
         data.extend_from_slice(format!("{{\"a\": \"{}\"}}\r\n", "x".repeat(100)).as_bytes());
-        data.extend_from_slice(b"{\"b\": 2}");
+        data.extend_from_slice(b" \t \r\n{\"b\": 2}");
         let items = collect("d.jsonl.gz", &data, 64);
         let reasons: Vec<String> = items
             .iter()
             .map(|i| i.2.as_ref().err().cloned().unwrap_or_default())
             .collect();
-        assert_eq!(items.len(), 6, "{reasons:?}");
+        assert_eq!(items.len(), 8, "{reasons:?}");
         assert_eq!(items[0].0, 1);
         assert!(reasons[0].is_empty());
         assert!(reasons[1].starts_with("malformed JSON"), "{reasons:?}");
-        assert_eq!(items[2].0, 4, "blank lines are skipped but counted");
-        assert_eq!(reasons[2], "not a JSON object but an array");
+        assert_eq!((items[2].0, items[2].3), (3, ItemKind::Blank));
+        assert_eq!(
+            reasons[2], BLANK,
+            "a blank line is an item, listed as blank"
+        );
+        assert_eq!(reasons[3], "not a JSON object but an array");
         assert!(
-            reasons[3].starts_with("invalid UTF-8 at byte 7"),
+            reasons[4].starts_with("invalid UTF-8 at byte 7"),
             "{reasons:?}"
         );
-        assert!(reasons[4].contains("over the 64-byte limit"), "{reasons:?}");
-        assert!(reasons[5].is_empty(), "a last line without newline is read");
+        assert!(reasons[5].contains("over the 64-byte limit"), "{reasons:?}");
+        assert_eq!(
+            items[5].1.len(),
+            111,
+            "an over-size line is kept whole, CRLF included"
+        );
+        assert_eq!(items[6].3, ItemKind::Blank, "whitespace only: blank");
+        assert!(reasons[7].is_empty(), "a last line without newline is read");
+        assert_eq!(concat(&items), data, "the items back to back are the file");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_record() {
+        let items = collect("d.jsonl", b"\xEF\xBB\xBF{\"a\": 1}\r\n{\"a\": 2}\n", 100);
+        assert!(items.iter().all(|i| i.2.is_ok()), "{:?}", items[0].2);
+        assert!(items[0].1.starts_with(BOM), "kept in the item's bytes");
+        let items = collect("d.json", b"\xEF\xBB\xBF[{\"a\": 1}]", 100);
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].2.as_ref().unwrap()["a"], 1);
+        let data = b"\xEF\xBB\xBFid,text\n1,x\n";
+        let items = collect("d.csv", data, 100);
+        assert_eq!(items[0].3, ItemKind::Header);
+        assert_eq!(items[1].2.as_ref().unwrap()["id"], "1", "{:?}", items[1].2);
+        assert_eq!(concat(&items), data);
+    }
+
+    #[test]
+    fn a_key_named_twice_is_rejected_unless_allowed() {
+        let e = parse_json_line(r#"{"a": 1, "b": 2, "a": 3}"#, false).unwrap_err();
+        assert!(e.starts_with(r#"duplicate key "a""#), "{e}");
+        let e = parse_json_line(r#"{"a": {"x": 1, "x": 2}}"#, false).unwrap_err();
+        assert!(e.starts_with(r#"duplicate key "x""#), "nested: {e}");
+        let e = parse_json_line(r#"{"a\u0000": 1, "a\u0000": 2}"#, false).unwrap_err();
+        assert!(e.starts_with(r#"duplicate key "a\u0000""#), "escaped: {e}");
+        assert_eq!(
+            parse_json_line(r#"{"a": 1, "a": 3}"#, true).unwrap()["a"],
+            3,
+            "allowed: the last one wins"
+        );
+        let items = collect("d.json", br#"[{"a": 1, "a": 2}, {"a": 3}]"#, 100);
+        assert!(
+            items[0]
+                .2
+                .as_ref()
+                .unwrap_err()
+                .starts_with("duplicate key")
+        );
+        assert_eq!(items[1].2.as_ref().unwrap()["a"], 3, "only that element");
+        let items = collect("d.csv", b"id,x,x\n1,2,3\n", 100);
+        assert!(items[0].2.as_ref().unwrap_err().contains("CSV header"));
+        assert!(
+            items[1]
+                .2
+                .as_ref()
+                .unwrap_err()
+                .contains(r#"duplicate key "x""#)
+        );
+        let items = collect_with("d.csv", b"id,x,x\n1,2,3\n", 100, true);
+        assert_eq!(items[1].2.as_ref().unwrap()["x"], "3");
     }
 
     #[test]
@@ -474,6 +718,7 @@ mod tests {
         assert_eq!(items.len(), 3);
         assert!(items[1].2.is_err());
         assert_eq!(items[2].2.as_ref().unwrap()["b"], "x");
+        assert_eq!(items[0].1, br#"{"a": 1}"#, "an element's text as delivered");
         let items = collect("d.json", br#"[{"a": 1}, {"b": "#, 1000);
         assert_eq!(items.len(), 2);
         assert!(
@@ -487,29 +732,35 @@ mod tests {
 
     #[test]
     fn csv_records_with_quotes_and_bad_rows() {
-        let items = collect(
-            "d.csv",
-            b"id,text\n1,\"hello, world\"\n2,a,extra\n3,\"multi\nline\"\n",
-            1000,
-        );
+        let data = b"id,text\n1,\"hello, world\"\n2,a,extra\n  \n\n3,\"multi\nline\"\n\n";
+        let items = collect("d.csv", data, 1000);
+        let kinds: Vec<ItemKind> = items.iter().map(|i| i.3).collect();
+        use ItemKind::*;
         assert_eq!(
-            items.len(),
-            3,
+            kinds,
+            [Header, Record, Record, Blank, Record],
             "{:?}",
             items.iter().map(|i| &i.2).collect::<Vec<_>>()
         );
-        assert_eq!(items[0].2.as_ref().unwrap()["text"], "hello, world");
-        assert!(items[1].2.as_ref().unwrap_err().contains("malformed CSV"));
-        assert_eq!(items[2].2.as_ref().unwrap()["text"], "multi\nline");
-        // Each record's text as delivered: quotes, the bad row, the embedded newline.
-        let raws: Vec<&str> = items.iter().map(|i| i.1.as_str()).collect();
+        assert_eq!(items[1].2.as_ref().unwrap()["text"], "hello, world");
+        assert!(items[2].2.as_ref().unwrap_err().contains("malformed CSV"));
+        assert_eq!(items[3].2.as_ref().unwrap_err(), BLANK);
+        assert_eq!(items[4].2.as_ref().unwrap()["text"], "multi\nline");
+        // Each record's bytes as delivered: quotes, the bad row, the embedded newline; the
+        // empty line before record 3 and after it join the record.
+        assert_eq!(concat(&items), data);
+        assert_eq!(items[4].1, b"\n3,\"multi\nline\"\n\n");
+        let lines: Vec<u64> = items.iter().map(|i| i.0).collect();
+        assert_eq!(lines, [1, 2, 3, 4, 6], "the line each record starts on");
+        let crlf = b"id,text\r\n1,x\r\n2,\"y\r\nz\"\r\n";
+        let items = collect("d.csv", crlf, 1000);
+        assert_eq!(concat(&items), crlf);
+        assert_eq!(items[2].2.as_ref().unwrap()["text"], "y\r\nz");
         assert_eq!(
-            raws,
-            ["1,\"hello, world\"", "2,a,extra", "3,\"multi\nline\""]
+            (items[1].0, items[2].0),
+            (2, 3),
+            "CRLF lines are numbered right"
         );
-        let crlf = collect("d.csv", b"id,text\r\n1,x\r\n2,\"y\r\nz\"\r\n", 1000);
-        let raws: Vec<&str> = crlf.iter().map(|i| i.1.as_str()).collect();
-        assert_eq!(raws, ["1,x", "2,\"y\r\nz\""]);
         assert_eq!(format_of("x.CSV.GZ"), Some((Format::Csv, true)));
         assert_eq!(format_of("readme.txt"), None);
     }

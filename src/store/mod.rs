@@ -17,9 +17,36 @@ pub enum StoreError {
     /// Applying the schema migrations failed.
     #[error("cannot migrate the store: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A query failed.
-    #[error("store query failed: {0}")]
-    Query(#[from] sqlx::Error),
+    /// A query failed. Its text is the database's message once (no source chain repeating it),
+    /// without the "at line N" sqlx adds for PostgreSQL: that is a line of PostgreSQL's own source
+    /// code, not of any query or delivered file.
+    #[error("store query failed: {}", describe(.0))]
+    Query(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        StoreError::Query(e)
+    }
+}
+
+/// A database error's own words: the message (and PostgreSQL's detail), nothing repeated.
+pub fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => {
+            let mut s = d.message().to_string();
+            if let Some(detail) = d
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(|pg| pg.detail())
+            {
+                s.push_str(" (");
+                s.push_str(detail);
+                s.push(')');
+            }
+            s
+        }
+        other => other.to_string(),
+    }
 }
 
 impl StoreError {
