@@ -95,6 +95,10 @@ enum Command {
         /// Without it such a run fails before spending anything and removes nothing.
         #[arg(long)]
         allow_shrink: bool,
+        /// When another process is running this job (the API, `watch`, a distributed run,
+        /// another `run`), exit at once (exit 1, naming it) instead of waiting for it.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Show what a run would do: new, changed and unchanged entities and a token estimate.
     #[command(after_help = "Example:\n  shopscribe plan domain_summaries --project ./my-project")]
@@ -374,6 +378,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             as_of,
             workers,
             allow_shrink,
+            no_wait,
         } => {
             let as_of = parse_time(as_of)?;
             let project = load_project(&project)?;
@@ -386,9 +391,9 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                 allow_shrink,
             };
             if let Some(n) = workers {
-                return distributed(&project, &job, &opts, n).await;
+                return distributed(&project, &job, &opts, n, !no_wait).await;
             }
-            let summary = run(&project, &job, opts).await?;
+            let summary = run(&project, &job, opts, !no_wait).await?;
             print_summary(&summary);
             Ok(exit_for(&summary))
         }
@@ -602,7 +607,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                     allow_shrink,
                     ..Default::default()
                 };
-                return distributed(&project, &job, &opts, 0).await;
+                return distributed(&project, &job, &opts, 0, true).await;
             }
             Ok(code)
         }
@@ -638,12 +643,18 @@ async fn open(
     Ok((store, provider))
 }
 
-async fn run(project: &Project, job: &str, opts: RunOptions) -> Result<RunSummary, Failure> {
+/// One run of `job` under the job's lock (waiting for it unless `wait` is false).
+async fn run(
+    project: &Project,
+    job: &str,
+    opts: RunOptions,
+    wait: bool,
+) -> Result<RunSummary, Failure> {
     project
         .job(job)
         .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))?;
     let (store, provider) = open(project).await?;
-    shopscribe::run::run_job(project, job, store, provider, &opts)
+    shopscribe::run::locked::run_exclusive(project, store, provider, job, &opts, wait)
         .await
         .map_err(|e| Failure::Run(e.into()))
 }
@@ -661,6 +672,7 @@ async fn distributed(
     job: &str,
     opts: &RunOptions,
     n: usize,
+    wait: bool,
 ) -> Result<ExitCode, Failure> {
     project
         .job(job)
@@ -674,15 +686,21 @@ async fn distributed(
         provider.as_ref(),
         &queue,
         opts,
+        wait,
     )
     .await
     .map_err(|e| Failure::Run(e.into()))?;
     println!(
-        "Run {} of `{job}` queued: {} task(s) ({} entities, {} unchanged{}).",
+        "Run {} of `{job}` queued: {} task(s) ({} entities, {} unchanged{}{}).",
         e.run_id,
         e.tasks,
         e.entities,
         e.skipped,
+        if e.already_queued > 0 {
+            format!(", {} already queued by a running run", e.already_queued)
+        } else {
+            String::new()
+        },
         if e.pending > 0 {
             format!(", {} left for later by --limit", e.pending)
         } else {
@@ -1077,6 +1095,7 @@ async fn demo_reviews(dir: &Path, seed: u64) -> Result<RunSummary, Failure> {
             progress: true,
             ..Default::default()
         },
+        true,
     )
     .await?;
     print_summary(&summary);
@@ -1111,6 +1130,7 @@ async fn demo(dir: &Path, domains: usize, seed: u64) -> Result<ExitCode, Failure
             progress: true,
             ..Default::default()
         },
+        true,
     )
     .await?;
     print_summary(&summary);

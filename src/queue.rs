@@ -140,6 +140,22 @@ impl Queue {
         Ok(copy.finish().await?)
     }
 
+    /// The (entity, input hash) pairs of `job` still pending or being worked in its running
+    /// distributed runs: queueing them again would pay for them twice.
+    pub async fn queued(
+        &self,
+        job: &str,
+    ) -> Result<std::collections::HashSet<(String, String)>, QueueError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT t.entity_key, t.input_hash FROM tasks t JOIN runs r ON r.id = t.run_id \
+             WHERE r.job = $1 AND r.status = 'running' AND t.state IN ('pending', 'running')",
+        )
+        .bind(job)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// Claims up to `n` tasks: pending ones, or running ones whose lease lapsed (a dead worker's).
     pub async fn claim(&self, run_id: i64, worker: &str, n: i64) -> Result<Vec<Task>, QueueError> {
         let rows = sqlx::query(

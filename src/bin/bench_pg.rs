@@ -179,6 +179,7 @@ async fn workers(n: usize, workers: usize) {
         provider.as_ref(),
         &q,
         &opts,
+        true,
     )
     .await
     .unwrap();

@@ -99,6 +99,73 @@ pub async fn with_lock_waiting<T>(
     Ok(holding(store, name, holder, ttl, work).await)
 }
 
+/// Takes the job's lock for `holder`, waiting while another process holds it (saying who, and
+/// until when, once, then every minute) — or, without `wait`, failing at once with
+/// [`RunError::Busy`] naming the holder. A crashed holder's lease lapses within [`LOCK_TTL`].
+pub async fn acquire(
+    store: &dyn Store,
+    job: &str,
+    holder: &str,
+    wait: bool,
+) -> Result<(), RunError> {
+    let mut told: Option<std::time::Instant> = None;
+    loop {
+        if store.try_lock_job(job, holder, LOCK_TTL).await? {
+            if told.is_some() {
+                tracing::info!(job, "the job's lock is free now; starting");
+            }
+            return Ok(());
+        }
+        let (other, until_ms) = store
+            .lock_holder(job)
+            .await?
+            .unwrap_or_else(|| ("another process".into(), crate::store::now_ms()));
+        let until = chrono::DateTime::from_timestamp_millis(until_ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        if !wait {
+            return Err(RunError::Busy {
+                job: job.to_string(),
+                holder: other,
+                until,
+            });
+        }
+        if told.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            tracing::warn!(
+                job,
+                holder = %other,
+                lease_until = %until,
+                "the job is being run by another process; waiting for it (--no-wait exits instead)"
+            );
+            told = Some(std::time::Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A run of the job under its lock, waiting for the lock (or not, see [`acquire`]): what the CLI
+/// `run` does, so it never runs beside the API, `watch`, a distributed run or another `run`.
+pub async fn run_exclusive(
+    project: &Project,
+    store: Arc<dyn Store>,
+    provider: Arc<dyn Provider>,
+    job: &str,
+    opts: &RunOptions,
+    wait: bool,
+) -> Result<RunSummary, RunError> {
+    project.job(job).map_err(RunError::Setup)?;
+    let holder = holder_name("run");
+    acquire(store.as_ref(), job, &holder, wait).await?;
+    let lost = RunError::LockLost {
+        job: job.to_string(),
+    };
+    let run = super::run_job(project, job, store.clone(), provider, opts);
+    match holding(store, job, &holder, LOCK_TTL, Box::pin(run)).await {
+        Some(result) => result,
+        None => Err(lost),
+    }
+}
+
 /// Runs `work` with the lock `name` already held by `holder`: renewed while `work` lasts,
 /// released after whatever its outcome. `None` when the lock was lost meanwhile: `work` is then
 /// dropped where it was, as in a crash — what it stored stays, the rest is left to the lock's

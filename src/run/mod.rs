@@ -46,6 +46,15 @@ pub enum RunError {
     /// The provider cannot serve any request (bad key, unknown model, no quota).
     #[error("the run was stopped: {0}")]
     ProviderFatal(String),
+    /// Another process runs the job (the API, `watch`, a distributed run, another `run`).
+    #[error(
+        "the job `{job}` is being run by {holder} (its lock's lease runs until {until}, renewed while it works); wait for it (run without --no-wait) or try again later"
+    )]
+    Busy {
+        job: String,
+        holder: String,
+        until: String,
+    },
     /// The job's lock lapsed and another process took it: this run stopped where it was.
     #[error(
         "the run of `{job}` was stopped: its lock was lost to another process (the store was unreachable for longer than the lease)"

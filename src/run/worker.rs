@@ -28,6 +28,8 @@ impl From<crate::queue::QueueError> for RunError {
 pub struct Enqueued {
     pub run_id: i64,
     pub tasks: u64,
+    /// Entities left out because a running distributed run already has them queued.
+    pub already_queued: u64,
     pub entities: u64,
     pub skipped: u64,
     pub pending: u64,
@@ -41,8 +43,33 @@ pub async fn enqueue(
     provider: &dyn Provider,
     queue: &Queue,
     opts: &RunOptions,
+    wait: bool,
 ) -> Result<Enqueued, RunError> {
     let job = project.job(job_name).map_err(RunError::Setup)?;
+    // Planned under the job's lock: no other run of the job meanwhile. The run's workers take
+    // the lock again while they work it (under the run's own holder name, shared by them all).
+    let holder = super::locked::holder_name("enqueue");
+    super::locked::acquire(store, &job.name, &holder, wait).await?;
+    let queued = enqueue_locked(project, job, store, provider, queue, opts).await;
+    if let Err(e) = store.unlock_job(&job.name, &holder).await {
+        warn!(error = %e, "could not release the job's lock; it lapses by itself");
+    }
+    queued
+}
+
+/// The lock holder of a distributed run: every worker of the run renews the job's lock under it.
+pub fn distributed_holder(run_id: i64) -> String {
+    format!("distributed-run-{run_id}")
+}
+
+async fn enqueue_locked(
+    project: &Project,
+    job: &crate::config::Job,
+    store: &dyn Store,
+    provider: &dyn Provider,
+    queue: &Queue,
+    opts: &RunOptions,
+) -> Result<Enqueued, RunError> {
     // Planned and checked before the run exists: a failing or empty source leaves no run behind.
     let plan = plan_job_as_of(project, job, store, provider, opts.force, &opts.as_of()).await?;
     let policy = super::shrink_policy(project, opts.allow_shrink);
@@ -50,7 +77,15 @@ pub async fn enqueue(
     let run_id = store
         .create_run(&job.name, provider.name(), provider.model())
         .await?;
-    let mut work = plan.work.clone();
+    // Entities already queued with the same inputs by a run still being worked are left to it.
+    let queued = queue.queued(&job.name).await?;
+    let mut work: Vec<WorkItem> = plan
+        .work
+        .iter()
+        .filter(|w| !queued.contains(&(plan.entities.keys[w.index].clone(), w.input_hash.clone())))
+        .cloned()
+        .collect();
+    let already_queued = (plan.work.len() - work.len()) as u64;
     let pending = opts.limit.filter(|&l| work.len() > l).map_or(0, |l| {
         let p = work.len() - l;
         work.truncate(l);
@@ -74,6 +109,7 @@ pub async fn enqueue(
     );
     Ok(Enqueued {
         run_id,
+        already_queued,
         tasks: n,
         entities: plan.entities.len() as u64,
         skipped,
@@ -142,6 +178,10 @@ pub async fn work(
     let job = project.job(&job_name).map_err(RunError::Setup)?.clone();
     let me = opts.id.clone();
     info!(run_id, job = %job.name, worker = %me, "worker started");
+    // The job's lock, shared by the run's workers (one holder name): a CLI run, the API or
+    // `watch` running the job meanwhile wait for the workers, and a worker waits for them.
+    let lock = distributed_holder(run_id);
+    super::locked::acquire(store.as_ref(), &job.name, &lock, true).await?;
 
     // Every worker derives the same features from the same source; contexts come from here.
     let entities = load_entities(project, &job).await?;
@@ -164,6 +204,7 @@ pub async fn work(
             provider.clone(),
             stop_beat.clone(),
         );
+        let (store, job_name, lock) = (store.clone(), job.name.clone(), lock.clone());
         tokio::spawn(async move {
             // Often enough that a newly started worker is counted within a second (until then
             // the others run at their old share), rarely enough to cost nothing.
@@ -173,6 +214,12 @@ pub async fn work(
                 match queue.heartbeat(run_id, &me).await {
                     Ok(n) => provider.set_rate_share(1.0 / n as f64),
                     Err(e) => warn!(error = %e, "heartbeat failed; retrying"),
+                }
+                if let Err(e) = store
+                    .try_lock_job(&job_name, &lock, super::locked::LOCK_TTL)
+                    .await
+                {
+                    warn!(error = %e, "cannot renew the job's lock; retrying");
                 }
             }
         })
@@ -308,6 +355,9 @@ pub async fn work(
         store
             .finish_run(run_id, status, &f, fatal.as_deref())
             .await?;
+        if let Err(e) = store.unlock_job(&job.name, &lock).await {
+            warn!(error = %e, "could not release the job's lock; it lapses by itself");
+        }
         info!(run_id, worker = %me, status = status.as_str(), "run finished and published by this worker");
         let summary = RunSummary {
             run_id,
@@ -336,21 +386,25 @@ async fn sort_tasks(
     job: &str,
 ) -> Result<(Vec<WorkItem>, Vec<i64>, Vec<i64>), RunError> {
     let (mut work, mut done, mut gone) = (Vec::new(), Vec::new(), Vec::new());
+    // An entity whose current good text already has the task's inputs is not paid for again:
+    // another run (a CLI run, an earlier queue of the same job) or a worker that died after
+    // storing it has written it. One keyed read per claim.
+    let keys: Vec<String> = tasks.iter().map(|t| t.entity_key.clone()).collect();
+    let good: HashMap<String, String> = store
+        .good_generations(job, &keys)
+        .await?
+        .into_iter()
+        .map(|g| (g.entity_key, g.input_hash))
+        .collect();
     for t in tasks {
         let Some(&i) = index.get(t.entity_key.as_str()) else {
             gone.push(t.seq);
             continue;
         };
         let item = &all[i];
-        if t.attempts > 1 {
-            let history = store.generations_of(job, &t.entity_key).await?;
-            if history
-                .iter()
-                .any(|(g, _)| g.status == GenerationStatus::Ok && g.input_hash == item.input_hash)
-            {
-                done.push(t.seq);
-                continue;
-            }
+        if good.get(&t.entity_key) == Some(&item.input_hash) {
+            done.push(t.seq);
+            continue;
         }
         work.push(item.clone());
     }

@@ -348,6 +348,8 @@ pub trait Store: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Releases the lock if `holder` has it.
     async fn unlock_job(&self, job: &str, holder: &str) -> Result<(), StoreError>;
+    /// Who holds the lock `job` and until when (Unix ms), if anyone has it unexpired.
+    async fn lock_holder(&self, job: &str) -> Result<Option<(String, i64)>, StoreError>;
     /// Distributed tasks not yet done or failed (0 where there is no queue).
     async fn queue_depth(&self) -> Result<u64, StoreError>;
     /// Every generation of one entity, oldest first.

@@ -472,6 +472,16 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn lock_holder(&self, job: &str) -> Result<Option<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT holder, expires_ms FROM job_locks WHERE job = $1 AND expires_ms >= $2",
+        )
+        .bind(job)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     async fn queue_depth(&self) -> Result<u64, StoreError> {
         let n: i64 =
             sqlx::query_scalar("SELECT count(*) FROM tasks WHERE state IN ('pending', 'running')")

@@ -478,6 +478,16 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn lock_holder(&self, job: &str) -> Result<Option<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT holder, expires_ms FROM job_locks WHERE job = ? AND expires_ms >= ?",
+        )
+        .bind(job)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     async fn queue_depth(&self) -> Result<u64, StoreError> {
         // The task queue lives only on PostgreSQL.
         Ok(0)
