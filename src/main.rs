@@ -751,21 +751,24 @@ async fn worker(
 ) -> Result<ExitCode, Failure> {
     let queue = queue_of(project).await?;
     let (store, provider) = open(project).await?;
-    let r = shopscribe::run::worker::work(project, store, provider, &queue, opts)
+    let reports = shopscribe::run::worker::work_until_idle(project, store, provider, &queue, opts)
         .await
         .map_err(|e| Failure::Run(e.into()))?;
-    println!(
-        "Worker {} on run {} of `{}`: claimed {}, generated {}, failed {}.",
-        opts.id, r.run_id, r.job, r.claimed, r.generated, r.failed
-    );
-    match r.finished {
-        Some(s) => {
+    let mut code = ExitCode::SUCCESS;
+    for r in reports {
+        println!(
+            "Worker {} on run {} of `{}`: claimed {}, generated {}, failed {}.",
+            opts.id, r.run_id, r.job, r.claimed, r.generated, r.failed
+        );
+        if let Some(s) = r.finished {
             println!("This worker finished the run:");
             print_summary(&s);
-            Ok(exit_for(&s))
+            if exit_for(&s) != ExitCode::SUCCESS {
+                code = exit_for(&s);
+            }
         }
-        None => Ok(ExitCode::SUCCESS),
     }
+    Ok(code)
 }
 
 async fn history(

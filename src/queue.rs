@@ -251,6 +251,17 @@ impl Queue {
         Ok(live.max(1))
     }
 
+    /// Workers of the run with a live heartbeat.
+    pub async fn live_workers(&self, run_id: i64) -> Result<i64, QueueError> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM workers WHERE run_id = $1 AND heartbeat > now() - make_interval(secs => $2)",
+        )
+        .bind(run_id)
+        .bind(self.lease.as_secs_f64() * 2.0 / 3.0)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     pub async fn leave(&self, worker: &str) -> Result<(), QueueError> {
         sqlx::query("DELETE FROM workers WHERE id = $1")
             .bind(worker)
@@ -278,13 +289,24 @@ impl Queue {
         Ok(c)
     }
 
-    /// The oldest distributed run still running (of `job`, if given): (run id, job).
-    pub async fn open_run(&self, job: Option<&str>) -> Result<Option<(i64, String)>, QueueError> {
+    /// The oldest distributed run (of `job`, if given; not one of `skip`) with something for a
+    /// worker to do: a task to claim (pending, or a dead worker's), or its publish step free (no
+    /// publisher, or one whose lease lapsed) while it is not finished: (run id, job).
+    pub async fn open_run(
+        &self,
+        job: Option<&str>,
+        skip: &[i64],
+    ) -> Result<Option<(i64, String)>, QueueError> {
         let row = sqlx::query(
-            "SELECT id, job FROM runs WHERE mode = 'distributed' AND status = 'running' \
-             AND ($1::text IS NULL OR job = $1) ORDER BY id LIMIT 1",
+            "SELECT id, job FROM runs r WHERE mode = 'distributed' AND finished_at IS NULL \
+             AND ($1::text IS NULL OR job = $1) AND NOT (id = ANY($2)) \
+             AND ((status = 'running' AND EXISTS (SELECT 1 FROM tasks t WHERE t.run_id = r.id \
+                     AND (t.state = 'pending' OR (t.state = 'running' AND t.lease_until < now())))) \
+                  OR publisher IS NULL OR publisher_until < now()) \
+             ORDER BY id LIMIT 1",
         )
         .bind(job)
+        .bind(skip)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| (r.get("id"), r.get("job"))))
@@ -311,14 +333,48 @@ impl Queue {
         Ok(())
     }
 
-    /// Exactly one process wins the right to publish and finish the run.
+    /// One process at a time wins the right to publish and finish the run: a leased step
+    /// (renewed with [`Queue::renew_publisher`]), taken over by another worker once the lease of
+    /// a publisher that died lapsed, or once it gave the step up ([`Queue::resign_publisher`]).
     pub async fn become_publisher(&self, run_id: i64, worker: &str) -> Result<bool, QueueError> {
-        let r = sqlx::query("UPDATE runs SET publisher = $2 WHERE id = $1 AND publisher IS NULL")
-            .bind(run_id)
-            .bind(worker)
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "UPDATE runs SET publisher = $2, publisher_until = now() + make_interval(secs => $3) \
+             WHERE id = $1 AND finished_at IS NULL \
+             AND (publisher IS NULL OR publisher = $2 OR coalesce(publisher_until, '-infinity') < now())",
+        )
+        .bind(run_id)
+        .bind(worker)
+        .bind(self.lease.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    /// Extends the publisher's lease while it publishes.
+    pub async fn renew_publisher(&self, run_id: i64, worker: &str) -> Result<(), QueueError> {
+        sqlx::query(
+            "UPDATE runs SET publisher_until = now() + make_interval(secs => $3) \
+             WHERE id = $1 AND publisher = $2 AND finished_at IS NULL",
+        )
+        .bind(run_id)
+        .bind(worker)
+        .bind(self.lease.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives the publish step up (publishing failed): the next worker takes it at once.
+    pub async fn resign_publisher(&self, run_id: i64, worker: &str) -> Result<(), QueueError> {
+        sqlx::query(
+            "UPDATE runs SET publisher = NULL, publisher_until = NULL \
+             WHERE id = $1 AND publisher = $2 AND finished_at IS NULL",
+        )
+        .bind(run_id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Tokens and cost recorded on the run's generations.

@@ -432,3 +432,96 @@ async fn postgresql_restarting_mid_run_corrupts_nothing_and_the_rerun_completes(
         "{successes} paid answers for 300 entities"
     );
 }
+
+/// A distributed run whose publisher cannot publish, or died while publishing, does not stay
+/// `running` for ever nor hold up the runs queued after it: the publish step is leased, given up
+/// on failure, and a later `shopscribe worker` (no `--run`) publishes it, then moves on to the
+/// next runnable run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_publish_is_taken_over_and_later_runs_are_worked() {
+    let server = MockServer::start(MockConfig::default()).await;
+    let db = TestDb::new().await;
+    let pool = seed(&db, 20).await;
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), "", 2);
+    let status = |id: i64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT status FROM runs WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let enqueue = |force: bool| {
+        let mut args = vec!["run", "domain_summaries", "--workers", "0"];
+        if force {
+            args.push("--force");
+        }
+        wait_ok(spawn(&mut cmd(dir.path(), &db, &server, &args)), "enqueue")
+    };
+
+    // Run 1: its only worker generates everything, then cannot publish (its site location is
+    // unusable); it gives the step up and fails.
+    enqueue(false);
+    let out = cmd(dir.path(), &db, &server, &["worker"])
+        .env("SHOPSCRIBE_PUBLISH_URL", "/dev/null/site")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(status(1).await, "running");
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT count(*) FROM tasks WHERE run_id = 1 AND state = 'done'"
+        )
+        .await,
+        20
+    );
+    // Run 2 is queued behind it, at once: the failed worker left no lock behind it.
+    let t = Instant::now();
+    enqueue(true);
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+
+    // The next worker publishes run 1, then works and publishes run 2.
+    let out = wait_ok(
+        spawn(&mut cmd(dir.path(), &db, &server, &["worker"])),
+        "worker",
+    );
+    assert!(out.contains("on run 1"), "{out}");
+    assert!(out.contains("on run 2"), "{out}");
+    assert_eq!(
+        out.matches("This worker finished the run").count(),
+        2,
+        "{out}"
+    );
+    assert_eq!(status(1).await, "succeeded");
+    assert_eq!(status(2).await, "succeeded");
+    assert!(dir.path().join("site/domain_summaries/index.html").exists());
+
+    // Run 3's publisher died mid-publish: its lease (2 s here) is left to lapse, then the
+    // step is taken over. Until then no worker touches the run.
+    enqueue(true);
+    let out = cmd(dir.path(), &db, &server, &["worker"])
+        .env("SHOPSCRIBE_PUBLISH_URL", "/dev/null/site")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    sqlx::query(
+        "UPDATE runs SET publisher = 'a-dead-worker', publisher_until = now() + interval '2 seconds' WHERE id = 3",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let early = cmd(dir.path(), &db, &server, &["worker"]).output().unwrap();
+    assert_eq!(early.status.code(), Some(1), "{early:?}");
+    assert!(String::from_utf8_lossy(&early.stderr).contains("no distributed run is waiting"));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let out = wait_ok(
+        spawn(&mut cmd(dir.path(), &db, &server, &["worker"])),
+        "worker",
+    );
+    assert!(out.contains("This worker finished the run"), "{out}");
+    assert_eq!(status(3).await, "succeeded");
+}

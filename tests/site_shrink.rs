@@ -261,3 +261,46 @@ async fn two_projects_in_one_folder_never_remove_each_others_pages_sqlite() {
 async fn two_projects_in_one_folder_never_remove_each_others_pages_postgres() {
     two_projects_in_one_folder_never_remove_each_others_pages(true).await;
 }
+
+async fn a_run_whose_publish_fails_records_what_it_generated(postgres: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    project(dir.path());
+    let backend = Backend::new(postgres, dir.path(), 15).await;
+    // The job's index cannot be written (a folder is in its way): the publish fails after every
+    // text was generated and stored.
+    std::fs::create_dir_all(site.join("domain_summaries/index.html")).unwrap();
+    let failed = shopscribe(dir.path(), &backend, &site, &["run", "domain_summaries"]);
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    let out = text(&failed);
+    assert!(out.contains("publishing failed"), "{out}");
+    assert!(out.contains("generated        15"), "{out}");
+    let report = shopscribe(dir.path(), &backend, &site, &["report", "1"]);
+    assert!(report.status.success(), "{}", text(&report));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("reports/report-1.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["run"]["status"], "failed", "{json}");
+    assert_eq!(json["run"]["generated"], 15, "{json}");
+
+    // Out of the way, the next run publishes them without generating anything.
+    std::fs::remove_dir(site.join("domain_summaries/index.html")).unwrap();
+    let next = shopscribe(dir.path(), &backend, &site, &["run", "domain_summaries"]);
+    assert!(next.status.success(), "{}", text(&next));
+    assert!(
+        text(&next).contains("generated         0"),
+        "{}",
+        text(&next)
+    );
+    assert_eq!(pages(&site, "domain_summaries"), 15);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_publish_fails_records_what_it_generated_sqlite() {
+    a_run_whose_publish_fails_records_what_it_generated(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_publish_fails_records_what_it_generated_postgres() {
+    a_run_whose_publish_fails_records_what_it_generated(true).await;
+}

@@ -163,7 +163,10 @@ pub(super) async fn execute(
     } else {
         figures.failed = still as u64;
     }
-    let report = publish_job(project, job, &plan.entities, store.as_ref(), policy).await?;
+    let (report, fatal) = super::publish_or_record(
+        publish_job(project, job, &plan.entities, store.as_ref(), policy).await,
+        fatal,
+    );
     figures.pages_written = report.files_written as u64;
     figures.pages_removed = report.pages_removed as u64;
     Ok((figures, report, fatal))

@@ -488,10 +488,36 @@ async fn execute(
     );
 
     // Publish what is good, also after a fatal provider error: nothing generated is held back.
-    let report = publish_job(project, job, &plan.entities, store.as_ref(), policy).await?;
+    let (report, fatal) = publish_or_record(
+        publish_job(project, job, &plan.entities, store.as_ref(), policy).await,
+        fatal,
+    );
     figures.pages_written = report.files_written as u64;
     figures.pages_removed = report.pages_removed as u64;
     Ok((figures, report, fatal))
+}
+
+/// A publish that failed after generating fails the run with its figures kept (what was paid
+/// for and stored is recorded; the next run publishes it), instead of losing them with an
+/// early return.
+fn publish_or_record(
+    published: Result<PublishReport, RunError>,
+    fatal: Option<String>,
+) -> (PublishReport, Option<String>) {
+    match published {
+        Ok(r) => (r, fatal),
+        Err(e) => {
+            let failed = format!(
+                "publishing failed: {e}; the generated texts are stored and the next run publishes them"
+            );
+            warn!(error = %e, "publishing failed; the run's figures are recorded");
+            let both = match fatal {
+                Some(f) => format!("{f}; {failed}"),
+                None => failed,
+            };
+            (PublishReport::default(), Some(both))
+        }
+    }
 }
 
 /// The outcome of one entity's generation.

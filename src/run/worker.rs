@@ -152,6 +152,39 @@ pub struct WorkerReport {
     pub finished: Option<RunSummary>,
 }
 
+/// Works distributed runs, oldest first, until none has anything left for a worker: after each
+/// run (its tasks done, or taken by live workers, its publish step taken or done) it moves on to
+/// the next runnable one, so a run whose publisher died does not stop the runs queued after it.
+/// With `opts.run`, works that run only. Fails when there is no run to work at all.
+pub async fn work_until_idle(
+    project: &Project,
+    store: Arc<dyn Store>,
+    provider: Arc<dyn Provider>,
+    queue: &Queue,
+    opts: &WorkerOptions,
+) -> Result<Vec<WorkerReport>, RunError> {
+    if opts.run.is_some() {
+        return Ok(vec![work(project, store, provider, queue, opts).await?]);
+    }
+    let mut reports: Vec<WorkerReport> = Vec::new();
+    let mut tried: Vec<i64> = Vec::new();
+    while let Some((run_id, _)) = queue.open_run(opts.job.as_deref(), &tried).await? {
+        let one = WorkerOptions {
+            run: Some(run_id),
+            ..opts.clone()
+        };
+        reports.push(work(project, store.clone(), provider.clone(), queue, &one).await?);
+        // Once per run and process: a run this worker could not finish is left to others.
+        tried.push(run_id);
+    }
+    if reports.is_empty() {
+        return Err(RunError::Setup(
+            "no distributed run is waiting; start one with `shopscribe run JOB --workers 0`".into(),
+        ));
+    }
+    Ok(reports)
+}
+
 /// Works a distributed run until no task is left, then finishes it if this worker is last.
 pub async fn work(
     project: &Project,
@@ -168,12 +201,15 @@ pub async fn work(
                 .ok_or_else(|| RunError::Setup(format!("no run {id}")))?;
             (id, run.job)
         }
-        None => queue.open_run(opts.job.as_deref()).await?.ok_or_else(|| {
-            RunError::Setup(
+        None => queue
+            .open_run(opts.job.as_deref(), &[])
+            .await?
+            .ok_or_else(|| {
+                RunError::Setup(
                 "no distributed run is waiting; start one with `shopscribe run JOB --workers 0`"
                     .into(),
             )
-        })?,
+            })?,
     };
     let job = project.job(&job_name).map_err(RunError::Setup)?.clone();
     let me = opts.id.clone();
@@ -313,16 +349,45 @@ pub async fn work(
     stop_beat.store(true, Ordering::Relaxed);
     beat.abort();
     let _ = queue.leave(&me).await;
-    result?;
+    if let Err(e) = result {
+        release_if_last(queue, store.as_ref(), run_id, &job.name, &lock).await;
+        return Err(e);
+    }
     info!(run_id, worker = %me, claimed = report.claimed, generated = report.generated, "worker done");
 
-    // Exactly one process finishes the run: the first to claim the publisher slot once no task
-    // is open (or the worker that met a run-fatal error).
+    // One process at a time finishes the run: the first to claim the (leased) publish step once
+    // no task is open, or once the run failed (a run-fatal error, here or in another worker).
     let counts = queue.counts(run_id).await?;
+    let (status, error) = queue.run_status(run_id).await?;
+    if fatal.is_none() && status != RunStatus::Running.as_str() {
+        fatal = Some(error.unwrap_or_else(|| format!("the run is {status}")));
+    }
     if (counts.open() == 0 || fatal.is_some()) && queue.become_publisher(run_id, &me).await? {
+        // Renewed while publishing: should this worker die, another takes the step over.
+        let renew = {
+            let (queue, me) = (queue.clone(), me.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(queue.lease() / 3).await;
+                    if let Err(e) = queue.renew_publisher(run_id, &me).await {
+                        warn!(error = %e, "cannot renew the publish lease; retrying");
+                    }
+                }
+            })
+        };
         // A distributed run has no command line of its own here: the configured share applies.
         let policy = super::shrink_policy(project, false);
-        let report_pub = publish_job(project, &job, &plan.entities, store.as_ref(), policy).await?;
+        let published = publish_job(project, &job, &plan.entities, store.as_ref(), policy).await;
+        renew.abort();
+        let report_pub = match published {
+            Ok(r) => r,
+            Err(e) => {
+                // Given up at once: the next worker (or this one's next start) publishes.
+                let _ = queue.resign_publisher(run_id, &me).await;
+                release_if_last(queue, store.as_ref(), run_id, &job.name, &lock).await;
+                return Err(e);
+            }
+        };
         let (entities, skipped, started_at) = queue.run_started(run_id).await?;
         let (tokens_in, tokens_out, cost) = queue.spend(run_id).await?;
         let duration_ms = chrono::DateTime::parse_from_rfc3339(&started_at)
@@ -372,8 +437,26 @@ pub async fn work(
         };
         crate::notify::send(project, &crate::notify::Event::Finished(&summary)).await;
         report.finished = Some(summary);
+    } else {
+        release_if_last(queue, store.as_ref(), run_id, &job.name, &lock).await;
     }
     Ok(report)
+}
+
+/// Releases the job's lock held for the run when no worker of the run is alive any more (this
+/// one has left): otherwise a run stopped short would hold up the job's next run for a lease.
+async fn release_if_last(queue: &Queue, store: &dyn Store, run_id: i64, job: &str, lock: &str) {
+    match queue.live_workers(run_id).await {
+        Ok(0) => {
+            if let Err(e) = store.unlock_job(job, lock).await {
+                warn!(error = %e, "could not release the job's lock; it lapses by itself");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            warn!(error = %e, "cannot count the run's workers; the job's lock lapses by itself")
+        }
+    }
 }
 
 /// Splits claimed tasks into work to do, tasks already done (a re-claimed task whose entity was
