@@ -304,3 +304,82 @@ async fn a_run_whose_publish_fails_records_what_it_generated_sqlite() {
 async fn a_run_whose_publish_fails_records_what_it_generated_postgres() {
     a_run_whose_publish_fails_records_what_it_generated(true).await;
 }
+
+/// Entity keys `index` and `manifest` never overwrite the job's listing and manifest, and the
+/// temporary files a killed publish left (`NAME#N`) are removed by the next one.
+async fn reserved_names_and_leftover_temporaries(postgres: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    project(dir.path());
+    let backend = Backend::new(postgres, dir.path(), 12).await;
+    let rename = |from: &str, to: &str| {
+        format!(
+            "UPDATE domain_monthly SET domain = '{to}' WHERE domain = (SELECT min(domain) FROM domain_monthly WHERE domain > '{from}')"
+        )
+    };
+    for sql in [
+        rename("", "index"),
+        rename("index", "manifest"),
+        rename("manifest", "Index"),
+    ] {
+        match &backend {
+            Backend::Sqlite(p) => sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(p)
+                .await
+                .map(drop),
+            Backend::Postgres(_, p) => sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(p)
+                .await
+                .map(drop),
+        }
+        .unwrap();
+    }
+    std::fs::create_dir_all(site.join("domain_summaries")).unwrap();
+    for leftover in [
+        "domain_summaries/a.com.html#1",
+        "domain_summaries/manifest.json#12",
+        "index.html#3",
+    ] {
+        std::fs::write(site.join(leftover), "half a file").unwrap();
+    }
+    let run = shopscribe(dir.path(), &backend, &site, &["run", "domain_summaries"]);
+    assert!(run.status.success(), "{}", text(&run));
+    let listing = std::fs::read_to_string(site.join("domain_summaries/index.html")).unwrap();
+    assert!(
+        listing.contains(">index<") && listing.contains(">manifest<"),
+        "{listing}"
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(site.join("domain_summaries/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let slugs: Vec<&str> = manifest["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| ["index", "manifest", "Index"].contains(&e["key"].as_str().unwrap()))
+        .map(|e| e["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs.len(), 3, "{manifest}");
+    for s in slugs {
+        assert!(s.len() > "manifest".len() && s.contains('-'), "hashed: {s}");
+        assert!(site.join(format!("domain_summaries/{s}.html")).exists());
+    }
+    let names: Vec<String> = std::fs::read_dir(site.join("domain_summaries"))
+        .unwrap()
+        .chain(std::fs::read_dir(&site).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains('#')), "{names:?}");
+    assert_eq!(pages(&site, "domain_summaries"), 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_names_and_leftover_temporaries_sqlite() {
+    reserved_names_and_leftover_temporaries(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_names_and_leftover_temporaries_postgres() {
+    reserved_names_and_leftover_temporaries(true).await;
+}

@@ -228,6 +228,9 @@ struct RootJob {
     manifest: String,
 }
 
+/// Names of a job folder's own files (without extension), never used as an entity's slug.
+const RESERVED_SLUGS: [&str; 2] = ["index", "manifest"];
+
 /// A file-name-safe, collision-free slug for an entity key: `[A-Za-z0-9._-]`, with a short hash
 /// of the key appended whenever anything had to be changed.
 pub fn slug(key: &str) -> String {
@@ -245,7 +248,10 @@ pub fn slug(key: &str) -> String {
         s = s.replace("--", "-");
     }
     let s = s.trim_matches(|c| c == '-' || c == '.').to_string();
-    if s == key && !s.is_empty() && s.len() <= 120 {
+    // The job's own files are `index.html` and `manifest.json`: an entity keyed `index` or
+    // `manifest` (in any case: some file systems ignore it) gets a hashed slug instead.
+    let reserved = RESERVED_SLUGS.iter().any(|r| s.eq_ignore_ascii_case(r));
+    if s == key && !s.is_empty() && s.len() <= 120 && !reserved {
         s
     } else {
         let short: String = s.chars().take(100).collect();
@@ -439,6 +445,13 @@ pub async fn publish(
     let env = environment();
     pages.sort_by(|a, b| a.key.cmp(&b.key));
     let manifest_path = format!("{}/manifest.json", job.name);
+    let stale = sink.remove_temporaries(&job.name) + sink.remove_temporaries("");
+    if stale > 0 {
+        tracing::info!(
+            files = stale,
+            "removed temporary files an interrupted publish left"
+        );
+    }
     let previous = published_manifest(sink, &job.name).await?;
     check_publish(
         sink,

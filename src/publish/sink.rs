@@ -24,6 +24,8 @@ pub struct Sink {
     url: String,
     /// Object stores that keep metadata (S3) get a Content-Type per object.
     typed: bool,
+    /// The folder of a local sink (its temporary files can be found and removed).
+    local: Option<std::path::PathBuf>,
 }
 
 impl Sink {
@@ -41,6 +43,7 @@ impl Sink {
                 prefix: ObjectPath::default(),
                 url: url.to_string(),
                 typed: false,
+                local: Some(std::path::PathBuf::from(dir)),
             })
         } else if url.starts_with("s3://") {
             let parsed = url::Url::parse(url).map_err(|e| open_err(e.to_string()))?;
@@ -56,6 +59,7 @@ impl Sink {
                 prefix,
                 url: url.to_string(),
                 typed: true,
+                local: None,
             })
         } else {
             Err(open_err("use file:///DIR or s3://BUCKET/PREFIX".into()))
@@ -64,6 +68,33 @@ impl Sink {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Removes the temporary files a killed process left in the folder `rel_dir` of a local
+    /// sink: a local put writes `NAME#N` and renames it into place, so a kill between the two
+    /// leaves `NAME#N` behind (S3 puts are atomic and leave nothing). No page, index or manifest
+    /// name holds a `#`. Returns how many were removed.
+    pub fn remove_temporaries(&self, rel_dir: &str) -> usize {
+        let Some(root) = &self.local else {
+            return 0;
+        };
+        let Ok(entries) = std::fs::read_dir(root.join(rel_dir)) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let is_temporary =
+                name.to_str()
+                    .and_then(|n| n.rsplit_once('#'))
+                    .is_some_and(|(base, n)| {
+                        !base.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+                    });
+            if is_temporary && e.path().is_file() && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     fn path(&self, rel: &str) -> ObjectPath {
