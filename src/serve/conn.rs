@@ -50,8 +50,8 @@ impl Limits {
 }
 
 /// Accepts connections on `listener` and serves `app` on each until `shutdown` resolves; then
-/// stops accepting, asks every connection to close once its request in flight is answered
-/// (idle ones close at once) and returns when all have.
+/// stops accepting, closes the connections without a request being handled, lets the others
+/// finish theirs (then closes them) and returns when all are closed.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -89,18 +89,29 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let activity = Arc::new(Mutex::new(Phase::Idle {
-            since: Instant::now(),
+        let activity = Arc::new(Mutex::new(Activity {
+            phase: Phase::Idle {
+                since: Instant::now(),
+            },
+            reader: None,
         }));
         let io = TokioIo::new(Watched::new(stream, activity.clone(), limits.clone()));
         let router = app.clone();
+        let watched = activity.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let mut router = router.clone();
             let busy = Busy::start(activity.clone());
             async move {
-                let response =
+                let mut response =
                     tower_service::Service::call(&mut router, request.map(Body::new)).await;
                 drop(busy);
+                if let Ok(r) = &mut response
+                    && r.status() != axum::http::StatusCode::METHOD_NOT_ALLOWED
+                {
+                    // The router lists a path's methods on whatever its method fallback
+                    // answers; only a 405 shows them (not the 401 an anonymous client gets).
+                    r.headers_mut().remove(axum::http::header::ALLOW);
+                }
                 response
             }
         });
@@ -112,8 +123,15 @@ pub async fn serve(
             let result = tokio::select! {
                 r = connection.as_mut() => r,
                 _ = stop.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+                    // A request being handled is finished (and its connection then closed);
+                    // a connection waiting for, or in the middle of receiving, a request is
+                    // closed now: a slow client does not hold the shutdown up.
+                    if matches!(watched.lock().unwrap().phase, Phase::Busy) {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    } else {
+                        Ok(())
+                    }
                 }
             };
             if let Err(e) = result {
@@ -190,21 +208,33 @@ enum Phase {
     Busy,
 }
 
+/// A connection's phase, shared by its socket and its service.
+struct Activity {
+    phase: Phase,
+    /// The task waiting on a read while a request was handled (no timer runs then): woken when
+    /// the request ends, so that the idle timer starts.
+    reader: Option<std::task::Waker>,
+}
+
 /// Marks the connection busy while a request is handled, idle again after.
-struct Busy(Arc<Mutex<Phase>>);
+struct Busy(Arc<Mutex<Activity>>);
 
 impl Busy {
-    fn start(phase: Arc<Mutex<Phase>>) -> Busy {
-        *phase.lock().unwrap() = Phase::Busy;
-        Busy(phase)
+    fn start(activity: Arc<Mutex<Activity>>) -> Busy {
+        activity.lock().unwrap().phase = Phase::Busy;
+        Busy(activity)
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        *self.0.lock().unwrap() = Phase::Idle {
+        let mut a = self.0.lock().unwrap();
+        a.phase = Phase::Idle {
             since: Instant::now(),
         };
+        if let Some(w) = a.reader.take() {
+            w.wake();
+        }
     }
 }
 
@@ -212,7 +242,7 @@ impl Drop for Busy {
 /// own (empty-bodied) error answers into JSON ones.
 struct Watched {
     inner: TcpStream,
-    phase: Arc<Mutex<Phase>>,
+    activity: Arc<Mutex<Activity>>,
     limits: Arc<Limits>,
     read_timer: Pin<Box<Sleep>>,
     /// Since when a write has made no progress (the client does not read).
@@ -223,10 +253,10 @@ struct Watched {
 }
 
 impl Watched {
-    fn new(inner: TcpStream, phase: Arc<Mutex<Phase>>, limits: Arc<Limits>) -> Watched {
+    fn new(inner: TcpStream, activity: Arc<Mutex<Activity>>, limits: Arc<Limits>) -> Watched {
         Watched {
             inner,
-            phase,
+            activity,
             limits,
             read_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             write_stalled: None,
@@ -262,9 +292,9 @@ impl AsyncRead for Watched {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    let mut phase = this.phase.lock().unwrap();
-                    if let Phase::Idle { .. } = *phase {
-                        *phase = Phase::Head {
+                    let mut a = this.activity.lock().unwrap();
+                    if let Phase::Idle { .. } = a.phase {
+                        a.phase = Phase::Head {
                             since: Instant::now(),
                         };
                     }
@@ -273,11 +303,16 @@ impl AsyncRead for Watched {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                let phase = *this.phase.lock().unwrap();
-                let (deadline, what) = match phase {
-                    Phase::Idle { since } => (since + this.limits.idle, "idle"),
-                    Phase::Head { since } => (since + this.limits.header_read, "header read"),
-                    Phase::Busy => return Poll::Pending,
+                let (deadline, what) = {
+                    let mut a = this.activity.lock().unwrap();
+                    match a.phase {
+                        Phase::Idle { since } => (since + this.limits.idle, "idle"),
+                        Phase::Head { since } => (since + this.limits.header_read, "header read"),
+                        Phase::Busy => {
+                            a.reader = Some(cx.waker().clone());
+                            return Poll::Pending;
+                        }
+                    }
                 };
                 if expired(&mut this.read_timer, deadline, cx) {
                     debug!(timeout = what, "closing a connection");

@@ -223,13 +223,7 @@ async fn edge(State(state): State<Arc<AppState>>, request: Request, next: Next) 
     let mut response = REQUEST_ID
         .scope(id.clone(), limited(state, request, next).instrument(span))
         .await;
-    let status = response.status();
     let h = response.headers_mut();
-    // The router lists a path's methods on whatever its method fallback answers; only a 405
-    // should show them (not the 401 an anonymous client gets instead).
-    if status != StatusCode::METHOD_NOT_ALLOWED {
-        h.remove(header::ALLOW);
-    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         h.insert("x-request-id", v);
     }
@@ -579,7 +573,8 @@ async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
     )
 }
 
-/// A known path with a method it does not have: 405 (with `Allow`), but only after the same
+/// A known path with a method it does not have: 405 (with `Allow`, which `conn` removes from
+/// any other answer of the method fallback), but only after the same
 /// authentication as the path's routes (an anonymous client learns nothing about them).
 async fn wrong_method(
     State(state): State<Arc<AppState>>,
