@@ -1172,3 +1172,25 @@ async fn a_missing_source_table_tells_clients_a_code_and_a_request_id_only() {
     }
     api.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_slowly_sent_body_is_cut_off_by_the_request_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let mock = MockServer::start(MockConfig::default()).await;
+    let api = start(&mock, 5, |p| {
+        p.serve.request_timeout = Duration::from_millis(500);
+        p.serve.idle_timeout = Duration::from_secs(30);
+    })
+    .await;
+    // The head is complete (the header timer is done); the body never comes.
+    let mut s = connect(&api).await;
+    let head = format!(
+        "POST /v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WRITE}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"jo"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (answer, took) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert_eq!(code(&split_answer(&answer).1), "timeout", "{answer}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    api.shutdown().await;
+}
