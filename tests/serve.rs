@@ -806,3 +806,391 @@ async fn the_api_on_postgres_runs_serves_and_regenerates() {
     }
     api.shutdown().await;
 }
+
+// --- Connections (issue 13, item 11): raw TCP clients against the real accept loop. ---
+
+/// Reads until the server closes the connection (or `limit` passes: then panics); the bytes and
+/// how long it took.
+async fn read_until_closed(s: &mut tokio::net::TcpStream, limit: Duration) -> (String, Duration) {
+    use tokio::io::AsyncReadExt;
+    let t = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(limit.saturating_sub(t.elapsed()), s.read(&mut buf)).await {
+            Err(_) => panic!(
+                "the connection was still open after {limit:?}; read so far: {}",
+                String::from_utf8_lossy(&out)
+            ),
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    (String::from_utf8_lossy(&out).into_owned(), t.elapsed())
+}
+
+async fn connect(api: &Api) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(api.url.trim_start_matches("http://"))
+        .await
+        .unwrap()
+}
+
+/// The JSON body of a raw HTTP/1.1 answer, with its head (lower-cased).
+fn split_answer(raw: &str) -> (String, Value) {
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+    (
+        head.to_ascii_lowercase(),
+        serde_json::from_str(body).unwrap_or(Value::String(body.into())),
+    )
+}
+
+#[tokio::test]
+async fn a_slow_headers_connection_is_closed_after_the_header_read_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let mock = MockServer::start(MockConfig::default()).await;
+    let api = start(&mock, 5, |p| {
+        p.serve.header_read_timeout = Duration::from_millis(600);
+        p.serve.idle_timeout = Duration::from_secs(30);
+    })
+    .await;
+    // Half a request, then silence: closed once the head is 0.6 s late (it used to stay open
+    // for minutes).
+    let mut s = connect(&api).await;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let (answer, took) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(answer.is_empty(), "{answer}");
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    // A header byte every 100 ms does not keep it open either: the limit is for the whole head.
+    let mut s = connect(&api).await;
+    let t = Instant::now();
+    let mut closed = false;
+    for b in b"GET /healthz HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if s.write_all(&[*b]).await.is_err() {
+            closed = true;
+            break;
+        }
+    }
+    let (answer, _) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(closed || answer.is_empty(), "{answer}");
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    // A normal request on a fresh connection is served.
+    assert_eq!(api.get("/healthz", None).await.0, StatusCode::OK);
+    api.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_but_slow_requests_are_not() {
+    use tokio::io::AsyncWriteExt;
+    let mock = MockServer::start(MockConfig {
+        latency: Duration::from_millis(900),
+        ..Default::default()
+    })
+    .await;
+    let api = start(&mock, 5, |p| {
+        p.serve.idle_timeout = Duration::from_millis(400);
+        p.serve.header_read_timeout = Duration::from_secs(5);
+    })
+    .await;
+    // Connected, nothing sent: closed after the idle timeout.
+    let mut s = connect(&api).await;
+    let (answer, took) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(answer.is_empty(), "{answer}");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    // Kept alive after a request: closed once idle for as long.
+    let mut s = connect(&api).await;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, took) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    // A request that takes longer than the idle timeout (a 0.9 s generation) is answered.
+    let key = api.a_key().await;
+    let mut s = connect(&api).await;
+    let request = format!(
+        "GET /v1/jobs/domain_summaries/entities/{key} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {READ}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let (answer, took) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(took >= Duration::from_millis(800), "{took:?}");
+    api.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_per_ip_cap_get_a_json_429_and_are_closed() {
+    let mock = MockServer::start(MockConfig::default()).await;
+    let api = start(&mock, 5, |p| p.serve.max_connections_per_ip = 2).await;
+    let first = connect(&api).await;
+    let _second = connect(&api).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = connect(&api).await;
+    let (answer, _) = read_until_closed(&mut third, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    let (head, body) = split_answer(&answer);
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert!(head.contains("retry-after: 1"), "{head}");
+    assert_eq!(code(&body), "too_many_connections", "{body}");
+    // A connection closed frees its place.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = reqwest::Client::new()
+        .get(format!("{}/healthz", api.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    api.shutdown().await;
+}
+
+// --- Errors of the HTTP layer, headers, auth before 405 (issue 13, item 12). ---
+
+#[tokio::test]
+async fn errors_of_the_http_layer_are_json_like_every_other() {
+    use tokio::io::AsyncWriteExt;
+    let mock = MockServer::start(MockConfig::default()).await;
+    let api = start(&mock, 5, |p| p.serve.max_header_bytes = 4096).await;
+    let too_many_headers: String = (0..120).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("not HTTP", "GARBAGE\r\n\r\n".into(), 400, "bad_request"),
+        (
+            "a header with a space in its name",
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n".into(),
+            400,
+            "bad_request",
+        ),
+        (
+            "headers over serve.max_header_bytes",
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+                "y".repeat(8000)
+            ),
+            431,
+            "headers_too_large",
+        ),
+        (
+            "more than 100 headers",
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{too_many_headers}\r\n"),
+            431,
+            "headers_too_large",
+        ),
+        (
+            "a huge URI",
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "u".repeat(70_000)),
+            431,
+            "headers_too_large",
+        ),
+    ];
+    for (what, request, status, c) in cases {
+        let mut s = connect(&api).await;
+        let _ = s.write_all(request.as_bytes()).await;
+        let (answer, _) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{what}: {answer}"
+        );
+        let (head, body) = split_answer(&answer);
+        assert!(
+            head.contains("content-type: application/json"),
+            "{what}: {head}"
+        );
+        assert!(head.contains("x-content-type-options: nosniff"), "{what}");
+        assert!(head.contains("x-request-id: "), "{what}");
+        assert_eq!(code(&body), c, "{what}: {body}");
+        assert!(body["error"]["message"].is_string(), "{what}: {body}");
+    }
+    // The server is still fine.
+    assert_eq!(api.get("/healthz", None).await.0, StatusCode::OK);
+    api.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_response_has_nosniff_and_a_request_id() {
+    let mock = MockServer::start(MockConfig::default()).await;
+    let api = start(&mock, 5, |_| {}).await;
+    for (method, path, token) in [
+        (reqwest::Method::GET, "/healthz", None),
+        (reqwest::Method::GET, "/v1/jobs", Some(READ)),
+        (reqwest::Method::GET, "/v1/jobs", None),
+        (reqwest::Method::GET, "/nowhere", None),
+        (reqwest::Method::DELETE, "/healthz", None),
+        (reqwest::Method::GET, "/metrics", Some(READ)),
+    ] {
+        let r = api.req(method.clone(), path, token).send().await.unwrap();
+        let h = r.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{method} {path}");
+        let id = h["x-request-id"].to_str().unwrap().to_string();
+        assert_eq!(id.len(), 32, "{method} {path}: {id}");
+        if !r.status().is_success() {
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["request_id"], id.as_str(), "{method} {path}");
+        }
+    }
+    // A sane id from the client is kept (for tracing across services); anything else replaced.
+    let r = api
+        .req(reqwest::Method::GET, "/v1/jobs", None)
+        .header("x-request-id", "edge-7f3a.1:2_b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "edge-7f3a.1:2_b");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["request_id"], "edge-7f3a.1:2_b");
+    for bad in ["has spaces", "<script>", &"x".repeat(200)] {
+        let r = api
+            .req(reqwest::Method::GET, "/healthz", None)
+            .header("x-request-id", bad)
+            .send()
+            .await
+            .unwrap();
+        let id = r.headers()["x-request-id"].to_str().unwrap();
+        assert_ne!(id, bad);
+        assert_eq!(id.len(), 32);
+    }
+    api.shutdown().await;
+}
+
+#[tokio::test]
+async fn authentication_comes_before_method_not_allowed() {
+    let mock = MockServer::start(MockConfig::default()).await;
+    let api = start(&mock, 5, |_| {}).await;
+    for (method, path) in [
+        (reqwest::Method::DELETE, "/v1/runs"),
+        (reqwest::Method::PUT, "/metrics"),
+        (reqwest::Method::POST, "/v1/jobs"),
+        (reqwest::Method::PATCH, "/v1/runs/1"),
+    ] {
+        let r = api.req(method.clone(), path, None).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert!(
+            !r.headers().contains_key("allow"),
+            "{method} {path}: an anonymous client does not learn the methods"
+        );
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(code(&v), "unauthorized");
+        let r = api
+            .req(method.clone(), path, Some(READ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert!(r.headers().contains_key("allow"), "{method} {path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(code(&v), "method_not_allowed");
+    }
+    // Open routes answer 405 to anybody.
+    let r = api
+        .req(reqwest::Method::POST, "/healthz", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    api.shutdown().await;
+}
+
+// --- Internal errors (issue 13, item 13). ---
+
+#[tokio::test]
+async fn a_missing_source_table_tells_clients_a_code_and_a_request_id_only() {
+    let mock = MockServer::start(MockConfig::default()).await;
+    let api = start(&mock, 5, |_| {}).await;
+    let key = api.a_key().await;
+    let sqlite = shopscribe::store::sqlite::SqliteStore::open(&api.state.project.store_url)
+        .await
+        .unwrap();
+    sqlx::query("DROP TABLE domain_monthly")
+        .execute(sqlite.pool())
+        .await
+        .unwrap();
+    let leaks = |text: &str| {
+        let t = text.to_lowercase();
+        [
+            ".sql",
+            "domain_monthly",
+            "no such table",
+            "select",
+            "line ",
+            "sqlite",
+            "/tmp",
+        ]
+        .into_iter()
+        .filter(|w| t.contains(w))
+        .collect::<Vec<_>>()
+    };
+    let r = api
+        .req(
+            reqwest::Method::GET,
+            &format!("/v1/jobs/domain_summaries/entities/{key}"),
+            Some(READ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let text = r.text().await.unwrap();
+    assert!(leaks(&text).is_empty(), "{:?} in {text}", leaks(&text));
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(code(&v), "source_unavailable");
+    assert_eq!(v["error"]["request_id"], id.as_str());
+    // A run fails on it too; its recorded error is for write tokens only.
+    let (s, body) = api
+        .post("/v1/runs", Some(WRITE), r#"{"job": "domain_summaries"}"#)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    let run_id = body["runs"][0]["run_id"].as_i64().unwrap();
+    let run = api.wait_run(run_id).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let (_, as_writer) = api.get(&format!("/v1/runs/{run_id}"), Some(WRITE)).await;
+    assert!(
+        as_writer["error"]
+            .as_str()
+            .unwrap()
+            .contains("domain_monthly"),
+        "{as_writer}"
+    );
+    for path in [format!("/v1/runs/{run_id}"), "/v1/runs".to_string()] {
+        let r = api
+            .req(reqwest::Method::GET, &path, Some(READ))
+            .send()
+            .await
+            .unwrap();
+        let text = r.text().await.unwrap();
+        assert!(
+            leaks(&text).is_empty(),
+            "{path}: {:?} in {text}",
+            leaks(&text)
+        );
+        assert!(text.contains("the run failed"), "{path}: {text}");
+    }
+    api.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slowly_sent_body_is_cut_off_by_the_request_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let mock = MockServer::start(MockConfig::default()).await;
+    let api = start(&mock, 5, |p| {
+        p.serve.request_timeout = Duration::from_millis(500);
+        p.serve.idle_timeout = Duration::from_secs(30);
+    })
+    .await;
+    // The head is complete (the header timer is done); the body never comes.
+    let mut s = connect(&api).await;
+    let head = format!(
+        "POST /v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WRITE}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"jo"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (answer, took) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert_eq!(code(&split_answer(&answer).1), "timeout", "{answer}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    api.shutdown().await;
+}

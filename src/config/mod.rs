@@ -191,6 +191,9 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
     pub snapshot_ttl: std::time::Duration,
+    pub header_read_timeout: std::time::Duration,
+    pub idle_timeout: std::time::Duration,
+    pub max_connections_per_ip: usize,
 }
 
 /// `shopscribe watch` settings (see `RawWatch`).
@@ -735,6 +738,26 @@ fn validate_serve(raw: RawServe, problems: &mut Vec<String>) -> ServeConfig {
             300.0,
             problems,
         ),
+        header_read_timeout: seconds(
+            "serve.header_read_timeout_seconds",
+            raw.header_read_timeout_seconds,
+            10.0,
+            problems,
+        ),
+        idle_timeout: seconds(
+            "serve.idle_timeout_seconds",
+            raw.idle_timeout_seconds,
+            60.0,
+            problems,
+        ),
+        max_connections_per_ip: match raw.max_connections_per_ip {
+            Some(0) => {
+                problems.push("serve.max_connections_per_ip: must be at least 1".into());
+                256
+            }
+            Some(n) => n,
+            None => 256,
+        },
     }
 }
 

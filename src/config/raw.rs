@@ -166,8 +166,18 @@ pub struct RawServe {
     pub request_timeout_seconds: Option<f64>,
     /// Largest accepted request body. Default 1 MiB.
     pub max_body_bytes: Option<usize>,
-    /// Largest accepted total size of the request headers. Default 16 KiB.
+    /// Largest accepted request head (request line and headers). Default 16 KiB.
     pub max_header_bytes: Option<usize>,
+    /// Longest time a client may take to send a request's line and headers, from its first
+    /// byte; slower connections are closed. Default 10.
+    pub header_read_timeout_seconds: Option<f64>,
+    /// Longest time a connection may sit without a request in progress (before its first
+    /// request, between keep-alive requests) or with a response the client does not read;
+    /// then it is closed. Default 60.
+    pub idle_timeout_seconds: Option<f64>,
+    /// Connections one client IP address may hold open at once; more are answered 429 and
+    /// closed. Default 256.
+    pub max_connections_per_ip: Option<usize>,
     /// How long a job's source rows and features are reused before the source is read again
     /// (a run started through the API refreshes them at once). Default 300.
     pub snapshot_seconds: Option<f64>,

@@ -157,7 +157,11 @@ impl EntityService {
             .clone();
         let Ok(_guard) = gate.try_lock() else {
             if refresh {
-                return Err(ApiError::internal("already reloading"));
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "source_unavailable",
+                    "already reloading",
+                ));
             }
             // Someone else is loading it: wait for them, then use theirs.
             let _g = gate.lock().await;
@@ -177,11 +181,12 @@ impl EntityService {
         let entities = crate::run::load_entities(&self.project, job)
             .await
             .map_err(|e| {
-                warn!(job = %job.name, error = %e, "reading the job's source failed");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                // The error names SQL files, lines and database messages: the log's, not the
+                // client's.
+                ApiError::unavailable(
                     "source_unavailable",
-                    format!("the source of job `{}` could not be read: {e}", job.name),
+                    format!("the source of job `{}` could not be read", job.name),
+                    e,
                 )
             })?;
         let features = crate::plan::job_features(job, &entities);
@@ -413,10 +418,10 @@ impl EntityService {
             self.metrics.generation("provider_unavailable");
             return Err(ApiError {
                 retry_after: Some(60),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                ..ApiError::unavailable(
                     "llm_unavailable",
-                    format!("the writer cannot be used right now: {fatal}"),
+                    "the LLM provider cannot be used right now (its key, quota or endpoint)",
+                    fatal,
                 )
             });
         }
@@ -436,10 +441,19 @@ impl EntityService {
             Some(_) => {
                 self.metrics.generation("failed");
                 let last = self.store.generations_of(&job.name, &key).await?;
-                let reason = last
-                    .last()
-                    .and_then(|(g, _)| g.error.clone())
-                    .unwrap_or_else(|| "no reason recorded".into());
+                let last = last.last().map(|(g, _)| g);
+                let error = last.and_then(|g| g.error.clone());
+                // A validator's reason is about the text and helps the client; a provider's
+                // error (addresses, answers of an upstream server) stays in the log.
+                let reason = match last {
+                    Some(g) if g.status == GenerationStatus::Invalid => {
+                        error.unwrap_or_else(|| "no reason recorded".into())
+                    }
+                    _ => {
+                        warn!(job = %job.name, key, error = error.as_deref().unwrap_or("none"), "on-demand generation failed");
+                        "the LLM provider gave no usable answer".into()
+                    }
+                };
                 Err(ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     "generation_failed",

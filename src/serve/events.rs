@@ -20,7 +20,7 @@ pub fn parse(body: &Value) -> Result<RunRequest, String> {
     };
     if let Some(job) = obj.get("job") {
         return match job.as_str() {
-            Some(j) if !j.trim().is_empty() => Ok(RunRequest::Job(j.to_string())),
+            Some(j) if !j.is_empty() => Ok(RunRequest::Job(j.to_string())),
             _ => Err("`job` must be a non-empty string".into()),
         };
     }
@@ -36,7 +36,10 @@ pub fn parse(body: &Value) -> Result<RunRequest, String> {
             if r.get("eventSource").and_then(Value::as_str) != Some("aws:s3") {
                 return Err(format!("Records[{i}] is not an S3 event (eventSource)"));
             }
-            let name = r.get("eventName").and_then(Value::as_str).unwrap_or("");
+            let name = r
+                .get("eventName")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("Records[{i}] has no eventName string"))?;
             if !name.starts_with("ObjectCreated") {
                 continue; // deletions and the like do not bring data
             }
@@ -52,7 +55,10 @@ pub fn parse(body: &Value) -> Result<RunRequest, String> {
         return Ok(RunRequest::Objects(uris));
     }
     if obj.get("source").and_then(Value::as_str) == Some("aws.s3") {
-        let kind = obj.get("detail-type").and_then(Value::as_str).unwrap_or("");
+        let kind = obj
+            .get("detail-type")
+            .and_then(Value::as_str)
+            .ok_or("an EventBridge event needs a `detail-type` string")?;
         if kind != "Object Created" {
             return Ok(RunRequest::Objects(Vec::new()));
         }
@@ -130,6 +136,7 @@ mod tests {
         );
         assert!(parse(&json!({"job": 3})).is_err());
         assert!(parse(&json!({"job": ""})).is_err());
+        assert!(parse(&json!({"job": null})).is_err());
         assert!(parse(&json!(["job"])).is_err());
         assert!(
             parse(&json!({"hello": 1}))
@@ -159,6 +166,9 @@ mod tests {
         );
         let bad = json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "raw"}}}]});
         assert!(parse(&bad).unwrap_err().contains("object key"));
+        // What the OpenAPI schema rejects is rejected: a record without an eventName string.
+        let no_name = json!({"Records": [{"eventSource": "aws:s3", "eventName": null}]});
+        assert!(parse(&no_name).unwrap_err().contains("eventName"));
     }
 
     #[test]
@@ -175,6 +185,19 @@ mod tests {
         assert_eq!(
             parse(&body).unwrap(),
             RunRequest::Objects(vec!["s3://raw/reviews/part 1.jsonl".into()])
+        );
+        // Nulls the schema rejects are rejected, not ignored.
+        for bad in [
+            json!({"source": "aws.s3", "detail-type": null}),
+            json!({"source": "aws.s3"}),
+            json!({"source": "aws.s3", "detail-type": "Object Created", "detail": null}),
+            json!({"source": null, "detail-type": "Object Created"}),
+        ] {
+            assert!(parse(&bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse(&json!({"source": "aws.s3", "detail-type": "Object Deleted"})).unwrap(),
+            RunRequest::Objects(vec![])
         );
     }
 }

@@ -3,6 +3,7 @@
 //! Prometheus metrics and an OpenAPI document. `app` builds the router so tests can drive it.
 
 pub mod auth;
+pub mod conn;
 pub mod entities;
 pub mod error;
 pub mod events;
@@ -34,7 +35,42 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use tracing::info;
+use tracing::{Instrument, info};
+
+tokio::task_local! {
+    /// The id of the request being handled (see [`request_id`]).
+    static REQUEST_ID: Arc<str>;
+}
+
+/// The id of the request this task is handling, if any.
+pub fn current_request_id() -> Option<Arc<str>> {
+    REQUEST_ID.try_with(|id| id.clone()).ok()
+}
+
+/// A fresh request id: 32 hex digits.
+pub fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// The client's `X-Request-Id` when it is sane (1–128 characters of letters, digits and
+/// `-_.:`), else a fresh one.
+fn request_id(request: &Request) -> Arc<str> {
+    match request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(id)
+            if (1..=128).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
+        {
+            id.into()
+        }
+        _ => new_request_id().into(),
+    }
+}
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -160,17 +196,17 @@ pub async fn serve(
     serve_with(state, listener, shutdown).await
 }
 
-/// Serves `state` on `listener` until `shutdown`; then stops accepting connections, lets the
-/// requests in flight finish, waits for runs, ingestion and generations in progress, and
-/// records the service runs' figures.
+/// Serves `state` on `listener` until `shutdown` (with the connection limits of
+/// [`conn::serve`]); then stops accepting connections, lets the requests in flight finish,
+/// waits for runs, ingestion and generations in progress, and records the service runs'
+/// figures.
 pub async fn serve_with(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let limits = conn::Limits::of(&state.project.serve);
+    conn::serve(listener, app(state.clone()), limits, shutdown).await;
     info!("no more requests; finishing runs and generations in progress");
     state.runner.drain().await;
     state.entities.close().await;
@@ -178,8 +214,27 @@ pub async fn serve_with(
     Ok(())
 }
 
-/// Every request: a global concurrency cap, a header size limit, a timeout, and metrics.
+/// Every request: a request id (echoed or made; in the log span, the `X-Request-Id` header and
+/// error bodies), `X-Content-Type-Options: nosniff`, a global concurrency cap, a timeout, and
+/// metrics.
 async fn edge(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let id = request_id(&request);
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut response = REQUEST_ID
+        .scope(id.clone(), limited(state, request, next).instrument(span))
+        .await;
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        h.insert("x-request-id", v);
+    }
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+async fn limited(state: Arc<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request
         .extensions()
@@ -204,6 +259,7 @@ async fn edge(State(state): State<Arc<AppState>>, request: Request, next: Next) 
     } else {
         state.in_flight.clone().try_acquire_owned().map(Some)
     };
+    // (Heads over serve.max_header_bytes never get here: the connection layer answers 431.)
     let response = match permit {
         Err(_) => ApiError::too_many(
             "busy",
@@ -212,33 +268,16 @@ async fn edge(State(state): State<Arc<AppState>>, request: Request, next: Next) 
         )
         .into_response(),
         Ok(_permit) => {
-            let header_bytes: usize = request
-                .headers()
-                .iter()
-                .map(|(k, v)| k.as_str().len() + v.len() + 4)
-                .sum();
-            if header_bytes > state.project.serve.max_header_bytes {
-                ApiError::new(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "headers_too_large",
-                    format!(
-                        "request headers are {header_bytes} bytes; the limit is {}",
-                        state.project.serve.max_header_bytes
-                    ),
+            match tokio::time::timeout(state.project.serve.request_timeout, next.run(request))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "the request took longer than serve.request_timeout_seconds; work it started goes on",
                 )
-                .into_response()
-            } else {
-                match tokio::time::timeout(state.project.serve.request_timeout, next.run(request))
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(_) => ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "timeout",
-                        "the request took longer than serve.request_timeout_seconds; work it started goes on",
-                    )
-                    .into_response(),
-                }
+                .into_response(),
             }
         }
     };
@@ -289,12 +328,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         Ok(Ok(())) => {
             Json(json!({"status": "ready", "store": state.store.backend()})).into_response()
         }
-        Ok(Err(e)) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            format!("the store does not answer: {e}"),
-        )
-        .into_response(),
+        Ok(Err(e)) => {
+            ApiError::unavailable("not_ready", "the store does not answer", e).into_response()
+        }
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
@@ -354,8 +390,9 @@ fn query_map(q: Option<String>, allowed: &[&str]) -> Result<HashMap<String, Stri
 
 fn parse_bool(name: &str, v: Option<&String>) -> Result<bool, ApiError> {
     match v.map(String::as_str) {
-        None | Some("false") | Some("0") => Ok(false),
-        Some("true") | Some("1") | Some("") => Ok(true),
+        // As the OpenAPI document has it (a boolean query parameter): `true` or `false`.
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
         Some(other) => Err(ApiError::bad_request(format!(
             "`{name}` must be true or false, not `{other}`"
         ))),
@@ -466,16 +503,28 @@ async fn post_run(
     }
 }
 
-fn run_json(r: &crate::store::RunRecord) -> serde_json::Value {
+/// A run as the API shows it. A run's recorded error can name the server's SQL files, lines
+/// and database or provider messages: write-scope clients (operators, CI) see it, read-scope
+/// clients only that there was one.
+fn run_json(r: &crate::store::RunRecord, client: &Client) -> serde_json::Value {
+    let error = match (&r.error, client.scope) {
+        (Some(e), Scope::Write) => Some(e.clone()),
+        (Some(_), Scope::Read) => Some(
+            "the run failed; its error is shown to write-scope tokens and in the server's log"
+                .to_string(),
+        ),
+        (None, _) => None,
+    };
     json!({
         "id": r.id, "job": r.job, "status": r.status, "provider": r.provider, "model": r.model,
-        "started_at": r.started_at, "finished_at": r.finished_at, "error": r.error,
+        "started_at": r.started_at, "finished_at": r.finished_at, "error": error,
         "figures": r.figures,
     })
 }
 
 async fn list_runs(
     State(state): State<Arc<AppState>>,
+    Extension(client): Extension<Client>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let q = query_map(query, &["job", "limit"])?;
@@ -494,12 +543,13 @@ async fn list_runs(
         .runs(q.get("job").map(String::as_str), limit)
         .await?;
     Ok(Json(
-        json!({"runs": runs.iter().map(run_json).collect::<Vec<_>>()}),
+        json!({"runs": runs.iter().map(|r| run_json(r, &client)).collect::<Vec<_>>()}),
     ))
 }
 
 async fn get_run(
     State(state): State<Arc<AppState>>,
+    Extension(client): Extension<Client>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Path(id) = path.map_err(path_error)?;
@@ -512,7 +562,7 @@ async fn get_run(
         .run(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
-    Ok(Json(run_json(&run)))
+    Ok(Json(run_json(&run, &client)))
 }
 
 async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
@@ -523,8 +573,25 @@ async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
     )
 }
 
-async fn wrong_method(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
+/// A known path with a method it does not have: 405 (with `Allow`, which `conn` removes from
+/// any other answer of the method fallback), but only after the same
+/// authentication as the path's routes (an anonymous client learns nothing about them).
+async fn wrong_method(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: axum::http::Uri,
+    matched: Option<MatchedPath>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let rows: Vec<_> = openapi::ROUTES
+        .iter()
+        .filter(|(_, path, _, _)| matched.as_ref().is_some_and(|m| m.as_str() == *path))
+        .collect();
+    if rows.iter().any(|(_, _, scope, _)| !scope.is_empty()) {
+        state.auth.check(&headers)?;
+    }
+    // The router adds `Allow` to what this returns.
+    Ok(ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         format!(
@@ -532,4 +599,5 @@ async fn wrong_method(method: Method, uri: axum::http::Uri) -> ApiError {
             uri.path()
         ),
     )
+    .into_response())
 }
