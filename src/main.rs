@@ -754,6 +754,15 @@ async fn worker(
     let reports = shopscribe::run::worker::work_until_idle(project, store, provider, &queue, opts)
         .await
         .map_err(|e| Failure::Run(e.into()))?;
+    if reports.is_empty() {
+        println!(
+            "No distributed run has work left for a worker{}: nothing to do. Queue one with `shopscribe run JOB --workers 0`.",
+            opts.job
+                .as_deref()
+                .map(|j| format!(" (job `{j}`)"))
+                .unwrap_or_default()
+        );
+    }
     let mut code = ExitCode::SUCCESS;
     for r in reports {
         println!(

@@ -181,10 +181,18 @@ async fn queued_work_is_never_paid_twice() {
     let cli = run(&["run", "domain_summaries"]);
     assert!(cli.status.success(), "{}", text(&cli));
     assert_eq!(server.seen().len(), 30);
-    for _ in 0..2 {
-        let w = run(&["worker"]);
-        assert!(w.status.success(), "{}", text(&w));
-    }
+    // One worker works both queued runs, oldest first; a second finds nothing left to do.
+    let w = run(&["worker"]);
+    assert!(w.status.success(), "{}", text(&w));
+    assert_eq!(
+        text(&w).matches("This worker finished the run").count(),
+        2,
+        "{}",
+        text(&w)
+    );
+    let idle = run(&["worker"]);
+    assert!(idle.status.success(), "{}", text(&idle));
+    assert!(text(&idle).contains("nothing to do"), "{}", text(&idle));
     assert_eq!(server.seen().len(), 30, "the workers paid for nothing");
     let good = good_per_entity(&url).await;
     assert_eq!(good.len(), 30);

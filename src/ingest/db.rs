@@ -1007,13 +1007,29 @@ impl IngestDb {
     /// Marks the dataset's files still `loading` as failed and removes their scratch tables:
     /// called under the dataset's ingest lock, where no other ingest can be loading them.
     /// Evaluates to their ids.
+    /// Removes what a file that did not finish wrote: its scratch tables, and its bronze blocks
+    /// and rejects, so a file ingested again (it is, whole, as a new file) is never listed twice.
+    pub async fn discard_partial(&self, file_id: i64) -> Result<(), StoreError> {
+        self.drop_staging(file_id).await?;
+        for sql in [
+            "DELETE FROM raw_rejects WHERE file_id = ?",
+            "DELETE FROM raw_blocks WHERE file_id = ?",
+        ] {
+            match self {
+                IngestDb::Sqlite(p) => q_lite!(p, sql, file_id),
+                IngestDb::Pg(p) => q_pg!(p, sql, file_id),
+            };
+        }
+        Ok(())
+    }
+
     pub async fn recover_interrupted(&self, dataset: &str) -> Result<Vec<i64>, StoreError> {
         let sql =
             "SELECT id FROM ingested_files WHERE dataset = ? AND status = 'loading' ORDER BY id";
         let ids: Vec<(i64,)> = fetch_all!(self, (i64,), sql, dataset);
         let mut out = Vec::with_capacity(ids.len());
         for (id,) in ids {
-            self.drop_staging(id).await?;
+            self.discard_partial(id).await?;
             let reason =
                 "interrupted while loading (the process stopped); ingested again as a new file";
             let counts = FileCounts::default();

@@ -315,7 +315,7 @@ pub async fn ingest(
     let lock = format!("ingest:{}", dataset.name);
     let holder = crate::run::locked::holder_name("ingest");
     // Boxed: the ingest's future is large, and callers nest it in their own (watch's poll).
-    let work = Box::pin(ingest_locked(project, dataset, from));
+    let work = Box::pin(ingest_locked(project, store.clone(), dataset, from));
     crate::run::locked::with_lock_waiting(store, &lock, &holder, INGEST_LOCK_TTL, work)
         .await?
         .unwrap_or_else(|| {
@@ -326,12 +326,68 @@ pub async fn ingest(
         })
 }
 
+/// The state value that says a dataset's gold may be behind its silver: set before any file of
+/// an ingest can merge, cleared once the rebuild that follows has finished. A process killed in
+/// between leaves it set, and the next ingest (or a run of a job reading the dataset) rebuilds.
+fn gold_stale_flag(dataset: &str) -> String {
+    format!("gold_stale:{dataset}")
+}
+
+/// Rebuilds the dataset's gold if an earlier ingest did not finish doing so (see
+/// [`gold_stale_flag`]), under the dataset's ingest lock; true when it rebuilt.
+pub async fn rebuild_stale_gold(project: &Project, dataset: &Dataset) -> Result<bool, IngestError> {
+    if !dataset.product_summary {
+        return Ok(false);
+    }
+    let store = crate::store::open(&project.store_url).await?;
+    if store
+        .state_get(&gold_stale_flag(&dataset.name))
+        .await?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    let lock = format!("ingest:{}", dataset.name);
+    let holder = crate::run::locked::holder_name("gold");
+    let work = async {
+        // Checked again under the lock: an ingest may have rebuilt it meanwhile.
+        if store
+            .state_get(&gold_stale_flag(&dataset.name))
+            .await?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        let db = IngestDb::connect(&project.store_url).await?;
+        let n = gold::rebuild_product_summary(&db, &dataset.name)
+            .await
+            .map_err(|e| {
+                IngestError::Setup(format!(
+                    "rebuilding product_summary of `{}`: {e}",
+                    dataset.name
+                ))
+            })?;
+        store.state_delete(&gold_stale_flag(&dataset.name)).await?;
+        info!(dataset = %dataset.name, products = n, "product_summary rebuilt (an earlier ingest stopped before it)");
+        Ok(true)
+    };
+    crate::run::locked::with_lock_waiting(store.clone(), &lock, &holder, INGEST_LOCK_TTL, work)
+        .await?
+        .unwrap_or(Ok(false))
+}
+
 async fn ingest_locked(
     project: &Project,
+    store: std::sync::Arc<dyn crate::store::Store>,
     dataset: &Dataset,
     from: Option<&str>,
 ) -> Result<Vec<FileReport>, IngestError> {
     let db = IngestDb::connect(&project.store_url).await?;
+    let flag = gold_stale_flag(&dataset.name);
+    let gold_was_stale = dataset.product_summary && store.state_get(&flag).await?.is_some();
+    if dataset.product_summary && !gold_was_stale {
+        store.state_set(&flag, &crate::store::now_text()).await?;
+    }
     for id in db.recover_interrupted(&dataset.name).await? {
         tracing::warn!(dataset = %dataset.name, file_id = id, "a file left loading by an interrupted ingest was marked failed");
     }
@@ -400,15 +456,21 @@ async fn ingest_locked(
             }
         }
     }
-    let changed = reports.iter().any(|r| !r.skipped) || !failed.is_empty();
+    let changed = reports.iter().any(|r| !r.skipped) || !failed.is_empty() || gold_was_stale;
     if dataset.product_summary && changed {
         match gold::rebuild_product_summary(&db, &dataset.name).await {
-            Ok(n) => info!(dataset = %dataset.name, products = n, "product_summary rebuilt"),
+            Ok(n) => {
+                info!(dataset = %dataset.name, products = n, "product_summary rebuilt");
+                store.state_delete(&flag).await?;
+            }
             Err(e) => failed.push(IngestError::Setup(format!(
                 "rebuilding product_summary of `{}`: {e}",
                 dataset.name
             ))),
         }
+    } else if dataset.product_summary {
+        // Nothing merged: gold is as current as it was.
+        store.state_delete(&flag).await?;
     }
     if failed.is_empty() {
         Ok(reports)
@@ -535,6 +597,23 @@ pub async fn ingest_file(
     ingest_file_as(db, ds, path, &format!("file://{}", path.display())).await
 }
 
+/// Records a file that failed before its merge committed as failed, without its partial
+/// bronze, rejects or scratch tables: it is ingested again, whole, the next time.
+async fn discard_failed(db: &IngestDb, file_id: i64, report: &FileReport, e: &IngestError) {
+    if let Err(d) = db.discard_partial(file_id).await {
+        tracing::warn!(file_id, error = %d, "cannot remove the failed file's partial bronze");
+    }
+    let _ = db
+        .finish_file(
+            file_id,
+            "failed",
+            &report.counts(),
+            &MergeCounts::default(),
+            Some(&e.to_string()),
+        )
+        .await;
+}
+
 /// Ingests the local file `path`, recorded under `uri` (where it was delivered). An error names
 /// the file.
 pub async fn ingest_file_as(
@@ -656,16 +735,7 @@ async fn ingest_one(
         .await
         .map_err(|e| IngestError::Setup(format!("reader task: {e}")))?;
     if let Err(e) = write_result.map_err(IngestError::from).and(read_result) {
-        let _ = db.drop_staging(file_id).await;
-        let _ = db
-            .finish_file(
-                file_id,
-                "failed",
-                &report.counts(),
-                &MergeCounts::default(),
-                Some(&e.to_string()),
-            )
-            .await;
+        discard_failed(db, file_id, &report, &e).await;
         return Err(e);
     }
     let loaded_ms = started.elapsed().as_millis() as u64;
@@ -687,7 +757,14 @@ async fn ingest_one(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    report.merge = merged?;
+    report.merge = match merged {
+        Ok(m) => m,
+        Err(e) => {
+            let e = IngestError::from(e);
+            discard_failed(db, file_id, &report, &e).await;
+            return Err(e);
+        }
+    };
     db.finish_file(file_id, "done", &report.counts(), &report.merge, None)
         .await?;
     info!(

@@ -12,20 +12,78 @@ use tracing::warn;
 
 pub const LOCK_TTL: Duration = Duration::from_secs(60);
 
-/// A name for this process on job locks.
+/// This machine's name, as the kernel has it (`HOSTNAME` is often not exported); `None` when
+/// it cannot be known, and then no lock is ever taken over from a "dead" holder.
+fn this_host() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|h| !h.is_empty() && !h.contains(char::is_whitespace))
+}
+
+/// A name for this process on job locks: `ROLE-HOST-PID-RANDOM`.
 pub fn holder_name(role: &str) -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+    let host = this_host().unwrap_or_else(|| "unknown".into());
     format!(
-        "{role}-{host}-{}-{:08x}",
+        "{role}-{host}@{}-{:08x}",
         std::process::id(),
         rand::random::<u32>()
     )
 }
 
+/// True when `holder` names a process of this machine that no longer exists: a lock it holds
+/// can be taken over at once instead of waiting for its lease. Only for holder names made by
+/// [`holder_name`] on this host; a process of another machine (or an unknown host) is never
+/// judged gone, and a reused pid only makes us wait for the lease as before.
+pub fn holder_is_gone(holder: &str) -> bool {
+    let Some(host) = this_host() else {
+        return false;
+    };
+    let Some((rest, _random)) = holder.rsplit_once('-') else {
+        return false;
+    };
+    let Some((role_host, pid)) = rest.rsplit_once('@') else {
+        return false;
+    };
+    let Some((_role, their_host)) = role_host.split_once('-') else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    their_host == host
+        && pid != std::process::id()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Takes (or extends) the lock `name` for `holder`; also takes it over at once from a holder
+/// that is gone (see [`holder_is_gone`]) rather than waiting for its lease to lapse.
+pub async fn take(
+    store: &dyn Store,
+    name: &str,
+    holder: &str,
+    ttl: Duration,
+) -> Result<bool, crate::store::StoreError> {
+    if store.try_lock_job(name, holder, ttl).await? {
+        return Ok(true);
+    }
+    match store.lock_holder(name).await? {
+        Some((other, _)) if holder_is_gone(&other) => {
+            let taken = store.take_over_lock(name, &other, holder, ttl).await?;
+            if taken {
+                warn!(lock = name, dead = %other, "took over the lock of a process that is gone");
+            }
+            Ok(taken)
+        }
+        _ => Ok(false),
+    }
+}
+
 /// Takes (or extends) the job's lock; false when another holder has it. Store errors count as
 /// "not taken" (logged): the caller tries again later.
 pub async fn try_lock(store: &dyn Store, job: &str, holder: &str) -> bool {
-    match store.try_lock_job(job, holder, LOCK_TTL).await {
+    match take(store, job, holder, LOCK_TTL).await {
         Ok(got) => got,
         Err(e) => {
             warn!(job, error = %e, "cannot take the job lock");
@@ -88,11 +146,17 @@ pub async fn with_lock_waiting<T>(
     ttl: Duration,
     work: impl std::future::Future<Output = T>,
 ) -> Result<Option<T>, crate::store::StoreError> {
-    let mut told = false;
-    while !store.try_lock_job(name, holder, ttl).await? {
-        if !told {
-            tracing::info!(lock = name, "held by another process; waiting for it");
-            told = true;
+    let mut told: Option<std::time::Instant> = None;
+    while !take(store.as_ref(), name, holder, ttl).await? {
+        if told.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            let (other, until) = store.lock_holder(name).await?.unwrap_or_default();
+            warn!(
+                lock = name,
+                holder = %other,
+                lease_until = %lease_text(until),
+                "held by another process; waiting for it"
+            );
+            told = Some(std::time::Instant::now());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -110,7 +174,7 @@ pub async fn acquire(
 ) -> Result<(), RunError> {
     let mut told: Option<std::time::Instant> = None;
     loop {
-        if store.try_lock_job(job, holder, LOCK_TTL).await? {
+        if take(store, job, holder, LOCK_TTL).await? {
             if told.is_some() {
                 tracing::info!(job, "the job's lock is free now; starting");
             }
@@ -120,9 +184,7 @@ pub async fn acquire(
             .lock_holder(job)
             .await?
             .unwrap_or_else(|| ("another process".into(), crate::store::now_ms()));
-        let until = chrono::DateTime::from_timestamp_millis(until_ms)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_default();
+        let until = lease_text(until_ms);
         if !wait {
             return Err(RunError::Busy {
                 job: job.to_string(),
@@ -141,6 +203,13 @@ pub async fn acquire(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// A lease's end as shown to people (RFC 3339, seconds).
+fn lease_text(until_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(until_ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
 }
 
 /// A run of the job under its lock, waiting for the lock (or not, see [`acquire`]): what the CLI
@@ -327,6 +396,26 @@ mod tests {
         let out = holding(store.clone(), "other", "a", ttl, async { 7 }).await;
         assert_eq!(out, Some(7));
         assert!(store.try_lock_job("other", "b", ttl).await.unwrap());
+    }
+
+    /// Only a holder of this machine whose process is gone is judged gone.
+    #[test]
+    fn a_holder_is_gone_only_when_its_process_on_this_host_is() {
+        let me = holder_name("run");
+        assert!(!holder_is_gone(&me), "this process: {me}");
+        let host = this_host().expect("the kernel knows its host name");
+        // A child that has exited: its pid no longer exists.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(holder_is_gone(&format!("ingest-{host}@{pid}-0000abcd")));
+        // Another machine, a living process, a malformed or foreign name: never.
+        assert!(!holder_is_gone(&format!(
+            "ingest-other-host@{pid}-0000abcd"
+        )));
+        assert!(!holder_is_gone(&format!("run-{host}@1-0000abcd")));
+        assert!(!holder_is_gone("distributed-run-7"));
+        assert!(!holder_is_gone("serve-host-123-abcd"));
     }
 
     /// A run dropped before its end is marked failed; one that had recorded its outcome keeps it.

@@ -211,16 +211,21 @@ pub async fn run_created(
         warn!(error = %e, "cannot check for abandoned runs");
     }
     info!(run_id, job = %job.name, provider = provider.name(), model = provider.model(), "run started");
-    let result = execute(
-        project,
-        &job,
-        run_id,
-        store.clone(),
-        provider.clone(),
-        opts,
-        started,
-    )
-    .await;
+    let result = match repair_gold(project, &job).await {
+        Ok(()) => {
+            execute(
+                project,
+                &job,
+                run_id,
+                store.clone(),
+                provider.clone(),
+                opts,
+                started,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
     match result {
         Ok((mut figures, publish, fatal)) => {
             figures.duration_ms = started.elapsed().as_millis() as u64;
@@ -278,6 +283,20 @@ pub async fn run_created(
 }
 
 type Executed = (RunFigures, PublishReport, Option<String>);
+
+/// Rebuilds the gold tables of the job's datasets that an interrupted ingest left behind their
+/// silver, before the job's SQL reads them.
+async fn repair_gold(project: &Project, job: &Job) -> Result<(), RunError> {
+    for name in &job.datasets {
+        let Ok(dataset) = project.dataset(name) else {
+            continue;
+        };
+        crate::ingest::rebuild_stale_gold(project, dataset)
+            .await
+            .map_err(|e| RunError::Setup(format!("dataset `{name}`: {e}")))?;
+    }
+    Ok(())
+}
 
 /// How far a run may shrink the published site (`--allow-shrink` accepts anything).
 pub fn shrink_policy(project: &Project, allow_shrink: bool) -> publish::ShrinkPolicy {

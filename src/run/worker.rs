@@ -155,7 +155,8 @@ pub struct WorkerReport {
 /// Works distributed runs, oldest first, until none has anything left for a worker: after each
 /// run (its tasks done, or taken by live workers, its publish step taken or done) it moves on to
 /// the next runnable one, so a run whose publisher died does not stop the runs queued after it.
-/// With `opts.run`, works that run only. Fails when there is no run to work at all.
+/// With `opts.run`, works that run only. No run with work left is not an error (none is
+/// returned): the workers of a pool that start after the work is done simply exit.
 pub async fn work_until_idle(
     project: &Project,
     store: Arc<dyn Store>,
@@ -176,11 +177,6 @@ pub async fn work_until_idle(
         reports.push(work(project, store.clone(), provider.clone(), queue, &one).await?);
         // Once per run and process: a run this worker could not finish is left to others.
         tried.push(run_id);
-    }
-    if reports.is_empty() {
-        return Err(RunError::Setup(
-            "no distributed run is waiting; start one with `shopscribe run JOB --workers 0`".into(),
-        ));
     }
     Ok(reports)
 }

@@ -338,6 +338,7 @@ pub trait Store: Send + Sync {
     async fn state_set(&self, name: &str, value: &str) -> Result<(), StoreError>;
     /// Sets a named state value unless it exists; returns the value stored (the first writer's).
     async fn state_init(&self, name: &str, value: &str) -> Result<String, StoreError>;
+    async fn state_delete(&self, name: &str) -> Result<(), StoreError>;
     /// Takes (or extends, for the same holder) the lock of a job for `ttl`; false when another
     /// holder has it and it has not expired.
     async fn try_lock_job(
@@ -348,6 +349,15 @@ pub trait Store: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Releases the lock if `holder` has it.
     async fn unlock_job(&self, job: &str, holder: &str) -> Result<(), StoreError>;
+    /// Takes the lock `job` from `from` (a holder known to be gone) for `to`, whatever its
+    /// expiry; false when `from` no longer holds it.
+    async fn take_over_lock(
+        &self,
+        job: &str,
+        from: &str,
+        to: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
     /// Who holds the lock `job` and until when (Unix ms), if anyone has it unexpired.
     async fn lock_holder(&self, job: &str) -> Result<Option<(String, i64)>, StoreError>;
     /// Distributed tasks not yet done or failed (0 where there is no queue).

@@ -422,6 +422,33 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn state_delete(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM service_state WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn take_over_lock(
+        &self,
+        job: &str,
+        from: &str,
+        to: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE job_locks SET holder = $1, expires_ms = $2 WHERE job = $3 AND holder = $4",
+        )
+        .bind(to)
+        .bind(now_ms() + ttl.as_millis() as i64)
+        .bind(job)
+        .bind(from)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn state_init(&self, name: &str, value: &str) -> Result<String, StoreError> {
         sqlx::query(
             "INSERT INTO service_state (name, value, updated_at) VALUES ($1, $2, $3) \

@@ -430,6 +430,33 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn state_delete(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM service_state WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn take_over_lock(
+        &self,
+        job: &str,
+        from: &str,
+        to: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE job_locks SET holder = ?, expires_ms = ? WHERE job = ? AND holder = ?",
+        )
+        .bind(to)
+        .bind(now_ms() + ttl.as_millis() as i64)
+        .bind(job)
+        .bind(from)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn state_init(&self, name: &str, value: &str) -> Result<String, StoreError> {
         sqlx::query(
             "INSERT INTO service_state (name, value, updated_at) VALUES (?, ?, ?) \
