@@ -270,6 +270,8 @@ pub struct Project {
     pub currency: String,
     /// Normalised store URL (`sqlite:///abs/path.db`).
     pub store_url: String,
+    /// Where paid answers that could not be stored wait for the next run (absolute).
+    pub spool_dir: PathBuf,
     pub source: SourceConfig,
     pub llm: LlmConfig,
     pub publish: PublishConfig,
@@ -437,6 +439,12 @@ fn validate(raw: RawConfig, dir: &Path, env: EnvLookup) -> Result<Project, Vec<S
         problems.push("project.name: must not be empty".into());
     }
 
+    let spool_dir = dir.join(
+        raw.store
+            .spool_dir
+            .as_deref()
+            .unwrap_or(".shopscribe/spool"),
+    );
     let store_url = env("SHOPSCRIBE_STORE_URL")
         .or(raw.store.url)
         .unwrap_or_else(|| "sqlite://shopscribe.db".into());
@@ -673,6 +681,7 @@ fn validate(raw: RawConfig, dir: &Path, env: EnvLookup) -> Result<Project, Vec<S
         name: raw.project.name,
         currency,
         store_url,
+        spool_dir,
         source,
         llm,
         publish,

@@ -56,6 +56,10 @@ pub struct RawStore {
     /// `sqlite://PATH` (relative to the project folder) or, later, `postgres://…`.
     /// Default `sqlite://shopscribe.db`. Overridden by `SHOPSCRIBE_STORE_URL`.
     pub url: Option<String>,
+    /// Folder (relative to the project) where a run that cannot reach the store writes the
+    /// answers it was paid for, so the next run stores them instead of paying again. Default
+    /// `.shopscribe/spool`; in a container, put it on a volume that outlives the container.
+    pub spool_dir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

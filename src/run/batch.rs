@@ -29,6 +29,7 @@ pub(super) async fn execute(
     opts: &RunOptions,
 ) -> Result<Executed, RunError> {
     let client = provider.batch_client().expect("batch provider");
+    super::spool::replay(&project.spool_dir, &job.name, store.as_ref()).await?;
     let entities = load_entities_as_of(project, job, &opts.as_of()).await?;
     let policy = super::shrink_policy(project, opts.allow_shrink);
     super::check_source_before_generating(project, job, &entities, store.as_ref(), policy).await?;

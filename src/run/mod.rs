@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 mod batch;
 pub mod locked;
+pub mod spool;
 pub mod worker;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,21 @@ pub enum RunError {
     Publish(#[from] publish::PublishError),
     #[error("{0}")]
     Setup(String),
+    /// The store would not take answers that were paid for: they were written to a spool file,
+    /// which the next run of the job stores before it plans.
+    #[error(
+        "the store did not take {answers} paid answer(s) ({source}); they are kept in {} and the next run of the job stores them instead of paying again",
+        path.display()
+    )]
+    Spooled {
+        answers: usize,
+        path: std::path::PathBuf,
+        #[source]
+        source: crate::store::StoreError,
+    },
+    /// Writing or reading the spool failed.
+    #[error(transparent)]
+    Spool(#[from] spool::SpoolError),
     /// The job's SQL returned no entities: nothing was spent, published or removed.
     #[error(
         "the source of `{job}` returned no entities ({sql}): nothing was generated, published or removed. An empty upstream, a failed load or a WHERE typo? If the job really has no entities now, run again with --allow-shrink (or set publish.max_shrink_share = 1)"
@@ -159,6 +175,9 @@ pub async fn plan_job_as_of(
     force: bool,
     as_of: &str,
 ) -> Result<Plan, RunError> {
+    // Answers a stopped run was paid for but could not store: stored first, so they are planned
+    // as done instead of being paid for again.
+    spool::replay(&project.spool_dir, &job.name, store).await?;
     let t = Instant::now();
     let entities = load_entities_as_of(project, job, as_of).await?;
     info!(job = %job.name, entities = entities.len(), ms = t.elapsed().as_millis() as u64, "source read");
@@ -685,13 +704,26 @@ pub(crate) async fn generate(
 
     let mut fatal = None;
     let mut done = 0u64;
+    // Paid answers the store would not take: kept (at most a chunk and the requests in flight,
+    // since no new request starts once the store failed), stored later or spooled.
+    let mut unsaved: Vec<NewGeneration> = Vec::new();
+    let mut first_error: Option<RunError> = None;
     let mut results = futures::stream::iter(tasks)
         .buffer_unordered(project.llm.max_in_flight)
         .ready_chunks(64);
     while let Some(chunk) = results.next().await {
         let mut batch = Vec::with_capacity(chunk.len());
         for r in chunk {
-            let Some(outcome) = r? else { continue };
+            let outcome = match r {
+                Ok(Some(outcome)) => outcome,
+                Ok(None) => continue,
+                Err(e) => {
+                    // Stop, but keep what the others were paid for: stored below, then the error.
+                    stop.store(true, Ordering::Relaxed);
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
             if let Some(f) = outcome.fatal {
                 // The row that met a run-fatal error is not recorded: it stays pending.
                 if fatal.is_none() {
@@ -722,15 +754,50 @@ pub(crate) async fn generate(
             out.outcomes.push((g.entity_key.clone(), g.status));
             batch.push(g);
         }
-        crate::store::with_reconnect("storing generations", || store.record_generations(&batch))
-            .await?;
-        done += batch.len() as u64;
+        if !unsaved.is_empty() {
+            unsaved.append(&mut batch);
+            continue;
+        }
+        match crate::store::with_reconnect("storing generations", || {
+            store.record_generations(&batch)
+        })
+        .await
+        {
+            Ok(()) => done += batch.len() as u64,
+            Err(e) => {
+                warn!(error = %e, answers = batch.len(), "cannot store the answers; no new request is started, and they are kept to be stored");
+                stop.store(true, Ordering::Relaxed);
+                unsaved = batch;
+            }
+        }
         if let Some(b) = &bar {
             b.set_position(done);
         }
     }
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    if !unsaved.is_empty() {
+        // Once more, the requests in flight drained (waiting out a connection failure).
+        match crate::store::with_reconnect("storing kept answers", || {
+            store.record_generations(&unsaved)
+        })
+        .await
+        {
+            Ok(()) => done += unsaved.len() as u64,
+            Err(source) => {
+                let path = spool::write(&project.spool_dir, &job.name, run_id, &unsaved)
+                    .map_err(RunError::Spool)?;
+                return Err(RunError::Spooled {
+                    answers: unsaved.len(),
+                    path,
+                    source,
+                });
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
     figures.pending += total - done;
     out.fatal = fatal;

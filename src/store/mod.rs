@@ -186,7 +186,8 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum GenerationStatus {
     Ok,
     /// The writer answered but validation rejected the output.
@@ -206,7 +207,7 @@ impl GenerationStatus {
 }
 
 /// One generation outcome to record.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewGeneration {
     pub run_id: i64,
     pub job: String,
