@@ -140,11 +140,38 @@ fn demo_publishes_every_domain_then_does_nothing_on_a_second_run() {
         "<meta name=\"description\"",
         "<link rel=\"canonical\" href=\"https:&#x2f;&#x2f;example.com&#x2f;domain_summaries&#x2f;",
         "application/ld+json",
-        "\"@type\":\"FAQPage\"",
+        "<meta property=\"og:title\"",
+        "<meta name=\"twitter:card\" content=\"summary\">",
+        "\"@type\":\"WebSite\"",
+        "\"@type\":\"Organization\"",
+        "\"@type\":\"BreadcrumbList\"",
+        "class=\"breadcrumbs\"",
         "<h1>",
+        "Frequently asked questions",
     ] {
         assert!(html.contains(needle), "{needle} missing in {one}");
     }
+    // FAQ rich results are for a few authoritative sites: the markup is opt-in.
+    assert!(!html.contains("\"@type\":\"FAQPage\""), "{one}");
+    assert!(
+        !html.contains(":null"),
+        "no null in the structured data: {one}"
+    );
+    // Every page links to its category's hub, and the hub links back to its members.
+    let hub_href = html
+        .split("href=\"groups&#x2f;")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no hub link in {one}"))
+        .to_string();
+    let hub = std::fs::read_to_string(job.join("groups").join(&hub_href)).unwrap();
+    assert!(hub.contains(&format!("href=\"..&#x2f;{one}\"")), "{hub}");
+    assert!(hub.contains("\"@type\":\"CollectionPage\""));
+    let robots = std::fs::read_to_string(site.join("robots.txt")).unwrap();
+    assert!(
+        robots.contains("Sitemap: https://example.com/sitemap.xml"),
+        "{robots}"
+    );
 
     // Second demo: same seed, same data → nothing generated, no file rewritten.
     let before = files_with_mtimes(&site);
@@ -168,7 +195,13 @@ fn demo_publishes_every_domain_then_does_nothing_on_a_second_run() {
     assert_eq!(figure(&text, "unchanged"), 120);
     assert_eq!(figure(&text, "to write"), 0);
 
-    // `--force` regenerates all, and identical texts still rewrite no page.
+    // `--force` regenerates all, and identical texts still rewrite no page: a page's date (its
+    // dateModified and sitemap lastmod) is when its content last changed, not the run's.
+    let sitemap_before = std::fs::read(job.join("sitemap-1.xml")).unwrap();
+    let pages_before: Vec<(PathBuf, SystemTime)> = files_with_mtimes(&site)
+        .into_iter()
+        .filter(|(p, _)| p.extension().is_some_and(|x| x == "html"))
+        .collect();
     let out = shopscribe(&[
         "run",
         "domain_summaries",
@@ -186,6 +219,15 @@ fn demo_publishes_every_domain_then_does_nothing_on_a_second_run() {
         Some(1),
         "a run that leaves entities pending exits 1"
     );
+    assert_eq!(
+        std::fs::read(job.join("sitemap-1.xml")).unwrap(),
+        sitemap_before
+    );
+    let pages_after: Vec<(PathBuf, SystemTime)> = files_with_mtimes(&site)
+        .into_iter()
+        .filter(|(p, _)| p.extension().is_some_and(|x| x == "html"))
+        .collect();
+    assert_eq!(pages_after, pages_before, "no page rewritten");
 }
 
 #[test]

@@ -112,6 +112,7 @@ fn files(site: &Path, job: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(site.join(job))
         .map(|rd| {
             rd.filter_map(Result::ok)
+                .filter(|e| e.path().is_file())
                 .map(|e| (e.path(), std::fs::read(e.path()).unwrap()))
                 .collect()
         })

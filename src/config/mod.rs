@@ -218,6 +218,8 @@ pub struct PublishConfig {
     pub base_url: String,
     /// The largest share of a job's published pages a run may remove (see `RawPublish`).
     pub max_shrink_share: f64,
+    /// `FAQPage` structured data (see `RawPublish`).
+    pub faq_markup: bool,
 }
 
 /// A metric of a job: where it comes from and how it becomes features.
@@ -507,6 +509,7 @@ fn validate(raw: RawConfig, dir: &Path, env: EnvLookup) -> Result<Project, Vec<S
         url: publish_url,
         base_url: base_url.trim_end_matches('/').into(),
         max_shrink_share,
+        faq_markup: raw.publish.faq_markup.unwrap_or(false),
     };
 
     let lease = raw.workers.lease_seconds.unwrap_or(60.0);

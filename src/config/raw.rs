@@ -216,6 +216,10 @@ pub struct RawPublish {
     /// and removes nothing (a broken upstream must not delete the site). Default 0.5; 1 accepts
     /// any shrink. `run --allow-shrink` accepts it for one run.
     pub max_shrink_share: Option<f64>,
+    /// `FAQPage` structured data on pages with an FAQ. Default false: search engines show FAQ
+    /// rich results only for a few authoritative sites since 2023; the FAQ itself is always
+    /// on the page.
+    pub faq_markup: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -105,7 +105,9 @@ fn every_unknown_key_is_listed_at_once_with_its_line() {
     // `labl` went into the three metrics with `min = 0`, `max = 1`: six unknown keys.
     assert_eq!(err.problems.len(), 6, "{msg}");
     assert!(
-        err.problems[0].starts_with("store.urll: unknown field `urll`, expected `url` (line 9)"),
+        err.problems[0].starts_with(
+            "store.urll: unknown field `urll`, expected `url` or `spool_dir` (line 9)"
+        ),
         "{msg}"
     );
     assert!(

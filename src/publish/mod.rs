@@ -91,6 +91,8 @@ pub struct SiteInfo {
     pub base_url: String,
     /// The project publishing, recorded in each job's manifest.
     pub publisher: Publisher,
+    /// `FAQPage` structured data for pages with an FAQ (the FAQ itself is always shown).
+    pub faq_markup: bool,
 }
 
 /// The project that published a job's pages into a folder: kept in the job's manifest, so a
@@ -143,11 +145,21 @@ pub struct ManifestEntry {
     /// blake3 of the published HTML and JSON, to skip unchanged pages without reading them.
     pub html_hash: String,
     pub json_hash: String,
+    /// blake3 of what the page says (its output, name and group): unchanged by a regeneration
+    /// that wrote the same text, so `modified_at` keeps its date.
+    #[serde(default)]
+    pub content_hash: String,
+    /// When the page's content last changed: its `dateModified` and its sitemap `<lastmod>`.
+    #[serde(default)]
+    pub modified_at: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JobManifest {
     pub job: String,
+    /// Slugs of the job's hub pages (one per peer group) under `JOB/groups/`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hubs: Vec<String>,
     /// Who published these pages; absent in manifests of earlier versions (adopted by the next
     /// publish).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -304,23 +316,84 @@ fn humanize(field: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The site's identity, shared by every page: one `WebSite` and its publisher `Organization`,
+/// referred to by `@id` from each page's own nodes.
+fn site_identity(site: &SiteInfo) -> Vec<Value> {
+    let org = format!("{}/#organization", site.base_url);
+    vec![
+        json!({"@type": "WebSite", "@id": format!("{}/#website", site.base_url),
+               "name": site.name, "url": format!("{}/", site.base_url), "publisher": {"@id": org}}),
+        json!({"@type": "Organization", "@id": org, "name": site.name,
+               "url": format!("{}/", site.base_url)}),
+    ]
+}
+
+/// A `BreadcrumbList` of (name, absolute URL) from the home page down.
+fn breadcrumb_list(crumbs: &[(String, String)]) -> Value {
+    let items: Vec<Value> = crumbs
+        .iter()
+        .enumerate()
+        .map(|(i, (name, url))| {
+            json!({"@type": "ListItem", "position": i + 1, "name": name, "item": url})
+        })
+        .collect();
+    json!({"@type": "BreadcrumbList", "itemListElement": items})
+}
+
+/// JSON-LD with `null` members left out (a missing meta description is absent, not `null`).
+fn without_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(without_nulls).collect()),
+        other => other,
+    }
+}
+
+/// The peer group of a page as the site links it: its hub page.
+struct Hub {
+    name: String,
+    slug: String,
+}
+
+/// What a page links to and says about itself beyond its output.
+struct PageFacts<'a> {
+    slug: &'a str,
+    /// When its content last changed (see [`ManifestEntry::modified_at`]).
+    modified_at: &'a str,
+    hub: Option<&'a Hub>,
+}
+
+fn job_title(site: &SiteInfo, job: &JobInfo) -> String {
+    if job.description.is_empty() {
+        format!("{} {}s", site.name, job.entity_label)
+    } else {
+        job.description.clone()
+    }
+}
+
 fn render_page(
     env: &Environment,
     site: &SiteInfo,
     job: &JobInfo,
     p: &PageInput,
-    slug: &str,
+    facts: &PageFacts,
 ) -> Result<String, PublishError> {
+    let slug = facts.slug;
     let out = &p.output;
     let str_field = |k: &str| out.get(k).and_then(Value::as_str).map(str::to_string);
     let title = str_field("title").unwrap_or_else(|| p.name.clone());
     let description = str_field("meta_description");
     let h1 = str_field("h1").unwrap_or_else(|| p.name.clone());
     let canonical = format!("{}/{}/{}.html", site.base_url, job.name, slug);
-    let updated = p
-        .generated_at
+    let updated = facts
+        .modified_at
         .get(..10)
-        .unwrap_or(&p.generated_at)
+        .unwrap_or(facts.modified_at)
         .to_string();
     let paragraphs: Vec<String> = str_field("summary")
         .map(|s| {
@@ -369,20 +442,38 @@ fn render_page(
         }
     }
 
-    let mut graph = vec![json!({
+    let section = job_title(site, job);
+    let mut crumbs = vec![
+        (site.name.clone(), format!("{}/index.html", site.base_url)),
+        (
+            section.clone(),
+            format!("{}/{}/index.html", site.base_url, job.name),
+        ),
+    ];
+    if let Some(h) = facts.hub {
+        crumbs.push((
+            h.name.clone(),
+            format!("{}/{}/groups/{}.html", site.base_url, job.name, h.slug),
+        ));
+    }
+    crumbs.push((p.name.clone(), canonical.clone()));
+    let mut graph = site_identity(site);
+    graph.push(json!({
         "@type": "WebPage",
         "@id": canonical,
         "url": canonical,
         "name": title,
         "description": description,
-        "dateModified": p.generated_at,
-        "isPartOf": {"@type": "WebSite", "name": site.name, "url": site.base_url},
+        "dateModified": facts.modified_at,
+        "isPartOf": {"@id": format!("{}/#website", site.base_url)},
+        "publisher": {"@id": format!("{}/#organization", site.base_url)},
+        "breadcrumb": breadcrumb_list(&crumbs),
         "about": {"@type": "Thing", "name": p.name},
-    })];
+    }));
     if let Some(faq) = out
         .get("faq")
         .and_then(Value::as_array)
-        .filter(|f| !f.is_empty())
+        .filter(|f| !f.is_empty() && site.faq_markup)
     {
         let questions: Vec<Value> = faq
             .iter()
@@ -396,14 +487,19 @@ fn render_page(
             .collect();
         graph.push(json!({"@type": "FAQPage", "mainEntity": questions}));
     }
-    let json_ld = script_safe_json(&json!({"@context": "https://schema.org", "@graph": graph}));
+    let json_ld = script_safe_json(&without_nulls(
+        json!({"@context": "https://schema.org", "@graph": graph}),
+    ));
 
     let ctx = json!({
         "title": title,
         "description": description,
         "canonical": canonical,
         "json_ld": json_ld,
-        "job_title": if job.description.is_empty() { site.name.clone() } else { job.description.clone() },
+        "site_name": site.name,
+        "og_type": "article",
+        "job_title": section,
+        "hub": facts.hub.map(|h| json!({"name": h.name, "href": format!("groups/{}.html", h.slug)})),
         "h1": h1,
         "group": p.group,
         "group_label": job.group_label,
@@ -445,7 +541,9 @@ pub async fn publish(
     let env = environment();
     pages.sort_by(|a, b| a.key.cmp(&b.key));
     let manifest_path = format!("{}/manifest.json", job.name);
-    let stale = sink.remove_temporaries(&job.name) + sink.remove_temporaries("");
+    let stale = sink.remove_temporaries(&job.name)
+        + sink.remove_temporaries(&format!("{}/groups", job.name))
+        + sink.remove_temporaries("");
     if stale > 0 {
         tracing::info!(
             files = stale,
@@ -461,6 +559,7 @@ pub async fn publish(
         pages.iter().map(|p| p.key.as_str()),
         policy,
     )?;
+    let previous_hubs = previous.as_ref().map(|m| m.hubs.clone());
     let previous: HashMap<String, ManifestEntry> = previous
         .map(|m| m.entities.into_iter().map(|e| (e.key.clone(), e)).collect())
         .unwrap_or_default();
@@ -471,9 +570,32 @@ pub async fn publish(
     };
     let mut entries = Vec::with_capacity(pages.len());
     let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
+    // One hub page per peer group, linking its members; every member page links to its hub.
+    let mut hubs: BTreeMap<String, Hub> = BTreeMap::new();
+    for g in pages.iter().filter_map(|p| p.group.as_ref()) {
+        hubs.entry(g.clone()).or_insert_with(|| Hub {
+            name: g.clone(),
+            slug: slug(g),
+        });
+    }
     for p in &pages {
         let slug = slug(&p.key);
-        let html = render_page(&env, site, job, p, &slug)?.into_bytes();
+        let content_hash = hash(
+            &serde_json::to_vec(&json!([p.output, p.name, p.group])).expect("JSON serialises"),
+        );
+        // A regeneration that wrote the same text keeps the page's date (and its bytes).
+        let modified_at = match previous.get(&p.key) {
+            Some(e) if e.content_hash == content_hash && !e.modified_at.is_empty() => {
+                e.modified_at.clone()
+            }
+            _ => p.generated_at.clone(),
+        };
+        let facts = PageFacts {
+            slug: &slug,
+            modified_at: &modified_at,
+            hub: p.group.as_ref().and_then(|g| hubs.get(g)),
+        };
+        let html = render_page(&env, site, job, p, &facts)?.into_bytes();
         let json = serde_json::to_vec_pretty(&json!({
             "key": p.key,
             "name": p.name,
@@ -493,6 +615,8 @@ pub async fn publish(
             generated_at: p.generated_at.clone(),
             html_hash: hash(&html),
             json_hash: hash(&json),
+            content_hash,
+            modified_at,
         };
         let prev = previous.get(&p.key);
         if prev.is_none_or(|e| e.html_hash != entry.html_hash || e.slug != slug) {
@@ -539,43 +663,129 @@ pub async fn publish(
     report.removed_keys.sort();
     report.pages_removed = report.removed_keys.len();
 
-    // The job's index, sitemaps and manifest; rewritten only when their bytes change.
+    // The job's index, its hubs, sitemaps and manifest; rewritten only when their bytes change.
+    let job_title = job_title(site, job);
+    let home = (site.name.clone(), format!("{}/index.html", site.base_url));
+    let section_url = format!("{}/{}/index.html", site.base_url, job.name);
     let index_entries: Vec<Value> = entries
         .iter()
         .zip(&pages)
-        .map(|(e, p)| json!({"href": format!("{}.html", e.slug), "name": e.name, "group": p.group}))
-        .collect();
-    let job_title = if job.description.is_empty() {
-        format!("{} {}s", site.name, job.entity_label)
-    } else {
-        job.description.clone()
-    };
-    let index = env
-        .get_template("index.html")
-        .and_then(|t| {
-            t.render(minijinja::value::Serde(json!({
-                "title": job_title,
-                "description": format!("{} {}s.", pages.len(), job.entity_label),
-                "canonical": format!("{}/{}/index.html", site.base_url, job.name),
-                "css": "../style.css",
-                "name_heading": humanize(&job.entity_label),
-                "group_heading": humanize(&job.group_label),
-                "show_group": pages.iter().any(|p| p.group.is_some()),
-                "entries": index_entries,
-            })))
+        .map(|(e, p)| {
+            let hub = p.group.as_ref().and_then(|g| hubs.get(g));
+            json!({"href": format!("{}.html", e.slug), "name": e.name, "group": p.group,
+                   "group_href": hub.map(|h| format!("groups/{}.html", h.slug))})
         })
-        .map_err(|e| PublishError::Render {
-            what: "the job index".into(),
-            message: e.to_string(),
-        })?;
+        .collect();
+    let listing = |title: &str,
+                   description: String,
+                   canonical: &str,
+                   css: &str,
+                   crumbs: Vec<(String, String, String)>,
+                   show_group: bool,
+                   entries: Vec<Value>,
+                   what: &str| {
+        let mut graph = site_identity(site);
+        let mut trail: Vec<(String, String)> = crumbs
+            .iter()
+            .map(|(n, _, u)| (n.clone(), u.clone()))
+            .collect();
+        trail.push((title.to_string(), canonical.to_string()));
+        graph.push(
+            json!({"@type": "CollectionPage", "@id": canonical, "url": canonical,
+            "name": title, "isPartOf": {"@id": format!("{}/#website", site.base_url)},
+            "breadcrumb": breadcrumb_list(&trail)}),
+        );
+        let json_ld = script_safe_json(&json!({"@context": "https://schema.org", "@graph": graph}));
+        let crumbs: Vec<Value> = crumbs
+            .into_iter()
+            .map(|(name, href, _)| json!({"name": name, "href": href}))
+            .collect();
+        env.get_template("index.html")
+            .and_then(|t| {
+                t.render(minijinja::value::Serde(json!({
+                    "title": title,
+                    "description": description,
+                    "canonical": canonical,
+                    "css": css,
+                    "site_name": site.name,
+                    "json_ld": json_ld,
+                    "crumbs": crumbs,
+                    "name_heading": humanize(&job.entity_label),
+                    "group_heading": humanize(&job.group_label),
+                    "show_group": show_group,
+                    "entries": entries,
+                })))
+            })
+            .map_err(|e| PublishError::Render {
+                what: what.to_string(),
+                message: e.to_string(),
+            })
+    };
+    let index = listing(
+        &job_title,
+        format!("{} {}s.", pages.len(), job.entity_label),
+        &section_url,
+        "../style.css",
+        vec![(home.0.clone(), "../index.html".into(), home.1.clone())],
+        pages.iter().any(|p| p.group.is_some()),
+        index_entries,
+        "the job index",
+    )?;
     let mut files: Vec<(String, Vec<u8>)> =
         vec![(format!("{}/index.html", job.name), index.into_bytes())];
+    for hub in hubs.values() {
+        let members: Vec<Value> = entries
+            .iter()
+            .zip(&pages)
+            .filter(|(_, p)| p.group.as_deref() == Some(hub.name.as_str()))
+            .map(|(e, _)| json!({"href": format!("../{}.html", e.slug), "name": e.name}))
+            .collect();
+        let title = format!("{}: {}", humanize(&job.group_label), hub.name);
+        let html = listing(
+            &title,
+            format!(
+                "{} {}s in the {} {}.",
+                members.len(),
+                job.entity_label,
+                hub.name,
+                job.group_label
+            ),
+            &format!("{}/{}/groups/{}.html", site.base_url, job.name, hub.slug),
+            "../../style.css",
+            vec![
+                (home.0.clone(), "../../index.html".into(), home.1.clone()),
+                (
+                    job_title.clone(),
+                    "../index.html".into(),
+                    section_url.clone(),
+                ),
+            ],
+            false,
+            members,
+            "a hub page",
+        )?;
+        files.push((
+            format!("{}/groups/{}.html", job.name, hub.slug),
+            html.into_bytes(),
+        ));
+    }
+    // Hubs of groups that are gone: removed, as listed in this project's manifest.
+    if let Some(prev) = &previous_hubs {
+        for gone in prev
+            .iter()
+            .filter(|h| !hubs.values().any(|c| &c.slug == *h))
+        {
+            sink.delete(&format!("{}/groups/{gone}.html", job.name))
+                .await?;
+            report.files_removed += 1;
+        }
+    }
     let urls: Vec<(String, String)> = entries
         .iter()
         .map(|e| {
             (
                 format!("{}/{}/{}.html", site.base_url, job.name, e.slug),
-                e.generated_at.get(..10).unwrap_or("").to_string(),
+                e.modified_at.get(..10).unwrap_or("").to_string(),
             )
         })
         .collect();
@@ -587,6 +797,7 @@ pub async fn publish(
     }
     let manifest = JobManifest {
         job: job.name.clone(),
+        hubs: hubs.values().map(|h| h.slug.clone()).collect(),
         publisher: Some(site.publisher.clone()),
         entities: entries,
     };
@@ -639,6 +850,9 @@ pub async fn publish(
                 "title": root.site,
                 "canonical": format!("{}/index.html", site.base_url),
                 "css": "style.css",
+                "site_name": root.site,
+                "json_ld": script_safe_json(&json!({"@context": "https://schema.org",
+                    "@graph": site_identity(&SiteInfo { name: root.site.clone(), ..site.clone() })})),
                 "name_heading": "Section",
                 "show_group": false,
                 "entries": root_entries,
@@ -650,6 +864,14 @@ pub async fn publish(
         })?;
     files.push(("index.html".into(), root_index.into_bytes()));
     files.push(("sitemap.xml".into(), sitemap_index.into_bytes()));
+    files.push((
+        "robots.txt".into(),
+        format!(
+            "User-agent: *\nAllow: /\n\nSitemap: {}/sitemap.xml\n",
+            site.base_url
+        )
+        .into_bytes(),
+    ));
     files.push((
         "style.css".into(),
         include_bytes!("templates/style.css").to_vec(),

@@ -337,6 +337,7 @@ async fn site_info(project: &Project, store: &dyn Store) -> Result<SiteInfo, Run
             project: project.name.clone(),
             id: crate::store::store_id(store).await?,
         },
+        faq_markup: project.publish.faq_markup,
     })
 }
 
