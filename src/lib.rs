@@ -15,6 +15,7 @@ pub mod queue;
 pub mod report;
 pub mod run;
 pub mod serve;
+pub mod site_check;
 pub mod source;
 pub mod store;
 pub mod validate;

@@ -204,6 +204,25 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Check a published site: titles (≤ 60 characters) and meta descriptions (≤ 160), both unique;
+    /// canonical links to themselves; JSON-LD that parses with its type's required fields;
+    /// internal links that resolve; sitemaps listing every page and nothing else; `lang`.
+    #[command(
+        after_help = "Examples:\n  shopscribe check-site -p my-project            # the project's publish.url\n  shopscribe check-site --site ./site --base-url https://shops.example.com\n  shopscribe check-site --site s3://bucket/site\n\nExit 0 when clean, 1 with problems (each listed: file, kind, what). Also run after each\npublish (publish.check = warn | error | off)."
+    )]
+    CheckSite {
+        #[arg(short, long, env = "SHOPSCRIBE_PROJECT", default_value = ".")]
+        project: PathBuf,
+        /// The site to check (a folder, file:///…, s3://…). Default: the project's publish.url.
+        #[arg(long, value_name = "URL")]
+        site: Option<String>,
+        /// Its public root. Default: the project's publish.base_url.
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
+        /// How many problems to list.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Every generated version of one entity's text, with the inputs and run that produced it.
     #[command(
         after_help = "Examples:\n  shopscribe history domain_summaries northwear.com\n  shopscribe history domain_summaries northwear.com --as-of 2026-11-01   # the text online then\n  shopscribe history domain_summaries northwear.com --full               # prompts and outputs too"
@@ -611,6 +630,37 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             }
             Ok(code)
         }
+        Command::CheckSite {
+            project,
+            site,
+            base_url,
+            limit,
+        } => {
+            let project = load_project(&project)?;
+            let url = match site {
+                Some(s) => config::normalise_location(&s, &std::env::current_dir().unwrap_or_default())
+                    .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))?,
+                None => project.publish.url.clone(),
+            };
+            let base = base_url.unwrap_or_else(|| project.publish.base_url.clone());
+            let sink = shopscribe::publish::sink::Sink::open(&url)
+                .map_err(|e| Failure::Usage(e.into()))?;
+            let report = shopscribe::site_check::check_site(&sink, &base)
+                .await
+                .map_err(|e| Failure::Run(e.into()))?;
+            println!("Site {url}: {}", report.summary());
+            for p in report.problems.iter().take(limit) {
+                println!("  {}  {}: {}", p.kind.as_str(), p.file, p.message);
+            }
+            if report.problems.len() > limit {
+                println!("  … and {} more (--limit)", report.problems.len() - limit);
+            }
+            Ok(if report.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::History {
             job,
             key,
@@ -971,6 +1021,9 @@ fn print_summary(s: &RunSummary) {
         "  site       {} files written, {} unchanged, {} removed",
         s.publish.files_written, s.publish.files_unchanged, s.publish.files_removed
     );
+    if let Some(c) = &s.publish.check {
+        println!("  check      {}", c.summary());
+    }
     if s.publish.pages_removed > 0 {
         let keys = &s.publish.removed_keys;
         let shown: Vec<&str> = keys.iter().take(10).map(String::as_str).collect();

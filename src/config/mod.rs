@@ -220,6 +220,18 @@ pub struct PublishConfig {
     pub max_shrink_share: f64,
     /// `FAQPage` structured data (see `RawPublish`).
     pub faq_markup: bool,
+    /// The site check after each publish.
+    pub check: SiteCheck,
+}
+
+/// What a run does with the site check after publishing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SiteCheck {
+    Off,
+    /// Problems are reported (summary, log, report), the run's outcome is unchanged.
+    Warn,
+    /// Problems also fail the run.
+    Error,
 }
 
 /// A metric of a job: where it comes from and how it becomes features.
@@ -499,6 +511,17 @@ fn validate(raw: RawConfig, dir: &Path, env: EnvLookup) -> Result<Project, Vec<S
             "publish.base_url: `{base_url}` is not an absolute URL"
         ));
     }
+    let check = match raw.publish.check.as_deref().unwrap_or("warn") {
+        "off" => SiteCheck::Off,
+        "warn" => SiteCheck::Warn,
+        "error" => SiteCheck::Error,
+        other => {
+            problems.push(format!(
+                "publish.check: `{other}` is not one of off, warn, error"
+            ));
+            SiteCheck::Warn
+        }
+    };
     let max_shrink_share = raw.publish.max_shrink_share.unwrap_or(0.5);
     if !(0.0..=1.0).contains(&max_shrink_share) {
         problems.push(format!(
@@ -510,6 +533,7 @@ fn validate(raw: RawConfig, dir: &Path, env: EnvLookup) -> Result<Project, Vec<S
         base_url: base_url.trim_end_matches('/').into(),
         max_shrink_share,
         faq_markup: raw.publish.faq_markup.unwrap_or(false),
+        check,
     };
 
     let lease = raw.workers.lease_seconds.unwrap_or(60.0);

@@ -220,6 +220,9 @@ pub struct RawPublish {
     /// rich results only for a few authoritative sites since 2023; the FAQ itself is always
     /// on the page.
     pub faq_markup: Option<bool>,
+    /// The site check after each publish (`shopscribe check-site`): `warn` (default) reports its
+    /// problems in the run summary and log, `error` also fails the run, `off` skips it.
+    pub check: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

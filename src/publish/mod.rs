@@ -131,6 +131,8 @@ pub struct PublishReport {
     pub pages_removed: usize,
     /// Their keys, in key order.
     pub removed_keys: Vec<String>,
+    /// The site check that followed the publish, if it ran.
+    pub check: Option<crate::site_check::SiteReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -368,6 +370,33 @@ struct PageFacts<'a> {
     hub: Option<&'a Hub>,
 }
 
+/// `text` cut at a word boundary to at most `max` characters, with "…" when cut.
+fn clip(text: &str, max: usize) -> String {
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut out = String::new();
+    for word in text.split(' ') {
+        if out.chars().count() + word.chars().count() + 2 > max {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out.trim_end_matches([',', ';', ':', '.']).to_string() + "…"
+}
+
+/// The `<title>` of a job's index: short enough to be shown whole.
+fn index_title(site: &SiteInfo, job: &JobInfo) -> String {
+    clip(
+        &format!("{}s: {}", humanize(&job.entity_label), site.name),
+        crate::site_check::MAX_TITLE,
+    )
+}
+
 fn job_title(site: &SiteInfo, job: &JobInfo) -> String {
     if job.description.is_empty() {
         format!("{} {}s", site.name, job.entity_label)
@@ -387,7 +416,12 @@ fn render_page(
     let out = &p.output;
     let str_field = |k: &str| out.get(k).and_then(Value::as_str).map(str::to_string);
     let title = str_field("title").unwrap_or_else(|| p.name.clone());
-    let description = str_field("meta_description");
+    // Without a meta description field (the reviews schema has none), the summary's opening.
+    let description = str_field("meta_description").or_else(|| {
+        str_field("summary")
+            .map(|s| clip(&s, crate::site_check::MAX_DESCRIPTION))
+            .filter(|s| !s.is_empty())
+    });
     let h1 = str_field("h1").unwrap_or_else(|| p.name.clone());
     let canonical = format!("{}/{}/{}.html", site.base_url, job.name, slug);
     let updated = facts
@@ -722,8 +756,15 @@ pub async fn publish(
             })
     };
     let index = listing(
-        &job_title,
-        format!("{} {}s.", pages.len(), job.entity_label),
+        &index_title(site, job),
+        if job.description.is_empty() {
+            format!("{} {}s.", pages.len(), job.entity_label)
+        } else {
+            clip(
+                &format!("{}: {} {}s.", job.description, pages.len(), job.entity_label),
+                crate::site_check::MAX_DESCRIPTION,
+            )
+        },
         &section_url,
         "../style.css",
         vec![(home.0.clone(), "../index.html".into(), home.1.clone())],
@@ -789,6 +830,22 @@ pub async fn publish(
             )
         })
         .collect();
+    // Hub pages are pages too: listed, dated by their newest member.
+    let mut urls = urls;
+    for hub in hubs.values() {
+        let newest = entries
+            .iter()
+            .zip(&pages)
+            .filter(|(_, p)| p.group.as_deref() == Some(hub.name.as_str()))
+            .map(|(e, _)| e.modified_at.get(..10).unwrap_or(""))
+            .max()
+            .unwrap_or("")
+            .to_string();
+        urls.push((
+            format!("{}/{}/groups/{}.html", site.base_url, job.name, hub.slug),
+            newest,
+        ));
+    }
     let mut sitemaps = Vec::new();
     for (i, chunk) in urls.chunks(SITEMAP_MAX_URLS).enumerate() {
         let name = format!("{}/sitemap-{}.xml", job.name, i + 1);

@@ -154,6 +154,34 @@ impl Sink {
         }
     }
 
+    /// Every object's path under the sink (relative, `/`-separated), in name order.
+    pub async fn list(&self) -> Result<Vec<String>, SinkError> {
+        use futures::TryStreamExt;
+        let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(prefix)
+            .try_collect()
+            .await
+            .map_err(|source| SinkError::Io {
+                path: self.url.clone(),
+                source,
+            })?;
+        let base = self.prefix.as_ref();
+        let mut out: Vec<String> = metas
+            .into_iter()
+            .map(|m| {
+                let full = m.location.as_ref();
+                full.strip_prefix(base)
+                    .unwrap_or(full)
+                    .trim_start_matches('/')
+                    .to_string()
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// Writes `bytes` unless the object already holds exactly them; true when written.
     pub async fn put_if_changed(&self, rel: &str, bytes: Vec<u8>) -> Result<bool, SinkError> {
         if self.get(rel).await?.as_deref() == Some(bytes.as_slice()) {

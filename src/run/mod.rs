@@ -46,6 +46,9 @@ pub enum RunError {
         #[source]
         source: crate::store::StoreError,
     },
+    /// The published site has problems and `publish.check = "error"`.
+    #[error("the published site fails its check: {0} (see `shopscribe check-site`)")]
+    SiteCheck(String),
     /// Writing or reading the spool failed.
     #[error(transparent)]
     Spool(#[from] spool::SpoolError),
@@ -427,6 +430,24 @@ async fn publish_job(
         ms = t.elapsed().as_millis() as u64,
         "site published"
     );
+    let mut report = report;
+    if project.publish.check != crate::config::SiteCheck::Off {
+        let t = Instant::now();
+        let checked = crate::site_check::check_site(&sink, &project.publish.base_url)
+            .await
+            .map_err(publish::PublishError::from)?;
+        for p in checked.problems.iter().take(20) {
+            warn!(file = %p.file, kind = p.kind.as_str(), "site check: {}", p.message);
+        }
+        info!(result = %checked.summary(), ms = t.elapsed().as_millis() as u64, "site checked");
+        let failed = !checked.problems.is_empty()
+            && project.publish.check == crate::config::SiteCheck::Error;
+        let summary = checked.summary();
+        report.check = Some(checked);
+        if failed {
+            return Err(RunError::SiteCheck(summary));
+        }
+    }
     if report.pages_removed > 0 {
         let some: Vec<&str> = report
             .removed_keys

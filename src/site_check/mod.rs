@@ -1,0 +1,357 @@
+//! The published-site linter: reads a site back from its location (a folder or S3) and checks
+//! what search engines and readers rely on — every page has `lang`, a title of at most 60
+//! characters and a meta description of at most 160, both unique across the site; a canonical
+//! link to itself; JSON-LD that parses and carries its type's required fields; internal links
+//! that resolve; and sitemaps that list every published page and nothing else. Run by
+//! `shopscribe check-site` and after each publish.
+
+mod html;
+
+use crate::publish::sink::{Sink, SinkError};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Longest title and meta description a search engine shows whole.
+pub const MAX_TITLE: usize = 60;
+pub const MAX_DESCRIPTION: usize = 160;
+
+/// What kind of problem a page has (stable names, shown and counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    NoLang,
+    NoTitle,
+    LongTitle,
+    DuplicateTitle,
+    NoDescription,
+    LongDescription,
+    DuplicateDescription,
+    Canonical,
+    JsonLd,
+    BrokenLink,
+    NotInSitemap,
+    SitemapExtra,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::NoLang => "no_lang",
+            Kind::NoTitle => "no_title",
+            Kind::LongTitle => "long_title",
+            Kind::DuplicateTitle => "duplicate_title",
+            Kind::NoDescription => "no_description",
+            Kind::LongDescription => "long_description",
+            Kind::DuplicateDescription => "duplicate_description",
+            Kind::Canonical => "canonical",
+            Kind::JsonLd => "json_ld",
+            Kind::BrokenLink => "broken_link",
+            Kind::NotInSitemap => "not_in_sitemap",
+            Kind::SitemapExtra => "sitemap_extra",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Problem {
+    /// The file, relative to the site's root.
+    pub file: String,
+    pub kind: Kind,
+    pub message: String,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SiteReport {
+    /// HTML files read.
+    pub pages: usize,
+    pub problems: Vec<Problem>,
+}
+
+impl SiteReport {
+    /// Problems per kind, for summaries.
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut out = BTreeMap::new();
+        for p in &self.problems {
+            *out.entry(p.kind.as_str()).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// One line: "clean" or the counts per kind.
+    pub fn summary(&self) -> String {
+        if self.problems.is_empty() {
+            return format!("{} pages, clean", self.pages);
+        }
+        let kinds: Vec<String> = self
+            .counts()
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        format!("{} pages, {} problems: {}", self.pages, self.problems.len(), kinds.join(", "))
+    }
+}
+
+/// Reads every HTML page and sitemap at `sink` and checks them; `base_url` is the site's
+/// public root (canonical links and sitemap locations are compared with it).
+pub async fn check_site(sink: &Sink, base_url: &str) -> Result<SiteReport, SinkError> {
+    let base_url = base_url.trim_end_matches('/');
+    let files = sink.list().await?;
+    let present: BTreeSet<&str> = files.iter().map(String::as_str).collect();
+    let mut report = SiteReport::default();
+    let mut titles: HashMap<String, Vec<String>> = HashMap::new();
+    let mut descriptions: HashMap<String, Vec<String>> = HashMap::new();
+    let mut pages: BTreeSet<String> = BTreeSet::new();
+    let problem = |file: &str, kind: Kind, message: String| Problem {
+        file: file.to_string(),
+        kind,
+        message,
+    };
+    for file in files.iter().filter(|f| f.ends_with(".html")) {
+        let Some(bytes) = sink.get(file).await? else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let page = html::Page::read(&text);
+        report.pages += 1;
+        if is_published_page(file) {
+            pages.insert(file.clone());
+        }
+        if page.lang.as_deref().is_none_or(str::is_empty) {
+            report.problems.push(problem(file, Kind::NoLang, "<html> has no lang".into()));
+        }
+        match &page.title {
+            None => report.problems.push(problem(file, Kind::NoTitle, "no <title>".into())),
+            Some(t) => {
+                if t.chars().count() > MAX_TITLE {
+                    report.problems.push(problem(
+                        file,
+                        Kind::LongTitle,
+                        format!("title of {} characters (at most {MAX_TITLE}): {t}", t.chars().count()),
+                    ));
+                }
+                titles.entry(t.clone()).or_default().push(file.clone());
+            }
+        }
+        match &page.description {
+            None if is_published_page(file) => report.problems.push(problem(
+                file,
+                Kind::NoDescription,
+                "no meta description".into(),
+            )),
+            None => {}
+            Some(d) => {
+                if d.chars().count() > MAX_DESCRIPTION {
+                    report.problems.push(problem(
+                        file,
+                        Kind::LongDescription,
+                        format!(
+                            "meta description of {} characters (at most {MAX_DESCRIPTION})",
+                            d.chars().count()
+                        ),
+                    ));
+                }
+                descriptions.entry(d.clone()).or_default().push(file.clone());
+            }
+        }
+        let own = format!("{base_url}/{file}");
+        match &page.canonical {
+            Some(c) if *c == own => {}
+            Some(c) => report.problems.push(problem(
+                file,
+                Kind::Canonical,
+                format!("canonical {c} is not the page's own URL {own}"),
+            )),
+            None => report.problems.push(problem(file, Kind::Canonical, "no canonical link".into())),
+        }
+        for block in &page.json_ld {
+            if let Err(m) = check_json_ld(block) {
+                report.problems.push(problem(file, Kind::JsonLd, m));
+            }
+        }
+        for href in &page.links {
+            if let Some(target) = resolve(file, href, base_url)
+                && !present.contains(target.as_str())
+            {
+                report.problems.push(problem(
+                    file,
+                    Kind::BrokenLink,
+                    format!("link {href} leads nowhere ({target} is not published)"),
+                ));
+            }
+        }
+    }
+    for (what, seen, kind) in [
+        ("title", &titles, Kind::DuplicateTitle),
+        ("meta description", &descriptions, Kind::DuplicateDescription),
+    ] {
+        for (value, files) in seen.iter().filter(|(_, f)| f.len() > 1) {
+            for f in files {
+                report.problems.push(problem(
+                    f,
+                    kind,
+                    format!("the same {what} as {} other page(s): {value}", files.len() - 1),
+                ));
+            }
+        }
+    }
+    check_sitemaps(sink, base_url, &present, &pages, &mut report).await?;
+    report
+        .problems
+        .sort_by(|a, b| (a.kind, &a.file).cmp(&(b.kind, &b.file)));
+    Ok(report)
+}
+
+/// Entity pages and hubs (what sitemaps must list): HTML below a job's folder, not its index.
+fn is_published_page(file: &str) -> bool {
+    file.contains('/') && !file.ends_with("/index.html")
+}
+
+/// The site file an `href` of `from` points at, if it is internal (relative, or absolute under
+/// the base URL); fragments and queries are ignored.
+fn resolve(from: &str, href: &str, base_url: &str) -> Option<String> {
+    let href = href.split(['#', '?']).next().unwrap_or("");
+    if href.is_empty() || href.starts_with("mailto:") || href.starts_with("tel:") {
+        return None;
+    }
+    let rel = if let Some(rest) = href.strip_prefix(base_url) {
+        rest.trim_start_matches('/').to_string()
+    } else if href.contains("://") || href.starts_with("//") {
+        return None;
+    } else if let Some(abs) = href.strip_prefix('/') {
+        abs.to_string()
+    } else {
+        let dir = from.rsplit_once('/').map_or("", |(d, _)| d);
+        if dir.is_empty() { href.to_string() } else { format!("{dir}/{href}") }
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for part in rel.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    let joined = parts.join("/");
+    Some(if joined.is_empty() || rel.ends_with('/') {
+        format!("{joined}{}index.html", if joined.is_empty() { "" } else { "/" })
+    } else {
+        joined
+    })
+}
+
+/// Required members per structured-data type (those this site writes, and `Product`).
+fn check_json_ld(text: &str) -> Result<(), String> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("JSON-LD does not parse: {e}"))?;
+    let nodes: Vec<&serde_json::Value> = match v.get("@graph").and_then(|g| g.as_array()) {
+        Some(g) => g.iter().collect(),
+        None => vec![&v],
+    };
+    for n in nodes {
+        let Some(t) = n.get("@type").and_then(|t| t.as_str()) else {
+            return Err("a JSON-LD node has no @type".into());
+        };
+        let required: &[&str] = match t {
+            "WebPage" | "CollectionPage" => &["name", "url"],
+            "WebSite" => &["name", "url"],
+            "Organization" => &["name"],
+            "BreadcrumbList" => &["itemListElement"],
+            "FAQPage" => &["mainEntity"],
+            "Product" => &["name"],
+            _ => &[],
+        };
+        for r in required {
+            if n.get(r).is_none_or(|x| x.is_null()) {
+                return Err(format!("JSON-LD {t} has no {r}"));
+            }
+        }
+        if let Some(b) = n.get("breadcrumb") {
+            check_json_ld(&b.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// The sitemaps the root `sitemap.xml` names must list every published page, and nothing
+/// that is not one.
+async fn check_sitemaps(
+    sink: &Sink,
+    base_url: &str,
+    present: &BTreeSet<&str>,
+    pages: &BTreeSet<String>,
+    report: &mut SiteReport,
+) -> Result<(), SinkError> {
+    let Some(index) = sink.get("sitemap.xml").await? else {
+        report.problems.push(Problem {
+            file: "sitemap.xml".into(),
+            kind: Kind::NotInSitemap,
+            message: "no sitemap.xml".into(),
+        });
+        return Ok(());
+    };
+    let mut listed: BTreeSet<String> = BTreeSet::new();
+    for loc in html::locs(&String::from_utf8_lossy(&index)) {
+        let Some(rel) = loc.strip_prefix(base_url).map(|r| r.trim_start_matches('/').to_string())
+        else {
+            continue;
+        };
+        if !present.contains(rel.as_str()) {
+            report.problems.push(Problem {
+                file: "sitemap.xml".into(),
+                kind: Kind::SitemapExtra,
+                message: format!("names the sitemap {loc}, which is not published"),
+            });
+            continue;
+        }
+        if let Some(bytes) = sink.get(&rel).await? {
+            for u in html::locs(&String::from_utf8_lossy(&bytes)) {
+                match u.strip_prefix(base_url).map(|r| r.trim_start_matches('/').to_string()) {
+                    Some(r) if pages.contains(&r) => {
+                        listed.insert(r);
+                    }
+                    _ => report.problems.push(Problem {
+                        file: rel.clone(),
+                        kind: Kind::SitemapExtra,
+                        message: format!("lists {u}, which is not a published page"),
+                    }),
+                }
+            }
+        }
+    }
+    for p in pages.iter().filter(|p| !listed.contains(*p)) {
+        report.problems.push(Problem {
+            file: p.clone(),
+            kind: Kind::NotInSitemap,
+            message: "published but in no sitemap".into(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_resolve_relative_to_their_page() {
+        let base = "https://example.com";
+        assert_eq!(resolve("job/a.html", "b.html", base).as_deref(), Some("job/b.html"));
+        assert_eq!(resolve("job/groups/x.html", "../a.html", base).as_deref(), Some("job/a.html"));
+        assert_eq!(resolve("job/a.html", "../index.html", base).as_deref(), Some("index.html"));
+        assert_eq!(resolve("index.html", "job/index.html", base).as_deref(), Some("job/index.html"));
+        assert_eq!(resolve("job/a.html", "https://example.com/job/", base).as_deref(), Some("job/index.html"));
+        assert_eq!(resolve("job/a.html", "https://other.org/x", base), None);
+        assert_eq!(resolve("job/a.html", "#top", base), None);
+    }
+
+    #[test]
+    fn json_ld_needs_its_required_fields() {
+        assert!(check_json_ld(r#"{"@graph":[{"@type":"WebPage","name":"a","url":"u"}]}"#).is_ok());
+        assert!(check_json_ld(r#"{"@type":"WebPage","name":"a"}"#).unwrap_err().contains("url"));
+        assert!(check_json_ld(r#"{"@type":"Product","name":null}"#).is_err());
+        assert!(check_json_ld("{not json").unwrap_err().contains("parse"));
+    }
+}
