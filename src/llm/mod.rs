@@ -104,7 +104,8 @@ impl ProviderError {
 /// A text generator. Implementations must be cheap to share across tasks.
 #[async_trait]
 pub trait Provider: Send + Sync {
-    /// Provider name as stored on generations ("offline", "openai").
+    /// Provider name as stored on runs and on the generations it writes ("offline", "openai",
+    /// "openai-batch"). Input hashes carry [`realtime_name`] of it, not the name itself.
     fn name(&self) -> &str;
     /// Model name as stored on generations and hashed into input hashes.
     fn model(&self) -> &str;
@@ -130,21 +131,41 @@ pub fn estimate_tokens_heuristic(text: &str) -> u32 {
     (text.chars().count() as u32).div_ceil(4)
 }
 
+/// The name real-time calls of a provider named `name` are recorded under, which is also the
+/// provider part of every input hash: "openai-batch" → "openai", any other name unchanged. The
+/// Batch API runs the same model as real-time calls, so its text is that model's text: switching
+/// a project between the two regenerates nothing, and the real-time retries of a batch run are
+/// recorded (and priced) as what they are.
+pub fn realtime_name(name: &str) -> &str {
+    match name {
+        "openai-batch" => "openai",
+        other => other,
+    }
+}
+
 /// Builds the configured provider. The API key is read from the environment here and only here.
+/// `openai-batch` is the OpenAI provider with the Batch API client attached: runs go through
+/// batches (`run::batch`), real-time calls remain for retries and on-demand generation.
 pub fn from_config(llm: &crate::config::LlmConfig) -> Result<Arc<dyn Provider>, ProviderError> {
-    match llm.provider {
-        crate::config::ProviderKind::Offline => Ok(Arc::new(offline::OfflineWriter::new())),
-        crate::config::ProviderKind::OpenAi | crate::config::ProviderKind::OpenAiBatch => {
+    use crate::config::ProviderKind;
+    match &llm.provider {
+        ProviderKind::Offline => Ok(Arc::new(offline::OfflineWriter::new())),
+        kind @ (ProviderKind::OpenAi | ProviderKind::OpenAiBatch) => {
             let api_key = std::env::var(&llm.api_key_env).unwrap_or_default();
             if api_key.trim().is_empty() {
                 return Err(ProviderError::Fatal(format!(
-                    "llm.provider is \"openai\" but ${} is empty; export the key or use provider = \"offline\"",
+                    "llm.provider is \"{}\" but ${} is empty; export the key or use provider = \"offline\"",
+                    kind.as_str(),
                     llm.api_key_env
                 )));
             }
-            Ok(Arc::new(openai::OpenAiProvider::new(openai_config(
-                llm, api_key,
-            ))?))
+            let cfg = openai_config(llm, api_key);
+            let provider = openai::OpenAiProvider::new(cfg.clone())?;
+            Ok(Arc::new(if *kind == ProviderKind::OpenAiBatch {
+                provider.with_batch(batch::BatchClient::new(&cfg)?)
+            } else {
+                provider
+            }))
         }
     }
 }
