@@ -363,6 +363,7 @@ async fn a_run_killed_while_its_batches_are_in_flight_is_resumed_by_the_next_run
         t.elapsed()
     );
     assert!(said.contains("resuming an open batch"), "{said}");
+
     let after = server.batches();
     // The batches created before the kill were collected (downloaded once), none submitted
     // again: no request is in two batches, and together they hold every entity once.

@@ -187,3 +187,33 @@ pub fn openai_config(llm: &crate::config::LlmConfig, api_key: String) -> openai:
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `openai-batch` builds the OpenAI provider with its Batch API client, named as such;
+    /// `openai` builds it without. Both hash and record real-time calls as `openai`.
+    #[test]
+    fn openai_batch_has_the_batch_client_and_its_own_name() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::demo::write_project(dir.path(), true).unwrap();
+        for (kind, name, batch) in [
+            ("openai-batch", "openai-batch", true),
+            ("openai", "openai", false),
+        ] {
+            let env = |k: &str| (k == "SHOPSCRIBE_LLM_PROVIDER").then(|| kind.to_string());
+            let mut project = crate::config::load_with_env(dir.path(), &env).unwrap();
+            // Any variable that is set will do as the key: nothing is sent here.
+            project.llm.api_key_env = "PATH".into();
+            let provider = from_config(&project.llm).unwrap();
+            assert_eq!(provider.name(), name);
+            assert_eq!(provider.batch_client().is_some(), batch, "{kind}");
+            assert_eq!(realtime_name(provider.name()), "openai");
+            project.llm.api_key_env = "SHOPSCRIBE_TEST_NO_SUCH_VARIABLE".into();
+            let err = from_config(&project.llm).err().unwrap().to_string();
+            assert!(err.contains(&format!("\"{kind}\"")), "{err}");
+        }
+        assert_eq!(realtime_name("offline"), "offline");
+    }
+}
