@@ -69,7 +69,13 @@ pub fn context_and_hash(
     i: usize,
 ) -> (Value, String) {
     let context = build_context(job, entities, features, i);
-    let hash = input_hash(job, provider.name(), provider.model(), &context);
+    // Batch and real-time calls of one model hash alike (see `llm::realtime_name`).
+    let hash = input_hash(
+        job,
+        crate::llm::realtime_name(provider.name()),
+        provider.model(),
+        &context,
+    );
     (context, hash)
 }
 
@@ -204,10 +210,10 @@ pub async fn estimate_work(
     e.cost_usd = if provider.name() == "offline" {
         Some(0.0)
     } else {
-        project
-            .llm
-            .price()
-            .map(|p| p.cost(e.prompt_tokens, e.output_tokens, false))
+        project.llm.price().map(|p| {
+            let batch = provider.batch_client().is_some();
+            p.cost(e.prompt_tokens, e.output_tokens, batch)
+        })
     };
     Ok(e)
 }

@@ -104,7 +104,8 @@ impl ProviderError {
 /// A text generator. Implementations must be cheap to share across tasks.
 #[async_trait]
 pub trait Provider: Send + Sync {
-    /// Provider name as stored on generations ("offline", "openai").
+    /// Provider name as stored on runs and on the generations it writes ("offline", "openai",
+    /// "openai-batch"). Input hashes carry [`realtime_name`] of it, not the name itself.
     fn name(&self) -> &str;
     /// Model name as stored on generations and hashed into input hashes.
     fn model(&self) -> &str;
@@ -130,21 +131,41 @@ pub fn estimate_tokens_heuristic(text: &str) -> u32 {
     (text.chars().count() as u32).div_ceil(4)
 }
 
+/// The name real-time calls of a provider named `name` are recorded under, which is also the
+/// provider part of every input hash: "openai-batch" → "openai", any other name unchanged. The
+/// Batch API runs the same model as real-time calls, so its text is that model's text: switching
+/// a project between the two regenerates nothing, and the real-time retries of a batch run are
+/// recorded (and priced) as what they are.
+pub fn realtime_name(name: &str) -> &str {
+    match name {
+        "openai-batch" => "openai",
+        other => other,
+    }
+}
+
 /// Builds the configured provider. The API key is read from the environment here and only here.
+/// `openai-batch` is the OpenAI provider with the Batch API client attached: runs go through
+/// batches (`run::batch`), real-time calls remain for retries and on-demand generation.
 pub fn from_config(llm: &crate::config::LlmConfig) -> Result<Arc<dyn Provider>, ProviderError> {
-    match llm.provider {
-        crate::config::ProviderKind::Offline => Ok(Arc::new(offline::OfflineWriter::new())),
-        crate::config::ProviderKind::OpenAi | crate::config::ProviderKind::OpenAiBatch => {
+    use crate::config::ProviderKind;
+    match &llm.provider {
+        ProviderKind::Offline => Ok(Arc::new(offline::OfflineWriter::new())),
+        kind @ (ProviderKind::OpenAi | ProviderKind::OpenAiBatch) => {
             let api_key = std::env::var(&llm.api_key_env).unwrap_or_default();
             if api_key.trim().is_empty() {
                 return Err(ProviderError::Fatal(format!(
-                    "llm.provider is \"openai\" but ${} is empty; export the key or use provider = \"offline\"",
+                    "llm.provider is \"{}\" but ${} is empty; export the key or use provider = \"offline\"",
+                    kind.as_str(),
                     llm.api_key_env
                 )));
             }
-            Ok(Arc::new(openai::OpenAiProvider::new(openai_config(
-                llm, api_key,
-            ))?))
+            let cfg = openai_config(llm, api_key);
+            let provider = openai::OpenAiProvider::new(cfg.clone())?;
+            Ok(Arc::new(if *kind == ProviderKind::OpenAiBatch {
+                provider.with_batch(batch::BatchClient::new(&cfg)?)
+            } else {
+                provider
+            }))
         }
     }
 }
@@ -164,5 +185,35 @@ pub fn openai_config(llm: &crate::config::LlmConfig, api_key: String) -> openai:
             tokens_per_minute: llm.tokens_per_minute,
             max_in_flight: llm.max_in_flight,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `openai-batch` builds the OpenAI provider with its Batch API client, named as such;
+    /// `openai` builds it without. Both hash and record real-time calls as `openai`.
+    #[test]
+    fn openai_batch_has_the_batch_client_and_its_own_name() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::demo::write_project(dir.path(), true).unwrap();
+        for (kind, name, batch) in [
+            ("openai-batch", "openai-batch", true),
+            ("openai", "openai", false),
+        ] {
+            let env = |k: &str| (k == "SHOPSCRIBE_LLM_PROVIDER").then(|| kind.to_string());
+            let mut project = crate::config::load_with_env(dir.path(), &env).unwrap();
+            // Any variable that is set will do as the key: nothing is sent here.
+            project.llm.api_key_env = "PATH".into();
+            let provider = from_config(&project.llm).unwrap();
+            assert_eq!(provider.name(), name);
+            assert_eq!(provider.batch_client().is_some(), batch, "{kind}");
+            assert_eq!(realtime_name(provider.name()), "openai");
+            project.llm.api_key_env = "SHOPSCRIBE_TEST_NO_SUCH_VARIABLE".into();
+            let err = from_config(&project.llm).err().unwrap().to_string();
+            assert!(err.contains(&format!("\"{kind}\"")), "{err}");
+        }
+        assert_eq!(realtime_name("offline"), "offline");
     }
 }

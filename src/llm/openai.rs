@@ -245,7 +245,11 @@ fn without_url(e: &reqwest::Error) -> String {
 #[async_trait]
 impl Provider for OpenAiProvider {
     fn name(&self) -> &str {
-        "openai"
+        if self.batch.is_some() {
+            "openai-batch"
+        } else {
+            "openai"
+        }
     }
     fn model(&self) -> &str {
         &self.cfg.model

@@ -377,7 +377,7 @@ impl Collect<'_> {
                 prompt_user: it.prompt_user.clone(),
                 output: None,
                 error: None,
-                provider: "openai-batch".into(),
+                provider: self.provider.name().to_string(),
                 model: self.provider.model().to_string(),
                 tokens_in: 0,
                 tokens_out: 0,

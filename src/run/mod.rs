@@ -714,7 +714,8 @@ pub(crate) async fn generate(
                     job: job_name,
                     entity_key: key,
                     input_hash: w.input_hash,
-                    provider: provider.name().to_string(),
+                    // Real-time calls, also the retries of a batch run.
+                    provider: crate::llm::realtime_name(provider.name()).to_string(),
                     model: provider.model().to_string(),
                     ..outcome.generation
                 },

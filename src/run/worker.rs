@@ -74,8 +74,10 @@ async fn enqueue_locked(
     let plan = plan_job_as_of(project, job, store, provider, opts.force, &opts.as_of()).await?;
     let policy = super::shrink_policy(project, opts.allow_shrink);
     super::check_source_before_generating(project, job, &plan.entities, store, policy).await?;
+    // Workers send real-time calls, also for an `openai-batch` project.
+    let writer = crate::llm::realtime_name(provider.name());
     let run_id = store
-        .create_run(&job.name, provider.name(), provider.model())
+        .create_run(&job.name, writer, provider.model())
         .await?;
     // Entities already queued with the same inputs by a run still being worked are left to it.
     let queued = queue.queued(&job.name).await?;
@@ -427,7 +429,7 @@ pub async fn work(
             figures: f,
             publish: report_pub,
             site_url: project.publish.url.clone(),
-            provider: provider.name().to_string(),
+            provider: crate::llm::realtime_name(provider.name()).to_string(),
             model: provider.model().to_string(),
             error: fatal,
         };

@@ -59,7 +59,9 @@ pub struct MockConfig {
     pub batch_delay: Duration,
     /// Batch API: every Nth request of a batch answers HTTP 500 inside the output file.
     pub batch_fail_every: Option<usize>,
-    /// Batch API: every Nth request (offset by one) expires and lands in the error file.
+    /// Batch API: every Nth request (offset by one, never the first) expires: the batch ends
+    /// `expired`, as the real API's does when its completion window lapses, with the completed
+    /// requests in its output file and the expired ones in its error file (`batch_expired`).
     pub batch_expire_every: Option<usize>,
 }
 
@@ -127,6 +129,10 @@ pub struct MockBatch {
     pub requests: usize,
     /// How often its output file was downloaded.
     pub downloads: usize,
+    /// The `custom_id` of every request in its input file, in order.
+    pub custom_ids: Vec<String>,
+    /// The `custom_id`s that expired (in its error file), once it ended.
+    pub expired: Vec<String>,
 }
 
 struct Inner {
@@ -696,6 +702,11 @@ async fn create_batch(
             error_file_id: None,
             requests: lines.len(),
             downloads: 0,
+            custom_ids: lines
+                .iter()
+                .map(|l| l["custom_id"].as_str().unwrap_or_default().to_string())
+                .collect(),
+            expired: Vec::new(),
         });
         (id, g.cfg.batch_delay, lines)
     };
@@ -708,6 +719,7 @@ async fn create_batch(
         let mut g = task_inner.lock().unwrap();
         let (fail, expire) = (g.cfg.batch_fail_every, g.cfg.batch_expire_every);
         let (mut out, mut err) = (String::new(), String::new());
+        let mut expired = Vec::new();
         for (i, line) in lines.iter().enumerate() {
             let cid = line["custom_id"].clone();
             let body = &line["body"];
@@ -715,6 +727,7 @@ async fn create_batch(
                 err.push_str(&json!({"id": format!("req-{i}"), "custom_id": cid, "response": null,
                     "error": {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}}).to_string());
                 err.push('\n');
+                expired.push(cid.as_str().unwrap_or_default().to_string());
                 continue;
             }
             let response = if fail.is_some_and(|n| (i + 1) % n == 0) {
@@ -737,7 +750,13 @@ async fn create_batch(
         let has_err = !err.is_empty();
         g.files.insert(err_id.clone(), err);
         if let Some(b) = g.batches.iter_mut().find(|b| b.id == task_id) {
-            b.status = "completed".into();
+            b.status = if expired.is_empty() {
+                "completed"
+            } else {
+                "expired"
+            }
+            .into();
+            b.expired = expired;
             b.output_file_id = Some(out_id);
             b.error_file_id = has_err.then_some(err_id);
         }
