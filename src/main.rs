@@ -638,8 +638,10 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         } => {
             let project = load_project(&project)?;
             let url = match site {
-                Some(s) => config::normalise_location(&s, &std::env::current_dir().unwrap_or_default())
-                    .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))?,
+                Some(s) => {
+                    config::normalise_location(&s, &std::env::current_dir().unwrap_or_default())
+                        .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))?
+                }
                 None => project.publish.url.clone(),
             };
             let base = base_url.unwrap_or_else(|| project.publish.base_url.clone());

@@ -97,7 +97,13 @@ fn demo_publishes_every_domain_then_does_nothing_on_a_second_run() {
         120
     );
     let sitemap = std::fs::read_to_string(job.join("sitemap-1.xml")).unwrap();
-    assert_eq!(sitemap.matches("<url>").count(), 120);
+    let hubs = std::fs::read_dir(job.join("groups")).unwrap().count();
+    assert_eq!(hubs, 20, "one hub per category");
+    assert_eq!(
+        sitemap.matches("<url>").count(),
+        120 + hubs,
+        "pages and hubs"
+    );
     let root_sitemap = std::fs::read_to_string(site.join("sitemap.xml")).unwrap();
     assert!(
         root_sitemap.contains("<sitemapindex")

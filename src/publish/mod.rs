@@ -761,7 +761,12 @@ pub async fn publish(
             format!("{} {}s.", pages.len(), job.entity_label)
         } else {
             clip(
-                &format!("{}: {} {}s.", job.description, pages.len(), job.entity_label),
+                &format!(
+                    "{}: {} {}s.",
+                    job.description,
+                    pages.len(),
+                    job.entity_label
+                ),
                 crate::site_check::MAX_DESCRIPTION,
             )
         },

@@ -22,11 +22,24 @@ fn this_host() -> Option<String> {
         .filter(|h| !h.is_empty() && !h.contains(char::is_whitespace))
 }
 
-/// A name for this process on job locks: `ROLE-HOST-PID-RANDOM`.
+/// This process's PID namespace (`/proc/self/ns/pid`, e.g. `4026531836`): two containers that
+/// share a host name (host networking) still have different ones, so a pid is only compared
+/// within its own namespace.
+fn pid_namespace() -> Option<String> {
+    std::fs::read_link("/proc/self/ns/pid").ok().and_then(|l| {
+        l.to_str()
+            .and_then(|s| s.strip_prefix("pid:["))
+            .and_then(|s| s.strip_suffix(']'))
+            .map(str::to_string)
+    })
+}
+
+/// A name for this process on job locks: `ROLE-HOST:PIDNS@PID-RANDOM`.
 pub fn holder_name(role: &str) -> String {
     let host = this_host().unwrap_or_else(|| "unknown".into());
+    let ns = pid_namespace().unwrap_or_else(|| "unknown".into());
     format!(
-        "{role}-{host}@{}-{:08x}",
+        "{role}-{host}:{ns}@{}-{:08x}",
         std::process::id(),
         rand::random::<u32>()
     )
@@ -46,12 +59,18 @@ pub fn holder_is_gone(holder: &str) -> bool {
     let Some((role_host, pid)) = rest.rsplit_once('@') else {
         return false;
     };
-    let Some((_role, their_host)) = role_host.split_once('-') else {
+    let Some((_role, host_ns)) = role_host.split_once('-') else {
+        return false;
+    };
+    let Some((their_host, their_ns)) = host_ns.rsplit_once(':') else {
         return false;
     };
     let Ok(pid) = pid.parse::<u32>() else {
         return false;
     };
+    if pid_namespace().as_deref() != Some(their_ns) {
+        return false;
+    }
     their_host == host
         && pid != std::process::id()
         && !std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -408,12 +427,18 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
-        assert!(holder_is_gone(&format!("ingest-{host}@{pid}-0000abcd")));
-        // Another machine, a living process, a malformed or foreign name: never.
-        assert!(!holder_is_gone(&format!(
-            "ingest-other-host@{pid}-0000abcd"
+        let ns = pid_namespace().expect("a pid namespace");
+        assert!(holder_is_gone(&format!(
+            "ingest-{host}:{ns}@{pid}-0000abcd"
         )));
-        assert!(!holder_is_gone(&format!("run-{host}@1-0000abcd")));
+        // Another machine, another pid namespace (a container sharing the host name), a living
+        // process, a malformed or foreign name: never.
+        assert!(!holder_is_gone(&format!(
+            "ingest-other:{ns}@{pid}-0000abcd"
+        )));
+        assert!(!holder_is_gone(&format!("ingest-{host}:1@{pid}-0000abcd")));
+        assert!(!holder_is_gone(&format!("ingest-{host}@{pid}-0000abcd")));
+        assert!(!holder_is_gone(&format!("run-{host}:{ns}@1-0000abcd")));
         assert!(!holder_is_gone("distributed-run-7"));
         assert!(!holder_is_gone("serve-host-123-abcd"));
     }

@@ -113,9 +113,9 @@ pub fn decode(s: &str) -> String {
             "gt" => Some('>'),
             "quot" => Some('"'),
             "apos" => Some('\''),
-            e if e.starts_with("#x") || e.starts_with("#X") => {
-                u32::from_str_radix(&e[2..], 16).ok().and_then(char::from_u32)
-            }
+            e if e.starts_with("#x") || e.starts_with("#X") => u32::from_str_radix(&e[2..], 16)
+                .ok()
+                .and_then(char::from_u32),
             e if e.starts_with('#') => e[1..].parse().ok().and_then(char::from_u32),
             _ => None,
         };
@@ -152,6 +152,9 @@ mod tests {
         assert_eq!(p.canonical.as_deref(), Some("https://e.com/a.html"));
         assert_eq!(p.json_ld, ["{\"@type\":\"WebPage\"}"]);
         assert_eq!(p.links, ["b.html", "../index.html"]);
-        assert_eq!(locs("<url><loc>https://e.com/a&amp;b</loc></url>"), ["https://e.com/a&b"]);
+        assert_eq!(
+            locs("<url><loc>https://e.com/a&amp;b</loc></url>"),
+            ["https://e.com/a&b"]
+        );
     }
 }

@@ -88,7 +88,12 @@ impl SiteReport {
             .iter()
             .map(|(k, n)| format!("{n} {k}"))
             .collect();
-        format!("{} pages, {} problems: {}", self.pages, self.problems.len(), kinds.join(", "))
+        format!(
+            "{} pages, {} problems: {}",
+            self.pages,
+            self.problems.len(),
+            kinds.join(", ")
+        )
     }
 }
 
@@ -118,16 +123,23 @@ pub async fn check_site(sink: &Sink, base_url: &str) -> Result<SiteReport, SinkE
             pages.insert(file.clone());
         }
         if page.lang.as_deref().is_none_or(str::is_empty) {
-            report.problems.push(problem(file, Kind::NoLang, "<html> has no lang".into()));
+            report
+                .problems
+                .push(problem(file, Kind::NoLang, "<html> has no lang".into()));
         }
         match &page.title {
-            None => report.problems.push(problem(file, Kind::NoTitle, "no <title>".into())),
+            None => report
+                .problems
+                .push(problem(file, Kind::NoTitle, "no <title>".into())),
             Some(t) => {
                 if t.chars().count() > MAX_TITLE {
                     report.problems.push(problem(
                         file,
                         Kind::LongTitle,
-                        format!("title of {} characters (at most {MAX_TITLE}): {t}", t.chars().count()),
+                        format!(
+                            "title of {} characters (at most {MAX_TITLE}): {t}",
+                            t.chars().count()
+                        ),
                     ));
                 }
                 titles.entry(t.clone()).or_default().push(file.clone());
@@ -151,7 +163,10 @@ pub async fn check_site(sink: &Sink, base_url: &str) -> Result<SiteReport, SinkE
                         ),
                     ));
                 }
-                descriptions.entry(d.clone()).or_default().push(file.clone());
+                descriptions
+                    .entry(d.clone())
+                    .or_default()
+                    .push(file.clone());
             }
         }
         let own = format!("{base_url}/{file}");
@@ -162,7 +177,11 @@ pub async fn check_site(sink: &Sink, base_url: &str) -> Result<SiteReport, SinkE
                 Kind::Canonical,
                 format!("canonical {c} is not the page's own URL {own}"),
             )),
-            None => report.problems.push(problem(file, Kind::Canonical, "no canonical link".into())),
+            None => {
+                report
+                    .problems
+                    .push(problem(file, Kind::Canonical, "no canonical link".into()))
+            }
         }
         for block in &page.json_ld {
             if let Err(m) = check_json_ld(block) {
@@ -183,14 +202,21 @@ pub async fn check_site(sink: &Sink, base_url: &str) -> Result<SiteReport, SinkE
     }
     for (what, seen, kind) in [
         ("title", &titles, Kind::DuplicateTitle),
-        ("meta description", &descriptions, Kind::DuplicateDescription),
+        (
+            "meta description",
+            &descriptions,
+            Kind::DuplicateDescription,
+        ),
     ] {
         for (value, files) in seen.iter().filter(|(_, f)| f.len() > 1) {
             for f in files {
                 report.problems.push(problem(
                     f,
                     kind,
-                    format!("the same {what} as {} other page(s): {value}", files.len() - 1),
+                    format!(
+                        "the same {what} as {} other page(s): {value}",
+                        files.len() - 1
+                    ),
                 ));
             }
         }
@@ -222,7 +248,11 @@ fn resolve(from: &str, href: &str, base_url: &str) -> Option<String> {
         abs.to_string()
     } else {
         let dir = from.rsplit_once('/').map_or("", |(d, _)| d);
-        if dir.is_empty() { href.to_string() } else { format!("{dir}/{href}") }
+        if dir.is_empty() {
+            href.to_string()
+        } else {
+            format!("{dir}/{href}")
+        }
     };
     let mut parts: Vec<&str> = Vec::new();
     for part in rel.split('/') {
@@ -236,7 +266,10 @@ fn resolve(from: &str, href: &str, base_url: &str) -> Option<String> {
     }
     let joined = parts.join("/");
     Some(if joined.is_empty() || rel.ends_with('/') {
-        format!("{joined}{}index.html", if joined.is_empty() { "" } else { "/" })
+        format!(
+            "{joined}{}index.html",
+            if joined.is_empty() { "" } else { "/" }
+        )
     } else {
         joined
     })
@@ -294,7 +327,9 @@ async fn check_sitemaps(
     };
     let mut listed: BTreeSet<String> = BTreeSet::new();
     for loc in html::locs(&String::from_utf8_lossy(&index)) {
-        let Some(rel) = loc.strip_prefix(base_url).map(|r| r.trim_start_matches('/').to_string())
+        let Some(rel) = loc
+            .strip_prefix(base_url)
+            .map(|r| r.trim_start_matches('/').to_string())
         else {
             continue;
         };
@@ -308,7 +343,10 @@ async fn check_sitemaps(
         }
         if let Some(bytes) = sink.get(&rel).await? {
             for u in html::locs(&String::from_utf8_lossy(&bytes)) {
-                match u.strip_prefix(base_url).map(|r| r.trim_start_matches('/').to_string()) {
+                match u
+                    .strip_prefix(base_url)
+                    .map(|r| r.trim_start_matches('/').to_string())
+                {
                     Some(r) if pages.contains(&r) => {
                         listed.insert(r);
                     }
@@ -338,11 +376,26 @@ mod tests {
     #[test]
     fn links_resolve_relative_to_their_page() {
         let base = "https://example.com";
-        assert_eq!(resolve("job/a.html", "b.html", base).as_deref(), Some("job/b.html"));
-        assert_eq!(resolve("job/groups/x.html", "../a.html", base).as_deref(), Some("job/a.html"));
-        assert_eq!(resolve("job/a.html", "../index.html", base).as_deref(), Some("index.html"));
-        assert_eq!(resolve("index.html", "job/index.html", base).as_deref(), Some("job/index.html"));
-        assert_eq!(resolve("job/a.html", "https://example.com/job/", base).as_deref(), Some("job/index.html"));
+        assert_eq!(
+            resolve("job/a.html", "b.html", base).as_deref(),
+            Some("job/b.html")
+        );
+        assert_eq!(
+            resolve("job/groups/x.html", "../a.html", base).as_deref(),
+            Some("job/a.html")
+        );
+        assert_eq!(
+            resolve("job/a.html", "../index.html", base).as_deref(),
+            Some("index.html")
+        );
+        assert_eq!(
+            resolve("index.html", "job/index.html", base).as_deref(),
+            Some("job/index.html")
+        );
+        assert_eq!(
+            resolve("job/a.html", "https://example.com/job/", base).as_deref(),
+            Some("job/index.html")
+        );
         assert_eq!(resolve("job/a.html", "https://other.org/x", base), None);
         assert_eq!(resolve("job/a.html", "#top", base), None);
     }
@@ -350,7 +403,11 @@ mod tests {
     #[test]
     fn json_ld_needs_its_required_fields() {
         assert!(check_json_ld(r#"{"@graph":[{"@type":"WebPage","name":"a","url":"u"}]}"#).is_ok());
-        assert!(check_json_ld(r#"{"@type":"WebPage","name":"a"}"#).unwrap_err().contains("url"));
+        assert!(
+            check_json_ld(r#"{"@type":"WebPage","name":"a"}"#)
+                .unwrap_err()
+                .contains("url")
+        );
         assert!(check_json_ld(r#"{"@type":"Product","name":null}"#).is_err());
         assert!(check_json_ld("{not json").unwrap_err().contains("parse"));
     }
