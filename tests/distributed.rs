@@ -163,7 +163,8 @@ async fn three_workers_do_every_task_once_within_the_global_limit() {
         std::fs::read_dir(dir.path().join("site/domain_summaries"))
             .unwrap()
             .count(),
-        150 * 2 + 3
+        150 * 2 + 3 + 1,
+        "html + json per entity, index, sitemap, manifest, and the hubs folder groups/"
     );
 }
 

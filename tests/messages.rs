@@ -181,7 +181,7 @@ fn every_unknown_config_key_is_listed_at_once_with_its_line_and_other_problems()
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("shopscribe.toml has 4 problems"), "{err}");
     for needle in [
-        "store.urll: unknown field `urll`, expected `url` (line 9)",
+        "store.urll: unknown field `urll`, expected `url` or `spool_dir` (line 9)",
         "jobs.domain_summaries.descripton: unknown field `descripton`, expected one of `description`",
         "jobs.domain_summaries.metrics[1].colum: unknown field `colum`",
         "llm.provider: unknown provider `gpt`",
