@@ -6,10 +6,9 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::mock_openai::{MockConfig, MockServer};
-use support::pg::{TestDb, load_pg};
 
 /// The example project written by the mock, one request at a time, with a 1-second run lease.
 fn project(dir: &Path) {
@@ -23,18 +22,7 @@ fn project(dir: &Path) {
 }
 
 fn shopscribe(dir: &Path, store: &str, server: &MockServer, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_shopscribe"));
-    c.args(args)
-        .arg("--project")
-        .arg(dir)
-        .env("SHOPSCRIBE_STORE_URL", store)
-        .env("SHOPSCRIBE_LLM_PROVIDER", "openai")
-        .env("SHOPSCRIBE_LLM_BASE_URL", &server.base_url)
-        .env("OPENAI_API_KEY", "test-key")
-        .env("RUST_LOG", "shopscribe=warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
+    support::cli::with_mock(dir, store, &server.base_url, args)
 }
 
 /// The status and generated count of run `id`, read without going through the binary.
@@ -51,14 +39,11 @@ async fn run_row(store: &str, id: i64) -> (String, i64) {
 }
 
 async fn good_generations(store: &str) -> i64 {
-    let sql = "SELECT count(*) FROM generations WHERE run_id = 1 AND status = 'ok'";
-    if store.starts_with("sqlite://") {
-        let pool = sqlx::SqlitePool::connect(store).await.unwrap();
-        sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
-    } else {
-        let pool = sqlx::PgPool::connect(store).await.unwrap();
-        sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
-    }
+    support::cli::scalar(
+        store,
+        "SELECT count(*) FROM generations WHERE run_id = 1 AND status = 'ok'",
+    )
+    .await
 }
 
 async fn a_killed_run_is_marked_abandoned(store: &str, dir: &Path) {
@@ -128,13 +113,7 @@ async fn a_killed_run_is_marked_abandoned(store: &str, dir: &Path) {
 async fn a_killed_run_is_marked_abandoned_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     project(dir.path());
-    let url = format!("sqlite://{}", dir.path().join("shopscribe.db").display());
-    let store = shopscribe::store::sqlite::SqliteStore::open(&url)
-        .await
-        .unwrap();
-    shopscribe::demo::load_rows(store.pool(), &shopscribe::demo::sample_rows(30, 3))
-        .await
-        .unwrap();
+    let (url, _db) = support::sample_store(false, dir.path(), 30, 3).await;
     a_killed_run_is_marked_abandoned(&url, dir.path()).await;
 }
 
@@ -142,11 +121,6 @@ async fn a_killed_run_is_marked_abandoned_sqlite() {
 async fn a_killed_run_is_marked_abandoned_postgres() {
     let dir = tempfile::tempdir().unwrap();
     project(dir.path());
-    let db = TestDb::new().await;
-    shopscribe::store::postgres::PostgresStore::open(&db.url)
-        .await
-        .unwrap();
-    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    load_pg(&pool, &shopscribe::demo::sample_rows(30, 3)).await;
-    a_killed_run_is_marked_abandoned(&db.url, dir.path()).await;
+    let (url, _db) = support::sample_store(true, dir.path(), 30, 3).await;
+    a_killed_run_is_marked_abandoned(&url, dir.path()).await;
 }

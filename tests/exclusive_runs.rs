@@ -5,10 +5,9 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 use support::mock_openai::{MockConfig, MockServer};
-use support::pg::{TestDb, load_pg};
 
 fn project(dir: &Path, in_flight: usize) {
     shopscribe::demo::write_project(dir, true).unwrap();
@@ -21,67 +20,22 @@ fn project(dir: &Path, in_flight: usize) {
 }
 
 fn shopscribe(dir: &Path, store: &str, server: &MockServer, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_shopscribe"));
-    c.args(args)
-        .arg("--project")
-        .arg(dir)
-        .env("SHOPSCRIBE_STORE_URL", store)
-        .env("SHOPSCRIBE_LLM_PROVIDER", "openai")
-        .env("SHOPSCRIBE_LLM_BASE_URL", &server.base_url)
-        .env("OPENAI_API_KEY", "test-key")
-        .env("RUST_LOG", "shopscribe=warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
+    support::cli::with_mock(dir, store, &server.base_url, args)
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    support::cli::text(o)
 }
 
 /// Good generations per entity, from the store.
 async fn good_per_entity(store: &str) -> HashMap<String, i64> {
-    let sql =
-        "SELECT entity_key, count(*) FROM generations WHERE status = 'ok' GROUP BY entity_key";
-    let rows: Vec<(String, i64)> = if store.starts_with("sqlite://") {
-        let pool = sqlx::SqlitePool::connect(store).await.unwrap();
-        sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
-    } else {
-        let pool = sqlx::PgPool::connect(store).await.unwrap();
-        sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
-    };
-    rows.into_iter().collect()
-}
-
-/// A store with `domains` sample domains, migrated: (url, guard).
-async fn store(postgres: bool, dir: &Path, domains: usize) -> (String, Option<TestDb>) {
-    let rows = shopscribe::demo::sample_rows(domains, 8);
-    if postgres {
-        let db = TestDb::new().await;
-        shopscribe::store::postgres::PostgresStore::open(&db.url)
-            .await
-            .unwrap();
-        load_pg(&sqlx::PgPool::connect(&db.url).await.unwrap(), &rows).await;
-        (db.url.clone(), Some(db))
-    } else {
-        let url = format!("sqlite://{}", dir.join("shopscribe.db").display());
-        let s = shopscribe::store::sqlite::SqliteStore::open(&url)
-            .await
-            .unwrap();
-        shopscribe::demo::load_rows(s.pool(), &rows).await.unwrap();
-        (url, None)
-    }
+    support::cli::good_per_entity(store, "generations").await
 }
 
 async fn a_second_run_of_a_job_waits_or_exits(postgres: bool) {
     let dir = tempfile::tempdir().unwrap();
     project(dir.path(), 2);
-    let (url, _db) = store(postgres, dir.path(), 24).await;
+    let (url, _db) = support::sample_store(postgres, dir.path(), 24, 8).await;
     let server = MockServer::start(MockConfig {
         latency: Duration::from_millis(250),
         ..Default::default()
@@ -157,7 +111,7 @@ async fn a_second_run_of_a_job_waits_or_exits_postgres() {
 async fn queued_work_is_never_paid_twice() {
     let dir = tempfile::tempdir().unwrap();
     project(dir.path(), 8);
-    let (url, _db) = store(true, dir.path(), 30).await;
+    let (url, _db) = support::sample_store(true, dir.path(), 30, 8).await;
     let server = MockServer::start(MockConfig::default()).await;
     let run = |args: &[&str]| {
         shopscribe(dir.path(), &url, &server, args)

@@ -29,12 +29,7 @@ fn shopscribe(dir: &Path, store: &str, args: &[&str]) -> Command {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    support::cli::text(o)
 }
 
 /// A large delivery: `n` reviews of 500 products, every 1000th line malformed.
@@ -58,29 +53,11 @@ fn big_delivery(n: usize) -> String {
 }
 
 async fn scalar(store: &str, sql: &'static str) -> i64 {
-    if store.starts_with("sqlite://") {
-        let pool = sqlx::SqlitePool::connect(store).await.unwrap();
-        sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
-    } else {
-        let pool = sqlx::PgPool::connect(store).await.unwrap();
-        sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
-    }
+    support::cli::scalar(store, sql).await
 }
 
 async fn execute(store: &str, sql: String) {
-    if store.starts_with("sqlite://") {
-        let pool = sqlx::SqlitePool::connect(store).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&pool)
-            .await
-            .unwrap();
-    } else {
-        let pool = sqlx::PgPool::connect(store).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
+    support::cli::execute(store, &sql).await
 }
 
 async fn a_killed_ingest_costs_nothing_later(store: &str, dir: &Path) {

@@ -7,49 +7,20 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::mock_openai::{MockConfig, MockServer};
-use support::pg::{TestDb, load_pg};
 
 fn shopscribe(dir: &Path, store: &str, server: &MockServer, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_shopscribe"));
-    c.args(args)
-        .arg("--project")
-        .arg(dir)
-        .env("SHOPSCRIBE_STORE_URL", store)
-        .env("SHOPSCRIBE_LLM_PROVIDER", "openai")
-        .env("SHOPSCRIBE_LLM_BASE_URL", &server.base_url)
-        .env("OPENAI_API_KEY", "test-key")
-        .env("RUST_LOG", "shopscribe=warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
+    support::cli::with_mock(dir, store, &server.base_url, args)
 }
 
 async fn sql(store: &str, q: &str) {
-    let q = sqlx::AssertSqlSafe(q.to_string());
-    if store.starts_with("sqlite://") {
-        let pool = sqlx::SqlitePool::connect(store).await.unwrap();
-        sqlx::query(q).execute(&pool).await.unwrap();
-    } else {
-        let pool = sqlx::PgPool::connect(store).await.unwrap();
-        sqlx::query(q).execute(&pool).await.unwrap();
-    }
+    support::cli::execute(store, q).await
 }
 
 async fn good(store: &str, table: &str) -> HashMap<String, i64> {
-    let q = sqlx::AssertSqlSafe(format!(
-        "SELECT entity_key, count(*) FROM {table} WHERE status = 'ok' GROUP BY entity_key"
-    ));
-    let rows: Vec<(String, i64)> = if store.starts_with("sqlite://") {
-        let pool = sqlx::SqlitePool::connect(store).await.unwrap();
-        sqlx::query_as(q).fetch_all(&pool).await.unwrap()
-    } else {
-        let pool = sqlx::PgPool::connect(store).await.unwrap();
-        sqlx::query_as(q).fetch_all(&pool).await.unwrap()
-    };
-    rows.into_iter().collect()
+    support::cli::good_per_entity(store, table).await
 }
 
 async fn paid_answers_are_spooled_and_stored_by_the_next_run(store: &str, dir: &Path) {
@@ -134,13 +105,7 @@ fn project(dir: &Path) {
 async fn paid_answers_are_spooled_and_stored_by_the_next_run_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     project(dir.path());
-    let url = format!("sqlite://{}", dir.path().join("shopscribe.db").display());
-    let s = shopscribe::store::sqlite::SqliteStore::open(&url)
-        .await
-        .unwrap();
-    shopscribe::demo::load_rows(s.pool(), &shopscribe::demo::sample_rows(30, 4))
-        .await
-        .unwrap();
+    let (url, _db) = support::sample_store(false, dir.path(), 30, 4).await;
     paid_answers_are_spooled_and_stored_by_the_next_run(&url, dir.path()).await;
 }
 
@@ -148,14 +113,6 @@ async fn paid_answers_are_spooled_and_stored_by_the_next_run_sqlite() {
 async fn paid_answers_are_spooled_and_stored_by_the_next_run_postgres() {
     let dir = tempfile::tempdir().unwrap();
     project(dir.path());
-    let db = TestDb::new().await;
-    shopscribe::store::postgres::PostgresStore::open(&db.url)
-        .await
-        .unwrap();
-    load_pg(
-        &sqlx::PgPool::connect(&db.url).await.unwrap(),
-        &shopscribe::demo::sample_rows(30, 4),
-    )
-    .await;
-    paid_answers_are_spooled_and_stored_by_the_next_run(&db.url, dir.path()).await;
+    let (url, _db) = support::sample_store(true, dir.path(), 30, 4).await;
+    paid_answers_are_spooled_and_stored_by_the_next_run(&url, dir.path()).await;
 }

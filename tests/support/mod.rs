@@ -1,5 +1,6 @@
 //! Shared test support: the mock OpenAI-compatible server and throwaway PostgreSQL databases.
 #![allow(dead_code)]
+pub mod cli;
 pub mod mock_openai;
 pub mod pg;
 
@@ -44,4 +45,30 @@ pub fn example_project(
     project.llm.requests_per_minute = 600_000.0;
     project.llm.tokens_per_minute = 1e9;
     (dir, project)
+}
+
+/// A migrated store holding `domains` sample domains (drawn with `seed`): a throwaway PostgreSQL
+/// database, or the SQLite file `dir/shopscribe.db`. Returns its URL and the database's guard.
+pub async fn sample_store(
+    postgres: bool,
+    dir: &std::path::Path,
+    domains: usize,
+    seed: u64,
+) -> (String, Option<pg::TestDb>) {
+    let rows = shopscribe::demo::sample_rows(domains, seed);
+    if postgres {
+        let db = pg::TestDb::new().await;
+        shopscribe::store::postgres::PostgresStore::open(&db.url)
+            .await
+            .unwrap();
+        pg::load_pg(&sqlx::PgPool::connect(&db.url).await.unwrap(), &rows).await;
+        (db.url.clone(), Some(db))
+    } else {
+        let url = format!("sqlite://{}", dir.join("shopscribe.db").display());
+        let s = shopscribe::store::sqlite::SqliteStore::open(&url)
+            .await
+            .unwrap();
+        shopscribe::demo::load_rows(s.pool(), &rows).await.unwrap();
+        (url, None)
+    }
 }
