@@ -49,6 +49,17 @@ pub enum RunError {
     /// Writing or reading the spool failed.
     #[error(transparent)]
     Spool(#[from] spool::SpoolError),
+    /// A `fail_run` data check found failing entities: nothing was spent, published or removed.
+    #[error(
+        "the data check `{check}` of `{job}` fails for {entities} entit{}, e.g. {examples} (on_fail = \"fail_run\"): nothing was generated, published or removed",
+        if *entities == 1 { "y" } else { "ies" }
+    )]
+    CheckFailed {
+        job: String,
+        check: String,
+        entities: usize,
+        examples: String,
+    },
     /// The job's SQL returned no entities: nothing was spent, published or removed.
     #[error(
         "the source of `{job}` returned no entities ({sql}): nothing was generated, published or removed. An empty upstream, a failed load or a WHERE typo? If the job really has no entities now, run again with --allow-shrink (or set publish.max_shrink_share = 1)"
@@ -131,6 +142,8 @@ pub struct RunSummary {
     pub provider: String,
     pub model: String,
     pub error: Option<String>,
+    /// The job's data checks on this run's source.
+    pub checks: crate::checks::CheckReport,
 }
 
 /// The job's rows as entities, from the store's database or the configured source, with
@@ -144,7 +157,16 @@ pub async fn load_entities_as_of(
     job: &Job,
     as_of: &str,
 ) -> Result<source::Entities, RunError> {
-    Ok(source::fetch_entities(&source::SourceSettings::of(project), job, as_of).await?)
+    let settings = source::SourceSettings::of(project);
+    let mut entities = source::fetch_entities(&settings, job, as_of).await?;
+    if !job.checks.is_empty() {
+        let t = Instant::now();
+        entities.checks =
+            crate::checks::apply(&settings, &job.checks, &job.key_column, &mut entities, as_of)
+                .await?;
+        info!(job = %job.name, checks = job.checks.len(), excluded = entities.checks.excluded, left = entities.len(), ms = t.elapsed().as_millis() as u64, "data checks run");
+    }
+    Ok(entities)
 }
 
 /// Builds the plan of a job without spending anything.
@@ -275,6 +297,9 @@ pub async fn run_created(
                 provider: provider.name().to_string(),
                 model: provider.model().to_string(),
                 error: fatal,
+                checks: crate::checks::recorded(store.as_ref(), run_id)
+                    .await
+                    .unwrap_or_default(),
             };
             crate::notify::send(project, &crate::notify::Event::Finished(&summary)).await;
             Ok(summary)
@@ -350,6 +375,14 @@ pub async fn check_source_before_generating(
     store: &dyn Store,
     policy: publish::ShrinkPolicy,
 ) -> Result<(), RunError> {
+    if let Some(c) = crate::checks::failed_run_check(&entities.checks.results) {
+        return Err(RunError::CheckFailed {
+            job: job.name.clone(),
+            check: c.name.clone(),
+            entities: c.entities,
+            examples: c.examples.join(", "),
+        });
+    }
     if entities.is_empty() && policy.max_share < 1.0 {
         return Err(RunError::EmptySource {
             job: job.name.clone(),
@@ -464,6 +497,7 @@ async fn execute(
         &opts.as_of(),
     )
     .await?;
+    crate::checks::record(store.as_ref(), run_id, &plan.entities.checks).await?;
     let policy = shrink_policy(project, opts.allow_shrink);
     check_source_before_generating(project, job, &plan.entities, store.as_ref(), policy).await?;
     let mut figures = RunFigures {
@@ -844,6 +878,7 @@ async fn generate_one(
 ) -> Outcome {
     let started = Instant::now();
     let original_user = request.user.clone();
+    let context = request.context.clone();
     let prompt_for_guard = format!("{}\n{}", request.system, original_user);
     let mut g = NewGeneration {
         run_id: 0,
@@ -898,7 +933,7 @@ async fn generate_one(
             Ok(resp) => {
                 charge(&mut g, resp.usage);
                 g.latency_ms += resp.latency.as_millis() as u64;
-                match validator.check(&resp.content, &prompt_for_guard, name) {
+                match validator.check(&resp.content, &prompt_for_guard, name, Some(&context)) {
                     Ok(_) => {
                         g.attempt_log.push("ok".into());
                         g.status = GenerationStatus::Ok;
