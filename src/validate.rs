@@ -265,9 +265,9 @@ mod tests {
         let v = validator();
         let out =
             r#"{"title": "Acme at a glance", "summary": "Acme sells 10K–50K units, top 10 %."}"#;
-        assert!(v.check(out, "units 10K–50K; top 10 %", "Acme").is_ok());
+        assert!(v.check(out, "units 10K–50K; top 10 %", "Acme", None).is_ok());
         let fenced = format!("```json\n{out}\n```");
-        assert!(v.check(&fenced, "units 10K–50K; top 10 %", "Acme").is_ok());
+        assert!(v.check(&fenced, "units 10K–50K; top 10 %", "Acme", None).is_ok());
     }
 
     #[test]
@@ -313,6 +313,7 @@ mod tests {
                 r#"{"title": "t", "summary": "As an AI, Acme is great."}"#,
                 "",
                 "Acme",
+                None,
             )
             .unwrap_err()
             .to_string();
