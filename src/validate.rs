@@ -265,9 +265,15 @@ mod tests {
         let v = validator();
         let out =
             r#"{"title": "Acme at a glance", "summary": "Acme sells 10K–50K units, top 10 %."}"#;
-        assert!(v.check(out, "units 10K–50K; top 10 %", "Acme", None).is_ok());
+        assert!(
+            v.check(out, "units 10K–50K; top 10 %", "Acme", None)
+                .is_ok()
+        );
         let fenced = format!("```json\n{out}\n```");
-        assert!(v.check(&fenced, "units 10K–50K; top 10 %", "Acme", None).is_ok());
+        assert!(
+            v.check(&fenced, "units 10K–50K; top 10 %", "Acme", None)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -296,7 +302,10 @@ mod tests {
             .to_string();
         assert!(err.contains("\"summary\" is a required property"), "{err}");
 
-        let err = v.check("not json", "", "Acme", None).unwrap_err().to_string();
+        let err = v
+            .check("not json", "", "Acme", None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not valid JSON"), "{err}");
     }
 
@@ -328,12 +337,20 @@ mod tests {
             {"label": "visits", "tier": "top_10"},
         ]});
         let bad = r#"{"title": "t", "summary": "Acme: revenue is its greatest strength, visits in the top 10 %."}"#;
-        let err = v.check(bad, "top 10 %", "Acme", Some(&context)).unwrap_err();
+        let err = v
+            .check(bad, "top 10 %", "Acme", Some(&context))
+            .unwrap_err();
         assert_eq!(err.problems.len(), 1, "{err}");
-        assert!(err.problems[0].contains("\"strength\" about revenue"), "{err}");
+        assert!(
+            err.problems[0].contains("\"strength\" about revenue"),
+            "{err}"
+        );
         assert!(err.problems[0].contains("bottom 10 %"), "{err}");
         let good = r#"{"title": "t", "summary": "Acme: revenue is in the bottom 10 %, visits in the top 10 %."}"#;
-        assert!(v.check(good, "top 10 % bottom 10 %", "Acme", Some(&context)).is_ok());
+        assert!(
+            v.check(good, "top 10 % bottom 10 %", "Acme", Some(&context))
+                .is_ok()
+        );
         // Without a context (or with the check off) nothing is checked.
         assert!(v.check(bad, "top 10 %", "Acme", None).is_ok());
     }

@@ -166,7 +166,10 @@ fn plan_and_run_exclude_exactly_the_absurd_domains(dir: &Path, bad: &Bad, source
     let out = shopscribe(&["plan", "domain_summaries", "--project", d], source);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
-    assert!(t.contains("checks            5  run, 5 failing, 4 entities excluded"), "{t}");
+    assert!(
+        t.contains("checks            5  run, 5 failing, 4 entities excluded"),
+        "{t}"
+    );
     for (name, key) in [
         ("orders_above_visits", &bad.orders_above_visits),
         ("negative_values", &bad.negative_revenue),
@@ -184,14 +187,20 @@ fn plan_and_run_exclude_exactly_the_absurd_domains(dir: &Path, bad: &Bad, source
         line.ends_with(&format!("(warn): 1 entity flagged, e.g. {}", bad.share)),
         "{line}"
     );
-    assert!(t.contains("Plan for `domain_summaries` (76 entities"), "{t}");
+    assert!(
+        t.contains("Plan for `domain_summaries` (76 entities"),
+        "{t}"
+    );
 
     let out = shopscribe(&["run", "domain_summaries", "--project", d], source);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("entities         76"), "{t}");
     assert!(t.contains("failed            0"), "{t}");
-    assert!(t.contains("checks            5  run, 5 failing, 4 entities excluded"), "{t}");
+    assert!(
+        t.contains("checks            5  run, 5 failing, 4 entities excluded"),
+        "{t}"
+    );
     assert!(check_line(&t, "inflated_base").ends_with(&format!("e.g. {}", bad.inflated)));
     let site = dir.join("site");
     for key in [
@@ -217,13 +226,15 @@ fn plan_and_run_exclude_exactly_the_absurd_domains(dir: &Path, bad: &Bad, source
         source,
     );
     assert!(out.status.success(), "{}", text(&out));
-    let json: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(reports.join("report-1.json")).unwrap(),
-    )
-    .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reports.join("report-1.json")).unwrap())
+            .unwrap();
     assert_eq!(json["checks"]["excluded"], 4, "{json}");
     assert_eq!(json["checks"]["results"][3]["name"], "inflated_base");
-    assert_eq!(json["checks"]["results"][3]["examples"][0], bad.inflated.as_str());
+    assert_eq!(
+        json["checks"]["results"][3]["examples"][0],
+        bad.inflated.as_str()
+    );
     let html = std::fs::read_to_string(reports.join("report-1.html")).unwrap();
     assert!(html.contains("<h2>Data checks</h2>"), "{html}");
 }
@@ -255,11 +266,17 @@ on_fail = "fail_run"
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("the data check `no_trillion_visits`"), "{t}");
-    assert!(t.contains("nothing was generated, published or removed"), "{t}");
+    assert!(
+        t.contains("nothing was generated, published or removed"),
+        "{t}"
+    );
     assert!(!t.contains("generated  "), "no generation summary: {t}");
     assert!(
         !dir.join("site").exists()
-            || std::fs::read_dir(dir.join("site")).unwrap().next().is_none(),
+            || std::fs::read_dir(dir.join("site"))
+                .unwrap()
+                .next()
+                .is_none(),
         "nothing published"
     );
 }
@@ -314,8 +331,11 @@ async fn without_exclusions_the_absurd_months_become_top_and_bottom_claims() {
     assert!(t.contains("entities         80"), "{t}");
     assert!(t.contains("0 entities excluded"), "{t}");
     let page = |key: &str| {
-        std::fs::read_to_string(dir.join("site/domain_summaries").join(format!("{key}.json")))
-            .unwrap()
+        std::fs::read_to_string(
+            dir.join("site/domain_summaries")
+                .join(format!("{key}.json")),
+        )
+        .unwrap()
     };
     // The sentence of the page's summary about `label` that states a position.
     let sentence_with = |key: &str, label: &str, position: &str| -> bool {

@@ -144,8 +144,9 @@ pub async fn apply(
         .map(|(i, k)| (k.as_str(), i))
         .collect();
     for check in checks {
-        let keys = crate::source::fetch_keys(settings, &check.sql, &check.sql_file, key_column, as_of)
-            .await?;
+        let keys =
+            crate::source::fetch_keys(settings, &check.sql, &check.sql_file, key_column, as_of)
+                .await?;
         let mut hit: Vec<usize> = keys
             .iter()
             .filter_map(|k| index.get(k.as_str()).copied())

@@ -1156,10 +1156,7 @@ fn validate_checks(
             match std::fs::read_to_string(&path) {
                 Ok(t) => (path, t),
                 Err(e) => {
-                    problems.push(format!(
-                        "{at}.sql: cannot read {}: {e}",
-                        path.display()
-                    ));
+                    problems.push(format!("{at}.sql: cannot read {}: {e}", path.display()));
                     (path, String::new())
                 }
             }

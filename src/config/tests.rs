@@ -228,7 +228,13 @@ fn data_checks_and_the_fact_check_are_read_and_validated() {
     assert_eq!(job.checks[4].on_fail, OnFail::Warn);
     assert!(job.checks[0].sql.contains("d.orders > d.visits"));
     assert!(job.validate.fact_check.enabled);
-    assert!(job.validate.fact_check.top_10.iter().any(|p| p == "top 10 %"));
+    assert!(
+        job.validate
+            .fact_check
+            .top_10
+            .iter()
+            .any(|p| p == "top 10 %")
+    );
 
     let path = dir.path().join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).unwrap()
@@ -259,7 +265,8 @@ sql = "sql/checks/nope.sql"
         "{msg}"
     );
     assert!(
-        msg.contains("jobs.domain_summaries.checks[6].sql: cannot read") && msg.contains("nope.sql"),
+        msg.contains("jobs.domain_summaries.checks[6].sql: cannot read")
+            && msg.contains("nope.sql"),
         "{msg}"
     );
     assert!(

@@ -161,9 +161,14 @@ pub async fn load_entities_as_of(
     let mut entities = source::fetch_entities(&settings, job, as_of).await?;
     if !job.checks.is_empty() {
         let t = Instant::now();
-        entities.checks =
-            crate::checks::apply(&settings, &job.checks, &job.key_column, &mut entities, as_of)
-                .await?;
+        entities.checks = crate::checks::apply(
+            &settings,
+            &job.checks,
+            &job.key_column,
+            &mut entities,
+            as_of,
+        )
+        .await?;
         info!(job = %job.name, checks = job.checks.len(), excluded = entities.checks.excluded, left = entities.len(), ms = t.elapsed().as_millis() as u64, "data checks run");
     }
     Ok(entities)

@@ -401,7 +401,10 @@ mod tests {
     #[test]
     fn phrases_go_to_the_nearest_metric_and_missing_metrics_have_no_position() {
         // "top 10 %" belongs to revenue per visit, "trails" to conversion rate.
-        assert!(check("Revenue per visit is in the top 10 %, while conversion rate trails the median.").is_empty());
+        assert!(
+            check("Revenue per visit is in the top 10 %, while conversion rate trails the median.")
+                .is_empty()
+        );
         let p = check("Conversion rate is in the top 10 %, while revenue per visit trails.");
         assert_eq!(p.len(), 2, "{p:?}");
         let p = check("Order growth year over year is in the top 10 %.");
