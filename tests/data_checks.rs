@@ -358,4 +358,52 @@ async fn without_exclusions_the_absurd_months_become_top_and_bottom_claims() {
         "{}",
         page(&bad.inflated)
     );
+
+    // Excluding them now removes their published pages (they count as not in the source)…
+    let toml = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("on_fail = \"warn\"", "on_fail = \"exclude_entity\"");
+    std::fs::write(&path, &toml).unwrap();
+    let out = shopscribe(&["run", "domain_summaries", "--project", d], None);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("5 entities excluded"), "{t}");
+    assert!(t.contains("removed           5  pages"), "{t}");
+    for key in [&bad.orders_above_visits, &bad.inflated, &bad.share] {
+        let hits = site_files_naming(&dir.join("site"), key);
+        assert!(hits.is_empty(), "{key} is still on the site: {hits:?}");
+    }
+    // …and a check that would exclude the whole site is stopped like an empty source.
+    let toml = toml
+        + r#"
+[[jobs.domain_summaries.checks]]
+name = "everything"
+sql = "SELECT domain FROM domain_monthly"
+"#;
+    std::fs::write(&path, toml).unwrap();
+    let out = shopscribe(&["run", "domain_summaries", "--project", d], None);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("the data checks of `domain_summaries` excluded all 80 entities of its source: nothing was generated, published or removed"),
+        "{t}"
+    );
+    // A check excluding most (not all) of the site: the shrink guard says the checks did it.
+    let toml = std::fs::read_to_string(&path).unwrap().replace(
+        "sql = \"SELECT domain FROM domain_monthly\"",
+        "sql = \"SELECT domain FROM domain_monthly WHERE domain > 'c'\"",
+    );
+    std::fs::write(&path, toml).unwrap();
+    let out = shopscribe(&["run", "domain_summaries", "--project", d], None);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("refusing to publish `domain_summaries`"), "{t}");
+    assert!(
+        t.contains("of the source were excluded by the job's data checks; `plan` lists them"),
+        "{t}"
+    );
+    let kept = std::fs::read_dir(dir.join("site/domain_summaries"))
+        .unwrap()
+        .count();
+    assert!(kept > 75 * 2, "nothing removed: {kept} files");
 }

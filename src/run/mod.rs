@@ -388,6 +388,12 @@ pub async fn check_source_before_generating(
             examples: c.examples.join(", "),
         });
     }
+    if entities.is_empty() && policy.max_share < 1.0 && entities.checks.excluded > 0 {
+        return Err(RunError::Setup(format!(
+            "the data checks of `{}` excluded all {} entities of its source: nothing was generated, published or removed (`plan` lists the checks; --allow-shrink accepts an empty site)",
+            job.name, entities.checks.excluded
+        )));
+    }
     if entities.is_empty() && policy.max_share < 1.0 {
         return Err(RunError::EmptySource {
             job: job.name.clone(),
@@ -397,15 +403,30 @@ pub async fn check_source_before_generating(
     let sink = Sink::open(&project.publish.url).map_err(publish::PublishError::from)?;
     let previous = publish::published_manifest(&sink, &job.name).await?;
     let site = site_info(project, store).await?;
-    publish::check_publish(
+    let checked = publish::check_publish(
         &sink,
         &site,
         &job.name,
         previous.as_ref(),
         entities.keys.iter().map(String::as_str),
         policy,
-    )?;
-    Ok(())
+    );
+    // Entities excluded by data checks count as not in the source: a check that excludes
+    // half the site is stopped by the same guard as a collapsed upstream, and says so.
+    match checked {
+        Err(e @ publish::PublishError::Shrink { .. }) if entities.checks.excluded > 0 => {
+            Err(RunError::Setup(format!(
+                "{e} ({} entit{} of the source were excluded by the job's data checks; `plan` lists them)",
+                entities.checks.excluded,
+                if entities.checks.excluded == 1 {
+                    "y"
+                } else {
+                    "ies"
+                }
+            )))
+        }
+        other => Ok(other?),
+    }
 }
 
 /// Publishes the latest good text of every entity currently in the source.
