@@ -1,7 +1,8 @@
 //! The fact check: every tier or position word an output uses about a metric ("top 10 %",
 //! "above the median", "leader", "weakness"…) must agree with that metric's tier in the prompt's
 //! context. Deterministic and conservative: a phrase is attributed to the nearest metric label
-//! before it in the same sentence (or, with none before, the nearest after it), a negated phrase
+//! before it in the same sentence (or, with none before, the nearest after it in the same
+//! clause), a negated phrase
 //! ("not in the top 10 %") is ignored, and sentences naming no metric are not checked.
 
 use serde_json::Value;
@@ -294,11 +295,13 @@ pub fn contradictions(config: &FactCheckConfig, texts: &[&str], context: &Value)
                     continue;
                 }
                 last_end = end;
-                let target = kept
-                    .iter()
-                    .rev()
-                    .find(|k| k.1 <= start)
-                    .or_else(|| kept.iter().find(|k| k.0 >= end));
+                // The nearest label before the phrase; with none, the nearest after it in the
+                // same clause ("strongest in revenue", not "unlike the top 10 %, revenue").
+                let target = kept.iter().rev().find(|k| k.1 <= start).or_else(|| {
+                    kept.iter()
+                        .find(|k| k.0 >= end)
+                        .filter(|k| !sentence[end..k.0].contains([',', ':', '(', '—']))
+                });
                 let Some(&(_, _, mi)) = target else { continue };
                 let m = &metrics[mi];
                 let ok = m
@@ -393,6 +396,9 @@ mod tests {
             "A shop in the top tier outperforms most comparable shops.",
             "Return rate is in the top 10 %, a weakness: lower is better.",
             "Data on order growth year over year was not available.",
+            "Unlike the top 10 % of its peers, revenue is in the bottom 10 %.",
+            "It is strongest in revenue per visit and visits.",
+            "Its weakest positions are in revenue and conversion rate.",
         ] {
             assert!(check(ok).is_empty(), "{ok}: {:?}", check(ok));
         }
