@@ -86,6 +86,39 @@ fn rows() -> (Vec<MonthRow>, Bad) {
     (rows, bad)
 }
 
+/// The example's checks, which only warn (its SQL already drops absurd months), made to
+/// exclude, except the last one (`shares_out_of_range`), which stays a warning.
+fn excluding(dir: &Path) {
+    let path = dir.join("shopscribe.toml");
+    let toml = std::fs::read_to_string(&path).unwrap();
+    let (head, last) = toml.rsplit_once("on_fail = \"warn\"").unwrap();
+    let toml = head.replace("on_fail = \"warn\"", "on_fail = \"exclude_entity\"")
+        + "on_fail = \"warn\""
+        + last;
+    std::fs::write(&path, toml).unwrap();
+}
+
+/// `rows` with the absurd months deleted and out-of-range shares set to NULL.
+fn rows_without_absurd_months(rows: &[MonthRow]) -> (Vec<MonthRow>, usize) {
+    let mut out: Vec<MonthRow> = rows
+        .iter()
+        .filter(|r| {
+            r.visits >= 0
+                && r.orders >= 0
+                && r.revenue >= 0.0
+                && r.orders <= r.visits
+                && r.visits <= 100_000_000_000
+        })
+        .cloned()
+        .collect();
+    let dropped = rows.len() - out.len();
+    for r in &mut out {
+        r.mobile_share = r.mobile_share.filter(|s| (0.0..=1.0).contains(s));
+        r.returning_share = r.returning_share.filter(|s| (0.0..=1.0).contains(s));
+    }
+    (out, dropped)
+}
+
 /// The example project in `dir`, its `domain_monthly` in the project's own SQLite store.
 async fn sqlite_project(dir: &Path, rows: &[MonthRow]) {
     shopscribe::demo::write_project(dir, true).unwrap();
@@ -287,11 +320,13 @@ async fn sqlite_checks_exclude_exactly_the_absurd_domains_and_fail_run_stops_the
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
     sqlite_project(&dir, &rows).await;
+    excluding(&dir);
     plan_and_run_exclude_exactly_the_absurd_domains(&dir, &bad, None);
 
     let tmp2 = tempfile::tempdir().unwrap();
     let dir2 = tmp2.path().join("p");
     sqlite_project(&dir2, &rows).await;
+    excluding(&dir2);
     a_fail_run_check_stops_the_run_before_generation(&dir2, &bad, None);
 }
 
@@ -303,61 +338,80 @@ async fn postgres_checks_exclude_exactly_the_absurd_domains_and_fail_run_stops_t
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
     shopscribe::demo::write_project(&dir, true).unwrap();
+    excluding(&dir);
     plan_and_run_exclude_exactly_the_absurd_domains(&dir, &bad, Some(&db.url));
 
     let tmp2 = tempfile::tempdir().unwrap();
     let dir2 = tmp2.path().join("p");
     shopscribe::demo::write_project(&dir2, true).unwrap();
+    excluding(&dir2);
     a_fail_run_check_stops_the_run_before_generation(&dir2, &bad, Some(&db.url));
 }
 
-/// Why the checks exist: with every check only warning, the same rows put the domain with
-/// orders above visits in the top 10 % for conversion and the inflated base in the bottom 10 %.
+/// The example itself only warns: its SQL treats an absurd month as a missing month, so every
+/// domain keeps a page and no claim comes from the absurd month — each context (tiers, bins,
+/// peers) is exactly the one the same rows give with those months deleted (the 170 % share set
+/// to NULL). Then, switched to `exclude_entity`, the flagged domains' pages are removed, and a
+/// check excluding (nearly) everything is stopped by the shrink guard.
 #[tokio::test]
-async fn without_exclusions_the_absurd_months_become_top_and_bottom_claims() {
+async fn the_example_sql_treats_absurd_months_as_missing_and_exclusion_removes_pages() {
+    use shopscribe::llm::offline::OfflineWriter;
     let (rows, bad) = rows();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
     sqlite_project(&dir, &rows).await;
-    let path = dir.join("shopscribe.toml");
-    let toml = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("on_fail = \"exclude_entity\"", "on_fail = \"warn\"");
-    std::fs::write(&path, toml).unwrap();
     let d = dir.to_str().unwrap();
     let out = shopscribe(&["run", "domain_summaries", "--project", d], None);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("entities         80"), "{t}");
-    assert!(t.contains("0 entities excluded"), "{t}");
-    let page = |key: &str| {
-        std::fs::read_to_string(
-            dir.join("site/domain_summaries")
-                .join(format!("{key}.json")),
-        )
-        .unwrap()
-    };
-    // The sentence of the page's summary about `label` that states a position.
-    let sentence_with = |key: &str, label: &str, position: &str| -> bool {
-        let v: serde_json::Value = serde_json::from_str(&page(key)).unwrap();
-        let summary = v["content"]["summary"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no summary in {v}"))
-            .to_string();
-        summary
-            .split(". ")
-            .any(|s| s.contains(label) && s.contains(position))
-    };
     assert!(
-        sentence_with(&bad.orders_above_visits, "conversion rate", "top 10 %"),
-        "{}",
-        page(&bad.orders_above_visits)
+        t.contains("checks            5  run, 5 failing, 0 entities excluded"),
+        "{t}"
     );
     assert!(
-        sentence_with(&bad.inflated, "conversion rate", "bottom 10 %"),
-        "{}",
-        page(&bad.inflated)
+        check_line(&t, "inflated_base")
+            .ends_with(&format!("(warn): 1 entity flagged, e.g. {}", bad.inflated))
     );
+
+    // The same rows without the absurd months.
+    let (clean_rows, _) = rows_without_absurd_months(&rows);
+    let tmp2 = tempfile::tempdir().unwrap();
+    let clean = tmp2.path().join("p");
+    sqlite_project(&clean, &clean_rows).await;
+    let contexts = |dir: &Path| {
+        let dir = dir.to_path_buf();
+        async move {
+            let p = shopscribe::config::load_with_env(&dir, &|_| None).unwrap();
+            let job = p.job("domain_summaries").unwrap();
+            let entities = shopscribe::run::load_entities(&p, job).await.unwrap();
+            let plan = shopscribe::plan::make_plan(
+                job,
+                entities,
+                &std::collections::HashMap::new(),
+                &OfflineWriter::new(),
+                false,
+            );
+            plan.work
+                .iter()
+                .map(|w| (plan.entities.keys[w.index].clone(), (*w.context).clone()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        }
+    };
+    let with_absurd = contexts(&dir).await;
+    let without = contexts(&clean).await;
+    assert_eq!(with_absurd.len(), 80);
+    for key in [
+        &bad.orders_above_visits,
+        &bad.negative_revenue,
+        &bad.zero_visits,
+        &bad.inflated,
+        &bad.share,
+    ] {
+        assert_eq!(with_absurd[key.as_str()], without[key.as_str()], "{key}");
+    }
+    assert_eq!(with_absurd, without, "peers are not distorted either");
+    let path = dir.join("shopscribe.toml");
 
     // Excluding them now removes their published pages (they count as not in the source)…
     let toml = std::fs::read_to_string(&path)

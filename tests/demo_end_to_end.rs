@@ -68,19 +68,26 @@ fn demo_publishes_every_domain_then_does_nothing_on_a_second_run() {
         String::from_utf8_lossy(&out.stderr).contains("offline writer"),
         "the demo says it runs offline"
     );
-    // 120 sample domains, three of them with an absurd month (orders above visits, a negative
-    // revenue, a trillion visits) excluded by the example's data checks; a 170 % share is flagged.
-    assert_eq!(figure(&text, "entities"), 117);
-    assert_eq!(figure(&text, "generated"), 117);
+    assert_eq!(figure(&text, "entities"), 120);
+    assert_eq!(figure(&text, "generated"), 120);
     assert_eq!(figure(&text, "failed"), 0);
+    // The sample data's absurd months (orders above visits, a negative revenue, a trillion
+    // visits, a 170 % share) are left out by the example SQL and flagged by its data checks.
     assert!(
-        text.contains("checks            5  run, 4 failing, 3 entities excluded"),
+        text.contains("checks            5  run, 4 failing, 0 entities excluded"),
         "{text}"
     );
-    assert!(
-        text.contains("check `shares_out_of_range` (warn): 1 entity flagged"),
-        "{text}"
-    );
+    for check in [
+        "orders_above_visits",
+        "negative_values",
+        "inflated_base",
+        "shares_out_of_range",
+    ] {
+        assert!(
+            text.contains(&format!("check `{check}` (warn): 1 entity flagged, e.g. ")),
+            "{check}: {text}"
+        );
+    }
     assert!(
         text.contains(&format!("Open {}", dir.join("site/index.html").display())),
         "{text}"
@@ -97,17 +104,17 @@ fn demo_publishes_every_domain_then_does_nothing_on_a_second_run() {
             .iter()
             .filter(|p| p.ends_with(".html") && *p != "index.html")
             .count(),
-        117
+        120
     );
     assert_eq!(
         pages
             .iter()
             .filter(|p| p.ends_with(".json") && *p != "manifest.json")
             .count(),
-        117
+        120
     );
     let sitemap = std::fs::read_to_string(job.join("sitemap-1.xml")).unwrap();
-    assert_eq!(sitemap.matches("<url>").count(), 117);
+    assert_eq!(sitemap.matches("<url>").count(), 120);
     let root_sitemap = std::fs::read_to_string(site.join("sitemap.xml")).unwrap();
     assert!(
         root_sitemap.contains("<sitemapindex")
@@ -116,7 +123,7 @@ fn demo_publishes_every_domain_then_does_nothing_on_a_second_run() {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(job.join("manifest.json")).unwrap()).unwrap();
     let entries = manifest["entities"].as_array().unwrap();
-    assert_eq!(entries.len(), 117);
+    assert_eq!(entries.len(), 120);
     assert!(
         entries
             .iter()
@@ -163,7 +170,7 @@ fn demo_publishes_every_domain_then_does_nothing_on_a_second_run() {
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");
     assert_eq!(figure(&text, "generated"), 0);
-    assert_eq!(figure(&text, "skipped"), 117);
+    assert_eq!(figure(&text, "skipped"), 120);
     assert_eq!(
         files_with_mtimes(&site),
         before,
@@ -175,7 +182,7 @@ fn demo_publishes_every_domain_then_does_nothing_on_a_second_run() {
     let out = shopscribe(&["plan", "domain_summaries", "--project", d]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");
-    assert_eq!(figure(&text, "unchanged"), 117);
+    assert_eq!(figure(&text, "unchanged"), 120);
     assert_eq!(figure(&text, "to write"), 0);
 
     // `--force` regenerates all, and identical texts still rewrite no page.
@@ -190,7 +197,7 @@ fn demo_publishes_every_domain_then_does_nothing_on_a_second_run() {
     ]);
     let text = stdout(&out);
     assert_eq!(figure(&text, "generated"), 10);
-    assert_eq!(figure(&text, "pending"), 107);
+    assert_eq!(figure(&text, "pending"), 110);
     assert_eq!(
         out.status.code(),
         Some(1),

@@ -1,14 +1,22 @@
 -- One row per domain: last-twelve-month totals, ratios, and year-over-year growth of the latest
 -- month. Portable between SQLite and PostgreSQL: no date functions, months are indexed as
 -- year * 12 + month - 1; NULLIF turns zero denominators into NULL (the feature is then absent).
--- Domains with an absurd month (orders above visits, negative values, an inflated base) are left
--- out by the job's data checks (sql/checks/*.sql) before features are derived.
-WITH m AS (
+WITH all_months AS (
     SELECT d.*, d.year * 12 + d.month - 1 AS m_idx
     FROM domain_monthly d
 ),
 bounds AS (
-    SELECT MAX(m_idx) AS last_m FROM m
+    SELECT MAX(m_idx) AS last_m FROM all_months
+),
+-- An absurd month (more orders than visits, orders without visits, negative revenue, visits or
+-- orders, an inflated base above 10^11) counts as a missing month: averaged in, one such month
+-- would make a shop "a clear leader, top 10 %" or "0 % conversion, bottom 10 %", and distort
+-- its peers' quantiles. The job's data checks (sql/checks/*.sql) flag the domains concerned.
+m AS (
+    SELECT * FROM all_months
+    WHERE COALESCE(visits, 0) >= 0 AND COALESCE(orders, 0) >= 0 AND COALESCE(revenue, 0) >= 0
+      AND COALESCE(orders, 0) <= COALESCE(visits, 0)
+      AND COALESCE(visits, 0) <= 100000000000 AND COALESCE(orders, 0) <= 100000000000
 ),
 ltm AS (
     SELECT m.domain,
