@@ -84,8 +84,6 @@ impl Default for FactCheckConfig {
     }
 }
 
-const TIERS: [&str; 4] = ["top_10", "above_median", "below_median", "bottom_10"];
-
 fn tier_label(tier: &str) -> &'static str {
     match tier {
         "top_10" => "top 10 %",
@@ -341,11 +339,6 @@ pub fn contradictions(config: &FactCheckConfig, texts: &[&str], context: &Value)
         }
     }
     problems
-}
-
-/// The tier codes the fact check knows (for config messages).
-pub fn tier_codes() -> &'static [&'static str] {
-    &TIERS
 }
 
 #[cfg(test)]
