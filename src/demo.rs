@@ -428,7 +428,7 @@ pub fn sample_rows(n: usize, seed: u64) -> Vec<MonthRow> {
     }
     // A few absurd values, as real deliveries have: orders above visits, a negative revenue, a
     // mobile share of 170 %, a month with zero visits (and orders), a trillion-visit month. The
-    // example project's data checks exclude or flag each of these domains.
+    // example SQL treats each such month as missing and its data checks flag the domains.
     let m = rows.len();
     if m > 40 {
         for j in 0..(m / 400).max(2) {
