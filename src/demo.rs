@@ -19,6 +19,26 @@ pub const DOMAINS_PROJECT: &[(&str, &str)] = &[
         include_str!("../examples/domains/sql/domain_summaries.sql"),
     ),
     (
+        "sql/checks/orders_above_visits.sql",
+        include_str!("../examples/domains/sql/checks/orders_above_visits.sql"),
+    ),
+    (
+        "sql/checks/zero_visit_months_with_orders.sql",
+        include_str!("../examples/domains/sql/checks/zero_visit_months_with_orders.sql"),
+    ),
+    (
+        "sql/checks/negative_values.sql",
+        include_str!("../examples/domains/sql/checks/negative_values.sql"),
+    ),
+    (
+        "sql/checks/inflated_base.sql",
+        include_str!("../examples/domains/sql/checks/inflated_base.sql"),
+    ),
+    (
+        "sql/checks/shares_out_of_range.sql",
+        include_str!("../examples/domains/sql/checks/shares_out_of_range.sql"),
+    ),
+    (
         "prompts/domain_summary.system.j2",
         include_str!("../examples/domains/prompts/domain_summary.system.j2"),
     ),
@@ -407,7 +427,8 @@ pub fn sample_rows(n: usize, seed: u64) -> Vec<MonthRow> {
         }
     }
     // A few absurd values, as real deliveries have: orders above visits, a negative revenue, a
-    // mobile share of 170 %, a month with zero visits.
+    // mobile share of 170 %, a month with zero visits (and orders), a trillion-visit month. The
+    // example SQL treats each such month as missing and its data checks flag the domains.
     let m = rows.len();
     if m > 40 {
         for j in 0..(m / 400).max(2) {
@@ -421,6 +442,10 @@ pub fn sample_rows(n: usize, seed: u64) -> Vec<MonthRow> {
                 }
             }
         }
+        // An inflated base: one month of a trillion visits (a unit error upstream), which would
+        // make the domain's conversion "0 %, bottom 10 %".
+        let at = (m / 2 + 5) % m;
+        rows[at].visits = 1_000_000_000_000;
     }
     rows
 }

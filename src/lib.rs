@@ -1,6 +1,7 @@
 //! shopscribe: turns e-commerce performance data into published, SEO-ready text, one page per
 //! entity, and keeps it current as the data changes. See docs/ARCHITECTURE.md for the flow.
 
+pub mod checks;
 pub mod config;
 pub mod demo;
 pub mod features;

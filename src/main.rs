@@ -961,6 +961,7 @@ async fn plan(
         }
     );
     println!("  to write   {:>8}", plan.work.len());
+    print_checks(&plan.entities.checks);
     for n in plan.entities.non_numeric() {
         println!("Warning: {n}.");
     }
@@ -999,6 +1000,23 @@ async fn plan(
     Ok(ExitCode::SUCCESS)
 }
 
+/// One line per data check: how many entities it excluded, flagged or failed, with examples.
+fn print_checks(checks: &shopscribe::checks::CheckReport) {
+    if checks.is_empty() {
+        return;
+    }
+    println!(
+        "  checks     {:>8}  run, {} failing, {} entit{} excluded",
+        checks.results.len(),
+        checks.failed().count(),
+        checks.excluded,
+        if checks.excluded == 1 { "y" } else { "ies" }
+    );
+    for c in &checks.results {
+        println!("    {c}");
+    }
+}
+
 fn print_summary(s: &RunSummary) {
     let f = &s.figures;
     println!(
@@ -1014,6 +1032,7 @@ fn print_summary(s: &RunSummary) {
     println!("  generated  {:>8}", f.generated);
     println!("  skipped    {:>8}  (inputs unchanged)", f.skipped);
     println!("  failed     {:>8}", f.failed);
+    print_checks(&s.checks);
     if f.pending > 0 {
         println!("  pending    {:>8}  (left for the next run)", f.pending);
     }

@@ -217,6 +217,29 @@ pub fn html(r: &Value) -> String {
             esc(f["error"].as_str().unwrap_or(""))
         ));
     }
+    let mut checks = String::new();
+    if let Some(results) = r["checks"]["results"].as_array() {
+        checks.push_str(&format!(
+            "<h2>Data checks</h2><p>{} entities excluded before features.</p><table><tr><th>check</th><th>on_fail</th><th>entities</th><th>examples</th></tr>",
+            r["checks"]["excluded"]
+        ));
+        for c in results {
+            let examples: Vec<&str> = c["examples"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            checks.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(c["name"].as_str().unwrap_or("")),
+                esc(c["on_fail"].as_str().unwrap_or("")),
+                c["entities"],
+                esc(&examples.join(", "))
+            ));
+        }
+        checks.push_str("</table>");
+    }
     format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Run {id} of {job}</title>
 <style>body{{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1d2330}}
@@ -229,6 +252,7 @@ table{{border-collapse:collapse}}td,th{{padding:.2rem .6rem;border-bottom:1px so
 <tr><td>skipped (unchanged)</td><td>{skipped}</td></tr><tr><td>failed</td><td>{failedn}</td></tr><tr><td>pending</td><td>{pending}</td></tr>
 <tr><td>tokens</td><td>{tin} in / {tout} out</td></tr><tr><td>cost</td><td>{cost}</td></tr><tr><td>duration</td><td>{dur} ms</td></tr>
 <tr><td>error</td><td>{error}</td></tr></table>
+{checks}
 <h2>Throughput (texts per {bucket:.0} s)</h2>{tp}
 <h2>Writer latency per entity</h2>
 <p>Time spent waiting for the writer's answers, summed over each entity's attempts (failed requests and the waits between retries are not timed).</p>{lat}
@@ -272,7 +296,11 @@ pub async fn report(
     };
     let Some(run) = run else { return Ok(None) };
     let generations = store.run_generations(run.id).await?;
-    let data = build(&run, &generations);
+    let mut data = build(&run, &generations);
+    let checks = crate::checks::recorded(store, run.id).await?;
+    if !checks.is_empty() {
+        data["checks"] = serde_json::to_value(&checks).expect("check results serialise");
+    }
     let page = html(&data);
     Ok(Some((data, page)))
 }

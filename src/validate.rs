@@ -1,5 +1,8 @@
 //! Output checks: the job's JSON Schema, word-count bounds, the entity's name, banned phrases,
-//! and the privacy guard (the output may state no number that its prompt did not contain).
+//! the privacy guard (the output may state no number that its prompt did not contain) and the
+//! fact check (no tier or position word that contradicts a metric's tier: [`fact_check`]).
+
+pub mod fact_check;
 
 use crate::config::ValidateConfig;
 use serde_json::Value;
@@ -26,8 +29,15 @@ impl Validator {
     }
 
     /// Parses and checks `content`; `prompt` is the full text the model saw (system + user)
-    /// and `name` the entity's display name.
-    pub fn check(&self, content: &str, prompt: &str, name: &str) -> Result<Value, Rejection> {
+    /// and `name` the entity's display name. Without the entity's template `context` the fact
+    /// check is skipped.
+    pub fn check(
+        &self,
+        content: &str,
+        prompt: &str,
+        name: &str,
+        context: Option<&Value>,
+    ) -> Result<Value, Rejection> {
         let value: Value =
             serde_json::from_str(strip_code_fence(content)).map_err(|e| Rejection {
                 problems: vec![format!("the output is not valid JSON: {e}")],
@@ -82,6 +92,14 @@ impl Validator {
                 ));
             }
         }
+        if let Some(context) = context {
+            let texts = strings_of(&value);
+            problems.extend(fact_check::contradictions(
+                &self.rules.fact_check,
+                &texts,
+                context,
+            ));
+        }
         if problems.is_empty() {
             Ok(value)
         } else {
@@ -100,6 +118,21 @@ fn strip_code_fence(s: &str) -> &str {
         }
     }
     t
+}
+
+/// Every string in a JSON value (keys excluded), one by one.
+fn strings_of(v: &Value) -> Vec<&str> {
+    fn walk<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::String(s) => out.push(s),
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            Value::Object(o) => o.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, &mut out);
+    out
 }
 
 /// Every string in a JSON value (keys excluded), joined by newlines.
@@ -232,9 +265,15 @@ mod tests {
         let v = validator();
         let out =
             r#"{"title": "Acme at a glance", "summary": "Acme sells 10K–50K units, top 10 %."}"#;
-        assert!(v.check(out, "units 10K–50K; top 10 %", "Acme").is_ok());
+        assert!(
+            v.check(out, "units 10K–50K; top 10 %", "Acme", None)
+                .is_ok()
+        );
         let fenced = format!("```json\n{out}\n```");
-        assert!(v.check(&fenced, "units 10K–50K; top 10 %", "Acme").is_ok());
+        assert!(
+            v.check(&fenced, "units 10K–50K; top 10 %", "Acme", None)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -242,7 +281,7 @@ mod tests {
         let v = validator();
         let out = r#"{"title": "Acme", "summary": "Acme made $1,234,567 in revenue, top 10 %."}"#;
         let err = v
-            .check(out, "revenue $1M–$5M, top 10 %", "Acme")
+            .check(out, "revenue $1M–$5M, top 10 %", "Acme", None)
             .unwrap_err();
         assert_eq!(err.problems.len(), 1, "{err}");
         assert!(err.problems[0].contains("1234567"), "{err}");
@@ -253,17 +292,20 @@ mod tests {
         let v = validator();
         let long = "x".repeat(61);
         let out = format!(r#"{{"title": "{long}", "summary": "A fine shop indeed."}}"#);
-        let err = v.check(&out, "", "Acme").unwrap_err().to_string();
+        let err = v.check(&out, "", "Acme", None).unwrap_err().to_string();
         assert!(err.contains("/title"), "{err}");
         assert!(err.contains("must mention \"Acme\""), "{err}");
 
         let err = v
-            .check(r#"{"title": "Acme"}"#, "", "Acme")
+            .check(r#"{"title": "Acme"}"#, "", "Acme", None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"summary\" is a required property"), "{err}");
 
-        let err = v.check("not json", "", "Acme").unwrap_err().to_string();
+        let err = v
+            .check("not json", "", "Acme", None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not valid JSON"), "{err}");
     }
 
@@ -271,7 +313,7 @@ mod tests {
     fn rejects_word_counts_and_banned_phrases() {
         let v = validator();
         let err = v
-            .check(r#"{"title": "t", "summary": "Acme"}"#, "", "Acme")
+            .check(r#"{"title": "t", "summary": "Acme"}"#, "", "Acme", None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("has 1 words; it must have 3 to 50"), "{err}");
@@ -280,9 +322,36 @@ mod tests {
                 r#"{"title": "t", "summary": "As an AI, Acme is great."}"#,
                 "",
                 "Acme",
+                None,
             )
             .unwrap_err()
             .to_string();
         assert!(err.contains("banned phrase"), "{err}");
+    }
+
+    #[test]
+    fn the_fact_check_rejects_a_bottom_10_metric_called_a_strength() {
+        let v = validator();
+        let context = serde_json::json!({"metrics": [
+            {"label": "revenue", "tier": "bottom_10"},
+            {"label": "visits", "tier": "top_10"},
+        ]});
+        let bad = r#"{"title": "t", "summary": "Acme: revenue is its greatest strength, visits in the top 10 %."}"#;
+        let err = v
+            .check(bad, "top 10 %", "Acme", Some(&context))
+            .unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert!(
+            err.problems[0].contains("\"strength\" about revenue"),
+            "{err}"
+        );
+        assert!(err.problems[0].contains("bottom 10 %"), "{err}");
+        let good = r#"{"title": "t", "summary": "Acme: revenue is in the bottom 10 %, visits in the top 10 %."}"#;
+        assert!(
+            v.check(good, "top 10 % bottom 10 %", "Acme", Some(&context))
+                .is_ok()
+        );
+        // Without a context (or with the check off) nothing is checked.
+        assert!(v.check(bad, "top 10 %", "Acme", None).is_ok());
     }
 }

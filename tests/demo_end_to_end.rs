@@ -71,6 +71,23 @@ fn demo_publishes_every_domain_then_does_nothing_on_a_second_run() {
     assert_eq!(figure(&text, "entities"), 120);
     assert_eq!(figure(&text, "generated"), 120);
     assert_eq!(figure(&text, "failed"), 0);
+    // The sample data's absurd months (orders above visits, a negative revenue, a trillion
+    // visits, a 170 % share) are left out by the example SQL and flagged by its data checks.
+    assert!(
+        text.contains("checks            5  run, 4 failing, 0 entities excluded"),
+        "{text}"
+    );
+    for check in [
+        "orders_above_visits",
+        "negative_values",
+        "inflated_base",
+        "shares_out_of_range",
+    ] {
+        assert!(
+            text.contains(&format!("check `{check}` (warn): 1 entity flagged, e.g. ")),
+            "{check}: {text}"
+        );
+    }
     assert!(
         text.contains(&format!("Open {}", dir.join("site/index.html").display())),
         "{text}"

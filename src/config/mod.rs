@@ -248,6 +248,8 @@ pub struct ValidateConfig {
     pub word_count: BTreeMap<String, (usize, usize)>,
     pub banned_phrases: Vec<String>,
     pub privacy_guard: bool,
+    /// Tier words must agree with the metrics' tiers (`crate::validate::fact_check`).
+    pub fact_check: crate::validate::fact_check::FactCheckConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -275,6 +277,8 @@ pub struct Job {
     pub validate: ValidateConfig,
     /// Datasets whose deliveries run this job.
     pub datasets: Vec<String>,
+    /// Data checks run on the source before features (`crate::checks`).
+    pub checks: Vec<crate::checks::Check>,
 }
 
 #[derive(Debug, Clone)]
@@ -1063,6 +1067,30 @@ fn validate_job(
         }
     }
     let privacy_guard = raw.validate.privacy_guard.unwrap_or(true);
+    let fact_check = {
+        let f = raw.validate.fact_check;
+        let d = crate::validate::fact_check::FactCheckConfig::default();
+        let mut list = |key: &str, v: Option<Vec<String>>, default: Vec<String>| {
+            let v = v.unwrap_or(default);
+            if v.iter().any(|p| p.trim().is_empty()) {
+                problems.push(format!(
+                    "{}: phrases must not be empty",
+                    at(&format!("validate.fact_check.{key}"))
+                ));
+            }
+            v
+        };
+        crate::validate::fact_check::FactCheckConfig {
+            enabled: f.enabled.unwrap_or(true),
+            top_10: list("top_10", f.top_10, d.top_10),
+            above_median: list("above_median", f.above_median, d.above_median),
+            below_median: list("below_median", f.below_median, d.below_median),
+            bottom_10: list("bottom_10", f.bottom_10, d.bottom_10),
+            strong: list("strong", f.strong, d.strong),
+            weak: list("weak", f.weak, d.weak),
+        }
+    };
+    let checks = validate_checks(name, raw.checks, dir, problems);
     let mut word_count = BTreeMap::new();
     for (field, [lo, hi]) in raw.validate.word_count {
         if lo > hi {
@@ -1100,10 +1128,80 @@ fn validate_job(
             word_count,
             banned_phrases: raw.validate.banned_phrases,
             privacy_guard,
+            fact_check,
         },
+        checks,
         // Checked against the project's datasets by the caller (they are known there).
         datasets: raw.datasets.unwrap_or_default(),
     })
+}
+
+/// `[[jobs.NAME.checks]]`: unique names, a readable SQL file (a value ending in `.sql`) or an
+/// inline query, and a known `on_fail`.
+fn validate_checks(
+    job: &str,
+    raw: Vec<raw::RawCheck>,
+    dir: &Path,
+    problems: &mut Vec<String>,
+) -> Vec<crate::checks::Check> {
+    use crate::checks::{Check, OnFail};
+    let mut out: Vec<Check> = Vec::new();
+    for (i, c) in raw.into_iter().enumerate() {
+        let at = format!("jobs.{job}.checks[{i}]");
+        let before = problems.len();
+        if c.name.is_empty()
+            || !c
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        {
+            problems.push(format!(
+                "{at}.name: `{}`: check names use letters, digits, `_` and `-` only",
+                c.name
+            ));
+        }
+        if out.iter().any(|o| o.name == c.name) {
+            problems.push(format!(
+                "{at}.name: `{}` is declared twice in job `{job}`",
+                c.name
+            ));
+        }
+        let on_fail = match c.on_fail.as_deref() {
+            None => OnFail::ExcludeEntity,
+            Some(s) => OnFail::parse(s).unwrap_or_else(|| {
+                problems.push(format!(
+                    "{at}.on_fail: unknown value `{s}`; use \"exclude_entity\", \"warn\" or \"fail_run\""
+                ));
+                OnFail::Warn
+            }),
+        };
+        let trimmed = c.sql.trim();
+        let (sql_file, sql) = if trimmed.to_ascii_lowercase().ends_with(".sql")
+            && !trimmed.contains(char::is_whitespace)
+        {
+            let path = dir.join(trimmed);
+            match std::fs::read_to_string(&path) {
+                Ok(t) => (path, t),
+                Err(e) => {
+                    problems.push(format!("{at}.sql: cannot read {}: {e}", path.display()));
+                    (path, String::new())
+                }
+            }
+        } else {
+            (PathBuf::from(format!("{at}.sql")), c.sql.clone())
+        };
+        if problems.len() == before && sql.trim().is_empty() {
+            problems.push(format!("{at}.sql: the query is empty"));
+        }
+        out.push(Check {
+            name: c.name,
+            description: c.description.unwrap_or_default(),
+            sql_file,
+            sql,
+            on_fail,
+        });
+    }
+    out
 }
 
 fn validate_metric(

@@ -264,6 +264,48 @@ pub struct RawJob {
     /// Datasets this job reads: a delivery to one of them (`watch`, `POST /v1/runs` with an S3
     /// event) runs this job. Default: every dataset of the project.
     pub datasets: Option<Vec<String>>,
+    /// Data checks run on the source before features and generation: `[[jobs.NAME.checks]]`.
+    #[serde(default)]
+    pub checks: Vec<RawCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    /// Names the check in `plan`, the run summary, the logs and the run report (letters, digits,
+    /// `_`, `-`; unique within the job).
+    pub name: String,
+    /// A SQL file (relative to the project, ending in `.sql`) or an inline query, run on the
+    /// job's source with `:as_of` bound like the job's SQL, returning the keys of the entities
+    /// that FAIL the assertion, in a column named like the job's `key` (or as its only column).
+    pub sql: String,
+    /// `exclude_entity` (default: the failing entities are left out of the run before features,
+    /// and their published pages are removed), `warn` (reported only) or `fail_run` (the run
+    /// fails before anything is spent).
+    pub on_fail: Option<String>,
+    /// What the check asserts, for people. Default none.
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFactCheck {
+    /// Reject output whose tier or position words about a metric contradict the metric's tier
+    /// in the prompt's context. Default true.
+    pub enabled: Option<bool>,
+    /// Phrases that place a metric in the top 10 % (positional). Default: English.
+    pub top_10: Option<Vec<String>>,
+    /// Phrases that place a metric above the median (true of the top 10 % too).
+    pub above_median: Option<Vec<String>>,
+    /// Phrases that place a metric below the median (true of the bottom 10 % too).
+    pub below_median: Option<Vec<String>>,
+    /// Phrases that place a metric in the bottom 10 %.
+    pub bottom_10: Option<Vec<String>>,
+    /// Phrases that call a metric good ("strength", "leader"): allowed only in the better half
+    /// (the lower half for a `lower_is_better` metric).
+    pub strong: Option<Vec<String>>,
+    /// Phrases that call a metric bad ("weakness", "lags"): allowed only in the worse half.
+    pub weak: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -308,6 +350,9 @@ pub struct RawValidate {
     pub banned_phrases: Vec<String>,
     /// Reject output that states a number its prompt did not contain. Default true.
     pub privacy_guard: Option<bool>,
+    /// The fact check of tier words (on by default): `[jobs.NAME.validate.fact_check]`.
+    #[serde(default)]
+    pub fact_check: RawFactCheck,
 }
 
 #[derive(Debug, Deserialize)]

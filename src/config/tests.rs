@@ -208,3 +208,75 @@ fn dataset_shape_declarations_are_validated() {
         assert!(e.contains(want), "{want}: {e}");
     }
 }
+
+#[test]
+fn data_checks_and_the_fact_check_are_read_and_validated() {
+    use crate::checks::OnFail;
+    let dir = project_dir();
+    let p = load_with_env(dir.path(), &env_of(&[])).unwrap();
+    let job = p.job("domain_summaries").unwrap();
+    let names: Vec<&str> = job.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "orders_above_visits",
+            "zero_visit_months_with_orders",
+            "negative_values",
+            "inflated_base",
+            "shares_out_of_range"
+        ]
+    );
+    // The example's SQL drops absurd months itself: its checks only flag the domains.
+    assert!(job.checks.iter().all(|c| c.on_fail == OnFail::Warn));
+    assert!(job.checks[0].sql.contains("d.orders > d.visits"));
+    assert!(job.validate.fact_check.enabled);
+    assert!(
+        job.validate
+            .fact_check
+            .top_10
+            .iter()
+            .any(|p| p == "top 10 %")
+    );
+
+    let path = dir.path().join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).unwrap()
+        + r#"
+[[jobs.domain_summaries.checks]]
+name = "inline"
+sql = "SELECT domain FROM domain_monthly WHERE visits < 0"
+on_fail = "explode"
+
+[[jobs.domain_summaries.checks]]
+name = "inline"
+sql = "sql/checks/nope.sql"
+
+[[jobs.domain_summaries.checks]]
+name = "defaulted"
+sql = "SELECT domain FROM domain_monthly WHERE orders < 0"
+"#;
+    let text = text.replace(
+        "[jobs.domain_summaries.validate.fact_check]\nenabled = true\n",
+        "[jobs.domain_summaries.validate.fact_check]\nenabled = false\nstrong = [\"\"]\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let err = load_with_env(dir.path(), &env_of(&[])).unwrap_err();
+    let msg = err.to_string();
+    assert_eq!(err.problems.len(), 4, "{msg}");
+    assert!(
+        msg.contains("jobs.domain_summaries.checks[5].on_fail: unknown value `explode`; use \"exclude_entity\", \"warn\" or \"fail_run\""),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("jobs.domain_summaries.checks[6].name: `inline` is declared twice"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("jobs.domain_summaries.checks[6].sql: cannot read")
+            && msg.contains("nope.sql"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("jobs.domain_summaries.validate.fact_check.strong: phrases must not be empty"),
+        "{msg}"
+    );
+}

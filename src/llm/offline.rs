@@ -208,6 +208,25 @@ fn metric_sentence(f: &Facts, i: usize, m: &MetricFact) -> String {
     let opener = f.pick(slot + 7, &["For", "On", "In terms of"]);
     let peers = f.short_peers();
     let label = &m.label;
+    // A smaller value is better: the position is told without praise or blame words, which
+    // would contradict it (the fact check rejects "stands out" for a high return rate).
+    if m.lower_is_better {
+        return match m.tier.as_deref() {
+            Some(t @ ("top_10" | "above_median" | "below_median" | "bottom_10")) => format!(
+                "{opener} {label}{detail}, where lower is better, it is {} {peers}.",
+                match t {
+                    "top_10" => "in the top 10 % of",
+                    "above_median" => "above the median of",
+                    "below_median" => "below the median of",
+                    _ => "in the bottom 10 % of",
+                }
+            ),
+            _ => match &m.detail {
+                Some(d) => format!("Its {label} is in the range {d}."),
+                None => String::new(),
+            },
+        };
+    }
     match m.tier.as_deref() {
         Some("top_10") => format!(
             "{opener} {label}{detail}, it {} and sits in the top 10 % of {peers}.",
@@ -410,14 +429,17 @@ fn domain_summary(f: &Facts, props: &Map<String, Value>) -> Value {
         ));
     }
     for m in worst.iter().take(2) {
+        // A "lower is better" metric among the worst sits high: say where, not "below".
+        let position = if m.lower_is_better {
+            tier_phrase(m)
+        } else if m.tier.as_deref() == Some("bottom_10") {
+            "well below the median"
+        } else {
+            "below the median"
+        };
         highlights.push(format!(
-            "{} {} the median of {}",
+            "{} {position} of {}",
             capitalize(&m.label),
-            if m.tier.as_deref() == Some("bottom_10") {
-                "well below"
-            } else {
-                "below"
-            },
             f.short_peers()
         ));
     }

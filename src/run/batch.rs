@@ -31,13 +31,27 @@ pub(super) async fn execute(
     let client = provider.batch_client().expect("batch provider");
     super::spool::replay(&project.spool_dir, &job.name, store.as_ref()).await?;
     let entities = load_entities_as_of(project, job, &opts.as_of()).await?;
+    crate::checks::record(store.as_ref(), run_id, &entities.checks).await?;
     let policy = super::shrink_policy(project, opts.allow_shrink);
     super::check_source_before_generating(project, job, &entities, store.as_ref(), policy).await?;
     let names: HashMap<String, String> = (0..entities.len())
         .map(|i| (entities.keys[i].clone(), entities.name(i).to_string()))
         .collect();
     let validator = Validator::new(&job.schema, job.validate.clone()).map_err(RunError::Setup)?;
+    // The entities' template contexts, for the fact check of the answers collected.
+    let contexts: HashMap<String, serde_json::Value> = {
+        let features = plan::job_features(job, &entities);
+        (0..entities.len())
+            .map(|i| {
+                (
+                    entities.keys[i].clone(),
+                    crate::prompt::build_context(job, &entities, &features, i),
+                )
+            })
+            .collect()
+    };
     let ctx = Collect {
+        contexts: &contexts,
         project,
         job,
         run_id,
@@ -201,6 +215,7 @@ struct Collect<'a> {
     client: &'a BatchClient,
     validator: &'a Validator,
     names: &'a HashMap<String, String>,
+    contexts: &'a HashMap<String, serde_json::Value>,
     provider: &'a dyn Provider,
 }
 
@@ -406,7 +421,12 @@ impl Collect<'_> {
                         g.attempt_log.push("truncated".into());
                     } else {
                         let prompt = format!("{}\n{}", it.prompt_system, it.prompt_user);
-                        match self.validator.check(&content, &prompt, &name) {
+                        match self.validator.check(
+                            &content,
+                            &prompt,
+                            &name,
+                            self.contexts.get(&it.entity_key),
+                        ) {
                             Ok(_) => {
                                 g.status = GenerationStatus::Ok;
                                 g.attempt_log.push("ok".into());

@@ -52,6 +52,17 @@ pub enum RunError {
     /// Writing or reading the spool failed.
     #[error(transparent)]
     Spool(#[from] spool::SpoolError),
+    /// A `fail_run` data check found failing entities: nothing was spent, published or removed.
+    #[error(
+        "the data check `{check}` of `{job}` fails for {entities} entit{}, e.g. {examples} (on_fail = \"fail_run\"): nothing was generated, published or removed",
+        if *entities == 1 { "y" } else { "ies" }
+    )]
+    CheckFailed {
+        job: String,
+        check: String,
+        entities: usize,
+        examples: String,
+    },
     /// The job's SQL returned no entities: nothing was spent, published or removed.
     #[error(
         "the source of `{job}` returned no entities ({sql}): nothing was generated, published or removed. An empty upstream, a failed load or a WHERE typo? If the job really has no entities now, run again with --allow-shrink (or set publish.max_shrink_share = 1)"
@@ -134,6 +145,8 @@ pub struct RunSummary {
     pub provider: String,
     pub model: String,
     pub error: Option<String>,
+    /// The job's data checks on this run's source.
+    pub checks: crate::checks::CheckReport,
 }
 
 /// The job's rows as entities, from the store's database or the configured source, with
@@ -147,7 +160,21 @@ pub async fn load_entities_as_of(
     job: &Job,
     as_of: &str,
 ) -> Result<source::Entities, RunError> {
-    Ok(source::fetch_entities(&source::SourceSettings::of(project), job, as_of).await?)
+    let settings = source::SourceSettings::of(project);
+    let mut entities = source::fetch_entities(&settings, job, as_of).await?;
+    if !job.checks.is_empty() {
+        let t = Instant::now();
+        entities.checks = crate::checks::apply(
+            &settings,
+            &job.checks,
+            &job.key_column,
+            &mut entities,
+            as_of,
+        )
+        .await?;
+        info!(job = %job.name, checks = job.checks.len(), excluded = entities.checks.excluded, left = entities.len(), ms = t.elapsed().as_millis() as u64, "data checks run");
+    }
+    Ok(entities)
 }
 
 /// Builds the plan of a job without spending anything.
@@ -278,6 +305,9 @@ pub async fn run_created(
                 provider: provider.name().to_string(),
                 model: provider.model().to_string(),
                 error: fatal,
+                checks: crate::checks::recorded(store.as_ref(), run_id)
+                    .await
+                    .unwrap_or_default(),
             };
             crate::notify::send(project, &crate::notify::Event::Finished(&summary)).await;
             Ok(summary)
@@ -354,6 +384,20 @@ pub async fn check_source_before_generating(
     store: &dyn Store,
     policy: publish::ShrinkPolicy,
 ) -> Result<(), RunError> {
+    if let Some(c) = crate::checks::failed_run_check(&entities.checks.results) {
+        return Err(RunError::CheckFailed {
+            job: job.name.clone(),
+            check: c.name.clone(),
+            entities: c.entities,
+            examples: c.examples.join(", "),
+        });
+    }
+    if entities.is_empty() && policy.max_share < 1.0 && entities.checks.excluded > 0 {
+        return Err(RunError::Setup(format!(
+            "the data checks of `{}` excluded all {} entities of its source: nothing was generated, published or removed (`plan` lists the checks; --allow-shrink accepts an empty site)",
+            job.name, entities.checks.excluded
+        )));
+    }
     if entities.is_empty() && policy.max_share < 1.0 {
         return Err(RunError::EmptySource {
             job: job.name.clone(),
@@ -363,15 +407,30 @@ pub async fn check_source_before_generating(
     let sink = Sink::open(&project.publish.url).map_err(publish::PublishError::from)?;
     let previous = publish::published_manifest(&sink, &job.name).await?;
     let site = site_info(project, store).await?;
-    publish::check_publish(
+    let checked = publish::check_publish(
         &sink,
         &site,
         &job.name,
         previous.as_ref(),
         entities.keys.iter().map(String::as_str),
         policy,
-    )?;
-    Ok(())
+    );
+    // Entities excluded by data checks count as not in the source: a check that excludes
+    // half the site is stopped by the same guard as a collapsed upstream, and says so.
+    match checked {
+        Err(e @ publish::PublishError::Shrink { .. }) if entities.checks.excluded > 0 => {
+            Err(RunError::Setup(format!(
+                "{e} ({} entit{} of the source were excluded by the job's data checks; `plan` lists them)",
+                entities.checks.excluded,
+                if entities.checks.excluded == 1 {
+                    "y"
+                } else {
+                    "ies"
+                }
+            )))
+        }
+        other => Ok(other?),
+    }
 }
 
 /// Publishes the latest good text of every entity currently in the source.
@@ -486,6 +545,7 @@ async fn execute(
         &opts.as_of(),
     )
     .await?;
+    crate::checks::record(store.as_ref(), run_id, &plan.entities.checks).await?;
     let policy = shrink_policy(project, opts.allow_shrink);
     check_source_before_generating(project, job, &plan.entities, store.as_ref(), policy).await?;
     let mut figures = RunFigures {
@@ -867,6 +927,7 @@ async fn generate_one(
 ) -> Outcome {
     let started = Instant::now();
     let original_user = request.user.clone();
+    let context = request.context.clone();
     let prompt_for_guard = format!("{}\n{}", request.system, original_user);
     let mut g = NewGeneration {
         run_id: 0,
@@ -921,7 +982,7 @@ async fn generate_one(
             Ok(resp) => {
                 charge(&mut g, resp.usage);
                 g.latency_ms += resp.latency.as_millis() as u64;
-                match validator.check(&resp.content, &prompt_for_guard, name) {
+                match validator.check(&resp.content, &prompt_for_guard, name, Some(&context)) {
                     Ok(_) => {
                         g.attempt_log.push("ok".into());
                         g.status = GenerationStatus::Ok;

@@ -79,6 +79,7 @@ async fn enqueue_locked(
     let run_id = store
         .create_run(&job.name, writer, provider.model())
         .await?;
+    crate::checks::record(store, run_id, &plan.entities.checks).await?;
     // Entities already queued with the same inputs by a run still being worked are left to it.
     let queued = queue.queued(&job.name).await?;
     let mut work: Vec<WorkItem> = plan
@@ -432,6 +433,9 @@ pub async fn work(
             provider: crate::llm::realtime_name(provider.name()).to_string(),
             model: provider.model().to_string(),
             error: fatal,
+            checks: crate::checks::recorded(store.as_ref(), run_id)
+                .await
+                .unwrap_or_default(),
         };
         crate::notify::send(project, &crate::notify::Event::Finished(&summary)).await;
         report.finished = Some(summary);

@@ -189,6 +189,18 @@ impl EntityService {
                     e,
                 )
             })?;
+        // A `fail_run` data check stops on-demand generation as it stops a run: nothing is
+        // written from a source the project declared unfit.
+        if let Some(c) = crate::checks::failed_run_check(&entities.checks.results) {
+            return Err(ApiError::unavailable(
+                "source_unavailable",
+                format!(
+                    "the source of job `{}` fails its data check `{}`",
+                    job.name, c.name
+                ),
+                c,
+            ));
+        }
         let features = crate::plan::job_features(job, &entities);
         let index = entities
             .keys

@@ -90,6 +90,8 @@ pub struct Entities {
     pub input: FeatureInput,
     /// Per metric column (in the job's order): rows whose value was text that is not a number.
     non_numeric: Vec<NonNumeric>,
+    /// The job's data checks on these rows (`exclude_entity` failures are already removed).
+    pub checks: crate::checks::CheckReport,
 }
 
 /// Values of a metric column that are not numbers: they count as "not available", and `plan`
@@ -144,6 +146,27 @@ impl Entities {
 
     pub fn len(&self) -> usize {
         self.keys.len()
+    }
+    /// Keeps the entities whose `keep` is true (one flag per entity), in order. Groups stay
+    /// numbered as they were; a group left without members just has none.
+    pub fn retain(&mut self, keep: &[bool]) {
+        fn filter<T: Clone>(v: &mut Vec<T>, keep: &[bool]) {
+            let mut i = 0;
+            v.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+        }
+        assert_eq!(keep.len(), self.len(), "one flag per entity");
+        filter(&mut self.keys, keep);
+        filter(&mut self.names, keep);
+        for col in &mut self.attributes {
+            filter(col, keep);
+        }
+        filter(&mut self.input.group_ids, keep);
+        for col in &mut self.input.metrics {
+            filter(col, keep);
+        }
     }
     /// Metric columns that held text that is not a number, with how many entities had it.
     pub fn non_numeric(&self) -> impl Iterator<Item = &NonNumeric> {
@@ -428,6 +451,79 @@ pub async fn data_version(settings: &SourceSettings, sql: &str) -> Result<String
         Some(Cell::Float(f)) => f.to_string(),
         Some(Cell::Text(t)) => t,
     })
+}
+
+/// Runs a data check's SQL (with `:as_of` bound to `as_of`) and returns the values of its
+/// `key_column` column (or, without one, of its only column): the keys of failing entities.
+pub async fn fetch_keys(
+    settings: &SourceSettings,
+    sql: &str,
+    file: &std::path::Path,
+    key_column: &str,
+    as_of: &str,
+) -> Result<Vec<String>, SourceError> {
+    let url = &settings.url;
+    let query_err = |message: String| SourceError::Query {
+        file: file.to_path_buf(),
+        message,
+    };
+    let style = if url.starts_with("sqlite://") {
+        Style::Question
+    } else {
+        Style::Dollar
+    };
+    let (sql, names) = rewrite(sql, style).map_err(query_err)?;
+    let mut out = Vec::new();
+    let mut column: Option<usize> = None;
+    let pick = |cols: Vec<String>| -> Result<usize, SourceError> {
+        match cols.iter().position(|c| c == key_column) {
+            Some(i) => Ok(i),
+            None if cols.len() == 1 => Ok(0),
+            None => Err(query_err(format!(
+                "a check returns the keys of the failing entities in a column named `{key_column}` (the job's key); it returned: {}",
+                cols.join(", ")
+            ))),
+        }
+    };
+    if url.starts_with("sqlite://") {
+        let mut conn = connect_sqlite(url).await?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+        for _ in &names {
+            q = q.bind(as_of);
+        }
+        let mut rows = q.fetch(&mut conn);
+        while let Some(r) = rows
+            .try_next()
+            .await
+            .map_err(|e| query_err(describe(&sql, e)))?
+        {
+            let i = match column {
+                Some(i) => i,
+                None => *column.insert(pick(column_names(r.columns()))?),
+            };
+            let cell = sqlite_cell(&r, i).map_err(|e| query_err(e.to_string()))?;
+            out.extend(cell.as_text());
+        }
+    } else {
+        let mut conn = connect_pg(settings, "shopscribe-checks").await?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+        for _ in &names {
+            q = q.bind(as_of);
+        }
+        let mut rows = q.fetch(&mut conn);
+        while let Some(r) = rows
+            .try_next()
+            .await
+            .map_err(|e| query_err(describe(&sql, e)))?
+        {
+            let i = match column {
+                Some(i) => i,
+                None => *column.insert(pick(column_names(r.columns()))?),
+            };
+            out.extend(pg::cell(&r, i).map_err(query_err)?.as_text());
+        }
+    }
+    Ok(out)
 }
 
 /// Runs the job's SQL (with `:as_of` bound to `as_of`) and streams its rows into entities.

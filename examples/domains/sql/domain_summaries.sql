@@ -1,12 +1,22 @@
 -- One row per domain: last-twelve-month totals, ratios, and year-over-year growth of the latest
 -- month. Portable between SQLite and PostgreSQL: no date functions, months are indexed as
 -- year * 12 + month - 1; NULLIF turns zero denominators into NULL (the feature is then absent).
-WITH m AS (
+WITH all_months AS (
     SELECT d.*, d.year * 12 + d.month - 1 AS m_idx
     FROM domain_monthly d
 ),
 bounds AS (
-    SELECT MAX(m_idx) AS last_m FROM m
+    SELECT MAX(m_idx) AS last_m FROM all_months
+),
+-- An absurd month (more orders than visits, orders without visits, negative revenue, visits or
+-- orders, an inflated base above 10^11) counts as a missing month: averaged in, one such month
+-- would make a shop "a clear leader, top 10 %" or "0 % conversion, bottom 10 %", and distort
+-- its peers' quantiles. The job's data checks (sql/checks/*.sql) flag the domains concerned.
+m AS (
+    SELECT * FROM all_months
+    WHERE COALESCE(visits, 0) >= 0 AND COALESCE(orders, 0) >= 0 AND COALESCE(revenue, 0) >= 0
+      AND COALESCE(orders, 0) <= COALESCE(visits, 0)
+      AND COALESCE(visits, 0) <= 100000000000 AND COALESCE(orders, 0) <= 100000000000
 ),
 ltm AS (
     SELECT m.domain,
@@ -15,10 +25,12 @@ ltm AS (
            SUM(m.visits) AS visits,
            SUM(m.orders) AS orders,
            SUM(m.revenue) AS revenue,
-           SUM(m.returning_share * m.orders)
-               / NULLIF(SUM(CASE WHEN m.returning_share IS NOT NULL THEN m.orders END), 0) AS returning_share,
-           SUM(m.mobile_share * m.visits)
-               / NULLIF(SUM(CASE WHEN m.mobile_share IS NOT NULL THEN m.visits END), 0) AS mobile_share,
+           -- A month whose share is outside 0–1 is left out of the average (and flagged by the
+           -- check shares_out_of_range): one 170 % month must not lift a year's share.
+           SUM(CASE WHEN m.returning_share BETWEEN 0 AND 1 THEN m.returning_share * m.orders END)
+               / NULLIF(SUM(CASE WHEN m.returning_share BETWEEN 0 AND 1 THEN m.orders END), 0) AS returning_share,
+           SUM(CASE WHEN m.mobile_share BETWEEN 0 AND 1 THEN m.mobile_share * m.visits END)
+               / NULLIF(SUM(CASE WHEN m.mobile_share BETWEEN 0 AND 1 THEN m.visits END), 0) AS mobile_share,
            COUNT(*) AS months_reported
     FROM m CROSS JOIN bounds b
     WHERE m.m_idx > b.last_m - 12
