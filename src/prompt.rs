@@ -76,7 +76,10 @@ pub struct Prompter {
 impl Prompter {
     pub fn new(job: &Job) -> Result<Prompter, PromptError> {
         let mut env = Environment::new();
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        // Semi-strict: printing, iterating or filtering an undefined value is an error (a typo such as
+        // `entity.nmae` fails at `plan`), while `{% if x %}` on a missing optional fact is false, as
+        // templates written for the earlier lenient behaviour expect.
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::SemiStrict);
         // `trim` is true only when a prompt is rendered again after a "context too long"
         // answer; it is false otherwise, without being part of the context (and its hash).
         env.add_global("trim", false);
@@ -248,13 +251,18 @@ mod tests {
     }
 
     #[test]
-    fn optional_facts_need_is_defined_and_trim_defaults_to_false() {
-        let (_dir, job) =
-            job_with("{% if m.bin is defined %}{{ m.bin }}{% endif %}|{% if m.tier %}x{% endif %}");
-        let p = Prompter::new(&job).unwrap();
+    fn a_missing_fact_is_false_in_a_test_an_error_when_printed_and_trim_defaults_to_false() {
         let ctx = json!({"m": {}, "entity": {"name": "a"}, "group_label": "g"});
-        let e = p.render("a", &ctx).unwrap_err();
+        // Printed: an error naming it.
+        let (_dir, job) = job_with("{% if m.bin is defined %}{{ m.bin }}{% endif %}|{{ m.tier }}");
+        let e = Prompter::new(&job).unwrap().render("a", &ctx).unwrap_err();
         assert!(e.message.contains("`m.tier` is undefined"), "{e}");
+        // Tested: false, as templates written for lenient undefined expect.
+        let (_dir, job) = job_with("{% if m.tier %}x{% else %}none{% endif %}");
+        assert_eq!(
+            Prompter::new(&job).unwrap().render("a", &ctx).unwrap().1,
+            "none"
+        );
         let (_dir, job) = job_with(
             "{% if m.bin is defined %}{{ m.bin }}{% endif %}|{% if trim %}t{% else %}f{% endif %}",
         );
