@@ -335,11 +335,14 @@ fn gold_stale_flag(dataset: &str) -> String {
 
 /// Rebuilds the dataset's gold if an earlier ingest did not finish doing so (see
 /// [`gold_stale_flag`]), under the dataset's ingest lock; true when it rebuilt.
-pub async fn rebuild_stale_gold(project: &Project, dataset: &Dataset) -> Result<bool, IngestError> {
+pub async fn rebuild_stale_gold(
+    project: &Project,
+    store: std::sync::Arc<dyn crate::store::Store>,
+    dataset: &Dataset,
+) -> Result<bool, IngestError> {
     if !dataset.product_summary {
         return Ok(false);
     }
-    let store = crate::store::open(&project.store_url).await?;
     if store
         .state_get(&gold_stale_flag(&dataset.name))
         .await?

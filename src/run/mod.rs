@@ -260,7 +260,7 @@ pub async fn run_created(
         warn!(error = %e, "cannot check for abandoned runs");
     }
     info!(run_id, job = %job.name, provider = provider.name(), model = provider.model(), "run started");
-    let result = match repair_gold(project, &job).await {
+    let result = match repair_gold(project, store.clone(), &job).await {
         Ok(()) => {
             execute(
                 project,
@@ -338,12 +338,12 @@ type Executed = (RunFigures, PublishReport, Option<String>);
 
 /// Rebuilds the gold tables of the job's datasets that an interrupted ingest left behind their
 /// silver, before the job's SQL reads them.
-async fn repair_gold(project: &Project, job: &Job) -> Result<(), RunError> {
+async fn repair_gold(project: &Project, store: Arc<dyn Store>, job: &Job) -> Result<(), RunError> {
     for name in &job.datasets {
         let Ok(dataset) = project.dataset(name) else {
             continue;
         };
-        crate::ingest::rebuild_stale_gold(project, dataset)
+        crate::ingest::rebuild_stale_gold(project, store.clone(), dataset)
             .await
             .map_err(|e| RunError::Setup(format!("dataset `{name}`: {e}")))?;
     }
