@@ -191,7 +191,7 @@ fn signature(shingles: &[u64]) -> [u32; SLOTS] {
         while !filled[(i + d) % SLOTS] {
             d += 1;
         }
-        sig[i] = sig[(i + d) % SLOTS].wrapping_add(d as u32 * 0x9e37_79b9);
+        sig[i] = sig[(i + d) % SLOTS].wrapping_add((d as u32).wrapping_mul(0x9e37_79b9));
     }
     sig
 }
