@@ -432,3 +432,44 @@ async fn store_answers(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(texts: &[&str]) -> Index {
+        Index::new(
+            texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Page::new(format!("k{i}"), t, &[]))
+                .collect(),
+        )
+    }
+
+    const A: &str = "the shop is compared with similar shops over the last twelve months";
+    const B: &str = "readers who follow the category will find the usual signals of demand here";
+
+    #[test]
+    fn of_two_new_look_alikes_the_first_stays_and_earlier_pages_always_stay() {
+        // k0 and k1 new and alike: k1 is regenerated (like k0), k2 differs.
+        let i = index(&[A, A, B]);
+        assert_eq!(too_similar(&i, &[true, true, true], 0.9), vec![(1, 0, 1.0)]);
+        // k0 earlier, k1 and k2 new copies of it: both are regenerated, k0 stays.
+        let i = index(&[A, A, A]);
+        assert_eq!(
+            too_similar(&i, &[false, true, true], 0.9),
+            vec![(1, 0, 1.0), (2, 0, 1.0)]
+        );
+        // Only earlier pages alike: nothing of this run to regenerate.
+        assert!(too_similar(&i, &[false, false, false], 0.9).is_empty());
+        // At or under the threshold nothing is.
+        assert!(too_similar(&index(&[A, A]), &[true, true], 1.0).is_empty());
+    }
+
+    #[test]
+    fn the_variation_instruction_says_why_and_what_to_do() {
+        let s = variation_instruction(0.97);
+        assert!(s.contains("97 %") && s.contains("different structure and different wording"));
+    }
+}
