@@ -647,10 +647,18 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             let base = base_url.unwrap_or_else(|| project.publish.base_url.clone());
             let sink = shopscribe::publish::sink::Sink::open(&url)
                 .map_err(|e| Failure::Usage(e.into()))?;
-            let report = shopscribe::site_check::check_site(&sink, &base)
+            let opts = shopscribe::site_check::CheckOptions {
+                max_similarity: project.publish.max_similarity,
+            };
+            let report = shopscribe::site_check::check_site_with(&sink, &base, &opts)
                 .await
                 .map_err(|e| Failure::Run(e.into()))?;
             println!("Site {url}: {}", report.summary());
+            for job in &report.similarity {
+                for line in job.lines() {
+                    println!("  similarity {line}");
+                }
+            }
             for p in report.problems.iter().take(limit) {
                 println!("  {}  {}: {}", p.kind.as_str(), p.file, p.message);
             }
@@ -1042,6 +1050,9 @@ fn print_summary(s: &RunSummary) {
         "  site       {} files written, {} unchanged, {} removed",
         s.publish.files_written, s.publish.files_unchanged, s.publish.files_removed
     );
+    if let Some(g) = &s.similarity {
+        print_gate(g);
+    }
     if let Some(c) = &s.publish.check {
         println!("  check      {}", c.summary());
     }
@@ -1061,6 +1072,33 @@ fn print_summary(s: &RunSummary) {
     }
     if let Some(e) = &s.error {
         println!("  error      {e}");
+    }
+}
+
+/// The near-duplicate gate's lines of a run summary.
+fn print_gate(g: &shopscribe::run::gate::GateReport) {
+    let f = &g.figures;
+    println!(
+        "  similarity {:>8}  pages of this run compared; nearest neighbour p99 {:.2}, max {:.2}, mean {:.2}; pairwise mean {:.2}",
+        g.checked, f.nearest_p99, f.nearest_max, f.nearest_mean, f.mean
+    );
+    if g.regenerated > 0 {
+        println!(
+            "  varied     {:>8}  pages regenerated over max_similarity {:.2}: {} calls, {}",
+            g.regenerated,
+            g.max_similarity,
+            g.calls,
+            config::format_usd(g.cost_usd)
+        );
+    }
+    if !g.noindex.is_empty() {
+        println!(
+            "  noindex    {:>8}  near-duplicates published noindex, out of the sitemap:",
+            g.noindex.len()
+        );
+        for (key, m) in g.noindex.iter().take(10) {
+            println!("    {key}: {}", m.reason);
+        }
     }
 }
 

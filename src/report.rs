@@ -240,6 +240,7 @@ pub fn html(r: &Value) -> String {
         }
         checks.push_str("</table>");
     }
+    checks.push_str(&similarity_section(&r["similarity"]));
     format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Run {id} of {job}</title>
 <style>body{{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1d2330}}
@@ -285,6 +286,56 @@ table{{border-collapse:collapse}}td,th{{padding:.2rem .6rem;border-bottom:1px so
     )
 }
 
+/// The near-duplicate gate's section: figures, worst pairs, regenerations and noindex pages.
+fn similarity_section(g: &Value) -> String {
+    if g.is_null() {
+        return String::new();
+    }
+    let f = &g["figures"];
+    let num = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let mut out = format!(
+        "<h2>Near-duplicates</h2><p>{} pages of this run compared with the job's {} pages (word 5-shingle Jaccard, names masked). Nearest-neighbour similarity: mean {:.3}, p99 {:.3}, max {:.3}; mean over {} pairs {:.3}. {} pages regenerated over {:.2} ({} calls, {}); {} published noindex.</p>",
+        g["checked"],
+        f["pages"],
+        num(&f["nearest_mean"]),
+        num(&f["nearest_p99"]),
+        num(&f["nearest_max"]),
+        if f["mean_sampled"].as_bool() == Some(true) {
+            "sampled"
+        } else {
+            "all"
+        },
+        num(&f["mean"]),
+        g["regenerated"],
+        num(&g["max_similarity"]),
+        g["calls"],
+        esc(&crate::config::format_usd(num(&g["cost_usd"]))),
+        g["noindex"].as_object().map_or(0, |m| m.len()),
+    );
+    out.push_str("<table><tr><th>similarity</th><th>page</th><th>page</th></tr>");
+    for p in f["worst"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "<tr><td>{:.3}</td><td>{}</td><td>{}</td></tr>",
+            num(&p["similarity"]),
+            esc(p["a"].as_str().unwrap_or("")),
+            esc(p["b"].as_str().unwrap_or(""))
+        ));
+    }
+    out.push_str("</table>");
+    if let Some(marks) = g["noindex"].as_object().filter(|m| !m.is_empty()) {
+        out.push_str("<table><tr><th>noindex page</th><th>reason</th></tr>");
+        for (key, m) in marks {
+            out.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td></tr>",
+                esc(key),
+                esc(m["reason"].as_str().unwrap_or(""))
+            ));
+        }
+        out.push_str("</table>");
+    }
+    out
+}
+
 /// Builds the report of `run_id` (default: the latest run) and returns (json, html).
 pub async fn report(
     store: &dyn Store,
@@ -300,6 +351,9 @@ pub async fn report(
     let checks = crate::checks::recorded(store, run.id).await?;
     if !checks.is_empty() {
         data["checks"] = serde_json::to_value(&checks).expect("check results serialise");
+    }
+    if let Some(gate) = crate::run::gate::recorded(store, run.id).await {
+        data["similarity"] = serde_json::to_value(&gate).expect("the gate's report serialises");
     }
     let page = html(&data);
     Ok(Some((data, page)))

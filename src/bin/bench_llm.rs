@@ -192,6 +192,7 @@ async fn client_only(seconds: u64) {
         max_output_tokens: 200,
         temperature: 0.4,
         context: Arc::new(Value::Null),
+        variation: 0,
     };
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let t = Instant::now();

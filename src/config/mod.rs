@@ -222,7 +222,16 @@ pub struct PublishConfig {
     pub faq_markup: bool,
     /// The site check after each publish.
     pub check: SiteCheck,
+    /// The near-duplicate gate's threshold (see `RawPublish`).
+    pub max_similarity: f64,
+    /// Regenerations of a near-duplicate page before it is published `noindex`.
+    pub max_variations: u32,
 }
+
+/// `publish.max_similarity` unless set: Screaming Frog's near-duplicate default.
+pub const DEFAULT_MAX_SIMILARITY: f64 = 0.9;
+/// `publish.max_variations` unless set.
+pub const DEFAULT_MAX_VARIATIONS: u32 = 2;
 
 /// What a run does with the site check after publishing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -532,12 +541,26 @@ fn validate(raw: RawConfig, dir: &Path, env: EnvLookup) -> Result<Project, Vec<S
             "publish.max_shrink_share: {max_shrink_share} is not a share between 0 and 1"
         ));
     }
+    let max_similarity = raw.publish.max_similarity.unwrap_or(DEFAULT_MAX_SIMILARITY);
+    if !(max_similarity > 0.0 && max_similarity <= 1.0) {
+        problems.push(format!(
+            "publish.max_similarity: {max_similarity} is not a similarity above 0 and at most 1"
+        ));
+    }
+    let max_variations = raw.publish.max_variations.unwrap_or(DEFAULT_MAX_VARIATIONS);
+    if max_variations > 10 {
+        problems.push(format!(
+            "publish.max_variations: {max_variations} regenerations per page is more than 10 (each one is paid)"
+        ));
+    }
     let publish = PublishConfig {
         url: publish_url,
         base_url: base_url.trim_end_matches('/').into(),
         max_shrink_share,
         faq_markup: raw.publish.faq_markup.unwrap_or(false),
         check,
+        max_similarity,
+        max_variations,
     };
 
     let lease = raw.workers.lease_seconds.unwrap_or(60.0);

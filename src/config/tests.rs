@@ -280,3 +280,29 @@ sql = "SELECT domain FROM domain_monthly WHERE orders < 0"
         "{msg}"
     );
 }
+
+#[test]
+fn the_near_duplicate_gate_keys_have_defaults_and_ranges() {
+    let dir = project_dir();
+    let p = load_with_env(dir.path(), &env_of(&[])).unwrap();
+    assert_eq!(p.publish.max_similarity, 0.9);
+    assert_eq!(p.publish.max_variations, 2);
+    let path = dir.path().join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let with = |extra: &str| text.replace("[publish]\n", &format!("[publish]\n{extra}\n"));
+    std::fs::write(&path, with("max_similarity = 0.8\nmax_variations = 0")).unwrap();
+    let p = load_with_env(dir.path(), &env_of(&[])).unwrap();
+    assert_eq!(
+        (p.publish.max_similarity, p.publish.max_variations),
+        (0.8, 0)
+    );
+    std::fs::write(&path, with("max_similarity = 1.5\nmax_variations = 50")).unwrap();
+    let msg = load_with_env(dir.path(), &env_of(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("has 2 problems"), "{msg}");
+    assert!(
+        msg.contains("publish.max_similarity: 1.5") && msg.contains("publish.max_variations: 50"),
+        "{msg}"
+    );
+}

@@ -25,6 +25,10 @@ pub struct ChatRequest {
     /// The template context the prompt was rendered from. Network providers ignore it; the
     /// offline writer composes its text from it, and never from anything the prompt lacks.
     pub context: Arc<serde_json::Value>,
+    /// 0, or the how-manieth time the near-duplicate gate asks for a differently worded text:
+    /// network providers get it as a sentence of the user prompt, the offline writer mixes it
+    /// into its choice of phrasing.
+    pub variation: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

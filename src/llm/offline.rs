@@ -29,7 +29,15 @@ impl Provider for OfflineWriter {
     }
     async fn complete(&self, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let start = Instant::now();
-        let value = write(&req.context, &req.schema, &req.entity_key);
+        let value = write(
+            &req.context,
+            &req.schema,
+            &if req.variation == 0 {
+                req.entity_key.clone()
+            } else {
+                format!("{}\u{1f}variation {}", req.entity_key, req.variation)
+            },
+        );
         let content = serde_json::to_string(&value)
             .map_err(|e| ProviderError::InvalidRequest(format!("offline writer: {e}")))?;
         Ok(ChatResponse {

@@ -82,6 +82,9 @@ pub struct PageInput {
     pub generation_id: i64,
     pub run_id: i64,
     pub generated_at: String,
+    /// Why the page is published `noindex` and left out of the sitemap (the near-duplicate
+    /// gate's reason), if it is.
+    pub noindex: Option<String>,
 }
 
 /// What the site and job are called and where they live publicly.
@@ -540,6 +543,7 @@ fn render_page(
         "paragraphs": paragraphs,
         "sections": sections,
         "updated": updated,
+        "noindex": p.noindex.is_some(),
     });
     env.get_template("page.html")
         .and_then(|t| t.render(minijinja::value::Serde(&ctx)))
@@ -826,9 +830,12 @@ pub async fn publish(
             report.files_removed += 1;
         }
     }
+    // A `noindex` page is still published and linked, but no sitemap offers it for indexing.
     let urls: Vec<(String, String)> = entries
         .iter()
-        .map(|e| {
+        .zip(&pages)
+        .filter(|(_, p)| p.noindex.is_none())
+        .map(|(e, _)| {
             (
                 format!("{}/{}/{}.html", site.base_url, job.name, e.slug),
                 e.modified_at.get(..10).unwrap_or("").to_string(),

@@ -178,6 +178,20 @@ pub(super) async fn execute(
     } else {
         figures.failed = still as u64;
     }
+    if fatal.is_none() {
+        // Regenerations are real-time calls, like the retries of a batch run.
+        super::gate::run_gate(
+            project,
+            job,
+            &plan,
+            run_id,
+            store.clone(),
+            provider.clone(),
+            opts.max_cost,
+            &mut figures,
+        )
+        .await?;
+    }
     let (report, fatal) = super::publish_or_record(
         publish_job(project, job, &plan.entities, store.as_ref(), policy).await,
         fatal,
@@ -263,6 +277,7 @@ impl Collect<'_> {
                 max_output_tokens: self.project.llm.max_output_tokens,
                 temperature: self.project.llm.temperature,
                 context: w.context.clone(),
+                variation: 0,
             };
             let body = self
                 .provider

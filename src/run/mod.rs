@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 mod batch;
+pub mod gate;
 pub mod locked;
 pub mod spool;
 pub mod worker;
@@ -147,6 +148,8 @@ pub struct RunSummary {
     pub error: Option<String>,
     /// The job's data checks on this run's source.
     pub checks: crate::checks::CheckReport,
+    /// What the near-duplicate gate did, if it ran.
+    pub similarity: Option<gate::GateReport>,
 }
 
 /// The job's rows as entities, from the store's database or the configured source, with
@@ -308,6 +311,7 @@ pub async fn run_created(
                 checks: crate::checks::recorded(store.as_ref(), run_id)
                     .await
                     .unwrap_or_default(),
+                similarity: gate::recorded(store.as_ref(), run_id).await,
             };
             crate::notify::send(project, &crate::notify::Event::Finished(&summary)).await;
             Ok(summary)
@@ -445,6 +449,7 @@ async fn publish_job(
     let sink = Sink::open(&project.publish.url).map_err(publish::PublishError::from)?;
     let site = site_info(project, store).await?;
     let good = store.good_generations(&job.name, &entities.keys).await?;
+    let noindex = gate::noindexed(store, &job.name).await?;
     let index: std::collections::HashMap<&str, usize> = entities
         .keys
         .iter()
@@ -456,6 +461,10 @@ async fn publish_job(
         .filter_map(|g| {
             let i = *index.get(g.entity_key.as_str())?;
             let output = serde_json::from_str(&g.output).ok()?;
+            let noindex = noindex
+                .get(&g.entity_key)
+                .filter(|m| m.generation_id == g.generation_id)
+                .map(|m| m.reason.clone());
             Some(PageInput {
                 name: entities.name(i).to_string(),
                 group: entities.group(i).map(str::to_string),
@@ -465,6 +474,7 @@ async fn publish_job(
                 generation_id: g.generation_id,
                 run_id: g.run_id,
                 generated_at: g.created_at,
+                noindex,
             })
         })
         .collect();
@@ -492,7 +502,10 @@ async fn publish_job(
     let mut report = report;
     if project.publish.check != crate::config::SiteCheck::Off {
         let t = Instant::now();
-        let checked = crate::site_check::check_site(&sink, &project.publish.base_url)
+        let opts = crate::site_check::CheckOptions {
+            max_similarity: project.publish.max_similarity,
+        };
+        let checked = crate::site_check::check_site_with(&sink, &project.publish.base_url, &opts)
             .await
             .map_err(publish::PublishError::from)?;
         for p in checked.problems.iter().take(20) {
@@ -594,7 +607,7 @@ async fn execute(
         work,
         run_id,
         store.clone(),
-        provider,
+        provider.clone(),
         opts,
         &mut figures,
     )
@@ -606,6 +619,21 @@ async fn execute(
         ms = started.elapsed().as_millis() as u64,
         "generation finished"
     );
+    // After a fatal provider error no regeneration could be paid for: the gate is left out
+    // and the next run's gate sees this run's pages as earlier ones.
+    if fatal.is_none() {
+        gate::run_gate(
+            project,
+            job,
+            &plan,
+            run_id,
+            store.clone(),
+            provider.clone(),
+            opts.max_cost,
+            &mut figures,
+        )
+        .await?;
+    }
 
     // Publish what is good, also after a fatal provider error: nothing generated is held back.
     let (report, fatal) = publish_or_record(
@@ -704,6 +732,7 @@ pub(crate) async fn generate(
                 max_output_tokens: llm.max_output_tokens,
                 temperature: llm.temperature,
                 context: w.context.clone(),
+                variation: 0,
             };
             let policy = AttemptPolicy {
                 max_attempts: llm.max_attempts,
@@ -733,6 +762,7 @@ pub(crate) async fn generate(
                         max_output_tokens: llm.max_output_tokens,
                         temperature: llm.temperature,
                         context: Arc::new(trimmed),
+                        variation: 0,
                     };
                     let policy = AttemptPolicy {
                         max_attempts: left,

@@ -436,6 +436,7 @@ pub async fn work(
             checks: crate::checks::recorded(store.as_ref(), run_id)
                 .await
                 .unwrap_or_default(),
+            similarity: super::gate::recorded(store.as_ref(), run_id).await,
         };
         crate::notify::send(project, &crate::notify::Event::Finished(&summary)).await;
         report.finished = Some(summary);

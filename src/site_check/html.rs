@@ -10,6 +10,8 @@ pub struct Page {
     pub title: Option<String>,
     pub description: Option<String>,
     pub canonical: Option<String>,
+    /// The `content` of `<meta name="robots">`.
+    pub robots: Option<String>,
     pub json_ld: Vec<String>,
     pub links: Vec<String>,
 }
@@ -23,6 +25,9 @@ impl Page {
                 "html" => page.lang = attr(tag, "lang"),
                 "meta" if attr(tag, "name").as_deref() == Some("description") => {
                     page.description = attr(tag, "content");
+                }
+                "meta" if attr(tag, "name").as_deref() == Some("robots") => {
+                    page.robots = attr(tag, "content");
                 }
                 "link" if attr(tag, "rel").as_deref() == Some("canonical") => {
                     page.canonical = attr(tag, "href");
@@ -42,6 +47,14 @@ impl Page {
             rest = &after[end..];
         }
         page
+    }
+
+    /// The page asks search engines not to index it.
+    pub fn noindex(&self) -> bool {
+        self.robots.as_deref().is_some_and(|r| {
+            r.split(',')
+                .any(|d| d.trim().eq_ignore_ascii_case("noindex"))
+        })
     }
 }
 
@@ -142,6 +155,7 @@ mod tests {
     fn reads_what_the_check_needs() {
         let p = Page::read(
             "<!doctype html><html lang=\"en\"><head><title> A &amp; B </title>\
+             <meta name=\"robots\" content=\"noindex, follow\">\
              <meta name=\"description\" content=\"x &#x2f; y\"><link rel=\"canonical\" href=\"https:&#x2f;&#x2f;e.com&#x2f;a.html\">\
              <script type=\"application/ld+json\">{\"@type\":\"WebPage\"}</script></head>\
              <body><a href=\"b.html\">b</a><a class=\"x\" href=\"..&#x2f;index.html\">i</a></body></html>",
@@ -149,6 +163,8 @@ mod tests {
         assert_eq!(p.lang.as_deref(), Some("en"));
         assert_eq!(p.title.as_deref(), Some("A & B"));
         assert_eq!(p.description.as_deref(), Some("x / y"));
+        assert!(p.noindex());
+        assert!(!Page::read("<meta name=\"robots\" content=\"index, follow\">").noindex());
         assert_eq!(p.canonical.as_deref(), Some("https://e.com/a.html"));
         assert_eq!(p.json_ld, ["{\"@type\":\"WebPage\"}"]);
         assert_eq!(p.links, ["b.html", "../index.html"]);

@@ -2,10 +2,16 @@
 //! what search engines and readers rely on — every page has `lang`, a title of at most 60
 //! characters and a meta description of at most 160, both unique across the site; a canonical
 //! link to itself; JSON-LD that parses and carries its type's required fields; internal links
-//! that resolve; and sitemaps that list every published page and nothing else. Run by
-//! `shopscribe check-site` and after each publish.
+//! that resolve; sitemaps that list every published page and nothing else (pages marked
+//! `noindex` left out); and no indexable page whose wording nearly duplicates another page of
+//! its job (`duplicates.rs`, `similarity.rs`). Run by `shopscribe check-site` and after each
+//! publish.
 
+mod duplicates;
 mod html;
+pub mod similarity;
+
+pub use duplicates::JobSimilarity;
 
 use crate::publish::sink::{Sink, SinkError};
 use serde::Serialize;
@@ -31,6 +37,9 @@ pub enum Kind {
     BrokenLink,
     NotInSitemap,
     SitemapExtra,
+    /// An indexable page whose text is more similar to another indexable page of its job than
+    /// `publish.max_similarity`.
+    NearDuplicate,
 }
 
 impl Kind {
@@ -48,6 +57,7 @@ impl Kind {
             Kind::BrokenLink => "broken_link",
             Kind::NotInSitemap => "not_in_sitemap",
             Kind::SitemapExtra => "sitemap_extra",
+            Kind::NearDuplicate => "near_duplicate",
         }
     }
 }
@@ -66,6 +76,8 @@ pub struct SiteReport {
     /// HTML files read.
     pub pages: usize,
     pub problems: Vec<Problem>,
+    /// The near-duplicate figures of each job section.
+    pub similarity: Vec<JobSimilarity>,
 }
 
 impl SiteReport {
@@ -97,9 +109,34 @@ impl SiteReport {
     }
 }
 
+/// What the check accepts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CheckOptions {
+    /// The highest similarity an indexable page may have to another of its job
+    /// (`publish.max_similarity`).
+    pub max_similarity: f64,
+}
+
+impl Default for CheckOptions {
+    fn default() -> CheckOptions {
+        CheckOptions {
+            max_similarity: crate::config::DEFAULT_MAX_SIMILARITY,
+        }
+    }
+}
+
+/// [`check_site_with`] with the default options.
+pub async fn check_site(sink: &Sink, base_url: &str) -> Result<SiteReport, SinkError> {
+    check_site_with(sink, base_url, &CheckOptions::default()).await
+}
+
 /// Reads every HTML page and sitemap at `sink` and checks them; `base_url` is the site's
 /// public root (canonical links and sitemap locations are compared with it).
-pub async fn check_site(sink: &Sink, base_url: &str) -> Result<SiteReport, SinkError> {
+pub async fn check_site_with(
+    sink: &Sink,
+    base_url: &str,
+    opts: &CheckOptions,
+) -> Result<SiteReport, SinkError> {
     let base_url = base_url.trim_end_matches('/');
     let files = sink.list().await?;
     let present: BTreeSet<&str> = files.iter().map(String::as_str).collect();
@@ -107,6 +144,7 @@ pub async fn check_site(sink: &Sink, base_url: &str) -> Result<SiteReport, SinkE
     let mut titles: HashMap<String, Vec<String>> = HashMap::new();
     let mut descriptions: HashMap<String, Vec<String>> = HashMap::new();
     let mut pages: BTreeSet<String> = BTreeSet::new();
+    let mut noindex: BTreeSet<String> = BTreeSet::new();
     let problem = |file: &str, kind: Kind, message: String| Problem {
         file: file.to_string(),
         kind,
@@ -119,7 +157,9 @@ pub async fn check_site(sink: &Sink, base_url: &str) -> Result<SiteReport, SinkE
         let text = String::from_utf8_lossy(&bytes);
         let page = html::Page::read(&text);
         report.pages += 1;
-        if is_published_page(file) {
+        if page.noindex() {
+            noindex.insert(file.clone());
+        } else if is_published_page(file) {
             pages.insert(file.clone());
         }
         if page.lang.as_deref().is_none_or(str::is_empty) {
@@ -221,7 +261,8 @@ pub async fn check_site(sink: &Sink, base_url: &str) -> Result<SiteReport, SinkE
             }
         }
     }
-    check_sitemaps(sink, base_url, &present, &pages, &mut report).await?;
+    check_sitemaps(sink, base_url, &present, &pages, &noindex, &mut report).await?;
+    duplicates::check(sink, &files, &noindex, opts.max_similarity, &mut report).await?;
     report
         .problems
         .sort_by(|a, b| (a.kind, &a.file).cmp(&(b.kind, &b.file)));
@@ -315,6 +356,7 @@ async fn check_sitemaps(
     base_url: &str,
     present: &BTreeSet<&str>,
     pages: &BTreeSet<String>,
+    noindex: &BTreeSet<String>,
     report: &mut SiteReport,
 ) -> Result<(), SinkError> {
     let Some(index) = sink.get("sitemap.xml").await? else {
@@ -350,6 +392,11 @@ async fn check_sitemaps(
                     Some(r) if pages.contains(&r) => {
                         listed.insert(r);
                     }
+                    Some(r) if noindex.contains(&r) => report.problems.push(Problem {
+                        file: rel.clone(),
+                        kind: Kind::SitemapExtra,
+                        message: format!("lists {u}, which is marked noindex"),
+                    }),
                     _ => report.problems.push(Problem {
                         file: rel.clone(),
                         kind: Kind::SitemapExtra,

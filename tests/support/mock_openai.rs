@@ -534,8 +534,35 @@ fn bytes_of(s: &str) -> axum::body::Bytes {
     axum::body::Bytes::copy_from_slice(s.as_bytes())
 }
 
+/// Neutral sentences without figures, tier or position words; [`domain_summary_responder`]
+/// writes each entity's summary from its own choice and order of them, so two entities' texts
+/// are not near-duplicates (the run's near-duplicate gate would regenerate those).
+const SENTENCES: [&str; 20] = [
+    "The shop is compared with similar shops over the last twelve months.",
+    "It shows a balanced picture across traffic, conversion and order value, with clear strengths and some room to improve.",
+    "Shoppers can expect a familiar range and steady service, while analysts will note how its position shifts as new data arrives.",
+    "The comparison uses ranges and tiers rather than exact figures, so the page describes relative standing only.",
+    "Growth compared with the previous year is part of the picture, as are returning customers and the share of visits from mobile devices.",
+    "Taken together, these measures give a fair view of how the shop performs against its peers and where competitors lead.",
+    "Every statement on this page rests on the same monthly reports that the other shops of its category deliver.",
+    "Seasonal swings are smoothed out because the whole year is considered instead of single weeks.",
+    "Readers who follow the category will find the usual signals of demand, loyalty and basket size discussed here.",
+    "Nothing on this page is a forecast; it describes what the recent months have already shown.",
+    "Visitors arriving from phones and from desktops are both counted, which keeps the view of demand complete.",
+    "The shop keeps a steady presence in its market, and the data shows no sudden break in its course.",
+    "Changes in the coming months will move this description as soon as the new reports are in.",
+    "Its customers return at a rate that can be read against the habits of the whole category.",
+    "Order values are described in bands, which protects the details the shop has not made public.",
+    "The picture painted here is meant for comparison, not as a verdict on the quality of the business.",
+    "Where the figures are thin, the text stays cautious and says less rather than guessing more.",
+    "A quiet month does not change the overall reading, since the whole period is weighed together.",
+    "Those who shop here see the same catalogue depth that the category is known for.",
+    "Marketing, pricing and delivery all play into the results, though the data cannot separate them cleanly.",
+];
+
 /// A valid answer for the example `domain_summaries` job: the entity's name from the prompt's
-/// first line ("Domain: NAME"), 130+ words without any figure, 3 highlights, no FAQ.
+/// first line ("Domain: NAME"), 130+ words without any figure (sentences of [`SENTENCES`]
+/// chosen and ordered by a hash of the name), 3 highlights, no FAQ.
 pub fn domain_summary_responder(body: &Value) -> String {
     let user = body["messages"][1]["content"].as_str().unwrap_or("");
     let name = user
@@ -544,18 +571,28 @@ pub fn domain_summary_responder(body: &Value) -> String {
         .and_then(|l| l.split_once(": "))
         .map_or("this shop", |(_, n)| n)
         .trim();
-    let filler = "The shop is compared with similar shops over the last twelve months. It shows a balanced \
-        picture across traffic, conversion and order value, with clear strengths and some room to improve. \
-        Shoppers can expect a familiar range and steady service, while analysts will note how its position \
-        shifts as new data arrives. The comparison uses ranges and tiers rather than exact figures, so the \
-        page describes relative standing only. Growth compared with the previous year is part of the picture, \
-        as are returning customers and the share of visits from mobile devices. Taken together, these \
-        measures give a fair view of how the shop performs against its peers and where competitors lead.";
+    let mut order: Vec<usize> = (0..SENTENCES.len()).collect();
+    let mut h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    for i in (1..order.len()).rev() {
+        h ^= h >> 29;
+        h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        order.swap(i, (h % (i as u64 + 1)) as usize);
+    }
+    let mut summary = format!("{name} is one of the shops tracked here.");
+    for &i in &order {
+        if summary.split_whitespace().count() >= 150 {
+            break;
+        }
+        summary.push(' ');
+        summary.push_str(SENTENCES[i]);
+    }
     json!({
         "title": format!("{name} overview").chars().take(60).collect::<String>(),
         "meta_description": format!("How {name} compares with similar shops on traffic, conversion and growth.").chars().take(160).collect::<String>(),
         "h1": format!("{name} at a glance"),
-        "summary": format!("{name} is one of the shops tracked here. {filler} {filler}").split_whitespace().take(200).collect::<Vec<_>>().join(" "),
+        "summary": summary,
         "highlights": ["Balanced performance", "Compared with similar shops", "Ranges instead of exact figures"],
         "faq": []
     })
