@@ -288,6 +288,9 @@ impl Facts {
                 format!("the {g} field"),
                 format!("comparable {g} {e}"),
                 format!("the rest of the {g} {}", self.group_label),
+                format!("its {g} rivals"),
+                format!("fellow {g} {e}"),
+                format!("the {g} group"),
             ];
             options[self.index(slot, options.len())].clone()
         } else {
@@ -296,6 +299,8 @@ impl Facts {
                 format!("the {e} tracked"),
                 format!("the wider field of {e}"),
                 format!("every {} in the data", self.entity_label),
+                format!("the {e} in the data set"),
+                format!("the full set of {e}"),
             ];
             options[self.index(slot, options.len())].clone()
         }

@@ -99,8 +99,9 @@ fn side(f: &Facts, good: bool, slot: u64) -> Vec<String> {
     for (k, standing) in order.into_iter().enumerate() {
         for (j, (tier, metrics)) in groups(f, standing).into_iter().enumerate() {
             let slot = slot + 10 * k as u64 + j as u64;
-            // Long lists read better split: at most four labels per sentence.
-            for (c, chunk) in metrics.chunks(4).enumerate() {
+            // Long lists read better split: at most four labels per sentence, evenly.
+            let size = metrics.len().div_ceil(metrics.len().div_ceil(4));
+            for (c, chunk) in metrics.chunks(size).enumerate() {
                 let labels: Vec<String> = chunk
                     .iter()
                     .enumerate()
@@ -332,7 +333,7 @@ fn faq(f: &Facts) -> Vec<Value> {
     } else {
         let shown: Vec<String> = exact
             .iter()
-            .map(|m| format!("{} ({})", m.label, m.value.as_deref().unwrap_or_default()))
+            .map(|m| format!("the {} ({})", m.label, m.value.as_deref().unwrap_or_default()))
             .collect();
         json!({
             "question": "Which figures are exact?",

@@ -253,7 +253,7 @@ pub(super) fn insights(f: &Facts, schema: &Value) -> Value {
     let weaknesses: Vec<String> = bad.iter().take(4).map(|(l, _)| l.clone()).collect();
     let mut themes: Vec<String> = Vec::new();
     for (_, t) in good.iter().zip(bad.iter()).flat_map(|(g, b)| [g, b]).chain(good.iter().skip(bad.len())).chain(bad.iter().skip(good.len())) {
-        if !themes.contains(t) && themes.len() < 5 {
+        if !themes.contains(t) && themes.len() < 6 {
             themes.push(t.clone());
         }
     }

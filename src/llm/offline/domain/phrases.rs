@@ -16,6 +16,8 @@ pub(super) const GOOD_LEADS: &[&str] = &[
     "Where it does well,",
     "First, the good news:",
     "To begin with its better results,",
+    "Its best figures first:",
+    "On the credit side,",
 ];
 
 /// Connectives that open the paragraph on what falls behind.
@@ -28,6 +30,8 @@ pub(super) const BAD_LEADS: &[&str] = &[
     "Against that,",
     "The weaker side of the picture:",
     "Where it falls behind,",
+    "The less flattering figures:",
+    "On the debit side,",
 ];
 
 /// One sentence on metrics sharing `tier` (`labels` already joined, `n` of them). `later`: not
@@ -111,25 +115,16 @@ pub(super) fn profile_sentence(f: &Facts, m: &MetricFact, t: Tier, slot: u64) ->
         .map(|d| format!(" ({d})"))
         .unwrap_or_default();
     let more = matches!(t, Tier::Top10 | Tier::AboveMedian);
+    let p = f.short_peers(slot + 1);
+    let (t_, more) = (t.phrase(), if more { "more" } else { "less" });
     let options = [
-        format!(
-            "Its {label}{detail} is {} of {}, which describes its audience rather than its results.",
-            t.phrase(),
-            f.short_peers(slot)
-        ),
-        format!(
-            "As for its audience, the {label}{detail} is {}.",
-            t.phrase()
-        ),
-        format!(
-            "The {label}{detail} is {}, so its customers shop {} on phones than at the typical peer.",
-            t.phrase(),
-            if more { "more" } else { "less" }
-        ),
-        format!(
-            "On {label}{detail}, a measure of audience rather than of success, it is {}.",
-            t.phrase()
-        ),
+        format!("Its {label}{detail} is {t_} of {p}, which describes its audience rather than its results."),
+        format!("As for its audience, the {label}{detail} is {t_}."),
+        format!("The {label}{detail} is {t_}, so its customers shop {more} on phones than at the typical peer."),
+        format!("On {label}{detail}, a measure of audience rather than of success, it is {t_}."),
+        format!("Its {label}{detail}, {t_} of {p}, says who its customers are more than how it trades."),
+        format!("One profile note: the {label}{detail} is {t_}."),
+        format!("Its customers use phones {more} than those of the typical peer: the {label}{detail} is {t_}."),
     ];
     options[f.index(slot, options.len())].clone()
 }
@@ -195,7 +190,7 @@ pub(super) fn opening(
     let basis = match f.peer_basis {
         super::PeerBasis::Group => {
             let options = [
-                format!("{name}, {shop} in the {} {}, is measured against {}.", f.peer_name, f.group_label, f.peers_phrase()),
+                format!("{name}, {shop} in the {} {}, is measured against all {} {} in it.", f.peer_name, f.group_label, f.peer_size.unwrap_or_default(), f.entities()),
                 format!("This note compares {name} with {} over the last twelve months.", f.peers_phrase()),
                 format!("{name} is {shop} benchmarked against {}.", f.peers_phrase()),
                 format!("The comparison set for {name} is {}, over a full year of trading.", f.peers_phrase()),
@@ -330,36 +325,48 @@ pub(super) fn patterns(f: &Facts, slot: u64) -> Vec<String> {
     let (growth, ret) = (good(f, "revenue_growth_yoy"), good(f, "returning_share"));
     add(visits == Some(true) && conv == Some(false), &[
         "The pattern is one of a shop that attracts visitors more easily than it turns them into buyers.",
-        "Traffic is not the problem here; turning that traffic into orders is.",
+        "Traffic is not the problem here; turning that traffic into sales is.",
         "It wins attention more readily than it wins sales from that attention.",
+        "Plenty of people arrive; comparatively few of them check out.",
+        "The gap between its reach and its sales is the story of the year.",
     ]);
     add(visits == Some(false) && conv == Some(true), &[
         "Its audience is smaller than most, but a larger share of it goes on to buy.",
         "What it lacks in reach it makes up in how well it sells to those who arrive.",
         "A modest audience that buys readily: more reach would go a long way.",
+        "Those who find the shop tend to buy; the open question is how to be found by more of them.",
+        "It converts well for a shop of its reach, so traffic is the lever with the most room.",
     ]);
     add(aov == Some(true) && conv == Some(false), &[
         "Baskets are larger than at most peers, while fewer visitors go on to buy.",
         "It sells bigger baskets to a smaller share of its visitors.",
+        "Fewer visitors buy, but those who do spend more per order than at most peers.",
+        "Order size rather than the number of buyers carries its sales.",
     ]);
     add(revenue == Some(false) && growth == Some(true), &[
         "It is a smaller business than most of its peers, but one that is growing faster.",
         "Size is not yet on its side, but the growth figures point the right way.",
         "Smaller than most of the field, it is closing the gap.",
+        "The business is modest in size and expanding faster than the typical peer.",
     ]);
     add(revenue == Some(true) && growth == Some(false), &[
         "Its scale is established, yet growth has been slower than at most peers.",
         "A large business by the standards of its peers, it is growing more slowly than they are.",
         "Size is on its side; momentum, for now, is not.",
+        "An established business whose growth has cooled relative to the field.",
     ]);
     add(ret == Some(true), &[
         "Customers come back more often than at most peers, which points to a loyal base.",
         "A good share of its buyers return, a sign of a loyal customer base.",
         "Repeat custom is a recurring theme in its figures.",
+        "Buyers tend to come back, which steadies its sales.",
+        "Loyalty works in its favour: more of its buyers return than at the typical peer.",
+        "It keeps the customers it wins better than most of the field.",
     ]);
     add(ret == Some(false) && visits == Some(true), &[
         "Many visitors come, but fewer of them come back.",
         "Keeping the customers it attracts is the open question.",
+        "It attracts new custom easily, yet fewer buyers return than at most peers.",
     ]);
     out
 }
@@ -380,6 +387,12 @@ pub(super) fn closers(f: &Facts) -> Vec<String> {
         "Nothing here is advice to buy from or avoid the shop; it describes trading relative to peers.".to_string(),
         "Figures are compared like for like across the group, so the size of a shop alone does not decide its tier.".to_string(),
         "A shop's tier on one measure is independent of its tier on the others.".to_string(),
+        "The note describes the year as reported; it does not forecast the next one.".to_string(),
+        format!("Each position is computed against {p} alone, not against the market as a whole."),
+        "Ranges are rounded bands, wide enough to keep private figures private.".to_string(),
+        "One strong or weak measure rarely tells the whole story; the mix above matters more.".to_string(),
+        "Where two shops share a tier, they may still differ widely within it.".to_string(),
+        "Every shop is measured over the same months, so like is compared with like.".to_string(),
     ];
     if has_group(f) {
         v.push(format!("Only shops in the {} {} enter the comparison.", f.peer_name, f.group_label));

@@ -82,7 +82,7 @@ fn problems(ctx: &Value, out: &Value) -> Vec<String> {
             p.push(format!("{f} without the name"));
         }
     }
-    let all = texts.join(" ").to_lowercase();
+    let all = texts.join("\n").to_lowercase();
     for slip in ["in the above", "above median of", "most of all", "results is", "result are", " a above", " an top", "  ", " .", "one measures", "none measures"] {
         if all.contains(slip) {
             p.push(format!("slip \"{slip}\""));
