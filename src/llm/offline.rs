@@ -3,8 +3,14 @@
 //! group) with phrasing chosen by a hash of the entity key, so pages read differently from one
 //! another yet a re-run produces the same text. It only ever writes figures that the context —
 //! and so the prompt — already holds, and it fits the job's JSON schema: a dedicated writer for
-//! the domain-summary shape, and a generic schema filler for any other schema.
+//! the domain-summary shape ([`domain`]), one for product insights ([`product`]), and a generic
+//! schema filler for any other schema.
 
+mod domain;
+mod grammar;
+mod product;
+
+use grammar::{capitalize, plural};
 use super::{ChatRequest, ChatResponse, Provider, ProviderError, Usage, estimate_tokens_heuristic};
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
@@ -25,7 +31,7 @@ impl Provider for OfflineWriter {
         "offline"
     }
     fn model(&self) -> &str {
-        "offline-template-v1"
+        "offline-template-v2"
     }
     async fn complete(&self, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let start = Instant::now();
@@ -67,11 +73,57 @@ pub fn write(context: &Value, schema: &Value, key: &str) -> Value {
             .all(|k| p.contains_key(*k))
     });
     if is_summary {
-        domain_summary(&facts, props.unwrap())
+        domain::summary(&facts, props.unwrap())
     } else if is_insights {
-        product_insights(&facts)
+        product::insights(&facts, schema)
     } else {
         fill(schema, &facts, 0)
+    }
+}
+
+/// A metric's position among its peers, as the context's `tier` code gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Tier {
+    Top10,
+    AboveMedian,
+    BelowMedian,
+    Bottom10,
+}
+
+impl Tier {
+    fn from_code(code: &str) -> Option<Tier> {
+        match code {
+            "top_10" => Some(Tier::Top10),
+            "above_median" => Some(Tier::AboveMedian),
+            "below_median" => Some(Tier::BelowMedian),
+            "bottom_10" => Some(Tier::Bottom10),
+            _ => None,
+        }
+    }
+
+    /// "in the top 10 %", "above the median", … (the fact check's own vocabulary).
+    fn phrase(self) -> &'static str {
+        match self {
+            Tier::Top10 => "in the top 10 %",
+            Tier::AboveMedian => "above the median",
+            Tier::BelowMedian => "below the median",
+            Tier::Bottom10 => "in the bottom 10 %",
+        }
+    }
+}
+
+/// How good a metric's position is for the entity: its tier, mirrored when lower is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Standing {
+    Leading,
+    Ahead,
+    Behind,
+    Trailing,
+}
+
+impl Standing {
+    fn is_good(self) -> bool {
+        matches!(self, Standing::Leading | Standing::Ahead)
     }
 }
 
@@ -81,25 +133,68 @@ struct Facts {
     name: String,
     entity_label: String,
     group_label: String,
-    peer_basis: String,
+    peer_basis: PeerBasis,
     peer_name: String,
     peer_size: Option<u64>,
     group: Option<String>,
+    /// The `country` attribute, when the prompt shows it.
+    market: Option<String>,
     metrics: Vec<MetricFact>,
     missing: Vec<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerBasis {
+    Group,
+    NoGroup,
+    SmallGroup,
+}
+
 struct MetricFact {
+    /// The metric's column name ("conversion_rate"): what the writers key themes on.
+    name: String,
+    label: String,
+    tier: Option<Tier>,
     /// A smaller value is better: a top tier is a weakness.
     lower_is_better: bool,
-    label: String,
-    tier: Option<String>,
-    tier_label: Option<String>,
+    /// The exact value of a public metric, else the range (bin) shown in the prompt.
     detail: Option<String>,
+    /// The exact value, for public metrics only.
+    value: Option<String>,
+}
+
+impl MetricFact {
+    fn standing(&self) -> Option<Standing> {
+        let t = self.tier?;
+        Some(match (t, self.lower_is_better) {
+            (Tier::Top10, false) | (Tier::Bottom10, true) => Standing::Leading,
+            (Tier::AboveMedian, false) | (Tier::BelowMedian, true) => Standing::Ahead,
+            (Tier::BelowMedian, false) | (Tier::AboveMedian, true) => Standing::Behind,
+            (Tier::Bottom10, false) | (Tier::Top10, true) => Standing::Trailing,
+        })
+    }
 }
 
 fn s(v: &Value, k: &str) -> Option<String> {
     v.get(k).and_then(Value::as_str).map(str::to_string)
+}
+
+fn metric_of(m: &Value) -> MetricFact {
+    let public = m.get("public").and_then(Value::as_bool) == Some(true);
+    let value = if public { s(m, "value") } else { None };
+    MetricFact {
+        name: s(m, "name").unwrap_or_default(),
+        lower_is_better: m.get("lower_is_better").and_then(Value::as_bool) == Some(true),
+        label: s(m, "label").unwrap_or_default(),
+        tier: s(m, "tier").as_deref().and_then(Tier::from_code),
+        detail: value.clone().or_else(|| s(m, "bin")),
+        value,
+    }
+}
+
+/// A 64-bit hash of `text`.
+fn hash64(text: &str) -> u64 {
+    u64::from_le_bytes(blake3::hash(text.as_bytes()).as_bytes()[..8].try_into().unwrap())
 }
 
 impl Facts {
@@ -109,36 +204,28 @@ impl Facts {
         let metrics = c
             .get("metrics")
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .map(|m| MetricFact {
-                        lower_is_better: m.get("lower_is_better").and_then(Value::as_bool)
-                            == Some(true),
-                        label: s(m, "label").unwrap_or_default(),
-                        tier: s(m, "tier"),
-                        tier_label: s(m, "tier_label"),
-                        detail: if m.get("public").and_then(Value::as_bool) == Some(true) {
-                            s(m, "value")
-                        } else {
-                            s(m, "bin")
-                        },
-                    })
-                    .collect()
-            })
+            .map(|a| a.iter().map(metric_of).collect())
             .unwrap_or_default();
+        let market = entity
+            .get("attributes")
+            .and_then(|a| a.get("country"))
+            .and_then(Value::as_str)
+            .filter(|m| !m.trim().is_empty())
+            .map(str::to_string);
         Facts {
-            seed: u64::from_le_bytes(
-                blake3::hash(key.as_bytes()).as_bytes()[..8]
-                    .try_into()
-                    .unwrap(),
-            ),
+            seed: hash64(key),
             name: s(&entity, "name").unwrap_or_else(|| key.to_string()),
             entity_label: s(c, "entity_label").unwrap_or_else(|| "entity".into()),
             group_label: s(c, "group_label").unwrap_or_else(|| "category".into()),
-            peer_basis: s(&peer, "basis").unwrap_or_else(|| "no_group".into()),
+            peer_basis: match s(&peer, "basis").as_deref() {
+                Some("group") => PeerBasis::Group,
+                Some("small_group") => PeerBasis::SmallGroup,
+                _ => PeerBasis::NoGroup,
+            },
             peer_name: s(&peer, "name").unwrap_or_default(),
             peer_size: peer.get("size").and_then(Value::as_u64),
             group: s(&entity, "group"),
+            market,
             metrics,
             missing: c
                 .get("missing")
@@ -152,23 +239,43 @@ impl Facts {
         }
     }
 
-    /// Picks one of `options` deterministically; `slot` decorrelates choices.
-    fn pick<'a>(&self, slot: u64, options: &[&'a str]) -> &'a str {
+    /// An independent sub-hash of the key for `slot`, so every choice varies on its own.
+    fn roll(&self, slot: u64) -> u64 {
         let h = self
             .seed
             .wrapping_add(slot.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let h = (h ^ (h >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        options[((h >> 33) % options.len() as u64) as usize]
+        let h = (h ^ (h >> 29)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        h ^ (h >> 32)
     }
 
+    /// Picks one of `options` deterministically; `slot` decorrelates choices.
+    fn pick<'a>(&self, slot: u64, options: &[&'a str]) -> &'a str {
+        options[self.index(slot, options.len())]
+    }
+
+    fn index(&self, slot: u64, n: usize) -> usize {
+        (self.roll(slot) % n.max(1) as u64) as usize
+    }
+
+    /// True in about `percent` % of entities, independently per slot.
+    fn chance(&self, slot: u64, percent: u64) -> bool {
+        self.roll(slot) % 100 < percent
+    }
+
+    fn entities(&self) -> String {
+        plural(&self.entity_label)
+    }
+
+    /// The full peer set: "the 38 domains in the Garden category", "all 500 domains tracked".
     fn peers_phrase(&self) -> String {
-        let plural = format!("{}s", self.entity_label);
-        match (self.peer_basis.as_str(), self.peer_size) {
-            ("group", Some(n)) => format!(
+        let plural = self.entities();
+        match (self.peer_basis, self.peer_size) {
+            (PeerBasis::Group, Some(n)) => format!(
                 "the {n} {plural} in the {} {}",
                 self.peer_name, self.group_label
             ),
-            ("group", None) => format!(
+            (PeerBasis::Group, None) => format!(
                 "other {plural} in the {} {}",
                 self.peer_name, self.group_label
             ),
@@ -177,97 +284,87 @@ impl Facts {
         }
     }
 
-    fn short_peers(&self) -> String {
-        if self.peer_basis == "group" {
-            format!("{} peers", self.peer_name)
+    /// A short name of the peers for `slot`: "Garden peers", "other Garden domains", ….
+    fn short_peers(&self, slot: u64) -> String {
+        let e = self.entities();
+        if self.peer_basis == PeerBasis::Group {
+            let g = &self.peer_name;
+            let options = [
+                format!("{g} peers"),
+                format!("other {g} {e}"),
+                format!("its {g} peers"),
+                format!("the {g} field"),
+                format!("comparable {g} {e}"),
+                format!("the rest of the {g} {}", self.group_label),
+                format!("its {g} rivals"),
+                format!("fellow {g} {e}"),
+                format!("the {g} group"),
+            ];
+            options[self.index(slot, options.len())].clone()
         } else {
-            format!("all {}s", self.entity_label)
+            let options = [
+                format!("all {e} tracked"),
+                format!("the {e} tracked"),
+                format!("the wider field of {e}"),
+                format!("every {} in the data", self.entity_label),
+                format!("the {e} in the data set"),
+                format!("the full set of {e}"),
+            ];
+            options[self.index(slot, options.len())].clone()
         }
     }
 
-    /// Metrics in a tier, with "lower is better" ones mirrored (their bottom tier is good).
-    fn in_tier(&self, good: &str, bad: &str) -> Vec<&MetricFact> {
+    /// Metrics in a standing, in the context's order.
+    fn with_standing(&self, standing: Standing) -> Vec<&MetricFact> {
         self.metrics
             .iter()
-            .filter(|m| m.tier.as_deref() == Some(if m.lower_is_better { bad } else { good }))
+            .filter(|m| m.standing() == Some(standing))
             .collect()
     }
 
+    /// The metrics in the better half, the best first.
     fn best(&self) -> Vec<&MetricFact> {
-        let mut v = self.in_tier("top_10", "bottom_10");
-        v.extend(self.in_tier("above_median", "below_median"));
+        let mut v = self.with_standing(Standing::Leading);
+        v.extend(self.with_standing(Standing::Ahead));
         v
     }
 
+    /// The metrics in the worse half, the worst first.
     fn worst(&self) -> Vec<&MetricFact> {
-        let mut v = self.in_tier("bottom_10", "top_10");
-        v.extend(self.in_tier("below_median", "above_median"));
+        let mut v = self.with_standing(Standing::Trailing);
+        v.extend(self.with_standing(Standing::Behind));
         v
+    }
+
+    fn metric(&self, name: &str) -> Option<&MetricFact> {
+        self.metrics.iter().find(|m| m.name == name)
     }
 }
 
+/// One plain sentence on a metric's position, for the generic filler: "Visits (1K–5K visits)
+/// are above the median of all domains tracked."
 fn metric_sentence(f: &Facts, i: usize, m: &MetricFact) -> String {
     let detail = m
         .detail
         .as_ref()
         .map(|d| format!(" ({d})"))
         .unwrap_or_default();
-    let slot = 100 + i as u64;
-    let opener = f.pick(slot + 7, &["For", "On", "In terms of"]);
-    let peers = f.short_peers();
-    let label = &m.label;
-    // A smaller value is better: the position is told without praise or blame words, which
-    // would contradict it (the fact check rejects "stands out" for a high return rate).
-    if m.lower_is_better {
-        return match m.tier.as_deref() {
-            Some(t @ ("top_10" | "above_median" | "below_median" | "bottom_10")) => format!(
-                "{opener} {label}{detail}, where lower is better, it is {} {peers}.",
-                match t {
-                    "top_10" => "in the top 10 % of",
-                    "above_median" => "above the median of",
-                    "below_median" => "below the median of",
-                    _ => "in the bottom 10 % of",
-                }
-            ),
-            _ => match &m.detail {
-                Some(d) => format!("Its {label} is in the range {d}."),
-                None => String::new(),
+    let label = capitalize(&m.label);
+    match m.tier {
+        Some(t) => format!(
+            "{label}{detail}{}: {} of {}.",
+            if m.lower_is_better {
+                ", where lower is better"
+            } else {
+                ""
             },
-        };
-    }
-    match m.tier.as_deref() {
-        Some("top_10") => format!(
-            "{opener} {label}{detail}, it {} and sits in the top 10 % of {peers}.",
-            f.pick(
-                slot,
-                &["stands out", "is a clear leader", "leads the field"]
-            )
+            t.phrase(),
+            f.short_peers(100 + i as u64)
         ),
-        Some("above_median") => format!(
-            "{opener} {label}{detail}, it is {} the median of {peers}.",
-            f.pick(slot, &["above", "ahead of", "better than"])
-        ),
-        Some("below_median") => format!(
-            "{opener} {label}{detail}, it {} the median of {peers}.",
-            f.pick(slot, &["trails", "sits below", "falls short of"])
-        ),
-        Some("bottom_10") => format!(
-            "{opener} {label}{detail}, it {} the bottom 10 % of {peers}.",
-            f.pick(slot, &["is in", "ranks in", "falls into"])
-        ),
-        _ => match &m.detail {
-            Some(d) => format!("Its {label} is in the range {d}."),
+        None => match &m.detail {
+            Some(d) => format!("{label}: {d}."),
             None => String::new(),
         },
-    }
-}
-
-fn join_labels(items: &[&MetricFact], max: usize) -> String {
-    let labels: Vec<&str> = items.iter().take(max).map(|m| m.label.as_str()).collect();
-    match labels.len() {
-        0 => String::new(),
-        1 => labels[0].to_string(),
-        n => format!("{} and {}", labels[..n - 1].join(", "), labels[n - 1]),
     }
 }
 
@@ -297,322 +394,6 @@ fn max_len(props: &Map<String, Value>, field: &str, default: usize) -> usize {
         .and_then(|p| p.get("maxLength"))
         .and_then(Value::as_u64)
         .map_or(default, |v| v as usize)
-}
-
-fn domain_summary(f: &Facts, props: &Map<String, Value>) -> Value {
-    let name = &f.name;
-    let best = f.best();
-    let worst = f.worst();
-    let title_max = max_len(props, "title", 60);
-    let meta_max = max_len(props, "meta_description", 160);
-
-    let title = fit(
-        format!(
-            "{name}: {}",
-            f.pick(
-                1,
-                &[
-                    "Performance vs Peers",
-                    "How It Compares",
-                    "Shop Performance Summary"
-                ]
-            )
-        ),
-        title_max,
-        || {
-            fit(format!("{name} performance"), title_max, || {
-                truncate_chars(&format!("{name} performance"), title_max)
-            })
-        },
-    );
-    let h1 = format!(
-        "{name} {}",
-        f.pick(
-            2,
-            &[
-                "compared with its peers",
-                "performance at a glance",
-                "against the competition"
-            ]
-        )
-    );
-    let meta = fit(
-        format!(
-            "How {name} compares with {} on traffic, conversion, order value and growth over the last twelve months.",
-            f.short_peers()
-        ),
-        meta_max,
-        || {
-            truncate_chars(
-                &format!(
-                    "How {name} compares with {} over the last twelve months.",
-                    f.short_peers()
-                ),
-                meta_max,
-            )
-        },
-    );
-
-    // Summary: intro, one sentence per known metric, then context, kept within 120–300 words.
-    let mut sentences = Vec::new();
-    let intro_basis = match f.peer_basis.as_str() {
-        "group" => format!("{name} is measured against {}.", f.peers_phrase()),
-        "no_group" => format!(
-            "{name} has no assigned {}, so this summary compares it with {}.",
-            f.group_label,
-            f.peers_phrase()
-        ),
-        _ => format!(
-            "{name} belongs to the {} {}, which has too few members for a fair comparison, so it is compared with {}.",
-            f.group.as_deref().unwrap_or("unnamed"),
-            f.group_label,
-            f.peers_phrase()
-        ),
-    };
-    sentences.push(format!(
-        "{} {intro_basis}",
-        f.pick(3, &[
-            "This page summarises how the shop has performed over the last twelve months.",
-            "Here is an overview of the shop's results over the last twelve months.",
-            "The figures below describe a full year of trading, seen relative to comparable shops.",
-        ])
-    ));
-    if !best.is_empty() {
-        sentences.push(format!(
-            "Its {} {} its strongest results relative to {}.",
-            join_labels(&best, 3),
-            if best.len() == 1 { "is" } else { "are" },
-            f.short_peers()
-        ));
-    }
-    for (i, m) in f.metrics.iter().enumerate() {
-        let s = metric_sentence(f, i, m);
-        if !s.is_empty() {
-            sentences.push(s);
-        }
-    }
-    if !worst.is_empty() {
-        sentences.push(format!(
-            "The clearest room for improvement is in {}, where {name} {} most of {}.",
-            join_labels(&worst, 2),
-            f.pick(4, &["trails", "lags behind", "sits behind"]),
-            f.short_peers()
-        ));
-    }
-    if !f.missing.is_empty() {
-        sentences.push(format!(
-            "Data on {} was not available for this period, so those measures are left out.",
-            f.missing.join(", ")
-        ));
-    }
-    let closers = [
-        "Positions are relative: a shop in the top tier outperforms most comparable shops, not necessarily the whole market.",
-        "Ranges are shown instead of exact figures, and every comparison uses the same twelve-month window.",
-        "The summary is refreshed whenever new data arrives, so the positions above reflect the latest complete period.",
-        "Tiers split the peer group into the top tenth, the upper half, the lower half and the bottom tenth.",
-        "Shoppers and analysts can use these positions to see where the shop is strong and where competitors lead.",
-        "Comparisons with peers make seasonal effects and market-wide swings easier to separate from the shop's own results.",
-    ];
-    let mut words = count_words(&sentences.join(" "));
-    let mut k = 0;
-    while words < 135 && k < closers.len() {
-        let c = closers[(k + (f.seed as usize % closers.len())) % closers.len()];
-        sentences.push(c.to_string());
-        words += count_words(c);
-        k += 1;
-    }
-    // Never exceed 300 words: drop metric sentences from the end (the intro stays).
-    while count_words(&sentences.join(" ")) > 290 && sentences.len() > 2 {
-        sentences.remove(sentences.len() - 2);
-    }
-    let summary = sentences.join(" ");
-
-    let mut highlights: Vec<String> = Vec::new();
-    for m in best.iter().take(2) {
-        highlights.push(format!(
-            "{} in the {} of {}",
-            capitalize(&m.label),
-            m.tier_label.clone().unwrap_or_default(),
-            f.short_peers()
-        ));
-    }
-    for m in worst.iter().take(2) {
-        // A "lower is better" metric among the worst sits high: say where, not "below".
-        let position = if m.lower_is_better {
-            tier_phrase(m)
-        } else if m.tier.as_deref() == Some("bottom_10") {
-            "well below the median"
-        } else {
-            "below the median"
-        };
-        highlights.push(format!(
-            "{} {position} of {}",
-            capitalize(&m.label),
-            f.short_peers()
-        ));
-    }
-    let generic = [
-        format!("Compared with {}", f.peers_phrase()),
-        "Based on the last twelve months of data".to_string(),
-        "Ranges and tiers instead of exact figures".to_string(),
-    ];
-    for g in generic {
-        if highlights.len() >= 3 {
-            break;
-        }
-        highlights.push(g);
-    }
-    highlights.truncate(5);
-
-    let mut faq = vec![json!({
-        "question": format!("How does {name} compare with its peers?"),
-        "answer": format!(
-            "{name} is compared with {}. {}",
-            f.peers_phrase(),
-            if best.is_empty() {
-                "It does not reach the upper half of its peers on the measures available.".to_string()
-            } else {
-                format!("It is strongest in {}.", join_labels(&best, 2))
-            }
-        ),
-    })];
-    if !worst.is_empty() {
-        faq.push(json!({
-            "question": format!("Where does {name} trail its peers?"),
-            "answer": format!("Its weakest positions are in {}.", join_labels(&worst, 2)),
-        }));
-    }
-    faq.push(json!({
-        "question": "Why are exact figures not shown?",
-        "answer": "The underlying data is licensed, so this page shows ranges and relative positions instead of exact values.",
-    }));
-    json!({
-        "title": title,
-        "meta_description": meta,
-        "h1": h1,
-        "summary": summary,
-        "highlights": highlights,
-        "faq": faq,
-    })
-}
-
-/// Product insights from review statistics: sentiment from the rating's position, strengths and
-/// weaknesses from the best and worst positions, in words only (no figure the prompt lacks).
-fn product_insights(f: &Facts) -> Value {
-    let name = &f.name;
-    let rating = f
-        .metrics
-        .iter()
-        .find(|m| m.label.contains("average rating"));
-    let sentiment = match rating.and_then(|m| m.tier.as_deref()) {
-        Some("top_10" | "above_median") => "positive",
-        Some("bottom_10") => "negative",
-        _ => "mixed",
-    };
-    let best = f.best();
-    let worst = f.worst();
-    let mut strengths: Vec<String> = best
-        .iter()
-        .take(4)
-        .map(|m| format!("{} {}", capitalize(&m.label), tier_phrase(m)))
-        .collect();
-    for generic in [
-        "Reviews describe the product consistently",
-        "Clear expectations from the listing",
-    ] {
-        if strengths.len() < 2 {
-            strengths.push(generic.to_string());
-        }
-    }
-    let weaknesses: Vec<String> = worst
-        .iter()
-        .take(4)
-        .map(|m| format!("{} {}", capitalize(&m.label), tier_phrase(m)))
-        .collect();
-    let mood = match sentiment {
-        "positive" => f.pick(
-            11,
-            &[
-                "Customers are largely happy with",
-                "Reviewers speak well of",
-                "Buyers mostly recommend",
-            ],
-        ),
-        "negative" => f.pick(
-            11,
-            &[
-                "Customers are often disappointed by",
-                "Reviewers raise repeated concerns about",
-                "Buyers report problems with",
-            ],
-        ),
-        _ => f.pick(
-            11,
-            &[
-                "Customers have mixed views on",
-                "Reviewers are divided about",
-                "Opinions vary on",
-            ],
-        ),
-    };
-    let mut summary = format!("{mood} {name}, compared with the other products tracked.");
-    if !best.is_empty() {
-        summary.push_str(&format!(
-            " It stands out for its {}.",
-            join_labels(&best, 2)
-        ));
-    }
-    if !worst.is_empty() {
-        summary.push_str(&format!(
-            " It trails other products on {}.",
-            join_labels(&worst, 2)
-        ));
-    }
-    summary.push_str(" This overview is built from review statistics and the most helpful and most recent reviews.");
-    let themes: Vec<String> = f
-        .metrics
-        .iter()
-        .filter(|m| m.tier.is_some())
-        .take(4)
-        .map(|m| m.label.clone())
-        .collect();
-    let themes = if themes.is_empty() {
-        vec!["customer reviews".to_string()]
-    } else {
-        themes
-    };
-    let recommendation = match sentiment {
-        "positive" => format!("A safe choice: most reviewers are satisfied with {name}."),
-        "negative" => format!("Read the recent reviews before buying {name}."),
-        _ => format!("Check whether the strengths of {name} match what you need."),
-    };
-    json!({
-        "summary": summary,
-        "sentiment": sentiment,
-        "strengths": strengths,
-        "weaknesses": weaknesses,
-        "themes": themes,
-        "recommendation": recommendation,
-    })
-}
-
-/// "in the top 10 %", "above the median", … for a metric's tier.
-fn tier_phrase(m: &MetricFact) -> &'static str {
-    match m.tier.as_deref() {
-        Some("top_10") => "in the top 10 %",
-        Some("above_median") => "above the median",
-        Some("below_median") => "below the median",
-        Some("bottom_10") => "in the bottom 10 %",
-        _ => "",
-    }
-}
-
-fn capitalize(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(first) => first.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
-    }
 }
 
 pub fn count_words(s: &str) -> usize {
