@@ -465,6 +465,8 @@ async fn publish_job(
                 generation_id: g.generation_id,
                 run_id: g.run_id,
                 generated_at: g.created_at,
+                related_by: publish::entity::related_value(job, entities, i),
+                facts: publish::EntityFacts::of(job, entities, i),
             })
         })
         .collect();
@@ -476,6 +478,7 @@ async fn publish_job(
             description: job.description.clone(),
             entity_label: job.entity_label.clone(),
             group_label: job.group_label.clone(),
+            related: job.page.related.unwrap_or(project.publish.related),
         },
         pages,
         policy,
