@@ -63,8 +63,7 @@ type CatalogRow = (String, Option<String>, Option<String>, Option<String>);
 
 /// `product_catalog` as (asin, title, brand, category) rows, in asin order.
 async fn catalog(url: &str) -> Vec<CatalogRow> {
-    const SQL: &str =
-        "SELECT asin, title, brand, category FROM product_catalog WHERE dataset = 'products' ORDER BY asin";
+    const SQL: &str = "SELECT asin, title, brand, category FROM product_catalog WHERE dataset = 'products' ORDER BY asin";
     if url.starts_with("sqlite") {
         let pool = sqlx::SqlitePool::connect(url).await.unwrap();
         sqlx::query_as(SQL).fetch_all(&pool).await.unwrap()
@@ -124,7 +123,10 @@ async fn two_deliveries_ingest_the_same_gold_on_sqlite_and_postgres() {
         .map(shopscribe::demo::demo_asin)
         .collect();
     assert_eq!(cl.iter().map(|r| r.0.clone()).collect::<Vec<_>>(), expected);
-    assert!(cl.iter().all(|r| r.1.is_some() && r.2.is_some() && r.3.is_some()));
+    assert!(
+        cl.iter()
+            .all(|r| r.1.is_some() && r.2.is_some() && r.3.is_some())
+    );
     assert_eq!(cl, cp, "product_catalog is the same on both backends");
 }
 

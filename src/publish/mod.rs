@@ -614,6 +614,17 @@ fn sitemap(urls: &[(String, String)]) -> String {
     s
 }
 
+/// What a page says: its text, and what surrounds it (its entity's facts, its related links).
+/// A page with neither hashes as before they existed, so an upgrade keeps its date.
+fn content_hash(p: &PageInput, related: &[(&str, String)]) -> String {
+    let says = if related.is_empty() && p.facts == EntityFacts::default() {
+        json!([p.output, p.name, p.group])
+    } else {
+        json!([p.output, p.name, p.group, p.facts.to_json(), related])
+    };
+    hash(&serde_json::to_vec(&says).expect("JSON serialises"))
+}
+
 /// When a page's content last changed: kept from the manifest while its content hash is the
 /// same (a regeneration that wrote the same text keeps its date and its bytes); else its
 /// generation time, or `now` when its text is the one already published and only what
@@ -688,17 +699,7 @@ pub async fn publish(
     let now = crate::store::now_text();
     for ((p, slug), related) in pages.iter().zip(&slugs).zip(&related) {
         let slug = slug.clone();
-        // What the page says: its text, and what surrounds it (facts, related links).
-        let content_hash = hash(
-            &serde_json::to_vec(&json!([
-                p.output,
-                p.name,
-                p.group,
-                p.facts.to_json(),
-                related
-            ]))
-            .expect("JSON serialises"),
-        );
+        let content_hash = content_hash(p, related);
         let modified_at = modified_at(previous.get(&p.key), p, &content_hash, &now);
         let facts = PageFacts {
             slug: &slug,
