@@ -76,8 +76,12 @@ pub const REVIEWS_PROJECT: &[(&str, &str)] = &[
     ),
 ];
 
-/// Writes the reviews example into `dir` (kept files are not overwritten unless `overwrite`).
+/// Writes the reviews example into `dir` (kept files are not overwritten unless `overwrite`),
+/// with its two (empty) delivery folders, so both datasets can be listed before any delivery.
 pub fn write_reviews_project(dir: &Path, overwrite: bool) -> std::io::Result<Vec<String>> {
+    for data in ["data/reviews", "data/products"] {
+        std::fs::create_dir_all(dir.join(data))?;
+    }
     write_files(dir, REVIEWS_PROJECT, overwrite)
 }
 
@@ -129,7 +133,7 @@ pub fn review_deliveries(products: usize, seed: u64) -> (String, String) {
     let mut reviews: Vec<serde_json::Value> = Vec::new();
     let start = 1_640_995_200i64; // 2022-01-01
     for p in 0..products {
-        let asin = format!("B0{:08}", 100 + p * 37);
+        let asin = demo_asin(p);
         let quality: f64 = rng.random();
         let n = 5 + (rng.random::<f64>().powf(2.0) * 40.0) as usize;
         for r in 0..n {
@@ -198,6 +202,85 @@ pub fn review_deliveries(products: usize, seed: u64) -> (String, String) {
     }
     day2.extend(malformed(2));
     (day1.join("\n") + "\n", day2.join("\n") + "\n")
+}
+
+/// The ASIN of the demo's product number `p`.
+pub fn demo_asin(p: usize) -> String {
+    format!("B0{:08}", 100 + p * 37)
+}
+
+/// Whether the demo's product `p` has no metadata: one in 29, so that a delivery of 60 has two
+/// products whose pages are named by their ASIN.
+pub fn lacks_metadata(p: usize) -> bool {
+    p % 29 == 11
+}
+
+/// Product categories of the demo, each with its product kinds (code, name).
+const PRODUCT_CATEGORIES: &[(&str, &[(&str, &str)])] = &[
+    (
+        "Kitchen",
+        &[
+            ("EK", "Electric Kettle"),
+            ("CG", "Coffee Grinder"),
+            ("HB", "Hand Blender"),
+            ("TS", "Toaster"),
+        ],
+    ),
+    (
+        "Home Office",
+        &[
+            ("DL", "Desk Lamp"),
+            ("MS", "Monitor Stand"),
+            ("EC", "Ergonomic Chair"),
+            ("WK", "Wireless Keyboard"),
+        ],
+    ),
+    (
+        "Audio",
+        &[
+            ("BS", "Bluetooth Speaker"),
+            ("NC", "Noise-Cancelling Headphones"),
+            ("EB", "Wireless Earbuds"),
+        ],
+    ),
+    (
+        "Outdoor",
+        &[
+            ("HL", "Headlamp"),
+            ("CS", "Camping Stove"),
+            ("WB", "Water Bottle"),
+            ("TP", "Trekking Poles"),
+        ],
+    ),
+];
+
+const BRANDS: &[&str] = &[
+    "Arden",
+    "Lumio",
+    "Northwind",
+    "Veltro",
+    "Kestrel",
+    "Oakhaven",
+];
+
+/// Product metadata for the demo's products (the ones [`review_deliveries`] writes), as JSON
+/// lines: asin, title, brand, category. Titles are unique (each carries a model number) and
+/// short enough for a page title; products for which [`lacks_metadata`] holds are left out.
+pub fn product_metadata(products: usize) -> String {
+    let mut lines = String::new();
+    for p in (0..products).filter(|&p| !lacks_metadata(p)) {
+        let (category, kinds) = PRODUCT_CATEGORIES[p % PRODUCT_CATEGORIES.len()];
+        let (code, kind) = kinds[(p / PRODUCT_CATEGORIES.len()) % kinds.len()];
+        let brand = BRANDS[(p * 7 + p / 5) % BRANDS.len()];
+        let line = serde_json::json!({
+            "asin": demo_asin(p),
+            "title": format!("{brand} {kind} {code}-{}", 100 + p),
+            "brand": brand,
+            "category": category,
+        });
+        lines.push_str(&format!("{line}\n"));
+    }
+    lines
 }
 
 /// Writes the example project into `dir`. Existing files are left alone unless `overwrite`;

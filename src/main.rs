@@ -1167,6 +1167,33 @@ async fn show_bronze(
 
 /// The reviews half of the demo: DIR/reviews holds the reviews example, two deliveries are
 /// ingested (bronze, rejects, SCD2, gold) and `product_insights` publishes into the same site.
+/// Ingests one dataset of the demo's reviews project, logging what each file brought.
+async fn demo_ingest(project: &Project, rdir: &Path, dataset: &str) -> Result<(), Failure> {
+    let ds = project
+        .dataset(dataset)
+        .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))?;
+    let reports = shopscribe::ingest::ingest(project, ds, None)
+        .await
+        .map_err(|e| Failure::Run(e.into()))?;
+    for r in &reports {
+        if r.skipped {
+            tracing::info!("{dataset}: {} already ingested; skipped", r.uri);
+        } else {
+            tracing::info!(
+                "{dataset}: {} — {} lines, {} rejected (see `shopscribe ingest {dataset} --rejects -p {}`), {} new, {} changed, {} unchanged",
+                r.uri.rsplit('/').next().unwrap_or(&r.uri),
+                r.lines,
+                r.rejected,
+                rdir.display(),
+                r.merge.inserted,
+                r.merge.changed,
+                r.merge.unchanged
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn demo_reviews(dir: &Path, seed: u64) -> Result<RunSummary, Failure> {
     let rdir = dir.join("reviews");
     let fresh = !rdir.join("shopscribe.toml").exists();
@@ -1183,34 +1210,27 @@ async fn demo_reviews(dir: &Path, seed: u64) -> Result<RunSummary, Failure> {
         )
         .map_err(|e| Failure::Usage(e.into()))?;
     }
+    const PRODUCTS: usize = 60;
     let data = rdir.join("data/reviews");
     std::fs::create_dir_all(&data).map_err(|e| Failure::Usage(e.into()))?;
-    let (day1, day2) = shopscribe::demo::review_deliveries(60, seed);
+    let (day1, day2) = shopscribe::demo::review_deliveries(PRODUCTS, seed);
     for (name, text) in [("day1.jsonl", day1), ("day2.jsonl", day2)] {
         std::fs::write(data.join(name), text).map_err(|e| Failure::Usage(e.into()))?;
     }
+    let products = rdir.join("data/products");
+    std::fs::create_dir_all(&products).map_err(|e| Failure::Usage(e.into()))?;
+    std::fs::write(
+        products.join("catalog.jsonl"),
+        shopscribe::demo::product_metadata(PRODUCTS),
+    )
+    .map_err(|e| Failure::Usage(e.into()))?;
     let project = load_project(&rdir)?;
-    let ds = project
-        .dataset("reviews")
-        .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))?;
-    let reports = shopscribe::ingest::ingest(&project, ds, None)
-        .await
-        .map_err(|e| Failure::Run(e.into()))?;
-    for r in &reports {
-        if r.skipped {
-            tracing::info!("Reviews: {} already ingested; skipped", r.uri);
-        } else {
-            tracing::info!(
-                "Reviews: {} — {} lines, {} rejected (see `shopscribe ingest reviews --rejects -p {}`), {} new, {} changed, {} unchanged",
-                r.uri.rsplit('/').next().unwrap_or(&r.uri),
-                r.lines,
-                r.rejected,
-                rdir.display(),
-                r.merge.inserted,
-                r.merge.changed,
-                r.merge.unchanged
-            );
-        }
+    // A demo folder written by an earlier version has no products dataset: it keeps working.
+    for dataset in ["reviews", "products"]
+        .into_iter()
+        .filter(|d| project.datasets.contains_key(*d))
+    {
+        demo_ingest(&project, &rdir, dataset).await?;
     }
     let summary = run(
         &project,

@@ -147,9 +147,13 @@ fn demo_publishes_every_domain_then_does_nothing_on_a_second_run() {
         .count();
     assert_eq!(
         products,
-        60 * 2 + 3,
-        "60 products: html + json each, index, sitemap, manifest"
+        60 * 2 + 4,
+        "60 products: html + json each, index, sitemap, manifest, groups/"
     );
+    let categories = std::fs::read_dir(site.join("product_insights/groups"))
+        .unwrap()
+        .count();
+    assert_eq!(categories, 4, "one hub per product category");
     assert!(root_sitemap.contains("product_insights/sitemap-1.xml"));
 
     // A page carries its SEO parts.

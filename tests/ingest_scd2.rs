@@ -25,7 +25,7 @@ fn dataset(snapshot: bool) -> Dataset {
         .collect(),
         max_line_bytes: 2000,
         max_reject_share: 0.5,
-        product_summary: false,
+        gold: None,
         required: Vec::new(),
         array_lengths: Default::default(),
         duplicate_keys_allowed: false,

@@ -19,6 +19,11 @@ fn project(dir: &Path, store_url: Option<&str>, llm: Option<&str>) -> shopscribe
     let (d1, d2) = shopscribe::demo::review_deliveries(30, 3);
     std::fs::write(data.join("day1.jsonl"), d1).unwrap();
     std::fs::write(data.join("day2.jsonl"), d2).unwrap();
+    std::fs::write(
+        dir.join("data/products/catalog.jsonl"),
+        shopscribe::demo::product_metadata(30),
+    )
+    .unwrap();
     let (store, base) = (store_url.map(str::to_string), llm.map(str::to_string));
     shopscribe::config::load_with_env(dir, &move |k| match k {
         "SHOPSCRIBE_STORE_URL" => store.clone(),
@@ -52,6 +57,20 @@ async fn gold(url: &str) -> Vec<Value> {
     rows.into_iter()
         .map(|r| json!([r.0, r.1, r.2, r.3, r.4, r.5, r.6]))
         .collect()
+}
+
+type CatalogRow = (String, Option<String>, Option<String>, Option<String>);
+
+/// `product_catalog` as (asin, title, brand, category) rows, in asin order.
+async fn catalog(url: &str) -> Vec<CatalogRow> {
+    const SQL: &str = "SELECT asin, title, brand, category FROM product_catalog WHERE dataset = 'products' ORDER BY asin";
+    if url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query_as(SQL).fetch_all(&pool).await.unwrap()
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query_as(SQL).fetch_all(&pool).await.unwrap()
+    }
 }
 
 #[tokio::test]
@@ -91,6 +110,24 @@ async fn two_deliveries_ingest_the_same_gold_on_sqlite_and_postgres() {
     let (gl, gp) = (gold(&lite.store_url).await, gold(&db.url).await);
     assert_eq!(gl.len(), 30);
     assert_eq!(gl, gp, "product_summary is the same on both backends");
+
+    // The product metadata: one row per product that has some (29 of 30), on both backends.
+    for p in [&lite, &pg] {
+        shopscribe::ingest::ingest(p, p.dataset("products").unwrap(), None)
+            .await
+            .unwrap();
+    }
+    let (cl, cp) = (catalog(&lite.store_url).await, catalog(&db.url).await);
+    let expected: Vec<String> = (0..30)
+        .filter(|&i| !shopscribe::demo::lacks_metadata(i))
+        .map(shopscribe::demo::demo_asin)
+        .collect();
+    assert_eq!(cl.iter().map(|r| r.0.clone()).collect::<Vec<_>>(), expected);
+    assert!(
+        cl.iter()
+            .all(|r| r.1.is_some() && r.2.is_some() && r.3.is_some())
+    );
+    assert_eq!(cl, cp, "product_catalog is the same on both backends");
 }
 
 #[tokio::test]

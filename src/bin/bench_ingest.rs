@@ -171,7 +171,7 @@ fn reviews_dataset() -> Dataset {
         .collect(),
         max_line_bytes: 1 << 20,
         max_reject_share: 0.05,
-        product_summary: false,
+        gold: None,
         required: Vec::new(),
         array_lengths: Default::default(),
         duplicate_keys_allowed: false,

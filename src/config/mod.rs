@@ -1,6 +1,7 @@
 //! Configuration: `shopscribe.toml` + environment overrides → a validated [`Project`]. Every
 //! problem is collected and reported at once, each with the file and the key it concerns.
 
+pub mod page;
 mod raw;
 
 use crate::features::{BinSpec, MetricSpec, Unit};
@@ -148,8 +149,8 @@ pub struct Dataset {
     pub types: BTreeMap<String, FieldType>,
     pub max_line_bytes: usize,
     pub max_reject_share: f64,
-    /// Rebuild `product_summary` from this dataset after each ingest.
-    pub product_summary: bool,
+    /// The gold table rebuilt from this dataset after each ingest, if any.
+    pub gold: Option<Gold>,
     /// Fields every record must have, not null.
     pub required: Vec<String>,
     /// Array fields of a fixed length (when present and not null).
@@ -157,6 +158,24 @@ pub struct Dataset {
     /// A JSON object (or CSV header) naming a key twice is accepted, the last one winning,
     /// instead of rejected.
     pub duplicate_keys_allowed: bool,
+}
+
+/// A gold table shopscribe builds from a dataset's current records (`crate::ingest::gold`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gold {
+    /// `product_summary`: one row of review figures per product (the Amazon reviews shape).
+    ProductSummary,
+    /// `product_catalog`: one row of metadata per product (asin, title, brand, category).
+    ProductCatalog,
+}
+
+impl Gold {
+    pub fn table(self) -> &'static str {
+        match self {
+            Gold::ProductSummary => "product_summary",
+            Gold::ProductCatalog => "product_catalog",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +245,8 @@ pub struct PublishConfig {
     pub max_similarity: f64,
     /// Regenerations of a near-duplicate page before it is published `noindex`.
     pub max_variations: u32,
+    /// Related links per entity page (`publish.related`; a job's `page.related` overrides it).
+    pub related: usize,
 }
 
 /// `publish.max_similarity` unless set: Screaming Frog's near-duplicate default.
@@ -288,6 +309,8 @@ pub struct Job {
     pub datasets: Vec<String>,
     /// Data checks run on the source before features (`crate::checks`).
     pub checks: Vec<crate::checks::Check>,
+    /// What its pages say about their entities beyond the text (`[jobs.NAME.page]`).
+    pub page: page::PageConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -553,6 +576,13 @@ fn validate(raw: RawConfig, dir: &Path, env: EnvLookup) -> Result<Project, Vec<S
             "publish.max_variations: {max_variations} regenerations per page is more than 10 (each one is paid)"
         ));
     }
+    let related = raw.publish.related.unwrap_or(page::DEFAULT_RELATED);
+    if related > page::MAX_RELATED {
+        problems.push(format!(
+            "publish.related: {related} is more than {} links",
+            page::MAX_RELATED
+        ));
+    }
     let publish = PublishConfig {
         url: publish_url,
         base_url: base_url.trim_end_matches('/').into(),
@@ -561,6 +591,7 @@ fn validate(raw: RawConfig, dir: &Path, env: EnvLookup) -> Result<Project, Vec<S
         check,
         max_similarity,
         max_variations,
+        related,
     };
 
     let lease = raw.workers.lease_seconds.unwrap_or(60.0);
@@ -639,14 +670,15 @@ fn validate(raw: RawConfig, dir: &Path, env: EnvLookup) -> Result<Project, Vec<S
             };
             types.insert(field, ft);
         }
-        let product_summary = match d.gold.as_deref() {
-            None => false,
-            Some("product_summary") => true,
+        let gold = match d.gold.as_deref() {
+            None => None,
+            Some("product_summary") => Some(Gold::ProductSummary),
+            Some("product_catalog") => Some(Gold::ProductCatalog),
             Some(other) => {
                 problems.push(format!(
-                    "{at}.gold: unknown gold table `{other}`; shopscribe builds \"product_summary\""
+                    "{at}.gold: unknown gold table `{other}`; shopscribe builds \"product_summary\" and \"product_catalog\""
                 ));
-                false
+                None
             }
         };
         let mut seen_required = std::collections::BTreeSet::new();
@@ -692,7 +724,7 @@ fn validate(raw: RawConfig, dir: &Path, env: EnvLookup) -> Result<Project, Vec<S
                 types,
                 max_line_bytes: d.max_line_bytes.unwrap_or(1 << 20).max(16),
                 max_reject_share: share,
-                product_summary,
+                gold,
                 required: d.required,
                 array_lengths: d.array_lengths,
                 duplicate_keys_allowed,
@@ -1114,6 +1146,13 @@ fn validate_job(
         }
     };
     let checks = validate_checks(name, raw.checks, dir, problems);
+    let page = page::validate_page(
+        &format!("jobs.{name}"),
+        raw.page,
+        &metrics,
+        &raw.attributes,
+        problems,
+    );
     let mut word_count = BTreeMap::new();
     for (field, [lo, hi]) in raw.validate.word_count {
         if lo > hi {
@@ -1154,6 +1193,7 @@ fn validate_job(
             fact_check,
         },
         checks,
+        page,
         // Checked against the project's datasets by the caller (they are known there).
         datasets: raw.datasets.unwrap_or_default(),
     })

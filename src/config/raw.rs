@@ -232,6 +232,10 @@ pub struct RawPublish {
     /// How many times the gate regenerates a near-duplicate page before publishing it
     /// `noindex` (each one a paid call). Default 2; 0 marks it `noindex` at once.
     pub max_variations: Option<u32>,
+    /// Links to related entities on every entity page: this many pages of the same peer group
+    /// nearest by rank (`jobs.NAME.page.related_by`), or nearest among all of the job's pages
+    /// for an entity without a group. Default 5; 0 leaves the section out; at most 50.
+    pub related: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -276,6 +280,42 @@ pub struct RawJob {
     /// Data checks run on the source before features and generation: `[[jobs.NAME.checks]]`.
     #[serde(default)]
     pub checks: Vec<RawCheck>,
+    /// What the job's pages say about their entity beyond the text: `[jobs.NAME.page]`.
+    #[serde(default)]
+    pub page: RawPage,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPage {
+    /// The schema.org type of the entity a page is about: `Thing` (default: the page's
+    /// `WebPage` is `about` a named thing, nothing more) or `Product` (a `Product` node with
+    /// name, description, brand, category, sku = the key, and `aggregateRating` when `rating`
+    /// is set).
+    #[serde(rename = "type")]
+    pub schema_type: Option<String>,
+    /// Attribute column (one of `attributes`) holding the product's brand. Default none.
+    pub brand: Option<String>,
+    /// `Product` pages: an `aggregateRating` from two public metrics. Default none: no rating
+    /// is claimed.
+    pub rating: Option<RawRating>,
+    /// The metric column related pages are ranked by. Default: the job's first metric.
+    pub related_by: Option<String>,
+    /// Related links on this job's pages. Default `publish.related`.
+    pub related: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRating {
+    /// Metric column holding the average rating (`ratingValue`); must be `public = true`.
+    pub value: String,
+    /// Metric column holding how many reviews it averages (`reviewCount`); must be public.
+    pub count: String,
+    /// The best possible rating. Default 5.
+    pub best: Option<f64>,
+    /// The worst possible rating. Default 1.
+    pub worst: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -386,7 +426,8 @@ pub struct RawDataset {
     pub max_line_bytes: Option<usize>,
     /// Ingest fails when more than this share of a file's lines is rejected. Default 0.05.
     pub max_reject_share: Option<f64>,
-    /// A gold table rebuilt after each ingest: `product_summary` (reviews in the Amazon shape).
+    /// A gold table rebuilt after each ingest: `product_summary` (reviews in the Amazon shape)
+    /// or `product_catalog` (product metadata: asin, title, brand, category).
     pub gold: Option<String>,
     /// Fields every record must have, not null: `required = ["asin", "overall"]`. A record
     /// without one (or with `null`; in CSV an empty cell) is rejected. Default none.

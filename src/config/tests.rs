@@ -306,3 +306,60 @@ fn the_near_duplicate_gate_keys_have_defaults_and_ranges() {
         "{msg}"
     );
 }
+
+#[test]
+fn page_settings_and_related_links_are_read_and_validated() {
+    use page::SchemaType;
+    let dir = tempfile::tempdir().unwrap();
+    crate::demo::write_reviews_project(dir.path(), true).unwrap();
+    let p = load_with_env(dir.path(), &env_of(&[])).unwrap();
+    assert_eq!(p.publish.related, page::DEFAULT_RELATED);
+    assert_eq!(
+        p.dataset("products").unwrap().gold,
+        Some(Gold::ProductCatalog)
+    );
+    let job = p.job("product_insights").unwrap();
+    assert_eq!(job.page.schema_type, SchemaType::Product);
+    assert_eq!(job.page.brand.as_deref(), Some("brand"));
+    let rating = job.page.rating.as_ref().unwrap();
+    assert_eq!(job.metrics[rating.value_metric].column, "avg_rating");
+    assert_eq!(job.metrics[rating.count_metric].column, "review_count");
+    assert_eq!((rating.best, rating.worst), (5.0, 1.0));
+    assert_eq!(job.metrics[job.page.related_by].column, "avg_rating");
+    // The domains example: plain pages, no rating, related by its first metric.
+    let domains = load_with_env(project_dir().path(), &env_of(&[])).unwrap();
+    let d = domains.job("domain_summaries").unwrap();
+    assert_eq!(d.page, page::PageConfig::default());
+
+    let toml = dir.path().join("shopscribe.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let bad = text
+        .replace("[publish]\n", "[publish]\nrelated = 51\n")
+        .replace("type = \"Product\"", "type = \"Gadget\"")
+        .replace("brand = \"brand\"\n", "brand = \"maker\"\n")
+        .replace(
+            "rating = { value = \"avg_rating\", count = \"review_count\", best = 5, worst = 1 }",
+            "rating = { value = \"five_star_share\", count = \"reviews\", best = 1, worst = 5 }",
+        )
+        .replace(
+            "related_by = \"avg_rating\"",
+            "related_by = \"stars\"\nrelated = 60",
+        );
+    std::fs::write(&toml, bad).unwrap();
+    let e = load_with_env(dir.path(), &env_of(&[]))
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "publish.related: 51 is more than 50 links",
+        "jobs.product_insights.page.type: `Gadget` is not one of Thing, Product",
+        "jobs.product_insights.page.brand: `maker` is not one of the job's attributes",
+        "jobs.product_insights.page.rating: a rating belongs on `type = \"Product\"` pages only",
+        "jobs.product_insights.page.rating.count: `reviews` is not one of the job's metric columns",
+        "jobs.product_insights.page.rating.value: metric `five_star_share` is not public",
+        "jobs.product_insights.page.rating: best (1) must be above worst (5)",
+        "jobs.product_insights.page.related_by: `stars` is not one of the job's metric columns",
+        "jobs.product_insights.page.related: 60 is more than 50 links",
+    ] {
+        assert!(e.contains(want), "{want}: {e}");
+    }
+}

@@ -1279,6 +1279,48 @@ impl IngestDb {
         Ok(())
     }
 
+    /// Replaces the dataset's rows of `product_catalog` in one transaction.
+    pub async fn replace_product_catalog(
+        &self,
+        dataset: &str,
+        rows: &[super::gold::CatalogEntry],
+    ) -> Result<(), StoreError> {
+        const INSERT: &str = "INSERT INTO product_catalog (dataset, asin, title, brand, category) VALUES (?, ?, ?, ?, ?)";
+        macro_rules! fill {
+            ($tx:ident, $q:ident) => {{
+                $q!(
+                    &mut *$tx,
+                    "DELETE FROM product_catalog WHERE dataset = ?",
+                    dataset
+                );
+                for r in rows {
+                    $q!(
+                        &mut *$tx,
+                        INSERT,
+                        dataset,
+                        &r.asin,
+                        &r.title,
+                        &r.brand,
+                        &r.category
+                    );
+                }
+            }};
+        }
+        match self {
+            IngestDb::Sqlite(p) => {
+                let mut tx = p.begin().await?;
+                fill!(tx, q_lite);
+                tx.commit().await?;
+            }
+            IngestDb::Pg(p) => {
+                let mut tx = p.begin().await?;
+                fill!(tx, q_pg);
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Every version of one record: (valid_from, valid_to, deleted, payload).
     pub async fn versions(
         &self,

@@ -1,9 +1,11 @@
 //! Gold: `product_summary`, one row per product of a reviews dataset (the Amazon reviews shape:
-//! asin, overall, helpful [helpful, total], unixReviewTime, reviewText), computed in Rust from the
-//! current silver records and rewritten in one transaction after each ingest, so it is the same
-//! on SQLite and PostgreSQL.
+//! asin, overall, helpful [helpful, total], unixReviewTime, reviewText), and `product_catalog`,
+//! one row of metadata per product of a products dataset (asin, title, brand, category), both
+//! computed in Rust from the current silver records and rewritten in one transaction after each
+//! ingest, so they are the same on SQLite and PostgreSQL.
 
 use super::db::IngestDb;
+use crate::config::Gold;
 use crate::store::StoreError;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -153,14 +155,62 @@ pub fn summarise(payloads: impl IntoIterator<Item = Value>) -> Vec<ProductSummar
         .collect()
 }
 
+/// One product's metadata: what a page names and groups it by.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CatalogEntry {
+    pub asin: String,
+    pub title: Option<String>,
+    pub brand: Option<String>,
+    pub category: Option<String>,
+}
+
+/// Catalog rows from current product payloads: text fields trimmed, empty ones absent; records
+/// without a text `asin` are skipped. In asin order, one row per asin (the first wins).
+pub fn catalog(payloads: impl IntoIterator<Item = Value>) -> Vec<CatalogEntry> {
+    let mut by: BTreeMap<String, CatalogEntry> = BTreeMap::new();
+    for p in payloads {
+        let text = |field: &str| {
+            p.get(field)
+                .and_then(Value::as_str)
+                .map(|s| super::db::storable(s.trim()).into_owned())
+                .filter(|s| !s.is_empty())
+        };
+        let Some(asin) = text("asin") else {
+            continue;
+        };
+        by.entry(asin.clone()).or_insert_with(|| CatalogEntry {
+            asin,
+            title: text("title"),
+            brand: text("brand"),
+            category: text("category"),
+        });
+    }
+    by.into_values().collect()
+}
+
+/// Rebuilds the gold table `table` for `dataset` from its current records; the rows written.
+pub async fn rebuild(db: &IngestDb, dataset: &str, table: Gold) -> Result<usize, StoreError> {
+    match table {
+        Gold::ProductSummary => rebuild_product_summary(db, dataset).await,
+        Gold::ProductCatalog => {
+            let rows = catalog(current_payloads(db, dataset).await?);
+            db.replace_product_catalog(dataset, &rows).await?;
+            Ok(rows.len())
+        }
+    }
+}
+
+async fn current_payloads(db: &IngestDb, dataset: &str) -> Result<Vec<Value>, StoreError> {
+    let current = db.as_of(dataset, "9999-12-31T00:00:00.000Z").await?;
+    Ok(current
+        .into_iter()
+        .filter_map(|(_, p)| serde_json::from_str(&p).ok())
+        .collect())
+}
+
 /// Rebuilds `product_summary` for `dataset` from its current records.
 pub async fn rebuild_product_summary(db: &IngestDb, dataset: &str) -> Result<usize, StoreError> {
-    let current = db.as_of(dataset, "9999-12-31T00:00:00.000Z").await?;
-    let rows = summarise(
-        current
-            .into_iter()
-            .filter_map(|(_, p)| serde_json::from_str(&p).ok()),
-    );
+    let rows = summarise(current_payloads(db, dataset).await?);
     db.replace_product_summary(dataset, &rows).await?;
     Ok(rows.len())
 }
@@ -198,5 +248,32 @@ mod tests {
         let p2 = &rows[1];
         assert_eq!((p2.helpful_ratio, p2.rating_trend), (None, None));
         assert!(p2.most_recent_excerpt.as_ref().unwrap().chars().count() <= EXCERPT_CHARS + 1);
+    }
+
+    #[test]
+    fn catalog_keeps_text_fields_and_skips_records_without_an_asin() {
+        let rows = catalog(vec![
+            json!({"asin": "B2", "title": "  Kettle K-2 ", "brand": "", "category": "Kitchen"}),
+            json!({"asin": "B1", "title": "Lamp", "brand": "Lumio", "category": null}),
+            json!({"title": "no asin"}),
+            json!({"asin": 17, "title": "numeric asin"}),
+        ]);
+        assert_eq!(
+            rows,
+            vec![
+                CatalogEntry {
+                    asin: "B1".into(),
+                    title: Some("Lamp".into()),
+                    brand: Some("Lumio".into()),
+                    category: None,
+                },
+                CatalogEntry {
+                    asin: "B2".into(),
+                    title: Some("Kettle K-2".into()),
+                    brand: None,
+                    category: Some("Kitchen".into()),
+                },
+            ]
+        );
     }
 }

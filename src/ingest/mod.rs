@@ -340,9 +340,9 @@ pub async fn rebuild_stale_gold(
     store: std::sync::Arc<dyn crate::store::Store>,
     dataset: &Dataset,
 ) -> Result<bool, IngestError> {
-    if !dataset.product_summary {
+    let Some(table) = dataset.gold else {
         return Ok(false);
-    }
+    };
     if store
         .state_get(&gold_stale_flag(&dataset.name))
         .await?
@@ -362,16 +362,17 @@ pub async fn rebuild_stale_gold(
             return Ok(false);
         }
         let db = IngestDb::connect(&project.store_url).await?;
-        let n = gold::rebuild_product_summary(&db, &dataset.name)
+        let n = gold::rebuild(&db, &dataset.name, table)
             .await
             .map_err(|e| {
                 IngestError::Setup(format!(
-                    "rebuilding product_summary of `{}`: {e}",
+                    "rebuilding {} of `{}`: {e}",
+                    table.table(),
                     dataset.name
                 ))
             })?;
         store.state_delete(&gold_stale_flag(&dataset.name)).await?;
-        info!(dataset = %dataset.name, products = n, "product_summary rebuilt (an earlier ingest stopped before it)");
+        info!(dataset = %dataset.name, products = n, table = table.table(), "gold rebuilt (an earlier ingest stopped before it)");
         Ok(true)
     };
     crate::run::locked::with_lock_waiting(store.clone(), &lock, &holder, INGEST_LOCK_TTL, work)
@@ -387,8 +388,8 @@ async fn ingest_locked(
 ) -> Result<Vec<FileReport>, IngestError> {
     let db = IngestDb::connect(&project.store_url).await?;
     let flag = gold_stale_flag(&dataset.name);
-    let gold_was_stale = dataset.product_summary && store.state_get(&flag).await?.is_some();
-    if dataset.product_summary && !gold_was_stale {
+    let gold_was_stale = dataset.gold.is_some() && store.state_get(&flag).await?.is_some();
+    if dataset.gold.is_some() && !gold_was_stale {
         store.state_set(&flag, &crate::store::now_text()).await?;
     }
     for id in db.recover_interrupted(&dataset.name).await? {
@@ -460,18 +461,19 @@ async fn ingest_locked(
         }
     }
     let changed = reports.iter().any(|r| !r.skipped) || !failed.is_empty() || gold_was_stale;
-    if dataset.product_summary && changed {
-        match gold::rebuild_product_summary(&db, &dataset.name).await {
+    if let Some(table) = dataset.gold.filter(|_| changed) {
+        match gold::rebuild(&db, &dataset.name, table).await {
             Ok(n) => {
-                info!(dataset = %dataset.name, products = n, "product_summary rebuilt");
+                info!(dataset = %dataset.name, products = n, table = table.table(), "gold rebuilt");
                 store.state_delete(&flag).await?;
             }
             Err(e) => failed.push(IngestError::Setup(format!(
-                "rebuilding product_summary of `{}`: {e}",
+                "rebuilding {} of `{}`: {e}",
+                table.table(),
                 dataset.name
             ))),
         }
-    } else if dataset.product_summary {
+    } else if dataset.gold.is_some() {
         // Nothing merged: gold is as current as it was.
         store.state_delete(&flag).await?;
     }

@@ -444,7 +444,7 @@ mod tests {
             types: types.iter().map(|(k, t)| (k.to_string(), *t)).collect(),
             max_line_bytes: 1000,
             max_reject_share: 0.1,
-            product_summary: false,
+            gold: None,
             required: Vec::new(),
             array_lengths: Default::default(),
             duplicate_keys_allowed: false,

@@ -1,9 +1,15 @@
 //! Publishing: each entity's latest good text as `JOB/SLUG.json` and `JOB/SLUG.html` (title,
 //! meta description, canonical link, JSON-LD; every text escaped), the job's `index.html`,
 //! sitemaps and `manifest.json`, plus the site root (`index.html`, `sitemap.xml` as a sitemap
-//! index, `manifest.json`, `style.css`). Only files whose bytes changed are written.
+//! index, `manifest.json`, `style.css`). Only files whose bytes changed are written. Every
+//! entity page links its related pages (`related.rs`) and states its entity's facts in its
+//! structured data (`entity.rs`).
 
+pub mod entity;
+pub mod related;
 pub mod sink;
+
+pub use entity::EntityFacts;
 
 use futures::{StreamExt, TryStreamExt};
 use minijinja::Environment;
@@ -85,6 +91,10 @@ pub struct PageInput {
     /// Why the page is published `noindex` and left out of the sitemap (the near-duplicate
     /// gate's reason), if it is.
     pub noindex: Option<String>,
+    /// Its value of the metric related pages are ranked by (NaN: none).
+    pub related_by: f64,
+    /// What its structured data says about the entity beyond its name.
+    pub facts: EntityFacts,
 }
 
 /// What the site and job are called and where they live publicly.
@@ -121,6 +131,8 @@ pub struct JobInfo {
     pub description: String,
     pub entity_label: String,
     pub group_label: String,
+    /// Related links per entity page (0: none).
+    pub related: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -371,6 +383,8 @@ struct PageFacts<'a> {
     /// When its content last changed (see [`ManifestEntry::modified_at`]).
     modified_at: &'a str,
     hub: Option<&'a Hub>,
+    /// Its related pages, nearest first: (name, slug).
+    related: &'a [(&'a str, String)],
 }
 
 /// `text` cut at a word boundary to at most `max` characters, with "…" when cut.
@@ -418,7 +432,7 @@ fn render_page(
     let slug = facts.slug;
     let out = &p.output;
     let str_field = |k: &str| out.get(k).and_then(Value::as_str).map(str::to_string);
-    let title = str_field("title").unwrap_or_else(|| p.name.clone());
+    let title = str_field("title").unwrap_or_else(|| clip(&p.name, crate::site_check::MAX_TITLE));
     // Without a meta description field (the reviews schema has none), the summary's opening.
     let description = str_field("meta_description").or_else(|| {
         str_field("summary")
@@ -505,7 +519,7 @@ fn render_page(
         "isPartOf": {"@id": format!("{}/#website", site.base_url)},
         "publisher": {"@id": format!("{}/#organization", site.base_url)},
         "breadcrumb": breadcrumb_list(&crumbs),
-        "about": {"@type": "Thing", "name": p.name},
+        "about": entity::about_node(&p.facts, &p.name, &p.key, p.group.as_deref(), &canonical, description.as_deref()),
     }));
     if let Some(faq) = out
         .get("faq")
@@ -540,6 +554,9 @@ fn render_page(
         "h1": h1,
         "group": p.group,
         "group_label": job.group_label,
+        "facts": p.facts.visible(),
+        "related_heading": related_heading(job, p.group.as_deref()),
+        "related": facts.related.iter().map(|(name, slug)| json!({"name": name, "href": format!("{slug}.html")})).collect::<Vec<_>>(),
         "paragraphs": paragraphs,
         "sections": sections,
         "updated": updated,
@@ -551,6 +568,39 @@ fn render_page(
             what: format!("the page of `{}`", p.key),
             message: e.to_string(),
         })
+}
+
+/// The heading of a page's related links: "Similar products in Kitchen", or "Similar domains"
+/// for an entity without a group (its related pages come from the whole job).
+fn related_heading(job: &JobInfo, group: Option<&str>) -> String {
+    match group {
+        Some(g) => format!("Similar {}s in {g}", job.entity_label),
+        None => format!("Similar {}s", job.entity_label),
+    }
+}
+
+/// The related pages of every page (see [`related`]): (name, slug) in nearness order.
+fn related_links<'a>(
+    pages: &'a [PageInput],
+    slugs: &[String],
+    n: usize,
+) -> Vec<Vec<(&'a str, String)>> {
+    let ranked: Vec<related::Ranked> = pages
+        .iter()
+        .map(|p| related::Ranked {
+            group: p.group.as_deref(),
+            value: p.related_by,
+            key: &p.key,
+        })
+        .collect();
+    related::related(&ranked, n)
+        .into_iter()
+        .map(|near| {
+            near.into_iter()
+                .map(|j| (pages[j].name.as_str(), slugs[j].clone()))
+                .collect()
+        })
+        .collect()
 }
 
 fn sitemap(urls: &[(String, String)]) -> String {
@@ -566,6 +616,38 @@ fn sitemap(urls: &[(String, String)]) -> String {
     }
     s.push_str("</urlset>\n");
     s
+}
+
+/// What a page says: its text, and what surrounds it (its entity's facts, its related links).
+/// A page with neither hashes as before they existed, so an upgrade keeps its date.
+fn content_hash(p: &PageInput, related: &[(&str, String)]) -> String {
+    let says = if related.is_empty() && p.facts == EntityFacts::default() {
+        json!([p.output, p.name, p.group])
+    } else {
+        json!([p.output, p.name, p.group, p.facts.to_json(), related])
+    };
+    hash(&serde_json::to_vec(&says).expect("JSON serialises"))
+}
+
+/// When a page's content last changed: kept from the manifest while its content hash is the
+/// same (a regeneration that wrote the same text keeps its date and its bytes); else its
+/// generation time, or `now` when its text is the one already published and only what
+/// surrounds it changed (a neighbour moved, so its related links did).
+fn modified_at(
+    prev: Option<&ManifestEntry>,
+    p: &PageInput,
+    content_hash: &str,
+    now: &str,
+) -> String {
+    match prev {
+        Some(e) if e.content_hash == content_hash && !e.modified_at.is_empty() => {
+            e.modified_at.clone()
+        }
+        Some(e) if e.generation_id == p.generation_id && e.generated_at == p.generated_at => {
+            now.to_string()
+        }
+        _ => p.generated_at.clone(),
+    }
 }
 
 /// Publishes one job's pages and refreshes the site root.
@@ -616,22 +698,18 @@ pub async fn publish(
             slug: slug(g),
         });
     }
-    for p in &pages {
-        let slug = slug(&p.key);
-        let content_hash = hash(
-            &serde_json::to_vec(&json!([p.output, p.name, p.group])).expect("JSON serialises"),
-        );
-        // A regeneration that wrote the same text keeps the page's date (and its bytes).
-        let modified_at = match previous.get(&p.key) {
-            Some(e) if e.content_hash == content_hash && !e.modified_at.is_empty() => {
-                e.modified_at.clone()
-            }
-            _ => p.generated_at.clone(),
-        };
+    let slugs: Vec<String> = pages.iter().map(|p| slug(&p.key)).collect();
+    let related = related_links(&pages, &slugs, job.related);
+    let now = crate::store::now_text();
+    for ((p, slug), related) in pages.iter().zip(&slugs).zip(&related) {
+        let slug = slug.clone();
+        let content_hash = content_hash(p, related);
+        let modified_at = modified_at(previous.get(&p.key), p, &content_hash, &now);
         let facts = PageFacts {
             slug: &slug,
             modified_at: &modified_at,
             hub: p.group.as_ref().and_then(|g| hubs.get(g)),
+            related,
         };
         let html = render_page(&env, site, job, p, &facts)?.into_bytes();
         let json = serde_json::to_vec_pretty(&json!({

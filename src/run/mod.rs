@@ -475,6 +475,8 @@ async fn publish_job(
                 run_id: g.run_id,
                 generated_at: g.created_at,
                 noindex,
+                related_by: publish::entity::related_value(job, entities, i),
+                facts: publish::EntityFacts::of(job, entities, i),
             })
         })
         .collect();
@@ -486,6 +488,7 @@ async fn publish_job(
             description: job.description.clone(),
             entity_label: job.entity_label.clone(),
             group_label: job.group_label.clone(),
+            related: job.page.related.unwrap_or(project.publish.related),
         },
         pages,
         policy,

@@ -316,7 +316,9 @@ fn resolve(from: &str, href: &str, base_url: &str) -> Option<String> {
     })
 }
 
-/// Required members per structured-data type (those this site writes, and `Product`).
+/// Required members per structured-data type (those this site writes), checked on every node,
+/// nested ones included (a page's `about` Product, its `breadcrumb`, a Product's rating); no
+/// member may be `null`.
 fn check_json_ld(text: &str) -> Result<(), String> {
     let v: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("JSON-LD does not parse: {e}"))?;
@@ -325,25 +327,48 @@ fn check_json_ld(text: &str) -> Result<(), String> {
         None => vec![&v],
     };
     for n in nodes {
-        let Some(t) = n.get("@type").and_then(|t| t.as_str()) else {
+        if n.get("@type").and_then(|t| t.as_str()).is_none() {
             return Err("a JSON-LD node has no @type".into());
-        };
+        }
+        check_node(n)?;
+    }
+    Ok(())
+}
+
+/// One typed node and the typed nodes inside it.
+fn check_node(n: &serde_json::Value) -> Result<(), String> {
+    use serde_json::Value;
+    let present = |r: &str| n.get(r).is_some_and(|x| !x.is_null());
+    if let Some(t) = n.get("@type").and_then(Value::as_str) {
         let required: &[&str] = match t {
             "WebPage" | "CollectionPage" => &["name", "url"],
             "WebSite" => &["name", "url"],
-            "Organization" => &["name"],
+            "Organization" | "Brand" => &["name"],
             "BreadcrumbList" => &["itemListElement"],
             "FAQPage" => &["mainEntity"],
             "Product" => &["name"],
+            "AggregateRating" => &["ratingValue"],
             _ => &[],
         };
         for r in required {
-            if n.get(r).is_none_or(|x| x.is_null()) {
+            if !present(r) {
                 return Err(format!("JSON-LD {t} has no {r}"));
             }
         }
-        if let Some(b) = n.get("breadcrumb") {
-            check_json_ld(&b.to_string())?;
+        if t == "AggregateRating" && !present("reviewCount") && !present("ratingCount") {
+            return Err("JSON-LD AggregateRating has neither reviewCount nor ratingCount".into());
+        }
+    }
+    let Some(members) = n.as_object() else {
+        return Ok(());
+    };
+    for (k, v) in members {
+        match v {
+            // An absent member is left out, never written as null.
+            Value::Null => return Err(format!("JSON-LD member `{k}` is null")),
+            Value::Object(_) => check_node(v)?,
+            Value::Array(items) => items.iter().try_for_each(check_node)?,
+            _ => {}
         }
     }
     Ok(())
@@ -456,6 +481,46 @@ mod tests {
                 .contains("url")
         );
         assert!(check_json_ld(r#"{"@type":"Product","name":null}"#).is_err());
+        assert!(
+            check_json_ld(r#"{"@type":"WebPage","name":"a","url":"u","description":null}"#)
+                .unwrap_err()
+                .contains("null")
+        );
+        let product = |rating: &str| {
+            format!(
+                r#"{{"@graph":[{{"@type":"WebPage","name":"a","url":"u","about":{{"@type":"Product","name":"K","aggregateRating":{rating}}}}}]}}"#
+            )
+        };
+        assert!(
+            check_json_ld(&product(
+                r#"{"@type":"AggregateRating","ratingValue":4.5,"reviewCount":3}"#
+            ))
+            .is_ok()
+        );
+        assert!(
+            check_json_ld(&product(
+                r#"{"@type":"AggregateRating","ratingValue":4.5,"ratingCount":3}"#
+            ))
+            .is_ok()
+        );
+        assert!(
+            check_json_ld(&product(r#"{"@type":"AggregateRating","ratingValue":4.5}"#))
+                .unwrap_err()
+                .contains("reviewCount")
+        );
+        assert!(
+            check_json_ld(&product(r#"{"@type":"AggregateRating","reviewCount":3}"#))
+                .unwrap_err()
+                .contains("ratingValue")
+        );
+        assert!(
+            check_json_ld(
+                r#"{"@type":"WebPage","name":"a","url":"u","about":{"@type":"Product"}}"#
+            )
+            .unwrap_err()
+            .contains("Product has no name"),
+            "a nested Product is checked too"
+        );
         assert!(check_json_ld("{not json").unwrap_err().contains("parse"));
     }
 }

@@ -184,6 +184,14 @@ impl Entities {
             g => Some(&self.input.group_names[g as usize]),
         }
     }
+    /// The text of attribute `name` of entity `i` (numbers as text); `None` when the attribute
+    /// is not declared or its cell is NULL or blank.
+    pub fn attribute_text(&self, i: usize, name: &str) -> Option<String> {
+        let col = self.attribute_names.iter().position(|n| n == name)?;
+        self.attributes[col][i]
+            .as_text()
+            .filter(|t| !t.trim().is_empty())
+    }
     /// The declared attributes of entity `i`, as JSON.
     pub fn attributes(&self, i: usize) -> serde_json::Map<String, serde_json::Value> {
         self.attribute_names
