@@ -140,7 +140,10 @@ async fn an_anthropic_run_through_the_binary_survives_faults_and_prices_every_an
     let keys: std::collections::HashSet<&str> = ok.iter().map(|g| g.entity_key.as_str()).collect();
     assert_eq!(keys.len(), DOMAINS);
     for g in &ok {
-        assert_eq!((g.provider.as_str(), g.model.as_str()), ("anthropic", MODEL));
+        assert_eq!(
+            (g.provider.as_str(), g.model.as_str()),
+            ("anthropic", MODEL)
+        );
         assert!(g.tokens_in > 0 && g.tokens_out > 0, "{g:?}");
         let price = (g.tokens_in as f64 * 1.0 + g.tokens_out as f64 * 5.0) / 1e6;
         assert!((g.cost_usd - price).abs() < 1e-9, "{g:?}");
@@ -157,7 +160,11 @@ async fn an_anthropic_run_through_the_binary_survives_faults_and_prices_every_an
         .output()
         .unwrap();
     assert!(again.status.success(), "{}", text(&again));
-    assert_eq!(server.seen().len(), requests, "nothing changed, nothing sent");
+    assert_eq!(
+        server.seen().len(),
+        requests,
+        "nothing changed, nothing sent"
+    );
 }
 
 /// A rejected key stops the run at once, leaves the entities pending and never prints the key.
@@ -175,7 +182,10 @@ async fn a_rejected_anthropic_key_stops_the_run_without_printing_it() {
     assert!(!out.status.success(), "{said}");
     assert!(said.contains("API key was rejected"), "{said}");
     assert!(!said.contains(key), "{said}");
-    assert!(server.seen().len() <= 16, "stopped within one round of requests");
+    assert!(
+        server.seen().len() <= 16,
+        "stopped within one round of requests"
+    );
     let ok: i64 = sqlx::query_scalar("SELECT count(*) FROM generations WHERE status = 'ok'")
         .fetch_one(&pool)
         .await

@@ -609,13 +609,15 @@ async fn limited_run(
 /// paced at 10/s over 30 s as a one-second client bucket would; no 429.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minute_of_quota_held_by_the_server_is_spent_at_once() {
-    let (server, summary, took) =
-        limited_run(600.0, Duration::from_secs(60), 600.0, 300).await;
+    let (server, summary, took) = limited_run(600.0, Duration::from_secs(60), 600.0, 300).await;
     assert_eq!(summary.figures.generated, 300);
     assert_eq!(server.count(429), 0);
     let seen = server.seen();
     let spread = seen.last().unwrap().at.duration_since(seen[0].at);
-    assert!(spread < Duration::from_secs(5), "requests spread over {spread:?}");
+    assert!(
+        spread < Duration::from_secs(5),
+        "requests spread over {spread:?}"
+    );
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 

@@ -259,8 +259,10 @@ async fn limited(sc: &Scenario, entities: usize) {
         took / min_requests
     );
     println!(
-        "  requests {total} (first to last arrival {first_to_last:.1} s), HTTP 500 {n500}, HTTP 429 {n429} ({:.2} %), \
-         shared pauses {}, client rate at end {:.0}/min, client bucket {:.0}",
+        "  requests {total} (first arrival to last answer {:.1} s: ratio {:.2} to the requests' minimum), \
+         HTTP 500 {n500}, HTTP 429 {n429} ({:.2} %), shared pauses {}, client rate at end {:.0}/min, client bucket {:.0}",
+        first_to_last + lat,
+        (first_to_last + lat) / min_requests,
         100.0 * n429 as f64 / total as f64,
         provider.limiter().pauses(),
         provider.limiter().current_rpm(),

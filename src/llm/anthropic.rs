@@ -271,19 +271,36 @@ mod tests {
     #[test]
     fn classification() {
         let c = |s, b: &str| classify(s, b, None).class();
-        let err = |t: &str, m: &str| format!(r#"{{"type":"error","error":{{"type":"{t}","message":"{m}"}}}}"#);
-        assert_eq!(c(401, &err("authentication_error", "invalid x-api-key")), FatalForRun);
+        let err = |t: &str, m: &str| {
+            format!(r#"{{"type":"error","error":{{"type":"{t}","message":"{m}"}}}}"#)
+        };
+        assert_eq!(
+            c(401, &err("authentication_error", "invalid x-api-key")),
+            FatalForRun
+        );
         assert_eq!(c(403, &err("permission_error", "no")), FatalForRun);
         assert_eq!(c(404, &err("not_found_error", "model: x")), FatalForRun);
         assert_eq!(
-            c(400, &err("invalid_request_error", "Your credit balance is too low")),
+            c(
+                400,
+                &err("invalid_request_error", "Your credit balance is too low")
+            ),
             FatalForRun
         );
         assert_eq!(
-            c(400, &err("invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum")),
+            c(
+                400,
+                &err(
+                    "invalid_request_error",
+                    "prompt is too long: 210000 tokens > 200000 maximum"
+                )
+            ),
             FatalForRow
         );
-        assert_eq!(c(400, &err("invalid_request_error", "bad field")), FatalForRow);
+        assert_eq!(
+            c(400, &err("invalid_request_error", "bad field")),
+            FatalForRow
+        );
         assert_eq!(c(429, &err("rate_limit_error", "slow down")), Retryable);
         assert_eq!(c(529, &err("overloaded_error", "Overloaded")), Retryable);
         assert_eq!(c(500, &err("api_error", "oops")), Retryable);
@@ -304,8 +321,17 @@ mod tests {
             "usage": {"input_tokens": 120, "output_tokens": 30}
         });
         let r = parse_message(&v, Duration::ZERO).unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&r.content).unwrap(), json!({"summary": "x"}));
-        assert_eq!(r.usage, Usage { prompt_tokens: 120, completion_tokens: 30 });
+        assert_eq!(
+            serde_json::from_str::<Value>(&r.content).unwrap(),
+            json!({"summary": "x"})
+        );
+        assert_eq!(
+            r.usage,
+            Usage {
+                prompt_tokens: 120,
+                completion_tokens: 30
+            }
+        );
         let cut = json!({"content": [{"type": "text", "text": "{\"summ"}], "stop_reason": "max_tokens",
             "usage": {"input_tokens": 1, "output_tokens": 9}});
         assert!(matches!(
@@ -313,7 +339,10 @@ mod tests {
             Err(ProviderError::Truncated { usage, .. }) if usage.completion_tokens == 9
         ));
         let refused = json!({"content": [], "stop_reason": "refusal", "usage": {}});
-        assert_eq!(parse_message(&refused, Duration::ZERO).unwrap_err().class(), FatalForRow);
+        assert_eq!(
+            parse_message(&refused, Duration::ZERO).unwrap_err().class(),
+            FatalForRow
+        );
     }
 
     #[test]
@@ -346,7 +375,10 @@ mod tests {
         assert_eq!(b["max_tokens"], 321);
         assert_eq!(b["temperature"], 1.0);
         assert_eq!(b["messages"][0], json!({"role": "user", "content": "usr"}));
-        assert_eq!(b["tool_choice"], json!({"type": "tool", "name": OUTPUT_TOOL}));
+        assert_eq!(
+            b["tool_choice"],
+            json!({"type": "tool", "name": OUTPUT_TOOL})
+        );
         assert_eq!(
             b["tools"][0]["input_schema"],
             json!({"type": "object", "properties": {"summary": {"type": "string", "maxLength": 9}}})
@@ -359,10 +391,22 @@ mod tests {
         let mut h = reqwest::header::HeaderMap::new();
         let in_two_seconds = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
         h.insert("anthropic-ratelimit-requests-limit", "50".parse().unwrap());
-        h.insert("anthropic-ratelimit-requests-remaining", "49".parse().unwrap());
-        h.insert("anthropic-ratelimit-requests-reset", in_two_seconds.parse().unwrap());
-        h.insert("anthropic-ratelimit-input-tokens-remaining", "39000".parse().unwrap());
-        h.insert("anthropic-ratelimit-output-tokens-limit", "8000".parse().unwrap());
+        h.insert(
+            "anthropic-ratelimit-requests-remaining",
+            "49".parse().unwrap(),
+        );
+        h.insert(
+            "anthropic-ratelimit-requests-reset",
+            in_two_seconds.parse().unwrap(),
+        );
+        h.insert(
+            "anthropic-ratelimit-input-tokens-remaining",
+            "39000".parse().unwrap(),
+        );
+        h.insert(
+            "anthropic-ratelimit-output-tokens-limit",
+            "8000".parse().unwrap(),
+        );
         h.insert("retry-after", "7".parse().unwrap());
         let r = RateLimitHeaders::from_anthropic_headers(&h);
         assert_eq!(r.requests.limit_per_minute, Some(50.0));

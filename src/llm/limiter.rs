@@ -383,7 +383,11 @@ impl RateLimitHeaders {
             remaining: num(&format!("anthropic-ratelimit-{name}-remaining")),
             reset: get(&format!("anthropic-ratelimit-{name}-reset"))
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| (t.with_timezone(&chrono::Utc) - now).to_std().unwrap_or_default()),
+                .map(|t| {
+                    (t.with_timezone(&chrono::Utc) - now)
+                        .to_std()
+                        .unwrap_or_default()
+                }),
         };
         RateLimitHeaders {
             requests: bucket("requests"),
@@ -585,7 +589,10 @@ mod tests {
         for _ in 0..590 {
             let _ = l.acquire(1).await;
         }
-        assert!(start.elapsed() < Duration::from_millis(10), "burst spent at once");
+        assert!(
+            start.elapsed() < Duration::from_millis(10),
+            "burst spent at once"
+        );
         // 599 left minus 2 kept in reserve and 590 spent: 7; 50 more take (50 − 7) / 10 s.
         for _ in 0..50 {
             let _ = l.acquire(1).await;
@@ -621,10 +628,17 @@ mod tests {
         let l = limiter(720.0);
         let p = l.acquire(1).await;
         l.observe(&requests(600.0, 5.0, 500), &p);
-        assert!((l.current_rpm() - 600.0).abs() < 0.01, "{}", l.current_rpm());
+        assert!(
+            (l.current_rpm() - 600.0).abs() < 0.01,
+            "{}",
+            l.current_rpm()
+        );
         tokio::time::sleep(Duration::from_secs(30)).await;
         let _ = l.acquire(1).await;
-        assert!((l.current_rpm() - 600.0).abs() < 0.01, "no climb above the server's limit");
+        assert!(
+            (l.current_rpm() - 600.0).abs() < 0.01,
+            "no climb above the server's limit"
+        );
         let low = limiter(300.0);
         let p = low.acquire(1).await;
         low.observe(&requests(600.0, 5.0, 500), &p);

@@ -23,7 +23,9 @@ pub enum Fault {
     /// 529 `overloaded_error`.
     Overloaded,
     /// 429 `rate_limit_error` with `retry-after` in whole seconds.
-    RateLimit { retry_after_s: u64 },
+    RateLimit {
+        retry_after_s: u64,
+    },
     /// 200 whose tool input violates the job's schema.
     SchemaViolation,
     /// 200 with `stop_reason = "max_tokens"` and no tool call.
@@ -284,14 +286,26 @@ async fn messages(
         let outcome = if header("x-api-key") != Some(g.cfg.api_key.as_str()) {
             Err(error(401, "authentication_error", "invalid x-api-key"))
         } else if header("anthropic-version").is_none() {
-            Err(error(400, "invalid_request_error", "anthropic-version header is required"))
+            Err(error(
+                400,
+                "invalid_request_error",
+                "anthropic-version header is required",
+            ))
         } else if body["tool_choice"]["name"].as_str().is_none() {
-            Err(error(400, "invalid_request_error", "the mock expects a forced tool"))
+            Err(error(
+                400,
+                "invalid_request_error",
+                "the mock expects a forced tool",
+            ))
         } else {
             match admit(&mut g, &body, now) {
                 Ok(h) => Ok((h, draw_fault(&mut g, &input))),
                 Err(wait) => {
-                    let mut r = error(429, "rate_limit_error", "Number of requests has exceeded your rate limit");
+                    let mut r = error(
+                        429,
+                        "rate_limit_error",
+                        "Number of requests has exceeded your rate limit",
+                    );
                     r.headers_mut().insert(
                         "retry-after",
                         HeaderValue::from_str(&wait.as_secs_f64().ceil().max(1.0).to_string())

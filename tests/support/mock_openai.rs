@@ -167,9 +167,7 @@ impl MockServer {
     pub async fn start(cfg: MockConfig) -> MockServer {
         let inner = Arc::new(Mutex::new(Inner {
             arrivals: HashMap::new(),
-            requests: cfg
-                .requests_per_minute
-                .map(|r| Bucket::new(r, cfg.burst)),
+            requests: cfg.requests_per_minute.map(|r| Bucket::new(r, cfg.burst)),
             tokens: cfg.tokens_per_minute.map(|t| Bucket::new(t, cfg.burst)),
             script: VecDeque::new(),
             seen: Vec::new(),
@@ -316,7 +314,11 @@ async fn chat(
         if let Some(b) = g.tokens.as_mut() {
             b.refill(now);
             if b.level < cost.min(b.capacity) {
-                retry = Some(retry.unwrap_or_default().max(b.reset_in(cost.min(b.capacity))));
+                retry = Some(
+                    retry
+                        .unwrap_or_default()
+                        .max(b.reset_in(cost.min(b.capacity))),
+                );
             }
         }
         if retry.is_none() {
