@@ -580,3 +580,82 @@ async fn the_run_report_shows_attempts_errors_and_failures() {
         .unwrap();
     assert_eq!(latest["run"]["id"], summary.run_id);
 }
+
+/// `max_output_tokens` of the example job is 1,200: tokens would bind long before requests at
+/// any realistic token limit, so these tests give the mock no token limit.
+async fn limited_run(
+    server_rpm: f64,
+    burst: Duration,
+    client_rpm: f64,
+    domains: usize,
+) -> (MockServer, RunSummary, Duration) {
+    let server = MockServer::start(MockConfig {
+        latency: Duration::from_millis(100),
+        requests_per_minute: Some(server_rpm),
+        burst,
+        ..Default::default()
+    })
+    .await;
+    let mut s = setup(&server, domains).await;
+    s.project.llm.requests_per_minute = client_rpm;
+    s.project.llm.max_in_flight = 64;
+    let t = Instant::now();
+    let summary = run(&s, "test-key", RunOptions::default()).await.unwrap();
+    (server, summary, t.elapsed())
+}
+
+/// A server whose bucket holds a minute of quota (600 RPM, 600 held) and says so in its headers:
+/// 300 entities go out as fast as 64 connections allow (about half a second of requests), not
+/// paced at 10/s over 30 s as a one-second client bucket would; no 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minute_of_quota_held_by_the_server_is_spent_at_once() {
+    let (server, summary, took) = limited_run(600.0, Duration::from_secs(60), 600.0, 300).await;
+    assert_eq!(summary.figures.generated, 300);
+    assert_eq!(server.count(429), 0);
+    let seen = server.seen();
+    let spread = seen.last().unwrap().at.duration_since(seen[0].at);
+    assert!(
+        spread < Duration::from_secs(5),
+        "requests spread over {spread:?}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+/// A server enforcing 1,200 RPM per second (20/s, one second held), the client configured 20 %
+/// above: the first answer names the limit, the client keeps to it: at most 1 % 429s, no second
+/// of more than the limit plus the burst, and the run takes the time the limit implies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_second_limit_below_the_configured_one_is_kept_without_429s() {
+    let (server, summary, took) = limited_run(1200.0, Duration::from_secs(1), 1440.0, 200).await;
+    assert_eq!(summary.figures.generated, 200);
+    let total = server.seen().len();
+    let n429 = server.count(429);
+    assert!(n429 * 100 <= total, "{n429} × 429 of {total}");
+    assert!(server.busiest_window(Duration::from_secs(1)) <= 41);
+    // 200 requests at 20/s with 20 held at the start: ≥ 9 s.
+    assert!(took >= Duration::from_secs(9), "took {took:?}");
+    assert!(took < Duration::from_secs(14), "took {took:?}");
+}
+
+/// The same per-second server without `x-ratelimit-limit-*` (only remaining and reset): the
+/// client learns the one-second capacity from remaining + reset, and the AIMD rate finds the
+/// limit through the few 429s that costs (under 5 % of requests); nothing is lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_limit_headers_remaining_and_reset_still_hold_the_client_near_the_limit() {
+    let server = MockServer::start(MockConfig {
+        latency: Duration::from_millis(100),
+        requests_per_minute: Some(1200.0),
+        limit_headers: false,
+        ..Default::default()
+    })
+    .await;
+    let mut s = setup(&server, 200).await;
+    s.project.llm.requests_per_minute = 1440.0;
+    s.project.llm.max_in_flight = 64;
+    let summary = run(&s, "test-key", RunOptions::default()).await.unwrap();
+    assert_eq!(summary.figures.generated, 200);
+    let total = server.seen().len();
+    let n429 = server.count(429);
+    assert!(n429 * 20 <= total, "{n429} × 429 of {total}");
+    assert!(server.successes_per_input().values().all(|&n| n == 1));
+}

@@ -1,14 +1,18 @@
 //! Benchmark of the LLM engine against the in-process mock server (tests/support/mock_openai.rs).
 //!
-//!   cargo run --release --bin bench_llm -- [limit|adapt|client|all] [ENTITIES]
+//!   cargo run --release --bin bench_llm -- [SCENARIO|all] [ENTITIES]
 //!
-//! - limit:  the mock enforces 6,000 requests/min and 2,000,000 tokens/min continuously (one
-//!   second of burst), 800 ms latency, 5 % HTTP 500s; the client is configured at the
-//!   same limits; ENTITIES (default 6,000) entities through the whole pipeline.
-//! - adapt:  the same with the client configured 20 % above the server's true limit.
-//! - client: mock at 0 ms latency and no limits; requests/s the client alone sustains.
+//! Every limited scenario runs ENTITIES (default per scenario) entities through the whole
+//! pipeline against a mock at 800 ms latency with 5 % HTTP 500s, the client at 256 in flight:
+//! - limit:      per-second buckets, 6,000 RPM / 2M TPM; client configured at the same limits.
+//! - adapt:      the same with the client configured 20 % above the server's true limit.
+//! - adapt600:   per-second buckets at 600 RPM, client configured at 720 RPM (60 s of work).
+//! - burst:      60 s buckets (a minute of quota, as OpenAI's), 600 RPM, 600 entities.
+//! - burst-over: 60 s buckets, 600 RPM, client configured at 720 RPM, 1,500 entities.
+//! - client:     mock at 0 ms latency and no limits; requests/s the client alone sustains.
 //!
-//! Each figure is printed beside the theoretical minimum the limit allows and the ratio.
+//! Each figure is printed beside the minimum the limit allows (the server's bucket, its refill
+//! and the connections in flight, simulated request by request) and the ratio.
 
 #[path = "../../tests/support/mock_openai.rs"]
 mod mock_openai;
@@ -102,21 +106,113 @@ async fn project(
     (dir, p, Arc::new(sqlite))
 }
 
-async fn limited(entities: usize, client_factor: f64) {
-    let (rpm, tpm) = (6000.0, 2_000_000.0);
+/// One limited scenario: the mock's limits and bucket, the client's configuration.
+struct Scenario {
+    name: &'static str,
+    what: &'static str,
+    entities: usize,
+    server_rpm: f64,
+    server_tpm: f64,
+    /// How much quota the mock's buckets hold, in time of their refill.
+    burst: Duration,
+    /// The client's configured limits over the server's.
+    client_factor: f64,
+}
+
+const LATENCY: Duration = Duration::from_millis(800);
+const IN_FLIGHT: usize = 256;
+
+fn scenarios() -> Vec<Scenario> {
+    let minute = Duration::from_secs(60);
+    let second = Duration::from_secs(1);
+    vec![
+        Scenario {
+            name: "limit",
+            what: "per-second buckets (6,000 RPM = 100/s, 1 s of burst), client at the limit",
+            entities: 6000,
+            server_rpm: 6000.0,
+            server_tpm: 2_000_000.0,
+            burst: second,
+            client_factor: 1.0,
+        },
+        Scenario {
+            name: "adapt",
+            what: "per-second buckets (6,000 RPM), client configured 20 % above",
+            entities: 6000,
+            server_rpm: 6000.0,
+            server_tpm: 2_000_000.0,
+            burst: second,
+            client_factor: 1.2,
+        },
+        Scenario {
+            name: "adapt600",
+            what: "per-second buckets (600 RPM = 10/s), client configured at 720 RPM (+20 %)",
+            entities: 600,
+            server_rpm: 600.0,
+            server_tpm: 2_000_000.0,
+            burst: second,
+            client_factor: 1.2,
+        },
+        Scenario {
+            name: "burst",
+            what: "60 s buckets (600 RPM, a minute of quota held), client at the limit",
+            entities: 600,
+            server_rpm: 600.0,
+            server_tpm: 2_000_000.0,
+            burst: minute,
+            client_factor: 1.0,
+        },
+        Scenario {
+            name: "burst-over",
+            what: "60 s buckets (600 RPM), client configured at 720 RPM (+20 %)",
+            entities: 1500,
+            server_rpm: 600.0,
+            server_tpm: 2_000_000.0,
+            burst: minute,
+            client_factor: 1.2,
+        },
+    ]
+}
+
+/// The least time `requests` independent requests can take: each starts when the server's
+/// bucket (`capacity`, refilled at `rate` per second, full at the start) holds one and one of
+/// `in_flight` connections is free, and takes `latency`.
+fn minimum_seconds(
+    requests: usize,
+    capacity: f64,
+    rate: f64,
+    in_flight: usize,
+    latency: f64,
+) -> f64 {
+    let mut starts: Vec<f64> = Vec::with_capacity(requests);
+    for i in 0..requests {
+        let bucket = ((i as f64 + 1.0 - capacity) / rate).max(0.0);
+        let slot = if i >= in_flight {
+            starts[i - in_flight] + latency
+        } else {
+            0.0
+        };
+        starts.push(bucket.max(slot));
+    }
+    starts.last().map_or(0.0, |s| s + latency)
+}
+
+async fn limited(sc: &Scenario, entities: usize) {
+    let (rpm, tpm) = (sc.server_rpm, sc.server_tpm);
     let server = MockServer::start(MockConfig {
-        latency: Duration::from_millis(800),
+        latency: LATENCY,
         requests_per_minute: Some(rpm),
         tokens_per_minute: Some(tpm),
+        burst: sc.burst,
         random_faults: vec![(Fault::Status500, 0.05)],
         responder: Arc::new(responder),
         ..Default::default()
     })
     .await;
     let (_dir, mut p, store) = project(entities, &server.base_url).await;
-    p.llm.requests_per_minute = rpm * client_factor;
-    p.llm.tokens_per_minute = tpm * client_factor;
-    p.llm.max_in_flight = 256;
+    p.llm.requests_per_minute = rpm * sc.client_factor;
+    p.llm.tokens_per_minute = tpm * sc.client_factor;
+    p.llm.max_in_flight = IN_FLIGHT;
     let provider = Arc::new(OpenAiProvider::new(openai_config(&p.llm, "test-key".into())).unwrap());
     let t = Instant::now();
     let s = run_job(
@@ -144,32 +240,41 @@ async fn limited(entities: usize, client_factor: f64) {
             .values()
             .filter(|s| s.good_input_hash.is_some())
             .count();
-    // The limit allows rpm/60 requests per second; every entity needs one successful request.
-    let min_entities = entities as f64 / (rpm / 60.0);
-    let min_requests = (total - n429) as f64 / (rpm / 60.0);
+    let first_to_last = match (seen.first(), seen.last()) {
+        (Some(a), Some(b)) => b.at.duration_since(a.at).as_secs_f64(),
+        _ => 0.0,
+    };
+    let (rate, capacity) = (rpm / 60.0, rpm / 60.0 * sc.burst.as_secs_f64());
+    let lat = LATENCY.as_secs_f64();
+    let min_entities = minimum_seconds(entities, capacity, rate, IN_FLIGHT, lat);
+    let accepted = total - n429;
+    let min_requests = minimum_seconds(accepted, capacity, rate, IN_FLIGHT, lat);
+    println!("{} — {}: {entities} entities", sc.name, sc.what);
     println!(
-        "{}: {entities} entities in {took:.1} s | theoretical minimum {min_entities:.1} s for the entities (ratio {:.2}), \
-         {min_requests:.1} s for the {} requests the server accepted (ratio {:.2})",
-        if client_factor > 1.0 {
-            "adapt (client at 120 % of the server limit)"
-        } else {
-            "limit"
-        },
+        "  {took:.1} s end to end | minimum the limit allows (bucket of {capacity:.0} refilled at {rate:.0}/s, \
+         {IN_FLIGHT} in flight, {:.0} ms each): {min_entities:.1} s for the entities (ratio {:.2}), \
+         {min_requests:.1} s for the {accepted} requests the server accepted (ratio {:.2})",
+        lat * 1000.0,
         took / min_entities,
-        total - n429,
         took / min_requests
     );
     println!(
-        "  requests {total}, HTTP 500 {n500}, HTTP 429 {n429} ({:.2} %), shared pauses {}, client rate at end {:.0}/min",
+        "  requests {total} (first arrival to last answer {:.1} s: ratio {:.2} to the requests' minimum), \
+         HTTP 500 {n500}, HTTP 429 {n429} ({:.2} %), shared pauses {}, client rate at end {:.0}/min, client bucket {:.0}",
+        first_to_last + lat,
+        (first_to_last + lat) / min_requests,
         100.0 * n429 as f64 / total as f64,
         provider.limiter().pauses(),
-        provider.limiter().current_rpm()
+        provider.limiter().current_rpm(),
+        provider.limiter().request_capacity()
     );
     println!(
-        "  generated {}, failed {}, lost {lost}, duplicate successful requests {dups}, busiest 60 s window {} (limit {rpm})",
+        "  generated {}, failed {}, lost {lost}, duplicate successful requests {dups}, busiest 60 s window {} (limit {rpm}), \
+         busiest 1 s window {} (limit {rate:.0} + burst)",
         s.figures.generated,
         s.figures.failed,
-        server.busiest_window(Duration::from_secs(60))
+        server.busiest_window(Duration::from_secs(60)),
+        server.busiest_window(Duration::from_secs(1))
     );
 }
 
@@ -229,14 +334,13 @@ async fn main() {
         .init();
     let args: Vec<String> = std::env::args().collect();
     let which = args.get(1).map(String::as_str).unwrap_or("all");
-    let entities: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(6000);
+    let entities: Option<usize> = args.get(2).and_then(|a| a.parse().ok());
     if matches!(which, "client" | "all") {
         client_only(5).await;
     }
-    if matches!(which, "limit" | "all") {
-        limited(entities, 1.0).await;
-    }
-    if matches!(which, "adapt" | "all") {
-        limited(entities, 1.2).await;
+    for sc in scenarios() {
+        if which == sc.name || which == "all" {
+            limited(&sc, entities.unwrap_or(sc.entities)).await;
+        }
     }
 }

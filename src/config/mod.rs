@@ -45,6 +45,8 @@ pub enum ProviderKind {
     OpenAi,
     /// OpenAI's Batch API: half price, answers within 24 h.
     OpenAiBatch,
+    /// Anthropic's Messages API.
+    Anthropic,
 }
 
 impl ProviderKind {
@@ -53,7 +55,13 @@ impl ProviderKind {
             ProviderKind::Offline => "offline",
             ProviderKind::OpenAi => "openai",
             ProviderKind::OpenAiBatch => "openai-batch",
+            ProviderKind::Anthropic => "anthropic",
         }
+    }
+
+    /// Anthropic's providers take their key, base URL and model defaults from Anthropic.
+    pub fn is_anthropic(&self) -> bool {
+        matches!(self, ProviderKind::Anthropic)
     }
 }
 
@@ -891,20 +899,28 @@ fn validate_watch(
 }
 
 fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) -> LlmConfig {
-    let api_key_env = raw.api_key_env.unwrap_or_else(|| "OPENAI_API_KEY".into());
     let provider_name = env("SHOPSCRIBE_LLM_PROVIDER")
         .or(raw.provider)
         .unwrap_or_else(|| "auto".into());
+    let anthropic = provider_name.starts_with("anthropic");
+    let api_key_env = raw.api_key_env.unwrap_or_else(|| {
+        if anthropic {
+            "ANTHROPIC_API_KEY".into()
+        } else {
+            "OPENAI_API_KEY".into()
+        }
+    });
     let key_present = env(&api_key_env).is_some();
     let (provider, fell_back_to_offline) = match provider_name.as_str() {
         "offline" => (ProviderKind::Offline, false),
         "openai" => (ProviderKind::OpenAi, false),
         "openai-batch" => (ProviderKind::OpenAiBatch, false),
+        "anthropic" => (ProviderKind::Anthropic, false),
         "auto" if key_present => (ProviderKind::OpenAi, false),
         "auto" => (ProviderKind::Offline, true),
         other => {
             problems.push(format!(
-                "llm.provider: unknown provider `{other}`; use \"offline\", \"openai\", \"openai-batch\" or \"auto\""
+                "llm.provider: unknown provider `{other}`; use \"offline\", \"openai\", \"openai-batch\", \"anthropic\" or \"auto\""
             ));
             (ProviderKind::Offline, false)
         }
@@ -934,7 +950,13 @@ fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) ->
     };
     let base_url = env("SHOPSCRIBE_LLM_BASE_URL")
         .or(raw.base_url)
-        .unwrap_or_else(|| "https://api.openai.com/v1".into());
+        .unwrap_or_else(|| {
+            if anthropic {
+                "https://api.anthropic.com/v1".into()
+            } else {
+                "https://api.openai.com/v1".into()
+            }
+        });
     if url::Url::parse(&base_url).is_err() {
         problems.push(format!("llm.base_url: `{base_url}` is not an absolute URL"));
     }
@@ -1017,7 +1039,13 @@ fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) ->
         fell_back_to_offline,
         model: env("SHOPSCRIBE_LLM_MODEL")
             .or(raw.model)
-            .unwrap_or_else(|| "gpt-4o-mini".into()),
+            .unwrap_or_else(|| {
+                if anthropic {
+                    "claude-haiku-4-5".into()
+                } else {
+                    "gpt-4o-mini".into()
+                }
+            }),
         base_url,
         api_key_env,
         max_output_tokens: raw.max_output_tokens.unwrap_or(1200),

@@ -1,12 +1,21 @@
 //! Client-side rate limiting: requests-per-minute and tokens-per-minute budgets as continuously
-//! refilled token buckets (one second of burst, so the client never bursts a minute's budget
-//! into a provider that enforces it at sub-second granularity), a cap on requests in flight,
-//! reconciliation with the real token usage of responses, `x-ratelimit-*` headers, and one
-//! shared pause for every request when the provider answers 429.
+//! refilled token buckets, a cap on requests in flight, reconciliation with the real token usage
+//! of responses, and one shared pause for every request when the provider answers 429.
 //!
-//! The effective rate adapts (AIMD): each 429 cuts it by a fifth (at most once per pause), and
-//! every second without a 429 gives back 2 % of the configured rate. A client configured above
-//! the provider's true limit therefore settles just under it instead of hammering.
+//! The buckets mirror the provider's own. Before the first answer the client assumes one second
+//! of burst (safe against a provider that enforces its limit per second). Every answer's
+//! `x-ratelimit-limit/remaining/reset-*` headers then say the server's refill rate (limit / 60 s),
+//! its capacity (remaining + refill × time until full) and its level when the request arrived;
+//! the client's level becomes that level, refilled since and minus everything it sent since. A
+//! provider whose bucket holds a minute of quota (OpenAI's) is therefore spent at once while it
+//! lasts and paced at its refill rate when it runs low; one that enforces per second answers with
+//! a capacity of one second, and the client keeps to that. One limiter serves one provider and
+//! model, so the learned buckets are per model.
+//!
+//! The effective rate also adapts (AIMD) for servers without headers: each 429 cuts it by a fifth
+//! (at most once per pause), and every second without a 429 gives back 2 % of the ceiling (the
+//! configured rate, or the server's limit when it is lower). A client configured above the true
+//! limit settles under it as soon as the first answer names the limit, and through 429s otherwise.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,15 +30,30 @@ pub struct LimiterConfig {
     pub max_in_flight: usize,
 }
 
+/// The part of the server's level the client leaves unspent, in seconds of its refill: absorbs
+/// the jitter between the client's clock and the server's arrival times.
+const RESERVE_SECONDS: f64 = 0.2;
+
+/// The output-token budget of a provider that does not limit output tokens apart (finite, so
+/// that refill arithmetic never meets infinity times zero).
+const UNLIMITED_PER_MINUTE: f64 = 1e15;
+
+/// One budget (requests or tokens), per second.
 #[derive(Debug)]
 struct Bucket {
     /// The whole configured refill per second (all workers together).
     full: f64,
-    /// This process's share of it, per second.
-    configured: f64,
-    /// Current refill per second (adapted by 429s).
+    /// This process's share of the budgets (1 / workers on one account).
+    share: f64,
+    /// The server's refill per second for the whole account, once its headers named it.
+    server_rate: Option<f64>,
+    /// Current refill per second (adapted by 429s, at most [`Bucket::ceiling`]).
     rate: f64,
+    /// How much the bucket holds: one second of the rate until the server's headers say more.
+    learned_capacity: Option<f64>,
     level: f64,
+    /// Everything acquired so far, so an answer can tell what was sent after its request.
+    sent: f64,
 }
 
 impl Bucket {
@@ -39,16 +63,32 @@ impl Bucket {
         // have used part of the provider's current second.
         Bucket {
             full: rate,
-            configured: rate,
+            share: 1.0,
+            server_rate: None,
             rate,
+            learned_capacity: None,
             level: (rate * 0.5).max(1.0),
+            sent: 0.0,
         }
     }
+    /// The highest refill this process may use: its share of the configured rate, or of the
+    /// server's when that is lower.
+    fn ceiling(&self) -> f64 {
+        let configured = self.full * self.share;
+        self.server_rate
+            .map_or(configured, |s| configured.min(s * self.share))
+    }
     fn capacity(&self) -> f64 {
-        self.rate.max(1.0)
+        self.learned_capacity
+            .map_or(self.rate, |c| c * self.share)
+            .max(1.0)
     }
     fn refill(&mut self, dt: f64) {
         self.level = (self.level + self.rate * dt).min(self.capacity());
+    }
+    fn take(&mut self, amount: f64) {
+        self.level -= amount;
+        self.sent += amount;
     }
     /// Seconds until `amount` is available (a request larger than the capacity waits for a full
     /// bucket and then drives the level negative, so it is neither starved nor free).
@@ -60,16 +100,80 @@ impl Bucket {
             (need - self.level) / self.rate
         }
     }
+    fn adapt_up(&mut self, seconds: f64) {
+        let ceiling = self.ceiling();
+        self.rate = (self.rate + ceiling * 0.02 * seconds).min(ceiling);
+    }
+    fn cut(&mut self) {
+        let ceiling = self.ceiling();
+        self.rate = (self.rate * 0.8).max(ceiling * 0.05);
+        self.level = self.level.min(0.0);
+    }
+    /// Takes in what the server said about this bucket in the answer to a request that was
+    /// acquired `elapsed` ago, when `sent_then` had been acquired in all.
+    fn learn(&mut self, seen: BucketHeaders, sent_then: f64, elapsed: f64) {
+        if let Some(limit) = seen.limit_per_minute.filter(|l| *l > 0.0) {
+            self.server_rate = Some(limit / 60.0);
+            self.rate = self.rate.min(self.ceiling());
+        }
+        let Some(remaining) = seen.remaining else {
+            return;
+        };
+        let server_rate = self.server_rate.unwrap_or(self.rate / self.share);
+        if let Some(reset) = seen.reset {
+            // The reset is the time until the bucket is full again.
+            let capacity = remaining + server_rate * reset.as_secs_f64();
+            self.learned_capacity = Some(capacity.max(1.0));
+        }
+        let since = self.sent - sent_then;
+        let reserve = (server_rate * RESERVE_SECONDS).min(self.capacity() * 0.25);
+        let now = (remaining + server_rate * elapsed).min(self.capacity() / self.share);
+        self.level = ((now - reserve) * self.share - since).min(self.capacity());
+    }
+}
+
+/// What a response said about one bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BucketHeaders {
+    pub limit_per_minute: Option<f64>,
+    pub remaining: Option<f64>,
+    /// Until the bucket is full again.
+    pub reset: Option<Duration>,
 }
 
 #[derive(Debug)]
 struct State {
     requests: Bucket,
+    /// All tokens (OpenAI), or input tokens (Anthropic).
     tokens: Bucket,
+    /// Output tokens, for providers that limit them apart (Anthropic); unlimited until the
+    /// server's headers name a limit.
+    output: Bucket,
     last: Instant,
     paused_until: Option<Instant>,
     last_429: Option<Instant>,
     last_increase: Instant,
+}
+
+impl State {
+    fn refill(&mut self, now: Instant) {
+        let dt = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.requests.refill(dt);
+        self.tokens.refill(dt);
+        self.output.refill(dt);
+        // Additive increase: 2 % of the ceiling per quiet second.
+        let quiet = self
+            .last_429
+            .is_none_or(|t| now.duration_since(t) > Duration::from_secs(1));
+        let since = now.duration_since(self.last_increase).as_secs_f64();
+        if quiet && since >= 0.25 {
+            self.requests.adapt_up(since);
+            self.tokens.adapt_up(since);
+            self.output.adapt_up(since);
+            self.last_increase = now;
+        }
+    }
 }
 
 /// Shared by every request of a provider.
@@ -87,6 +191,12 @@ pub struct Limiter {
 pub struct Permit {
     _slot: OwnedSemaphorePermit,
     pub estimated_tokens: u32,
+    /// When the budget was granted, and how much had been granted in all by then: an answer's
+    /// headers describe the server's buckets as of this request.
+    at: Instant,
+    requests_sent: f64,
+    tokens_sent: f64,
+    output_sent: f64,
 }
 
 impl Limiter {
@@ -96,6 +206,7 @@ impl Limiter {
             state: Mutex::new(State {
                 requests: Bucket::new(cfg.requests_per_minute),
                 tokens: Bucket::new(cfg.tokens_per_minute),
+                output: Bucket::new(UNLIMITED_PER_MINUTE),
                 last: now,
                 paused_until: None,
                 last_429: None,
@@ -109,6 +220,12 @@ impl Limiter {
 
     /// Waits for an in-flight slot, one request's budget and `tokens` of token budget.
     pub async fn acquire(&self, tokens: u32) -> Permit {
+        self.acquire_split(tokens, 0).await
+    }
+
+    /// [`Limiter::acquire`] for providers that limit input and output tokens apart: `input` of
+    /// the token budget and `output` of the output-token budget.
+    pub async fn acquire_split(&self, tokens: u32, output: u32) -> Permit {
         let slot = self
             .in_flight
             .clone()
@@ -120,22 +237,7 @@ impl Limiter {
             let wait = {
                 let mut s = self.state.lock().expect("limiter lock");
                 let now = Instant::now();
-                let dt = now.duration_since(s.last).as_secs_f64();
-                s.last = now;
-                s.requests.refill(dt);
-                s.tokens.refill(dt);
-                // Additive increase: 2 % of the configured rate per quiet second.
-                let quiet = s
-                    .last_429
-                    .is_none_or(|t| now.duration_since(t) > Duration::from_secs(1));
-                let since = now.duration_since(s.last_increase).as_secs_f64();
-                if quiet && since >= 0.25 {
-                    let st = &mut *s;
-                    for b in [&mut st.requests, &mut st.tokens] {
-                        b.rate = (b.rate + b.configured * 0.02 * since).min(b.configured);
-                    }
-                    s.last_increase = now;
-                }
+                s.refill(now);
                 match s.paused_until {
                     Some(until) if until > now => until - now,
                     _ => {
@@ -143,13 +245,19 @@ impl Limiter {
                         let w = s
                             .requests
                             .wait_for(1.0)
-                            .max(s.tokens.wait_for(tokens as f64));
+                            .max(s.tokens.wait_for(tokens as f64))
+                            .max(s.output.wait_for(output as f64));
                         if w <= 0.0 {
-                            s.requests.level -= 1.0;
-                            s.tokens.level -= tokens as f64;
+                            s.requests.take(1.0);
+                            s.tokens.take(tokens as f64);
+                            s.output.take(output as f64);
                             return Permit {
                                 _slot: slot,
                                 estimated_tokens: tokens,
+                                at: now,
+                                requests_sent: s.requests.sent,
+                                tokens_sent: s.tokens.sent,
+                                output_sent: s.output.sent,
                             };
                         }
                         Duration::from_secs_f64(w)
@@ -166,6 +274,12 @@ impl Limiter {
         s.tokens.level += estimated as f64 - actual as f64;
     }
 
+    /// Corrects the output-token budget once the real output is known.
+    pub fn reconcile_output(&self, estimated: u32, actual: u32) {
+        let mut s = self.state.lock().expect("limiter lock");
+        s.output.level += estimated as f64 - actual as f64;
+    }
+
     /// A 429: every request waits `retry_after` (default 1 s), and the rate is cut by a fifth
     /// (once per pause, however many in-flight requests report the same 429).
     pub fn rate_limited(&self, retry_after: Option<Duration>) {
@@ -178,32 +292,24 @@ impl Limiter {
         }
         if !already_paused {
             self.pauses.fetch_add(1, Ordering::Relaxed);
-            let st = &mut *s;
-            for b in [&mut st.requests, &mut st.tokens] {
-                b.rate = (b.rate * 0.8).max(b.configured * 0.05);
-                b.level = b.level.min(0.0);
-            }
+            s.requests.cut();
+            s.tokens.cut();
+            s.output.cut();
         }
         s.last_429 = Some(now);
         s.last_increase = now;
     }
 
-    /// What the provider says is left: never believe we have more than that, and when a budget
-    /// is exhausted, wait for its reset.
-    pub fn observe(&self, h: &RateLimitHeaders) {
+    /// What the provider says about its buckets in the answer to the request `permit` admitted:
+    /// the client's buckets take the server's rate, capacity and level (see the module doc).
+    pub fn observe(&self, h: &RateLimitHeaders, permit: &Permit) {
         let mut s = self.state.lock().expect("limiter lock");
         let now = Instant::now();
-        if let Some(r) = h.remaining_requests {
-            s.requests.level = s.requests.level.min(r);
-            if r < 1.0
-                && let Some(reset) = h.reset_requests
-            {
-                s.paused_until = Some(s.paused_until.map_or(now + reset, |p| p.max(now + reset)));
-            }
-        }
-        if let Some(t) = h.remaining_tokens {
-            s.tokens.level = s.tokens.level.min(t);
-        }
+        s.refill(now);
+        let elapsed = now.duration_since(permit.at).as_secs_f64();
+        s.requests.learn(h.requests, permit.requests_sent, elapsed);
+        s.tokens.learn(h.tokens, permit.tokens_sent, elapsed);
+        s.output.learn(h.output_tokens, permit.output_sent, elapsed);
     }
 
     /// Limits this process to `share` (0–1] of the configured budgets: with N workers sharing one
@@ -212,9 +318,9 @@ impl Limiter {
         let share = share.clamp(0.001, 1.0);
         let mut s = self.state.lock().expect("limiter lock");
         let st = &mut *s;
-        for b in [&mut st.requests, &mut st.tokens] {
-            b.configured = b.full * share;
-            b.rate = b.rate.min(b.configured);
+        for b in [&mut st.requests, &mut st.tokens, &mut st.output] {
+            b.share = share;
+            b.rate = b.rate.min(b.ceiling());
             b.level = b.level.min(b.capacity());
         }
     }
@@ -224,39 +330,84 @@ impl Limiter {
         self.pauses.load(Ordering::Relaxed)
     }
 
-    /// The current requests-per-minute rate (after adaptation).
+    /// The current requests-per-minute rate (after adaptation and what the server said).
     pub fn current_rpm(&self) -> f64 {
         self.state.lock().expect("limiter lock").requests.rate * 60.0
     }
+
+    /// How many requests the client's bucket holds (one second of the rate until the server's
+    /// headers say more).
+    pub fn request_capacity(&self) -> f64 {
+        self.state.lock().expect("limiter lock").requests.capacity()
+    }
 }
 
-/// The rate-limit headers OpenAI-compatible servers send.
+/// The rate-limit headers of an answer: OpenAI's `x-ratelimit-*` or Anthropic's
+/// `anthropic-ratelimit-*` (whose tokens bucket is the tighter of input and output tokens).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RateLimitHeaders {
-    pub remaining_requests: Option<f64>,
-    pub remaining_tokens: Option<f64>,
-    pub reset_requests: Option<Duration>,
-    pub reset_tokens: Option<Duration>,
+    pub requests: BucketHeaders,
+    pub tokens: BucketHeaders,
+    /// Anthropic's output-tokens bucket (none for OpenAI).
+    pub output_tokens: BucketHeaders,
     /// `retry-after-ms`, else `retry-after` (seconds, possibly fractional).
     pub retry_after: Option<Duration>,
 }
 
 impl RateLimitHeaders {
+    /// OpenAI's headers: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`.
     pub fn from_headers(h: &reqwest::header::HeaderMap) -> RateLimitHeaders {
         let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::trim);
         let num = |k: &str| get(k).and_then(|v| v.parse::<f64>().ok());
+        let bucket = |name: &str| BucketHeaders {
+            limit_per_minute: num(&format!("x-ratelimit-limit-{name}")),
+            remaining: num(&format!("x-ratelimit-remaining-{name}")),
+            reset: get(&format!("x-ratelimit-reset-{name}")).and_then(parse_reset),
+        };
         RateLimitHeaders {
-            remaining_requests: num("x-ratelimit-remaining-requests"),
-            remaining_tokens: num("x-ratelimit-remaining-tokens"),
-            reset_requests: get("x-ratelimit-reset-requests").and_then(parse_reset),
-            reset_tokens: get("x-ratelimit-reset-tokens").and_then(parse_reset),
-            retry_after: num("retry-after-ms")
-                .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0))
-                .or_else(|| {
-                    num("retry-after").map(|s| Duration::from_secs_f64(s.clamp(0.0, 3600.0)))
-                }),
+            requests: bucket("requests"),
+            tokens: bucket("tokens"),
+            output_tokens: BucketHeaders::default(),
+            retry_after: retry_after(h),
         }
     }
+
+    /// Anthropic's headers: `anthropic-ratelimit-{requests,input-tokens,output-tokens}-
+    /// {limit,remaining,reset}`, the resets as RFC 3339 times at which the bucket is full again.
+    pub fn from_anthropic_headers(h: &reqwest::header::HeaderMap) -> RateLimitHeaders {
+        let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::trim);
+        let num = |k: &str| get(k).and_then(|v| v.parse::<f64>().ok());
+        let now = chrono::Utc::now();
+        let bucket = |name: &str| BucketHeaders {
+            limit_per_minute: num(&format!("anthropic-ratelimit-{name}-limit")),
+            remaining: num(&format!("anthropic-ratelimit-{name}-remaining")),
+            reset: get(&format!("anthropic-ratelimit-{name}-reset"))
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| {
+                    (t.with_timezone(&chrono::Utc) - now)
+                        .to_std()
+                        .unwrap_or_default()
+                }),
+        };
+        RateLimitHeaders {
+            requests: bucket("requests"),
+            tokens: bucket("input-tokens"),
+            output_tokens: bucket("output-tokens"),
+            retry_after: retry_after(h),
+        }
+    }
+}
+
+/// `retry-after-ms`, else `retry-after` (seconds, possibly fractional).
+pub fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let num = |k: &str| {
+        h.get(k)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    num("retry-after-ms")
+        .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0))
+        .or_else(|| num("retry-after").map(|s| Duration::from_secs_f64(s.clamp(0.0, 3600.0))))
 }
 
 /// OpenAI's reset format: "1s", "6m0s", "20ms", "1h2m3.5s", or plain seconds.
@@ -384,17 +535,134 @@ mod tests {
     #[test]
     fn headers_are_read() {
         let mut h = reqwest::header::HeaderMap::new();
+        h.insert("x-ratelimit-limit-requests", "600".parse().unwrap());
         h.insert("x-ratelimit-remaining-requests", "0".parse().unwrap());
         h.insert("x-ratelimit-reset-requests", "250ms".parse().unwrap());
+        h.insert("x-ratelimit-remaining-tokens", "1500".parse().unwrap());
         h.insert("retry-after-ms", "1500".parse().unwrap());
         h.insert("retry-after", "9".parse().unwrap());
         let r = RateLimitHeaders::from_headers(&h);
-        assert_eq!(r.remaining_requests, Some(0.0));
-        assert_eq!(r.reset_requests, Some(Duration::from_millis(250)));
+        assert_eq!(r.requests.limit_per_minute, Some(600.0));
+        assert_eq!(r.requests.remaining, Some(0.0));
+        assert_eq!(r.requests.reset, Some(Duration::from_millis(250)));
+        assert_eq!(r.tokens.remaining, Some(1500.0));
+        assert_eq!(r.tokens.limit_per_minute, None);
         assert_eq!(
             r.retry_after,
             Some(Duration::from_millis(1500)),
             "retry-after-ms wins"
         );
+    }
+
+    fn limiter(rpm: f64) -> Limiter {
+        Limiter::new(LimiterConfig {
+            requests_per_minute: rpm,
+            tokens_per_minute: 1e9,
+            max_in_flight: 10_000,
+        })
+    }
+
+    fn requests(limit: f64, remaining: f64, reset_ms: u64) -> RateLimitHeaders {
+        RateLimitHeaders {
+            requests: BucketHeaders {
+                limit_per_minute: Some(limit),
+                remaining: Some(remaining),
+                reset: Some(Duration::from_millis(reset_ms)),
+            },
+            ..Default::default()
+        }
+    }
+
+    /// A server whose bucket holds a minute (600 left of 600 RPM, full again in 100 ms) lets the
+    /// client spend it at once; once spent, the client paces at the refill rate.
+    #[tokio::test(start_paused = true)]
+    async fn a_minute_bucket_named_by_the_headers_is_spent_at_once_then_paced() {
+        let l = limiter(600.0);
+        let first = l.acquire(1).await;
+        l.observe(&requests(600.0, 599.0, 100), &first);
+        assert!(
+            (l.request_capacity() - 600.0).abs() < 1.5,
+            "{}",
+            l.request_capacity()
+        );
+        let start = Instant::now();
+        for _ in 0..590 {
+            let _ = l.acquire(1).await;
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(10),
+            "burst spent at once"
+        );
+        // 599 left minus 2 kept in reserve and 590 spent: 7; 50 more take (50 − 7) / 10 s.
+        for _ in 0..50 {
+            let _ = l.acquire(1).await;
+        }
+        let took = start.elapsed().as_secs_f64();
+        assert!((4.0..=4.6).contains(&took), "took {took}");
+    }
+
+    /// A server enforcing per second (6,000 RPM, 99 left, full in 10 ms) keeps the client at one
+    /// second of burst: 300 requests take about two seconds, not a moment.
+    #[tokio::test(start_paused = true)]
+    async fn a_per_second_bucket_keeps_one_second_of_burst() {
+        let l = limiter(6000.0);
+        let first = l.acquire(1).await;
+        l.observe(&requests(6000.0, 99.0, 10), &first);
+        assert!(
+            (l.request_capacity() - 100.0).abs() < 1.5,
+            "{}",
+            l.request_capacity()
+        );
+        let start = Instant::now();
+        for _ in 0..300 {
+            let _ = l.acquire(1).await;
+        }
+        let took = start.elapsed().as_secs_f64();
+        assert!((2.0..=2.3).contains(&took), "took {took}");
+    }
+
+    /// Configured at 720 RPM, the first answer naming a 600 RPM limit sets the rate to 600, with
+    /// no 429; a lower configured rate is kept (the user may want less than the account allows).
+    #[tokio::test(start_paused = true)]
+    async fn the_servers_limit_caps_a_configured_rate_that_is_too_high() {
+        let l = limiter(720.0);
+        let p = l.acquire(1).await;
+        l.observe(&requests(600.0, 5.0, 500), &p);
+        assert!(
+            (l.current_rpm() - 600.0).abs() < 0.01,
+            "{}",
+            l.current_rpm()
+        );
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let _ = l.acquire(1).await;
+        assert!(
+            (l.current_rpm() - 600.0).abs() < 0.01,
+            "no climb above the server's limit"
+        );
+        let low = limiter(300.0);
+        let p = low.acquire(1).await;
+        low.observe(&requests(600.0, 5.0, 500), &p);
+        assert!((low.current_rpm() - 300.0).abs() < 0.01);
+    }
+
+    /// An answer describes the server as of its request: what the client sent after it is
+    /// subtracted from the remaining count, so a late answer cannot refill the bucket.
+    #[tokio::test(start_paused = true)]
+    async fn requests_sent_after_an_answers_request_are_not_counted_twice() {
+        let l = limiter(600.0);
+        let first = l.acquire(1).await;
+        // The answer to `first` comes back after 4 more requests went out.
+        for _ in 0..4 {
+            let _ = l.acquire(1).await;
+        }
+        l.observe(&requests(600.0, 10.0, 59_000), &first);
+        // 10 left − 4 sent since − 2 reserve = 4 available at once, the fifth waits.
+        let start = Instant::now();
+        for _ in 0..4 {
+            let _ = l.acquire(1).await;
+        }
+        assert!(start.elapsed() < Duration::from_millis(5));
+        let _ = l.acquire(1).await;
+        assert!(start.elapsed() >= Duration::from_millis(50));
     }
 }

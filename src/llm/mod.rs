@@ -2,6 +2,7 @@
 //! request into content plus token usage and timing, or a typed error that says whether to retry
 //! the request, give up on the row, or stop the whole run.
 
+pub mod anthropic;
 pub mod batch;
 pub mod limiter;
 pub mod offline;
@@ -155,14 +156,7 @@ pub fn from_config(llm: &crate::config::LlmConfig) -> Result<Arc<dyn Provider>, 
     match &llm.provider {
         ProviderKind::Offline => Ok(Arc::new(offline::OfflineWriter::new())),
         kind @ (ProviderKind::OpenAi | ProviderKind::OpenAiBatch) => {
-            let api_key = std::env::var(&llm.api_key_env).unwrap_or_default();
-            if api_key.trim().is_empty() {
-                return Err(ProviderError::Fatal(format!(
-                    "llm.provider is \"{}\" but ${} is empty; export the key or use provider = \"offline\"",
-                    kind.as_str(),
-                    llm.api_key_env
-                )));
-            }
+            let api_key = api_key(llm)?;
             let cfg = openai_config(llm, api_key);
             let provider = openai::OpenAiProvider::new(cfg.clone())?;
             Ok(Arc::new(if *kind == ProviderKind::OpenAiBatch {
@@ -171,6 +165,50 @@ pub fn from_config(llm: &crate::config::LlmConfig) -> Result<Arc<dyn Provider>, 
                 provider
             }))
         }
+        ProviderKind::Anthropic => {
+            let api_key = api_key(llm)?;
+            Ok(Arc::new(anthropic::AnthropicProvider::new(
+                anthropic_config(llm, api_key),
+            )?))
+        }
+    }
+}
+
+/// The key from the variable `llm.api_key_env` names; empty or unset stops the run before any
+/// request.
+fn api_key(llm: &crate::config::LlmConfig) -> Result<String, ProviderError> {
+    let api_key = std::env::var(&llm.api_key_env).unwrap_or_default();
+    if api_key.trim().is_empty() {
+        return Err(ProviderError::Fatal(format!(
+            "llm.provider is \"{}\" but ${} is empty; export the key or use provider = \"offline\"",
+            llm.provider.as_str(),
+            llm.api_key_env
+        )));
+    }
+    Ok(api_key)
+}
+
+/// The Anthropic provider's settings from the project config: `tokens_per_minute` is the input
+/// tokens budget (Anthropic limits output tokens apart; that budget is learned from its headers).
+pub fn anthropic_config(
+    llm: &crate::config::LlmConfig,
+    api_key: String,
+) -> anthropic::AnthropicConfig {
+    anthropic::AnthropicConfig {
+        base_url: llm.base_url.clone(),
+        api_key,
+        model: llm.model.clone(),
+        connect_timeout: llm.connect_timeout,
+        request_timeout: llm.request_timeout,
+        limits: limiter_config(llm),
+    }
+}
+
+fn limiter_config(llm: &crate::config::LlmConfig) -> limiter::LimiterConfig {
+    limiter::LimiterConfig {
+        requests_per_minute: llm.requests_per_minute,
+        tokens_per_minute: llm.tokens_per_minute,
+        max_in_flight: llm.max_in_flight,
     }
 }
 
@@ -184,11 +222,7 @@ pub fn openai_config(llm: &crate::config::LlmConfig, api_key: String) -> openai:
         max_tokens_field: llm.max_tokens_field.clone(),
         connect_timeout: llm.connect_timeout,
         request_timeout: llm.request_timeout,
-        limits: limiter::LimiterConfig {
-            requests_per_minute: llm.requests_per_minute,
-            tokens_per_minute: llm.tokens_per_minute,
-            max_in_flight: llm.max_in_flight,
-        },
+        limits: limiter_config(llm),
     }
 }
 

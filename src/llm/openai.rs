@@ -218,7 +218,7 @@ pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> Provi
     }
 }
 
-fn transport_error(e: &reqwest::Error) -> ProviderError {
+pub(crate) fn transport_error(e: &reqwest::Error) -> ProviderError {
     if e.is_timeout() {
         ProviderError::Transient("the request timed out".into())
     } else if e.is_connect() {
@@ -292,7 +292,7 @@ impl Provider for OpenAiProvider {
         };
         let status = resp.status().as_u16();
         let headers = RateLimitHeaders::from_headers(resp.headers());
-        self.limiter.observe(&headers);
+        self.limiter.observe(&headers, &permit);
         let text = match resp.text().await {
             Ok(t) => t,
             Err(e) => {

@@ -1,6 +1,7 @@
 //! An in-process mock of an OpenAI-compatible server on 127.0.0.1, for tests and benchmarks:
-//! chat completions with the real rate-limit headers, token-bucket limits enforced at sub-second
-//! granularity (one second of burst), configurable latency, and scripted or random faults.
+//! chat completions with the real rate-limit headers, token-bucket limits refilled continuously
+//! with a configurable burst (one second by default, as a provider enforcing per second; a minute
+//! as OpenAI's buckets), configurable latency, and scripted or random faults.
 //! Every request is recorded (arrival time, outcome, the body's user message) so tests can check
 //! pauses, windows and duplicates.
 #![allow(dead_code)]
@@ -51,6 +52,10 @@ pub struct MockConfig {
     pub latency: Duration,
     pub requests_per_minute: Option<f64>,
     pub tokens_per_minute: Option<f64>,
+    /// How much quota the buckets hold (and start with), in time of their refill.
+    pub burst: Duration,
+    /// Sends `x-ratelimit-limit-*` beside remaining and reset (servers may omit it).
+    pub limit_headers: bool,
     /// Each request draws at most one of these faults with its probability.
     pub random_faults: Vec<(Fault, f64)>,
     pub seed: u64,
@@ -72,6 +77,8 @@ impl Default for MockConfig {
             latency: Duration::ZERO,
             requests_per_minute: None,
             tokens_per_minute: None,
+            burst: Duration::from_secs(1),
+            limit_headers: true,
             random_faults: Vec::new(),
             seed: 1,
             responder: Arc::new(domain_summary_responder),
@@ -95,22 +102,25 @@ pub struct Seen {
 
 struct Bucket {
     rate: f64,
+    capacity: f64,
     level: f64,
     last: Instant,
 }
 
 impl Bucket {
-    fn new(per_minute: f64) -> Bucket {
+    fn new(per_minute: f64, burst: Duration) -> Bucket {
         let rate = per_minute / 60.0;
+        let capacity = rate * burst.as_secs_f64();
         Bucket {
             rate,
-            level: rate,
+            capacity,
+            level: capacity,
             last: Instant::now(),
         }
     }
     fn refill(&mut self, now: Instant) {
-        self.level =
-            (self.level + self.rate * now.duration_since(self.last).as_secs_f64()).min(self.rate);
+        self.level = (self.level + self.rate * now.duration_since(self.last).as_secs_f64())
+            .min(self.capacity);
         self.last = now;
     }
     fn reset_in(&self, need: f64) -> Duration {
@@ -157,8 +167,8 @@ impl MockServer {
     pub async fn start(cfg: MockConfig) -> MockServer {
         let inner = Arc::new(Mutex::new(Inner {
             arrivals: HashMap::new(),
-            requests: cfg.requests_per_minute.map(Bucket::new),
-            tokens: cfg.tokens_per_minute.map(Bucket::new),
+            requests: cfg.requests_per_minute.map(|r| Bucket::new(r, cfg.burst)),
+            tokens: cfg.tokens_per_minute.map(|t| Bucket::new(t, cfg.burst)),
             script: VecDeque::new(),
             seen: Vec::new(),
             files: HashMap::new(),
@@ -303,36 +313,37 @@ async fn chat(
         }
         if let Some(b) = g.tokens.as_mut() {
             b.refill(now);
-            if b.level < cost.min(b.rate) {
-                retry = Some(retry.unwrap_or_default().max(b.reset_in(cost.min(b.rate))));
+            if b.level < cost.min(b.capacity) {
+                retry = Some(
+                    retry
+                        .unwrap_or_default()
+                        .max(b.reset_in(cost.min(b.capacity))),
+                );
             }
         }
         if retry.is_none() {
-            if let Some(b) = g.requests.as_mut() {
-                b.level -= 1.0;
+            let with_limit = g.cfg.limit_headers;
+            let st = &mut *g;
+            for (name, bucket, amount) in [
+                ("requests", st.requests.as_mut(), 1.0),
+                ("tokens", st.tokens.as_mut(), cost),
+            ] {
+                let Some(b) = bucket else { continue };
+                b.level -= amount;
+                if with_limit {
+                    hdrs.push((
+                        format!("x-ratelimit-limit-{name}"),
+                        format!("{:.0}", b.rate * 60.0),
+                    ));
+                }
                 hdrs.push((
-                    "x-ratelimit-limit-requests",
-                    format!("{:.0}", b.rate * 60.0),
-                ));
-                hdrs.push((
-                    "x-ratelimit-remaining-requests",
+                    format!("x-ratelimit-remaining-{name}"),
                     format!("{:.0}", b.level.max(0.0).floor()),
                 ));
+                // OpenAI's reset: the time until the bucket is full again.
                 hdrs.push((
-                    "x-ratelimit-reset-requests",
-                    format!("{}ms", b.reset_in(b.rate).as_millis()),
-                ));
-            }
-            if let Some(b) = g.tokens.as_mut() {
-                b.level -= cost;
-                hdrs.push(("x-ratelimit-limit-tokens", format!("{:.0}", b.rate * 60.0)));
-                hdrs.push((
-                    "x-ratelimit-remaining-tokens",
-                    format!("{:.0}", b.level.max(0.0).floor()),
-                ));
-                hdrs.push((
-                    "x-ratelimit-reset-tokens",
-                    format!("{}ms", b.reset_in(b.rate).as_millis()),
+                    format!("x-ratelimit-reset-{name}"),
+                    format!("{}ms", b.reset_in(b.capacity).as_millis()),
                 ));
             }
         }
@@ -524,8 +535,10 @@ async fn chat(
         }
     };
     for (k, v) in rl_headers {
-        resp.headers_mut()
-            .insert(k, HeaderValue::from_str(&v).unwrap());
+        resp.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(&v).unwrap(),
+        );
     }
     resp
 }

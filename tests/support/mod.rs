@@ -1,6 +1,8 @@
-//! Shared test support: the mock OpenAI-compatible server and throwaway PostgreSQL databases.
+//! Shared test support: the mock OpenAI-compatible and Anthropic servers and throwaway
+//! PostgreSQL databases.
 #![allow(dead_code)]
 pub mod cli;
+pub mod mock_anthropic;
 pub mod mock_openai;
 pub mod pg;
 

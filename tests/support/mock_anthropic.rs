@@ -1,0 +1,395 @@
+//! An in-process mock of Anthropic's Messages API on 127.0.0.1, for tests: `POST /v1/messages`
+//! with `x-api-key` and `anthropic-version` checked, the forced tool's input as the answer,
+//! requests / input-token / output-token buckets refilled continuously (burst configurable) with
+//! the real `anthropic-ratelimit-*` headers (resets as RFC 3339 times) and `retry-after` on 429,
+//! latency, and scripted or random faults (500, 529 overloaded, 429, schema violations, answers
+//! cut at `max_tokens`). Every request is recorded so tests can check outcomes and duplicates.
+#![allow(dead_code)]
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A fault the server can inject instead of a normal answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    Status500,
+    /// 529 `overloaded_error`.
+    Overloaded,
+    /// 429 `rate_limit_error` with `retry-after` in whole seconds.
+    RateLimit {
+        retry_after_s: u64,
+    },
+    /// 200 whose tool input violates the job's schema.
+    SchemaViolation,
+    /// 200 with `stop_reason = "max_tokens"` and no tool call.
+    Truncated,
+    Unauthorized,
+}
+
+/// Makes the tool call's input (the answer) from the request body.
+pub type Responder = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
+
+#[derive(Clone)]
+pub struct MockConfig {
+    pub api_key: String,
+    pub latency: Duration,
+    pub requests_per_minute: Option<f64>,
+    pub input_tokens_per_minute: Option<f64>,
+    pub output_tokens_per_minute: Option<f64>,
+    /// How much quota the buckets hold (and start with), in time of their refill.
+    pub burst: Duration,
+    /// Each request draws at most one of these faults with its probability.
+    pub random_faults: Vec<(Fault, f64)>,
+    pub seed: u64,
+    pub responder: Responder,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        MockConfig {
+            api_key: "test-anthropic-key".into(),
+            latency: Duration::ZERO,
+            requests_per_minute: None,
+            input_tokens_per_minute: None,
+            output_tokens_per_minute: None,
+            burst: Duration::from_secs(60),
+            random_faults: Vec::new(),
+            seed: 1,
+            responder: Arc::new(|body| {
+                serde_json::from_str(&super::mock_openai::domain_summary_responder(
+                    &openai_shaped(body),
+                ))
+                .unwrap()
+            }),
+        }
+    }
+}
+
+/// The body re-shaped as an OpenAI request (system + user messages), so the OpenAI mock's
+/// responders can answer it.
+pub fn openai_shaped(body: &Value) -> Value {
+    json!({"messages": [
+        {"role": "system", "content": body["system"]},
+        {"role": "user", "content": body["messages"][0]["content"]},
+    ]})
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub at: Instant,
+    pub status: u16,
+    pub fault: Option<Fault>,
+    /// First line of the user message (identifies the entity in the example prompts).
+    pub input: String,
+    pub body: Value,
+}
+
+struct Bucket {
+    rate: f64,
+    capacity: f64,
+    level: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(per_minute: f64, burst: Duration) -> Bucket {
+        let rate = per_minute / 60.0;
+        let capacity = rate * burst.as_secs_f64();
+        Bucket {
+            rate,
+            capacity,
+            level: capacity,
+            last: Instant::now(),
+        }
+    }
+    fn refill(&mut self, now: Instant) {
+        self.level = (self.level + self.rate * now.duration_since(self.last).as_secs_f64())
+            .min(self.capacity);
+        self.last = now;
+    }
+    fn until(&self, level: f64) -> Duration {
+        Duration::from_secs_f64(((level - self.level).max(0.0) / self.rate).max(0.001))
+    }
+}
+
+struct Inner {
+    cfg: MockConfig,
+    script: VecDeque<Fault>,
+    arrivals: HashMap<String, usize>,
+    buckets: Vec<(&'static str, Bucket)>,
+    seen: Vec<Seen>,
+}
+
+#[derive(Clone)]
+pub struct MockServer {
+    /// Up to and including `/v1`, as `llm.base_url` takes it.
+    pub base_url: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl MockServer {
+    pub async fn start(cfg: MockConfig) -> MockServer {
+        let buckets = [
+            ("requests", cfg.requests_per_minute),
+            ("input-tokens", cfg.input_tokens_per_minute),
+            ("output-tokens", cfg.output_tokens_per_minute),
+        ]
+        .into_iter()
+        .filter_map(|(n, r)| r.map(|r| (n, Bucket::new(r, cfg.burst))))
+        .collect();
+        let inner = Arc::new(Mutex::new(Inner {
+            cfg,
+            script: VecDeque::new(),
+            arrivals: HashMap::new(),
+            buckets,
+            seen: Vec::new(),
+        }));
+        let app = Router::new()
+            .route("/v1/messages", post(messages))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.ok();
+        });
+        MockServer {
+            base_url: format!("http://{addr}/v1"),
+            inner,
+        }
+    }
+
+    /// The next requests get these faults, in order, before any random fault.
+    pub fn script(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.inner.lock().unwrap().script.extend(faults);
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.inner.lock().unwrap().seen.clone()
+    }
+
+    pub fn count(&self, status: u16) -> usize {
+        self.seen().iter().filter(|s| s.status == status).count()
+    }
+
+    /// Successful (200, no fault) answers per input.
+    pub fn successes_per_input(&self) -> HashMap<String, usize> {
+        let mut m = HashMap::new();
+        for s in self
+            .seen()
+            .iter()
+            .filter(|s| s.status == 200 && s.fault.is_none())
+        {
+            *m.entry(s.input.clone()).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+fn error(status: u16, kind: &str, message: &str) -> Response {
+    (
+        StatusCode::from_u16(status).unwrap(),
+        axum::Json(json!({"type": "error", "error": {"type": kind, "message": message}})),
+    )
+        .into_response()
+}
+
+/// Input tokens as the mock counts them: characters of the system prompt, user message and tool
+/// schema over four.
+fn input_tokens(body: &Value) -> f64 {
+    let chars = body["system"].as_str().map_or(0, str::len)
+        + body["messages"][0]["content"].as_str().map_or(0, str::len)
+        + body["tools"].to_string().len();
+    chars as f64 / 4.0
+}
+
+/// What the request costs in each bucket, by the buckets' names.
+fn costs(body: &Value) -> [(&'static str, f64); 3] {
+    [
+        ("requests", 1.0),
+        ("input-tokens", input_tokens(body)),
+        ("output-tokens", body["max_tokens"].as_f64().unwrap_or(0.0)),
+    ]
+}
+
+/// Charges the request to every bucket, or says how long until it would fit (nothing charged).
+fn admit(g: &mut Inner, body: &Value, now: Instant) -> Result<Vec<(String, String)>, Duration> {
+    let costs = costs(body);
+    let cost_of = |name: &str| costs.iter().find(|(n, _)| *n == name).map_or(0.0, |c| c.1);
+    let mut wait: Option<Duration> = None;
+    for (name, b) in g.buckets.iter_mut() {
+        b.refill(now);
+        let need = cost_of(name).min(b.capacity);
+        if b.level < need {
+            wait = Some(wait.unwrap_or_default().max(b.until(need)));
+        }
+    }
+    if let Some(w) = wait {
+        return Err(w);
+    }
+    let wall = chrono::Utc::now();
+    let mut headers = Vec::new();
+    for (name, b) in g.buckets.iter_mut() {
+        b.level -= cost_of(name);
+        let full_at = wall + chrono::Duration::from_std(b.until(b.capacity)).unwrap();
+        let h = |k: &str| format!("anthropic-ratelimit-{name}-{k}");
+        headers.push((h("limit"), format!("{:.0}", b.rate * 60.0)));
+        headers.push((h("remaining"), format!("{:.0}", b.level.max(0.0).floor())));
+        headers.push((
+            h("reset"),
+            full_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        ));
+    }
+    Ok(headers)
+}
+
+fn draw_fault(g: &mut Inner, input: &str) -> Option<Fault> {
+    if let Some(f) = g.script.pop_front() {
+        return Some(f);
+    }
+    let nth = g.arrivals.entry(input.to_string()).or_insert(0);
+    *nth += 1;
+    let r = fault_draw(g.cfg.seed, input, *nth);
+    let mut acc = 0.0;
+    g.cfg.random_faults.iter().find_map(|(f, p)| {
+        acc += p;
+        (r < acc).then(|| f.clone())
+    })
+}
+
+async fn messages(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let now = Instant::now();
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let input = body["messages"][0]["content"]
+        .as_str()
+        .unwrap_or("")
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+    let (outcome, latency, answer) = {
+        let mut g = inner.lock().unwrap();
+        let outcome = if header("x-api-key") != Some(g.cfg.api_key.as_str()) {
+            Err(error(401, "authentication_error", "invalid x-api-key"))
+        } else if header("anthropic-version").is_none() {
+            Err(error(
+                400,
+                "invalid_request_error",
+                "anthropic-version header is required",
+            ))
+        } else if body["tool_choice"]["name"].as_str().is_none() {
+            Err(error(
+                400,
+                "invalid_request_error",
+                "the mock expects a forced tool",
+            ))
+        } else {
+            match admit(&mut g, &body, now) {
+                Ok(h) => Ok((h, draw_fault(&mut g, &input))),
+                Err(wait) => {
+                    let mut r = error(
+                        429,
+                        "rate_limit_error",
+                        "Number of requests has exceeded your rate limit",
+                    );
+                    r.headers_mut().insert(
+                        "retry-after",
+                        HeaderValue::from_str(&wait.as_secs_f64().ceil().max(1.0).to_string())
+                            .unwrap(),
+                    );
+                    Err(r)
+                }
+            }
+        };
+        let status = match &outcome {
+            Err(r) => r.status().as_u16(),
+            Ok((_, None | Some(Fault::SchemaViolation | Fault::Truncated))) => 200,
+            Ok((_, Some(Fault::Status500))) => 500,
+            Ok((_, Some(Fault::Overloaded))) => 529,
+            Ok((_, Some(Fault::RateLimit { .. }))) => 429,
+            Ok((_, Some(Fault::Unauthorized))) => 401,
+        };
+        g.seen.push(Seen {
+            at: now,
+            status,
+            fault: outcome.as_ref().ok().and_then(|(_, f)| f.clone()),
+            input,
+            body: body.clone(),
+        });
+        (outcome, g.cfg.latency, (g.cfg.responder)(&body))
+    };
+    let (rl_headers, fault) = match outcome {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    tokio::time::sleep(latency).await;
+    let tool = body["tool_choice"]["name"].clone();
+    let message = |content: Value, stop: &str, out: usize| {
+        json!({
+            "id": "msg_mock", "type": "message", "role": "assistant", "model": body["model"],
+            "content": content, "stop_reason": stop,
+            "usage": {"input_tokens": input_tokens(&body) as u64, "output_tokens": out}
+        })
+    };
+    let mut resp = match fault {
+        Some(Fault::Status500) => error(500, "api_error", "Internal server error"),
+        Some(Fault::Overloaded) => error(529, "overloaded_error", "Overloaded"),
+        Some(Fault::RateLimit { retry_after_s }) => {
+            let mut r = error(429, "rate_limit_error", "Rate limited");
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from(retry_after_s));
+            r
+        }
+        Some(Fault::Unauthorized) => error(401, "authentication_error", "invalid x-api-key"),
+        Some(Fault::Truncated) => axum::Json(message(
+            json!([{"type": "text", "text": "{\"title\": \"cut"}]),
+            "max_tokens",
+            body["max_tokens"].as_u64().unwrap_or(0) as usize,
+        ))
+        .into_response(),
+        Some(Fault::SchemaViolation) => axum::Json(message(
+            json!([{"type": "tool_use", "id": "toolu_1", "name": tool, "input": {"title": 42}}]),
+            "tool_use",
+            5,
+        ))
+        .into_response(),
+        None => {
+            let out = answer.to_string().len() / 4;
+            axum::Json(message(
+                json!([{"type": "tool_use", "id": "toolu_1", "name": tool, "input": answer}]),
+                "tool_use",
+                out,
+            ))
+            .into_response()
+        }
+    };
+    for (k, v) in rl_headers {
+        resp.headers_mut().insert(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(&v).unwrap(),
+        );
+    }
+    resp
+}
+
+/// A uniform number in [0, 1) fixed by the seed, the input and its arrival count.
+fn fault_draw(seed: u64, input: &str, nth: usize) -> f64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (seed, input, nth).hash(&mut h);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
