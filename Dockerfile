@@ -2,7 +2,7 @@
 # shopscribe's image. Stages:
 #   base      the runtime filesystem: Debian slim, CA certificates, a non-root user, the example
 #             projects, the project the container runs (PROJECT), the HEALTHCHECK, labels
-#   prebuilt  base + a binary built outside Docker (CI: `--target prebuilt`, BINARY in context)
+#   prebuilt  base + a binary built outside Docker (CI: `--target prebuilt`, PREBUILT=folder)
 #   deps      the dependency layer (cargo-chef's idea without the tool): the real Cargo.toml and
 #             Cargo.lock with stub sources, so every dependency is compiled once and the layer is
 #             reused until Cargo.toml / Cargo.lock change
@@ -58,9 +58,12 @@ ENTRYPOINT ["shopscribe"]
 CMD ["--help"]
 
 FROM base AS prebuilt
-# A binary built outside Docker on Debian 12 (glibc 2.36) or older, relative to the context.
-ARG BINARY=shopscribe
-COPY ${BINARY} /usr/local/bin/shopscribe
+# PREBUILT: a folder of the build context holding `shopscribe`, a binary built outside Docker
+# on Debian 12 (glibc 2.36) or older. Its default, an empty folder, only keeps this stage
+# buildable by the classic builder, which builds every stage before the target: for the full
+# build this stage is built and left unused.
+ARG PREBUILT=deploy/docker/prebuilt
+COPY ${PREBUILT}/ /usr/local/bin/
 
 FROM ${RUST_IMAGE} AS deps
 WORKDIR /build
