@@ -18,9 +18,6 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 FROM ${RUNTIME_IMAGE} AS base
 # The project folder (shopscribe.toml, sql/, prompts/, schemas/) the container works in.
 ARG PROJECT=examples/domains
-ARG REVISION=unknown
-ARG CREATED=unknown
-ARG VERSION=0.1.0
 # CA certificates (S3, the LLM provider, Telegram, PostgreSQL over TLS). Installed from Debian
 # unless the base already has them (the locally made base of deploy/local_base_images.sh does,
 # so an offline build works); nothing else is added.
@@ -38,6 +35,11 @@ RUN set -eux; \
 COPY examples /opt/shopscribe/examples
 COPY --chown=10001:10001 ${PROJECT} /srv/shopscribe
 COPY deploy/docker/healthcheck /usr/local/bin/shopscribe-healthcheck
+# Declared here, after the steps above, so that a new revision does not rebuild them.
+ARG REVISION=unknown
+ARG CREATED=unknown
+ARG VERSION=0.1.0
+ARG RUNTIME_IMAGE
 LABEL org.opencontainers.image.title="shopscribe" \
       org.opencontainers.image.description="Turns e-commerce performance data into published, SEO-ready text and keeps it current" \
       org.opencontainers.image.source="https://github.com/shopscribe/shopscribe" \

@@ -83,11 +83,18 @@ if $rust && ! have "$rust_image"; then
     cp -a "$sysroot/lib/rustlib/x86_64-unknown-linux-gnu/bin" "$ctx/rust/lib/rustlib/x86_64-unknown-linux-gnu/"
   fi
   rm -f "$ctx"/rust/bin/rustdoc "$ctx"/rust/bin/rust-gdb* "$ctx"/rust/bin/rust-lldb
+  # This machine's extra certificate authorities (a TLS-inspecting egress proxy, say), so that
+  # cargo in the build stages reaches crates.io as the host does. Only the build image gets
+  # them; the runtime image keeps Debian's bundle.
+  mkdir -p "$ctx/ca"
+  find /usr/local/share/ca-certificates -maxdepth 1 -name '*.crt' -exec cp {} "$ctx/ca/" \; 2>/dev/null || true
   cat >"$ctx/Dockerfile" <<'DOCKERFILE'
 FROM debian:bookworm-slim
 RUN set -eux; apt-get update; \
     apt-get install -y --no-install-recommends gcc libc6-dev; \
     rm -rf /var/lib/apt/lists/*
+COPY ca/ /usr/local/share/ca-certificates/
+RUN update-ca-certificates
 COPY rust /usr/local/rust
 ENV PATH=/usr/local/rust/bin:/usr/local/cargo/bin:$PATH CARGO_HOME=/usr/local/cargo
 RUN rustc --version && cargo --version
