@@ -146,6 +146,28 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
+    /// Ingest objects that arrived in S3 and run the jobs that read their datasets: what
+    /// `POST /v1/runs` does with an S3 or EventBridge event, as one command (the AWS Batch job
+    /// that an EventBridge "Object Created" rule submits, see deploy/aws).
+    #[command(
+        after_help = "Examples:\n  shopscribe deliver --bucket raw-deliveries --key reviews/2026-12/part-1.jsonl\n  shopscribe deliver s3://raw-deliveries/reviews/2026-12/part-1.jsonl\n  shopscribe deliver --event \"$(cat event.json)\"   # an S3 event notification or EventBridge event\n\nObjects outside every dataset's `from` are ignored (exit 0). An object already ingested with the\nsame content (a notification delivered twice, or late) is skipped, and the runs that follow find\nthe inputs unchanged: no LLM call. The jobs reading the datasets run even when the ingest fails\nor finds nothing new. Exit 1 when an ingest or a run failed."
+    )]
+    Deliver {
+        #[arg(short, long, env = "SHOPSCRIBE_PROJECT", default_value = ".")]
+        project: PathBuf,
+        /// Objects as s3://BUCKET/KEY (the key as stored, not URL-encoded).
+        #[arg(value_name = "URI")]
+        objects: Vec<String>,
+        /// The bucket of one object (an EventBridge event's detail.bucket.name); with --key.
+        #[arg(long, requires = "key")]
+        bucket: Option<String>,
+        /// The object's key as stored (detail.object.key); with --bucket.
+        #[arg(long, requires = "bucket")]
+        key: Option<String>,
+        /// An S3 event notification or an EventBridge event, as JSON text (`-` reads stdin).
+        #[arg(long, value_name = "JSON")]
+        event: Option<String>,
+    },
     /// Work a distributed run: claim tasks from the PostgreSQL queue until none is left.
     #[command(
         after_help = "Examples:\n  shopscribe run domain_summaries --workers 0      # plan into the queue\n  for i in 1 2 3 4; do shopscribe worker & done; wait\n\nA worker that dies loses nothing: its tasks return to the queue when its lease lapses\n(workers.lease_seconds). The last worker out publishes the site and finishes the run."
@@ -510,6 +532,50 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Deliver {
+            project,
+            objects,
+            bucket,
+            key,
+            event,
+        } => {
+            let project = load_project(&project)?;
+            let usage = |m: String| Failure::Usage(anyhow::anyhow!(m));
+            let mut uris = objects;
+            if let (Some(b), Some(k)) = (bucket, key) {
+                uris.push(format!("s3://{b}/{k}"));
+            }
+            let from_event = event.is_some();
+            if let Some(text) = event {
+                let text = if text == "-" {
+                    std::io::read_to_string(std::io::stdin())
+                        .map_err(|e| usage(format!("cannot read the event from stdin: {e}")))?
+                } else {
+                    text
+                };
+                let value: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| usage(format!("--event is not JSON: {e}")))?;
+                match shopscribe::serve::events::parse(&value).map_err(usage)? {
+                    shopscribe::serve::events::RunRequest::Objects(u) => uris.extend(u),
+                    shopscribe::serve::events::RunRequest::Test => {}
+                    shopscribe::serve::events::RunRequest::Job(j) => {
+                        return Err(usage(format!(
+                            "--event names a job, not objects: use `shopscribe run {j}`"
+                        )));
+                    }
+                }
+            }
+            if uris.is_empty() {
+                if from_event {
+                    println!("Nothing to ingest: the event names no created object.");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                return Err(usage(
+                    "name the objects: s3://BUCKET/KEY, --bucket and --key, or --event JSON".into(),
+                ));
+            }
+            deliver(&project, &uris).await
+        }
         Command::Serve { project, bind } => {
             let project = load_project(&project)?;
             // Missing or malformed tokens are a set-up problem (exit 2), found before binding.
@@ -717,6 +783,77 @@ async fn run(
     shopscribe::run::locked::run_exclusive(project, store, provider, job, &opts, wait)
         .await
         .map_err(|e| Failure::Run(e.into()))
+}
+
+/// `deliver`: ingest each object into the datasets whose `from` holds it, then run every job
+/// reading those datasets (as `POST /v1/runs` does with an event). The jobs run even when the
+/// ingest failed or found every object already ingested: a delivery whose earlier job died
+/// between its ingest and its run still gets its run, and a run whose inputs are unchanged makes
+/// no LLM call.
+async fn deliver(project: &Project, uris: &[String]) -> Result<ExitCode, Failure> {
+    let (objects, jobs) = shopscribe::serve::events::route(project, uris);
+    if objects.is_empty() {
+        println!(
+            "Ignored: no dataset's `from` holds {} (or the format is not ingestable).",
+            uris.join(", ")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut failed = Vec::new();
+    for (dataset, uri) in &objects {
+        let ds = project
+            .dataset(dataset)
+            .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))?;
+        match shopscribe::ingest::ingest(project, ds, Some(uri)).await {
+            Ok(reports) => {
+                for r in &reports {
+                    if r.skipped {
+                        println!(
+                            "{dataset}: {}: already ingested with the same content; skipped",
+                            r.uri
+                        );
+                    } else {
+                        println!(
+                            "{dataset}: {}: {} lines, {} rejected; {} new, {} changed, {} unchanged",
+                            r.uri,
+                            r.lines,
+                            r.rejected,
+                            r.merge.inserted,
+                            r.merge.changed,
+                            r.merge.unchanged
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(dataset, uri, error = %e, "ingesting a delivered object failed");
+                failed.push(format!("{dataset}: {uri}: {}", error_text(&e.into())));
+            }
+        }
+    }
+    let mut code = ExitCode::SUCCESS;
+    for job in &jobs {
+        let opts = RunOptions {
+            limit: None,
+            force: false,
+            progress: false,
+            max_cost: None,
+            as_of: None,
+            allow_shrink: false,
+        };
+        let summary = run(project, job, opts, true).await?;
+        print_summary(&summary);
+        if !matches!(summary.status, RunStatus::Succeeded) {
+            code = ExitCode::from(1);
+        }
+    }
+    if !failed.is_empty() {
+        return Err(Failure::Run(anyhow::anyhow!(
+            "ingesting failed: {}",
+            failed.join("; ")
+        )));
+    }
+    Ok(code)
 }
 
 async fn queue_of(project: &Project) -> Result<shopscribe::queue::Queue, Failure> {
