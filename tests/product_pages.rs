@@ -2,7 +2,8 @@
 //! pages are named by their product (by the ASIN without metadata), carry `Product` JSON-LD whose
 //! rating is the stored average and count, domain pages claim no rating, no structured data
 //! holds a `null`, every entity page links its nearest peers by rank, and an incremental run
-//! that moves one domain keeps every page's related links right, skipped pages included.
+//! that moves one domain keeps every page's related links right, skipped pages included (those
+//! whose links changed are dated anew, the others keep their date).
 
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -364,13 +365,27 @@ fn product_pages_name_and_rate_products_and_every_page_links_its_nearest_peers()
     let run = shopscribe(&["run", "domain_summaries", "--project", d]);
     assert!(run.status.success(), "{}", text(&run));
     let after = assert_related(&site, "domain_summaries", &dir);
-    let relinked_but_skipped = after
-        .iter()
-        .filter(|(s, p)| {
-            let b = &before[*s];
-            p.key != moved && p.generated_at == b.generated_at && p.related != b.related
-        })
-        .count();
+    let modified = |p: &Page| node(p, "WebPage").unwrap()["dateModified"].clone();
+    let mut relinked_but_skipped = 0;
+    for (slug, p) in after.iter().filter(|(_, p)| p.key != moved) {
+        let b = &before[slug];
+        if p.generated_at != b.generated_at {
+            continue;
+        }
+        if p.related == b.related {
+            assert_eq!(
+                modified(p),
+                modified(b),
+                "{slug}: nothing changed, same date"
+            );
+        } else {
+            relinked_but_skipped += 1;
+            assert!(
+                modified(p).as_str() > modified(b).as_str(),
+                "{slug}: its links changed, so did its date"
+            );
+        }
+    }
     assert!(
         relinked_but_skipped > 0,
         "some pages whose inputs did not change got new related links: {}",

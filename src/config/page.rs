@@ -2,7 +2,7 @@
 //! aggregate rating come from, and how related pages are ranked (see `raw::RawPage`).
 
 use super::JobMetric;
-use super::raw::RawPage;
+use super::raw::{RawPage, RawRating};
 
 /// Most related links a page may carry: beyond that a section is a link farm, not navigation.
 pub const MAX_RELATED: usize = 50;
@@ -77,50 +77,12 @@ pub fn validate_page(
             attributes.join(", ")
         ));
     }
-    let metric = |key: &str, column: &str, problems: &mut Vec<String>| -> Option<usize> {
-        let i = metrics.iter().position(|m| m.column == column);
-        if i.is_none() {
-            problems.push(format!(
-                "{at}.page.{key}: `{column}` is not one of the job's metric columns"
-            ));
-        }
-        i
-    };
-    let rating = raw.rating.and_then(|r| {
-        if schema_type != SchemaType::Product {
-            problems.push(format!(
-                "{at}.page.rating: a rating belongs on `type = \"Product\"` pages only (a page rating its own subject is a self-serving review)"
-            ));
-        }
-        let value = metric("rating.value", &r.value, problems);
-        let count = metric("rating.count", &r.count, problems);
-        // The rating states exact figures on the page: only metrics the project made public.
-        for (key, i) in [("value", value), ("count", count)] {
-            if let Some(i) = i
-                && !metrics[i].spec.public
-            {
-                problems.push(format!(
-                    "{at}.page.rating.{key}: metric `{}` is not public (exact values stay private unless `public = true`)",
-                    metrics[i].column
-                ));
-            }
-        }
-        let (best, worst) = (r.best.unwrap_or(5.0), r.worst.unwrap_or(1.0));
-        if !(best.is_finite() && worst.is_finite() && best > worst) {
-            problems.push(format!(
-                "{at}.page.rating: best ({best}) must be above worst ({worst})"
-            ));
-        }
-        Some(RatingConfig {
-            value_metric: value?,
-            count_metric: count?,
-            best,
-            worst,
-        })
-    });
+    let rating = raw
+        .rating
+        .and_then(|r| validate_rating(at, r, schema_type, metrics, problems));
     let related_by = raw
         .related_by
-        .and_then(|c| metric("related_by", &c, problems))
+        .and_then(|c| metric_index(at, "related_by", &c, metrics, problems))
         .unwrap_or(0);
     if let Some(n) = raw.related
         && n > MAX_RELATED
@@ -136,4 +98,61 @@ pub fn validate_page(
         related_by,
         related: raw.related,
     }
+}
+
+/// The index of metric `column` among the job's metrics, or a problem at `{at}.page.{key}`.
+fn metric_index(
+    at: &str,
+    key: &str,
+    column: &str,
+    metrics: &[JobMetric],
+    problems: &mut Vec<String>,
+) -> Option<usize> {
+    let i = metrics.iter().position(|m| m.column == column);
+    if i.is_none() {
+        problems.push(format!(
+            "{at}.page.{key}: `{column}` is not one of the job's metric columns"
+        ));
+    }
+    i
+}
+
+/// `page.rating`: on `Product` pages only, from two declared public metrics, best above worst.
+fn validate_rating(
+    at: &str,
+    r: RawRating,
+    schema_type: SchemaType,
+    metrics: &[JobMetric],
+    problems: &mut Vec<String>,
+) -> Option<RatingConfig> {
+    if schema_type != SchemaType::Product {
+        problems.push(format!(
+            "{at}.page.rating: a rating belongs on `type = \"Product\"` pages only (a page rating its own subject is a self-serving review)"
+        ));
+    }
+    let value = metric_index(at, "rating.value", &r.value, metrics, problems);
+    let count = metric_index(at, "rating.count", &r.count, metrics, problems);
+    // The rating states exact figures on the page: only metrics the project made public.
+    for (key, i) in [("value", value), ("count", count)] {
+        if let Some(i) = i
+            && !metrics[i].spec.public
+        {
+            problems.push(format!(
+                "{at}.page.rating.{key}: metric `{}` is not public (exact values stay private unless `public = true`)",
+                metrics[i].column
+            ));
+        }
+    }
+    let (best, worst) = (r.best.unwrap_or(5.0), r.worst.unwrap_or(1.0));
+    if !(best.is_finite() && worst.is_finite() && best > worst) {
+        problems.push(format!(
+            "{at}.page.rating: best ({best}) must be above worst ({worst})"
+        ));
+    }
+    Some(RatingConfig {
+        value_metric: value?,
+        count_metric: count?,
+        best,
+        worst,
+    })
 }

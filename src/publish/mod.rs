@@ -162,8 +162,9 @@ pub struct ManifestEntry {
     /// blake3 of the published HTML and JSON, to skip unchanged pages without reading them.
     pub html_hash: String,
     pub json_hash: String,
-    /// blake3 of what the page says (its output, name and group): unchanged by a regeneration
-    /// that wrote the same text, so `modified_at` keeps its date.
+    /// blake3 of what the page says (its output, name and group, its entity's facts and its
+    /// related links): unchanged by a regeneration that wrote the same text, so `modified_at`
+    /// keeps its date.
     #[serde(default)]
     pub content_hash: String,
     /// When the page's content last changed: its `dateModified` and its sitemap `<lastmod>`.
