@@ -363,3 +363,25 @@ fn page_settings_and_related_links_are_read_and_validated() {
         assert!(e.contains(want), "{want}: {e}");
     }
 }
+
+/// `provider = "anthropic"` takes Anthropic's key variable, base URL and model unless the project
+/// names its own; `SHOPSCRIBE_LLM_BASE_URL` still overrides the base URL.
+#[test]
+fn the_anthropic_provider_has_anthropic_defaults() {
+    let dir = project_dir();
+    let path = dir.path().join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("model = \"gpt-4o-mini\"\n", "")
+        .replace("api_key_env = \"OPENAI_API_KEY\"\n", "")
+        .replace("provider = \"auto\"", "provider = \"anthropic\"");
+    std::fs::write(&path, text).unwrap();
+    let p = load_with_env(dir.path(), &env_of(&[])).unwrap();
+    assert_eq!(p.llm.provider, ProviderKind::Anthropic);
+    assert_eq!(p.llm.api_key_env, "ANTHROPIC_API_KEY");
+    assert_eq!(p.llm.base_url, "https://api.anthropic.com/v1");
+    assert_eq!(p.llm.model, "claude-haiku-4-5");
+    let env = env_of(&[("SHOPSCRIBE_LLM_BASE_URL", "http://127.0.0.1:9/v1")]);
+    let p = load_with_env(dir.path(), &env).unwrap();
+    assert_eq!(p.llm.base_url, "http://127.0.0.1:9/v1");
+}

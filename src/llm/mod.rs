@@ -110,7 +110,7 @@ impl ProviderError {
 #[async_trait]
 pub trait Provider: Send + Sync {
     /// Provider name as stored on runs and on the generations it writes ("offline", "openai",
-    /// "openai-batch"). Input hashes carry [`realtime_name`] of it, not the name itself.
+    /// "openai-batch", "anthropic"). Input hashes carry [`realtime_name`] of it, not the name itself.
     fn name(&self) -> &str;
     /// Model name as stored on generations and hashed into input hashes.
     fn model(&self) -> &str;
