@@ -247,6 +247,7 @@ async fn the_output_token_bucket_is_learned_from_anthropic_headers() {
                 max_output_tokens: 200,
                 temperature: 0.2,
                 context: Arc::new(serde_json::Value::Null),
+                variation: 0,
             };
             for _ in 0..20 {
                 match p.complete(&req).await {

@@ -369,6 +369,7 @@ mod tests {
             max_output_tokens: 321,
             temperature: 1.5,
             context: Arc::new(Value::Null),
+            variation: 0,
         };
         let b = p.body(&req);
         assert_eq!(b["system"], "sys");
