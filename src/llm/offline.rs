@@ -298,7 +298,7 @@ impl Facts {
                 format!("all {e} tracked"),
                 format!("the {e} tracked"),
                 format!("the wider field of {e}"),
-                format!("every {} in the data", self.entity_label),
+                format!("the {e} on record"),
                 format!("the {e} in the data set"),
                 format!("the full set of {e}"),
             ];

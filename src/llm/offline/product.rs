@@ -94,10 +94,22 @@ fn reading(f: &Facts, m: &MetricFact, slot: u64) -> Option<(String, String)> {
         ("review_count", true) if extreme => (format!("One of the most reviewed products tracked, with {d} reviews"), "review volume"),
         ("review_count", true) => (format!("{d} reviews, more than most products tracked"), "review volume"),
         ("review_count", false) => (format!("Only {d} reviews so far, fewer than most products: a small sample"), "few reviews so far"),
-        ("avg_rating", true) => (format!("Average rating of {d}, {tier} of products tracked"), if extreme { "top-rated" } else { "satisfied buyers" }),
+        // "Satisfied" needs a good absolute rating, not only a rank among weaker products.
+        ("avg_rating", true) => (format!("Average rating of {d}, {tier} of products tracked"), match number(&d) {
+            Some(r) if r >= 4.0 && extreme => "top-rated",
+            Some(r) if r >= 4.0 => "satisfied buyers",
+            _ => "rating ahead of most products",
+        }),
         ("avg_rating", false) => (format!("Average rating of {d}, {tier} of products tracked"), "low ratings"),
-        ("five_star_share", true) if alt => (format!("Five-star reviews make up {d} of the total, more than for most products"), "five-star enthusiasm"),
-        ("five_star_share", true) => (format!("A high share of five-star reviews ({d})"), "enthusiastic reviewers"),
+        ("five_star_share", true) => (
+            if alt {
+                format!("Five-star reviews make up {d} of the total, more than for most products")
+            } else {
+                format!("More five-star reviews than most products ({d})")
+            },
+            // Enthusiasm only when most reviews give five stars, not merely more than elsewhere.
+            if bounds(&d).0.is_some_and(|lo| lo >= 50.0) { "five-star enthusiasm" } else { "five-star share" },
+        ),
         ("five_star_share", false) => (format!("Fewer five-star reviews than most products ({d})"), "few five-star reviews"),
         ("low_star_share", true) if extreme => (format!("Very few complaints: one- and two-star reviews are {d} of the total"), "few complaints"),
         ("low_star_share", true) => (format!("Fewer complaints than most products (one- and two-star reviews: {d})"), "few complaints"),

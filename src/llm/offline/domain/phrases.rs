@@ -68,7 +68,7 @@ pub(super) fn group_sentence(
             format!("{name} ranks in the top 10 % of {p} for {labels}."),
             format!("on {labels}, {name} sits in the top tenth of {p}."),
             format!("its standout {} {be} {labels}{each} in the top 10 % of {p}.", agree(n, "result", "results")),
-            format!("few of {p} match it on {labels}, which {} it in the top 10 %.", agree(n, "puts", "put")),
+            format!("{} match it on {labels}, which {} it in the top 10 %.", share_of("few", &p), agree(n, "puts", "put")),
             format!("{labels} {} {name} among the top 10 % of {p}.", agree(n, "places", "place")),
             format!("it leads the field on {labels}, with a place in the top 10 % of {p}."),
             format!("the strongest {} {labels}{each} in the top 10 %.", agree(n, "result is", "results are")),
@@ -222,7 +222,7 @@ pub(super) fn opening(
         Some(Verdict::Leader) => pick(f, 703, vec![
             format!("{it} is one of the standout names among {p}: {of_good} above the median."),
             format!("the overall picture for {it} is strong, with {nt} in the top tenth of {p}."),
-            format!("few of {p} can match {its} record: {top} in the top tenth."),
+            format!("{} can match {its} record: {top} in the top tenth.", share_of("few", &p)),
             format!("taken together, {its} positions put it near the front of {p}, with {nt} in the top tenth."),
         ]),
         Some(Verdict::Strong) => pick(f, 703, vec![
@@ -238,7 +238,7 @@ pub(super) fn opening(
             format!("neither clearly ahead nor clearly behind, {it} is in the upper half on {ng} and in the lower half on {nb}."),
         ]),
         Some(Verdict::Weak) => pick(f, 703, vec![
-            format!("overall {it} finds the going harder than most of {p}: {of_good} in the upper half."),
+            format!("overall {it} finds the going harder than {}: {of_good} in the upper half.", share_of("most", &p)),
             format!("more of {its} positions are unfavourable than favourable: {of_bad} below the median."),
             format!("{it} is behind the typical {} on most counts, with {ng} in the upper half.", f.entity_label),
             format!("the balance tilts against {it}: {nb} in the lower half and {ng} above the median."),
@@ -299,6 +299,14 @@ fn basis_short(f: &Facts) -> String {
             f.group.as_deref().unwrap_or("unnamed"),
             f.peers_phrase()
         ),
+    }
+}
+
+/// "most of its Garden peers", but "most domains tracked" (never "most of all domains").
+fn share_of(quantity: &str, peers: &str) -> String {
+    match peers.strip_prefix("all ") {
+        Some(rest) => format!("{quantity} {rest}"),
+        None => format!("{quantity} of {peers}"),
     }
 }
 

@@ -83,7 +83,7 @@ fn problems(ctx: &Value, out: &Value) -> Vec<String> {
         }
     }
     let all = texts.join("\n").to_lowercase();
-    for slip in ["in the above", "above median of", "most of all", "results is", "result are", " a above", " an top", "  ", " .", "one measures", "none measures"] {
+    for slip in ["in the above", "above median of", "most of all", "of every", "few of all", "results is", "result are", " a above", " an top", "  ", " .", "one measures", "none measures"] {
         if all.contains(slip) {
             p.push(format!("slip \"{slip}\""));
         }
