@@ -10,9 +10,9 @@ mod domain;
 mod grammar;
 mod product;
 
-use grammar::{capitalize, plural};
 use super::{ChatRequest, ChatResponse, Provider, ProviderError, Usage, estimate_tokens_heuristic};
 use async_trait::async_trait;
+use grammar::{capitalize, plural};
 use serde_json::{Map, Value, json};
 use std::time::Instant;
 
@@ -186,7 +186,11 @@ fn metric_of(m: &Value) -> MetricFact {
 
 /// A 64-bit hash of `text`.
 fn hash64(text: &str) -> u64 {
-    u64::from_le_bytes(blake3::hash(text.as_bytes()).as_bytes()[..8].try_into().unwrap())
+    u64::from_le_bytes(
+        blake3::hash(text.as_bytes()).as_bytes()[..8]
+            .try_into()
+            .unwrap(),
+    )
 }
 
 impl Facts {

@@ -15,7 +15,11 @@ const METRICS: [(&str, &str, &str); 10] = [
     ("conversion_rate", "conversion rate", "1.5–2 %"),
     ("average_order_value", "average order value", "$110"),
     ("revenue_per_visit", "revenue per visit", "$1–$2"),
-    ("revenue_growth_yoy", "revenue growth year over year", "-25 % to -10 %"),
+    (
+        "revenue_growth_yoy",
+        "revenue growth year over year",
+        "-25 % to -10 %",
+    ),
     ("orders_growth_yoy", "order growth year over year", "0–10 %"),
     ("returning_share", "share of returning customers", "30–40 %"),
     ("mobile_share", "share of mobile visits", "50–60 %"),
@@ -43,9 +47,18 @@ pub(crate) fn context(name: &str, tiers: &[Option<usize>], basis: &str) -> Value
         }
     }
     let (peer, group) = match basis {
-        "group" => (json!({"basis": "group", "name": "Garden", "size": 38}), json!("Garden")),
-        "small_group" => (json!({"basis": "small_group", "name": "all domains", "size": 500}), json!("Tiny")),
-        _ => (json!({"basis": "no_group", "name": "all domains", "size": 500}), Value::Null),
+        "group" => (
+            json!({"basis": "group", "name": "Garden", "size": 38}),
+            json!("Garden"),
+        ),
+        "small_group" => (
+            json!({"basis": "small_group", "name": "all domains", "size": 500}),
+            json!("Tiny"),
+        ),
+        _ => (
+            json!({"basis": "no_group", "name": "all domains", "size": 500}),
+            Value::Null,
+        ),
     };
     json!({
         "entity_label": "domain", "group_label": "category",
@@ -56,7 +69,9 @@ pub(crate) fn context(name: &str, tiers: &[Option<usize>], basis: &str) -> Value
 
 /// A small deterministic generator, so the cases are the same on every run.
 fn lcg(state: &mut u64) -> u64 {
-    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     *state >> 33
 }
 
@@ -83,7 +98,21 @@ fn problems(ctx: &Value, out: &Value) -> Vec<String> {
         }
     }
     let all = texts.join("\n").to_lowercase();
-    for slip in ["in the above", "above median of", "most of all", "of every", "few of all", "results is", "result are", " a above", " an top", "  ", " .", "one measures", "none measures"] {
+    for slip in [
+        "in the above",
+        "above median of",
+        "most of all",
+        "of every",
+        "few of all",
+        "results is",
+        "result are",
+        " a above",
+        " an top",
+        "  ",
+        " .",
+        "one measures",
+        "none measures",
+    ] {
         if all.contains(slip) {
             p.push(format!("slip \"{slip}\""));
         }
@@ -149,10 +178,18 @@ fn same_context_same_text_and_another_key_other_wording() {
     // A different key (another variation) over the same facts: clearly different wording.
     let b = write(&ctx, &schema(), "same.com#1");
     let words = |v: &Value| -> std::collections::HashSet<String> {
-        let w: Vec<String> = v["summary"].as_str().unwrap().split_whitespace().map(str::to_string).collect();
+        let w: Vec<String> = v["summary"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
         w.windows(5).map(|x| x.join(" ")).collect()
     };
     let (sa, sb) = (words(&a), words(&b));
     let jaccard = sa.intersection(&sb).count() as f64 / sa.union(&sb).count() as f64;
-    assert!(jaccard < 0.5, "5-shingle Jaccard {jaccard:.2} between two keys");
+    assert!(
+        jaccard < 0.5,
+        "5-shingle Jaccard {jaccard:.2} between two keys"
+    );
 }
