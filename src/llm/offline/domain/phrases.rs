@@ -235,48 +235,7 @@ pub(super) fn opening(
     (n, good, leading): (usize, usize, usize),
 ) -> Vec<String> {
     let name = &f.name;
-    let shop = match market(f) {
-        Some(m) if f.chance(700, 70) => with_article(&format!("{m} shop")),
-        _ => "a shop".to_string(),
-    };
-    let basis = match f.peer_basis {
-        super::PeerBasis::Group => {
-            let options = [
-                format!(
-                    "{name}, {shop} in the {} {}, is measured against all {} {} in it.",
-                    f.peer_name,
-                    f.group_label,
-                    f.peer_size.unwrap_or_default(),
-                    f.entities()
-                ),
-                format!(
-                    "This note compares {name} with {} over the last twelve months.",
-                    f.peers_phrase()
-                ),
-                format!("{name} is {shop} benchmarked against {}.", f.peers_phrase()),
-                format!(
-                    "The comparison set for {name} is {}, over a full year of trading.",
-                    f.peers_phrase()
-                ),
-                format!(
-                    "Over the past twelve months, {name} has been set against {}.",
-                    f.peers_phrase()
-                ),
-            ];
-            options[f.index(701, options.len())].clone()
-        }
-        super::PeerBasis::NoGroup => format!(
-            "{name} has no assigned {}, so this note compares it with {}.",
-            f.group_label,
-            f.peers_phrase()
-        ),
-        super::PeerBasis::SmallGroup => format!(
-            "{name} belongs to the {} {}, which has too few members for a fair comparison, so it is compared with {}.",
-            f.group.as_deref().unwrap_or("unnamed"),
-            f.group_label,
-            f.peers_phrase()
-        ),
-    };
+    let basis = basis_first(f);
     let name_first = f.chance(704, 50);
     let it = if name_first { name.as_str() } else { "it" };
     let its = if name_first {
@@ -375,6 +334,55 @@ pub(super) fn opening(
         vec![overall, basis_short(f)]
     } else {
         vec![basis, overall]
+    }
+}
+
+/// The peer basis as the opening sentence, naming the shop (and sometimes its market).
+fn basis_first(f: &Facts) -> String {
+    let name = &f.name;
+    let shop = match market(f) {
+        Some(m) if f.chance(700, 70) => with_article(&format!("{m} shop")),
+        _ => "a shop".to_string(),
+    };
+    match f.peer_basis {
+        super::PeerBasis::Group => {
+            let options = [
+                format!(
+                    "{name}, {shop} in the {} {}, is measured against {}.",
+                    f.peer_name,
+                    f.group_label,
+                    match f.peer_size {
+                        Some(n) => format!("all {n} {} in it", f.entities()),
+                        None => format!("the other {} in it", f.entities()),
+                    }
+                ),
+                format!(
+                    "This note compares {name} with {} over the last twelve months.",
+                    f.peers_phrase()
+                ),
+                format!("{name} is {shop} benchmarked against {}.", f.peers_phrase()),
+                format!(
+                    "The comparison set for {name} is {}, over a full year of trading.",
+                    f.peers_phrase()
+                ),
+                format!(
+                    "Over the past twelve months, {name} has been set against {}.",
+                    f.peers_phrase()
+                ),
+            ];
+            options[f.index(701, options.len())].clone()
+        }
+        super::PeerBasis::NoGroup => format!(
+            "{name} has no assigned {}, so this note compares it with {}.",
+            f.group_label,
+            f.peers_phrase()
+        ),
+        super::PeerBasis::SmallGroup => format!(
+            "{name} belongs to the {} {}, which has too few members for a fair comparison, so it is compared with {}.",
+            f.group.as_deref().unwrap_or("unnamed"),
+            f.group_label,
+            f.peers_phrase()
+        ),
     }
 }
 
