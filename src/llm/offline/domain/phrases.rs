@@ -236,12 +236,19 @@ pub(super) fn opening(
 ) -> Vec<String> {
     let name = &f.name;
     let basis = basis_first(f);
-    let name_first = f.chance(704, 50);
+    // Without a verdict the overall sentence cannot carry the name: the basis opens.
+    let name_first = v.is_some() && f.chance(704, 50);
     let it = if name_first { name.as_str() } else { "it" };
     let its = if name_first {
         format!("{name}'s")
     } else {
         "its".to_string()
+    };
+    // "The picture for it is …" reads badly: the shop is named or left implicit.
+    let for_it = if name_first {
+        format!(" for {name}")
+    } else {
+        String::new()
     };
     let p = f.short_peers(702);
     let (of_good, of_bad) = (count_of(good, n), count_of(n - good, n));
@@ -256,7 +263,7 @@ pub(super) fn opening(
             vec![
                 format!("{it} is one of the standout names among {p}: {of_good} above the median."),
                 format!(
-                    "the overall picture for {it} is strong, with {nt} in the top tenth of {p}."
+                    "the overall picture{for_it} is strong, with {nt} in the top tenth of {p}."
                 ),
                 format!(
                     "{} can match {its} record: {top} in the top tenth.",
@@ -275,7 +282,7 @@ pub(super) fn opening(
                 format!("most of {its} positions are favourable: {of_good} above the median."),
                 format!("{it} holds up well against {p}, with {ng} in the upper half."),
                 format!(
-                    "the balance for {it} is clearly positive: {ng} ahead of the median and {nb} behind it."
+                    "the balance{for_it} is clearly positive: {ng} ahead of the median and {nb} behind it."
                 ),
             ],
         ),
@@ -285,7 +292,7 @@ pub(super) fn opening(
             vec![
                 format!("{its} record is mixed: {ng} above the median of {p} and {nb} below it."),
                 format!(
-                    "the picture for {it} is balanced, with {ng} in the upper half and {nb} in the lower half."
+                    "the picture{for_it} is balanced, with {ng} in the upper half and {nb} in the lower half."
                 ),
                 format!(
                     "{it} sits near the middle of {p} overall, ahead on {ng} and behind on {nb}."
@@ -320,9 +327,7 @@ pub(super) fn opening(
             703,
             vec![
                 format!("{it} sits toward the back of {p}: {of_bad} below the median."),
-                format!(
-                    "the overall picture for {it} is weak, with {ng} in the upper half of {p}."
-                ),
+                format!("the overall picture{for_it} is weak, with {ng} in the upper half of {p}."),
                 format!("almost every measure places {it} in the lower half of {p}."),
                 format!(
                     "{it} has had a difficult year relative to {p}, with {nb} below the median."
