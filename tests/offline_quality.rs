@@ -123,7 +123,9 @@ fn slips(text: &str) -> Vec<String> {
 /// The summary's word 5-shingles (hashed, sorted, unique) with the entity's and its group's
 /// names replaced by placeholders, so equal templates filled with other names still match.
 fn shingles(text: &str, name: &str, group: Option<&str>) -> Vec<u64> {
-    let mut t = text.to_lowercase().replace(&name.to_lowercase(), " ENTITY ");
+    let mut t = text
+        .to_lowercase()
+        .replace(&name.to_lowercase(), " ENTITY ");
     if let Some(g) = group {
         t = t.replace(&g.to_lowercase(), " GROUP ");
     }
@@ -310,7 +312,10 @@ fn check_domains(site: &Path) {
     }
     for (field, masked) in patterns {
         // Ten patterns at least, each filled with facts beyond the names.
-        assert!(masked >= 50, "{field}: only {masked} distinct with names masked");
+        assert!(
+            masked >= 50,
+            "{field}: only {masked} distinct with names masked"
+        );
     }
 }
 
@@ -342,7 +347,10 @@ fn check_products(site: &Path) {
         );
         // An empty weaknesses list is an honest answer for several good products.
         if field != "weaknesses" {
-            lists_ok.push((top * 10 <= n, format!("{field} list {which} on {top} of {n}")));
+            lists_ok.push((
+                top * 10 <= n,
+                format!("{field} list {which} on {top} of {n}"),
+            ));
         }
     }
     let summaries: Vec<&str> = products

@@ -10,9 +10,9 @@ mod domain;
 mod grammar;
 mod product;
 
-use grammar::{capitalize, plural};
 use super::{ChatRequest, ChatResponse, Provider, ProviderError, Usage, estimate_tokens_heuristic};
 use async_trait::async_trait;
+use grammar::{capitalize, plural};
 use serde_json::{Map, Value, json};
 use std::time::Instant;
 
@@ -194,7 +194,11 @@ fn metric_of(m: &Value) -> MetricFact {
 
 /// A 64-bit hash of `text`.
 fn hash64(text: &str) -> u64 {
-    u64::from_le_bytes(blake3::hash(text.as_bytes()).as_bytes()[..8].try_into().unwrap())
+    u64::from_le_bytes(
+        blake3::hash(text.as_bytes()).as_bytes()[..8]
+            .try_into()
+            .unwrap(),
+    )
 }
 
 impl Facts {
@@ -306,7 +310,7 @@ impl Facts {
                 format!("all {e} tracked"),
                 format!("the {e} tracked"),
                 format!("the wider field of {e}"),
-                format!("every {} in the data", self.entity_label),
+                format!("the {e} on record"),
                 format!("the {e} in the data set"),
                 format!("the full set of {e}"),
             ];

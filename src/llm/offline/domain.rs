@@ -8,7 +8,9 @@ use super::grammar::{
     agree, capitalize, continue_with, join, market_adjective, number_word, quantifier,
     sentence_case,
 };
-use super::{Facts, MetricFact, PeerBasis, Standing, Tier, count_words, fit, max_len, truncate_chars};
+use super::{
+    Facts, MetricFact, PeerBasis, Standing, Tier, count_words, fit, max_len, truncate_chars,
+};
 use serde_json::{Map, Value, json};
 
 mod headings;
@@ -78,7 +80,11 @@ fn labelled(f: &Facts, m: &MetricFact, slot: u64) -> String {
 /// Performance metrics grouped by (standing, lower is better), each group in context order.
 fn groups(f: &Facts, standing: Standing) -> Vec<(Tier, Vec<&MetricFact>)> {
     let mut out: Vec<(Tier, Vec<&MetricFact>)> = Vec::new();
-    for m in f.with_standing(standing).into_iter().filter(|m| !is_profile(m)) {
+    for m in f
+        .with_standing(standing)
+        .into_iter()
+        .filter(|m| !is_profile(m))
+    {
         let tier = m.tier.expect("a standing has a tier");
         match out.iter_mut().find(|(t, _)| *t == tier) {
             Some((_, v)) => v.push(m),
@@ -138,7 +144,10 @@ fn neutral(f: &Facts) -> Vec<String> {
             out.push(format!(
                 "{} {} {d}, without a peer position to compare it with.",
                 capitalize(&m.label),
-                f.pick(310 + i as u64, &["is in the range", "falls in the range", "reads"])
+                f.pick(
+                    310 + i as u64,
+                    &["is in the range", "falls in the range", "reads"]
+                )
             ));
         }
     }
@@ -215,7 +224,11 @@ fn narrative(f: &Facts) -> String {
     let start = f.index(440, closers.len());
     let mut closing = vec![closers[start].clone()];
     let words = |p: &Vec<Vec<String>>, c: &Vec<String>| {
-        p.iter().flatten().chain(c).map(|s| count_words(s)).sum::<usize>()
+        p.iter()
+            .flatten()
+            .chain(c)
+            .map(|s| count_words(s))
+            .sum::<usize>()
     };
     let mut k = 1;
     while words(&paragraphs, &closing) < 125 && k < closers.len() {
@@ -298,7 +311,12 @@ fn faq(f: &Facts) -> Vec<Value> {
     let name = &f.name;
     let (best, worst) = extremes(f);
     let labels = |v: &[&MetricFact], n: usize| {
-        join(&v.iter().take(n).map(|m| m.label.clone()).collect::<Vec<_>>())
+        join(
+            &v.iter()
+                .take(n)
+                .map(|m| m.label.clone())
+                .collect::<Vec<_>>(),
+        )
     };
     let mut out = vec![json!({
         "question": phrases::question(f, 600, name),
@@ -388,7 +406,12 @@ fn has_group(f: &Facts) -> bool {
 }
 
 fn labels_of(v: &[&MetricFact], n: usize) -> String {
-    join(&v.iter().take(n).map(|m| m.label.clone()).collect::<Vec<_>>())
+    join(
+        &v.iter()
+            .take(n)
+            .map(|m| m.label.clone())
+            .collect::<Vec<_>>(),
+    )
 }
 
 fn quantified(n: usize) -> String {

@@ -74,9 +74,27 @@ pub fn plural(noun: &str) -> String {
 /// Small counts as words (the privacy guard only allows digits the prompt holds).
 pub fn number_word(n: usize) -> Option<&'static str> {
     const WORDS: [&str; 21] = [
-        "none", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-        "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
-        "nineteen", "twenty",
+        "none",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+        "twenty",
     ];
     WORDS.get(n).copied()
 }
@@ -166,7 +184,10 @@ mod tests {
         ] {
             assert_eq!(article(word), a, "{word}");
         }
-        assert_eq!(with_article("upper-half position"), "an upper-half position");
+        assert_eq!(
+            with_article("upper-half position"),
+            "an upper-half position"
+        );
     }
 
     #[test]

@@ -91,39 +91,100 @@ fn reading(f: &Facts, m: &MetricFact, slot: u64) -> Option<(String, String)> {
     let alt = f.chance(slot, 50);
     let tier = m.tier.map(|t| t.phrase()).unwrap_or_default();
     let (line, theme) = match (m.name.as_str(), good) {
-        ("review_count", true) if extreme => (format!("One of the most reviewed products tracked, with {d} reviews"), "review volume"),
-        ("review_count", true) => (format!("{d} reviews, more than most products tracked"), "review volume"),
-        ("review_count", false) => (format!("Only {d} reviews so far, fewer than most products: a small sample"), "few reviews so far"),
-        ("avg_rating", true) => (format!("Average rating of {d}, {tier} of products tracked"), if extreme { "top-rated" } else { "satisfied buyers" }),
-        ("avg_rating", false) => (format!("Average rating of {d}, {tier} of products tracked"), "low ratings"),
-        ("five_star_share", true) if alt => (format!("Five-star reviews make up {d} of the total, more than for most products"), "five-star enthusiasm"),
-        ("five_star_share", true) => (format!("A high share of five-star reviews ({d})"), "enthusiastic reviewers"),
-        ("five_star_share", false) => (format!("Fewer five-star reviews than most products ({d})"), "few five-star reviews"),
-        ("low_star_share", true) if extreme => (format!("Very few complaints: one- and two-star reviews are {d} of the total"), "few complaints"),
-        ("low_star_share", true) => (format!("Fewer complaints than most products (one- and two-star reviews: {d})"), "few complaints"),
-        ("low_star_share", false) => (format!("More one- and two-star reviews than most products ({d} of the total)"), "frequent complaints"),
-        ("helpful_ratio", true) => (format!("Reviews other shoppers find helpful ({d} of votes)"), "useful reviews"),
-        ("helpful_ratio", false) => (format!("Fewer of its reviews are voted helpful ({d})"), "review usefulness"),
-        ("rating_trend", good) => trend_reading(m, good, &d),
-        _ => (
-            format!("{} {tier}", capitalize(&m.label)),
-            m.label.as_str(),
+        ("review_count", true) if extreme => (
+            format!("One of the most reviewed products tracked, with {d} reviews"),
+            "review volume",
         ),
+        ("review_count", true) => (
+            format!("{d} reviews, more than most products tracked"),
+            "review volume",
+        ),
+        ("review_count", false) => (
+            format!("Only {d} reviews so far, fewer than most products: a small sample"),
+            "few reviews so far",
+        ),
+        // "Satisfied" needs a good absolute rating, not only a rank among weaker products.
+        ("avg_rating", true) => (
+            format!("Average rating of {d}, {tier} of products tracked"),
+            match number(&d) {
+                Some(r) if r >= 4.0 && extreme => "top-rated",
+                Some(r) if r >= 4.0 => "satisfied buyers",
+                _ => "rating ahead of most products",
+            },
+        ),
+        ("avg_rating", false) => (
+            format!("Average rating of {d}, {tier} of products tracked"),
+            "low ratings",
+        ),
+        ("five_star_share", true) => (
+            if alt {
+                format!("Five-star reviews make up {d} of the total, more than for most products")
+            } else {
+                format!("More five-star reviews than most products ({d})")
+            },
+            // Enthusiasm only when most reviews give five stars, not merely more than elsewhere.
+            if bounds(&d).0.is_some_and(|lo| lo >= 50.0) {
+                "five-star enthusiasm"
+            } else {
+                "five-star share"
+            },
+        ),
+        ("five_star_share", false) => (
+            format!("Fewer five-star reviews than most products ({d})"),
+            "few five-star reviews",
+        ),
+        ("low_star_share", true) if extreme => (
+            format!("Very few complaints: one- and two-star reviews are {d} of the total"),
+            "few complaints",
+        ),
+        ("low_star_share", true) => (
+            format!("Fewer complaints than most products (one- and two-star reviews: {d})"),
+            "few complaints",
+        ),
+        ("low_star_share", false) => (
+            format!("More one- and two-star reviews than most products ({d} of the total)"),
+            "frequent complaints",
+        ),
+        ("helpful_ratio", true) => (
+            format!("Reviews other shoppers find helpful ({d} of votes)"),
+            "useful reviews",
+        ),
+        ("helpful_ratio", false) => (
+            format!("Fewer of its reviews are voted helpful ({d})"),
+            "review usefulness",
+        ),
+        ("rating_trend", good) => trend_reading(m, good, &d),
+        _ => (format!("{} {tier}", capitalize(&m.label)), m.label.as_str()),
     };
     Some((line, theme.to_string()))
 }
 
 fn trend_reading(m: &MetricFact, good: bool, d: &str) -> (String, &'static str) {
     match (direction(m), good) {
-        (Some(Direction::Up), _) => (format!("Ratings have risen over the last 90 days ({d})"), "rising ratings"),
-        (Some(Direction::Down), _) => (format!("Ratings have slipped over the last 90 days ({d})"), "falling ratings"),
-        (_, true) => (format!("Recent ratings holding up better than most products ({d})"), "steady recent ratings"),
-        (_, false) => (format!("Recent ratings weaker than for most products ({d})"), "softer recent ratings"),
+        (Some(Direction::Up), _) => (
+            format!("Ratings have risen over the last 90 days ({d})"),
+            "rising ratings",
+        ),
+        (Some(Direction::Down), _) => (
+            format!("Ratings have slipped over the last 90 days ({d})"),
+            "falling ratings",
+        ),
+        (_, true) => (
+            format!("Recent ratings holding up better than most products ({d})"),
+            "steady recent ratings",
+        ),
+        (_, false) => (
+            format!("Recent ratings weaker than for most products ({d})"),
+            "softer recent ratings",
+        ),
     }
 }
 
 /// Readings split by side, the extremes first.
-fn readings(f: &Facts) -> (Vec<(String, String)>, Vec<(String, String)>) {
+/// A shopper's line on one metric and its theme ("Few complaints: …", "few complaints").
+type Reading = (String, String);
+
+fn readings(f: &Facts) -> (Vec<Reading>, Vec<Reading>) {
     let mut good: Vec<(Standing, String, String)> = Vec::new();
     let mut bad: Vec<(Standing, String, String)> = Vec::new();
     for (i, m) in f.metrics.iter().enumerate() {
@@ -138,7 +199,8 @@ fn readings(f: &Facts) -> (Vec<(String, String)>, Vec<(String, String)>) {
     }
     good.sort_by_key(|(s, _, _)| *s);
     bad.sort_by_key(|(s, _, _)| std::cmp::Reverse(*s));
-    let strip = |v: Vec<(Standing, String, String)>| v.into_iter().map(|(_, l, t)| (l, t)).collect();
+    let strip =
+        |v: Vec<(Standing, String, String)>| v.into_iter().map(|(_, l, t)| (l, t)).collect();
     (strip(good), strip(bad))
 }
 
@@ -152,15 +214,46 @@ fn summary(f: &Facts, s: Sentiment, good: &[(String, String)], bad: &[(String, S
         _ => String::new(),
     };
     let mood = match s {
-        Sentiment::Positive => f.pick(11, &["Customers are largely happy with", "Reviewers speak well of", "Buyers mostly recommend", "Most reviewers are pleased with"]),
-        Sentiment::Negative => f.pick(11, &["Customers are often disappointed by", "Reviewers raise repeated concerns about", "Many buyers report problems with", "Reviews are largely critical of"]),
-        Sentiment::Mixed => f.pick(11, &["Customers have mixed views on", "Reviewers are divided about", "Opinions vary on", "Reviews are split on"]),
+        Sentiment::Positive => f.pick(
+            11,
+            &[
+                "Customers are largely happy with",
+                "Reviewers speak well of",
+                "Buyers mostly recommend",
+                "Most reviewers are pleased with",
+            ],
+        ),
+        Sentiment::Negative => f.pick(
+            11,
+            &[
+                "Customers are often disappointed by",
+                "Reviewers raise repeated concerns about",
+                "Many buyers report problems with",
+                "Reviews are largely critical of",
+            ],
+        ),
+        Sentiment::Mixed => f.pick(
+            11,
+            &[
+                "Customers have mixed views on",
+                "Reviewers are divided about",
+                "Opinions vary on",
+                "Reviews are split on",
+            ],
+        ),
     };
     let mut out = vec![format!("{mood} {name}{basis}.")];
     if let Some((_, theme)) = good.first() {
         out.push(format!(
             "{} {theme}{}.",
-            f.pick(12, &["Compared with the other products tracked, its clearest plus is", "Its best point against other products:", "What sets it apart from most products is"]),
+            f.pick(
+                12,
+                &[
+                    "Compared with the other products tracked, its clearest plus is",
+                    "Its best point against other products:",
+                    "What sets it apart from most products is"
+                ]
+            ),
             match good.get(1) {
                 Some((_, t2)) if f.chance(13, 60) => format!(", followed by {t2}"),
                 _ => String::new(),
@@ -170,7 +263,15 @@ fn summary(f: &Facts, s: Sentiment, good: &[(String, String)], bad: &[(String, S
     if let Some((_, theme)) = bad.first() {
         out.push(format!(
             "{} {theme}.",
-            f.pick(14, &["The main reservation is", "Against that, reviews point to", "Where it falls short of most products:", "The figure to watch is"])
+            f.pick(
+                14,
+                &[
+                    "The main reservation is",
+                    "Against that, reviews point to",
+                    "Where it falls short of most products:",
+                    "The figure to watch is"
+                ]
+            )
         ));
     }
     out.push(
@@ -181,12 +282,18 @@ fn summary(f: &Facts, s: Sentiment, good: &[(String, String)], bad: &[(String, S
         ])
         .to_string(),
     );
-    out.iter().map(|x| sentence_case(x, name)).collect::<Vec<_>>().join(" ")
+    out.iter()
+        .map(|x| sentence_case(x, name))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn recommendation(f: &Facts, s: Sentiment) -> String {
     let name = &f.name;
-    let many = f.metric("review_count").and_then(|m| m.standing()).is_some_and(|s| s.is_good());
+    let many = f
+        .metric("review_count")
+        .and_then(|m| m.standing())
+        .is_some_and(|s| s.is_good());
     let n = f.metric("review_count").and_then(|m| m.value.clone());
     match (s, many, n) {
         (Sentiment::Positive, true, Some(n)) => format!("A well-supported choice: {n} reviews, and most of them are favourable."),
@@ -208,7 +315,11 @@ fn extras(f: &Facts, schema: &Value, out: &mut Map<String, Value>, s: Sentiment)
     };
     let name = &f.name;
     let stars = f.metric("avg_rating").and_then(|m| m.value.clone());
-    let summary = out.get("summary").and_then(Value::as_str).unwrap_or_default().to_string();
+    let summary = out
+        .get("summary")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     for (k, p) in props {
         if out.contains_key(k) {
             continue;
@@ -217,7 +328,10 @@ fn extras(f: &Facts, schema: &Value, out: &mut Map<String, Value>, s: Sentiment)
             "title" => {
                 let max = max_len(props, "title", 60);
                 let t = match &stars {
-                    Some(r) => format!("{name} Reviews: {r} Stars, {} Verdict", capitalize(s.code())),
+                    Some(r) => format!(
+                        "{name} Reviews: {r} Stars, {} Verdict",
+                        capitalize(s.code())
+                    ),
                     None => format!("{name} Reviews: {} Verdict", capitalize(s.code())),
                 };
                 fit(t, max, || truncate_chars(&format!("{name} Reviews"), max))
@@ -252,7 +366,13 @@ pub(super) fn insights(f: &Facts, schema: &Value) -> Value {
     }
     let weaknesses: Vec<String> = bad.iter().take(4).map(|(l, _)| l.clone()).collect();
     let mut themes: Vec<String> = Vec::new();
-    for (_, t) in good.iter().zip(bad.iter()).flat_map(|(g, b)| [g, b]).chain(good.iter().skip(bad.len())).chain(bad.iter().skip(good.len())) {
+    for (_, t) in good
+        .iter()
+        .zip(bad.iter())
+        .flat_map(|(g, b)| [g, b])
+        .chain(good.iter().skip(bad.len()))
+        .chain(bad.iter().skip(good.len()))
+    {
         if !themes.contains(t) && themes.len() < 6 {
             themes.push(t.clone());
         }

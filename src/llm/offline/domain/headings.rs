@@ -162,15 +162,32 @@ pub(super) fn meta(f: &Facts, v: Option<Verdict>, max: usize) -> String {
     let p = f.short_peers(4);
     let vp = verdict_phrase(v);
     let candidates = vec![
-        format!("{name} against {p}: {strong}; {weak}. Ranges and tiers for the last twelve months."),
-        format!("How {name}, {} {in_g}, ranks on traffic, conversion, order value and growth: {vp}.", with_article(&shop)),
-        format!("{} for {name} {in_g}: {strong}; {weak}. Twelve months, compared with peers.", capitalize(vp)),
+        format!(
+            "{name} against {p}: {strong}; {weak}. Ranges and tiers for the last twelve months."
+        ),
+        format!(
+            "How {name}, {} {in_g}, ranks on traffic, conversion, order value and growth: {vp}.",
+            with_article(&shop)
+        ),
+        format!(
+            "{} for {name} {in_g}: {strong}; {weak}. Twelve months, compared with peers.",
+            capitalize(vp)
+        ),
         format!("See where {name} stands among {p} over twelve months: {strong}; {weak}."),
-        format!("{name} benchmarked against {}: {vp}, {strong}.", f.peers_phrase()),
+        format!(
+            "{name} benchmarked against {}: {vp}, {strong}.",
+            f.peers_phrase()
+        ),
         format!("Twelve months of {name} in ranges and tiers: {strong}; {weak}, against {p}."),
         format!("{name} {in_g}: {strong}; {weak}. A peer comparison in ranges, not exact figures."),
-        format!("Is {name} ahead of {p}? {}: {strong}; {weak}.", capitalize(vp)),
-        format!("{} {name} compared with {p}: {vp}, {strong}.", capitalize(&with_article(&shop))),
+        format!(
+            "Is {name} ahead of {p}? {}: {strong}; {weak}.",
+            capitalize(vp)
+        ),
+        format!(
+            "{} {name} compared with {p}: {vp}, {strong}.",
+            capitalize(&with_article(&shop))
+        ),
         format!("Peer benchmark for {name} {in_g} over the last twelve months: {strong}; {weak}."),
         format!("{name} at a glance: {vp} among {p}, {strong}."),
         format!("What twelve months of data say about {name} {in_g}: {strong}; {weak}."),

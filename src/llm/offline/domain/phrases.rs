@@ -49,7 +49,11 @@ pub(super) fn group_sentence(
     let name = &f.name;
     let be = agree(n, "is", "are");
     let q = quantified(n);
-    let each = if n > 1 { format!(", {q}") } else { ",".to_string() };
+    let each = if n > 1 {
+        format!(", {q}")
+    } else {
+        ",".to_string()
+    };
     if lower_is_better {
         let side = if matches!(tier, Tier::Bottom10 | Tier::BelowMedian) {
             "a strength"
@@ -67,39 +71,79 @@ pub(super) fn group_sentence(
             format!("{labels} {be} in the top 10 % of {p}."),
             format!("{name} ranks in the top 10 % of {p} for {labels}."),
             format!("on {labels}, {name} sits in the top tenth of {p}."),
-            format!("its standout {} {be} {labels}{each} in the top 10 % of {p}.", agree(n, "result", "results")),
-            format!("few of {p} match it on {labels}, which {} it in the top 10 %.", agree(n, "puts", "put")),
-            format!("{labels} {} {name} among the top 10 % of {p}.", agree(n, "places", "place")),
+            format!(
+                "its standout {} {be} {labels}{each} in the top 10 % of {p}.",
+                agree(n, "result", "results")
+            ),
+            format!(
+                "{} match it on {labels}, which {} it in the top 10 %.",
+                share_of("few", &p),
+                agree(n, "puts", "put")
+            ),
+            format!(
+                "{labels} {} {name} among the top 10 % of {p}.",
+                agree(n, "places", "place")
+            ),
             format!("it leads the field on {labels}, with a place in the top 10 % of {p}."),
-            format!("the strongest {} {labels}{each} in the top 10 %.", agree(n, "result is", "results are")),
+            format!(
+                "the strongest {} {labels}{each} in the top 10 %.",
+                agree(n, "result is", "results are")
+            ),
         ],
         Tier::AboveMedian => vec![
             format!("{labels} {be}{also} above the median of {p}."),
             format!("it is{also} ahead of the median on {labels}."),
             format!("on {labels}, {name} does better than the median of {p}."),
-            format!("{labels}{also} {} in the upper half.", agree(n, "sits", "sit")),
+            format!(
+                "{labels}{also} {} in the upper half.",
+                agree(n, "sits", "sit")
+            ),
             format!("{name} is{also} in the upper half of {p} for {labels}."),
-            format!("{labels}{also} {} in above the median.", agree(n, "comes", "come")),
-            format!("{labels} {be} better than the median of {p}{}.", if later { " as well" } else { "" }),
+            format!(
+                "{labels}{also} {} in above the median.",
+                agree(n, "comes", "come")
+            ),
+            format!(
+                "{labels} {be} better than the median of {p}{}.",
+                if later { " as well" } else { "" }
+            ),
             format!("it keeps {labels} above the median of {p}."),
         ],
         Tier::BelowMedian => vec![
             format!("{labels} {be}{also} below the median of {p}."),
             format!("it{also} trails the median on {labels}."),
             format!("on {labels}, it falls short of the median of {p}."),
-            format!("{labels}{also} {} in the lower half.", agree(n, "sits", "sit")),
+            format!(
+                "{labels}{also} {} in the lower half.",
+                agree(n, "sits", "sit")
+            ),
             format!("{name} is behind the median of {p} on {labels}."),
-            format!("{labels} {} the median of {p}.", agree(n, "trails", "trail")),
+            format!(
+                "{labels} {} the median of {p}.",
+                agree(n, "trails", "trail")
+            ),
             format!("in the lower half of {p} {be} {labels}."),
-            format!("{labels} {be} worse than the median{}.", if later { " too" } else { "" }),
+            format!(
+                "{labels} {be} worse than the median{}.",
+                if later { " too" } else { "" }
+            ),
         ],
         Tier::Bottom10 => vec![
             format!("{labels} {be} in the bottom 10 % of {p}."),
             format!("it ranks in the bottom tenth of {p} on {labels}."),
             format!("on {labels}, {name} is among the bottom 10 % of {p}."),
-            format!("the weakest {} {labels}{each} in the bottom 10 %.", agree(n, "result is", "results are")),
-            format!("{labels} {} it in the bottom 10 % of {p}.", agree(n, "leaves", "leave")),
-            format!("the clearest room for improvement lies in {labels}, which {} in the bottom 10 %.", agree(n, "sits", "sit")),
+            format!(
+                "the weakest {} {labels}{each} in the bottom 10 %.",
+                agree(n, "result is", "results are")
+            ),
+            format!(
+                "{labels} {} it in the bottom 10 % of {p}.",
+                agree(n, "leaves", "leave")
+            ),
+            format!(
+                "the clearest room for improvement lies in {labels}, which {} in the bottom 10 %.",
+                agree(n, "sits", "sit")
+            ),
             format!("{labels} {be} in the bottom decile of {p}."),
         ],
     };
@@ -118,13 +162,21 @@ pub(super) fn profile_sentence(f: &Facts, m: &MetricFact, t: Tier, slot: u64) ->
     let p = f.short_peers(slot + 1);
     let (t_, more) = (t.phrase(), if more { "more" } else { "less" });
     let options = [
-        format!("Its {label}{detail} is {t_} of {p}, which describes its audience rather than its results."),
+        format!(
+            "Its {label}{detail} is {t_} of {p}, which describes its audience rather than its results."
+        ),
         format!("As for its audience, the {label}{detail} is {t_}."),
-        format!("The {label}{detail} is {t_}, so its customers shop {more} on phones than at the typical peer."),
+        format!(
+            "The {label}{detail} is {t_}, so its customers shop {more} on phones than at the typical peer."
+        ),
         format!("On {label}{detail}, a measure of audience rather than of success, it is {t_}."),
-        format!("Its {label}{detail}, {t_} of {p}, says who its customers are more than how it trades."),
+        format!(
+            "Its {label}{detail}, {t_} of {p}, says who its customers are more than how it trades."
+        ),
         format!("One profile note: the {label}{detail} is {t_}."),
-        format!("Its customers use phones {more} than those of the typical peer: the {label}{detail} is {t_}."),
+        format!(
+            "Its customers use phones {more} than those of the typical peer: the {label}{detail} is {t_}."
+        ),
     ];
     options[f.index(slot, options.len())].clone()
 }
@@ -183,18 +235,145 @@ pub(super) fn opening(
     (n, good, leading): (usize, usize, usize),
 ) -> Vec<String> {
     let name = &f.name;
+    let basis = basis_first(f);
+    // Without a verdict the overall sentence cannot carry the name: the basis opens.
+    let name_first = v.is_some() && f.chance(704, 50);
+    let it = if name_first { name.as_str() } else { "it" };
+    let its = if name_first {
+        format!("{name}'s")
+    } else {
+        "its".to_string()
+    };
+    // "The picture for it is …" reads badly: the shop is named or left implicit.
+    let for_it = if name_first {
+        format!(" for {name}")
+    } else {
+        String::new()
+    };
+    let p = f.short_peers(702);
+    let (of_good, of_bad) = (count_of(good, n), count_of(n - good, n));
+    let (ng, nb, nt) = (measures(good), measures(n - good), measures(leading));
+    let top = count_of(leading, n);
+    let overall = match v {
+        None => "no measure has a peer position yet, so the note stays with what the data shows."
+            .to_string(),
+        Some(Verdict::Leader) => pick(
+            f,
+            703,
+            vec![
+                format!("{it} is one of the standout names among {p}: {of_good} above the median."),
+                format!(
+                    "the overall picture{for_it} is strong, with {nt} in the top tenth of {p}."
+                ),
+                format!(
+                    "{} can match {its} record: {top} in the top tenth.",
+                    share_of("few", &p)
+                ),
+                format!(
+                    "taken together, {its} positions put it near the front of {p}, with {nt} in the top tenth."
+                ),
+            ],
+        ),
+        Some(Verdict::Strong) => pick(
+            f,
+            703,
+            vec![
+                format!("overall {it} performs well: {of_good} in the upper half of {p}."),
+                format!("most of {its} positions are favourable: {of_good} above the median."),
+                format!("{it} holds up well against {p}, with {ng} in the upper half."),
+                format!(
+                    "the balance{for_it} is clearly positive: {ng} ahead of the median and {nb} behind it."
+                ),
+            ],
+        ),
+        Some(Verdict::Balanced) => pick(
+            f,
+            703,
+            vec![
+                format!("{its} record is mixed: {ng} above the median of {p} and {nb} below it."),
+                format!(
+                    "the picture{for_it} is balanced, with {ng} in the upper half and {nb} in the lower half."
+                ),
+                format!(
+                    "{it} sits near the middle of {p} overall, ahead on {ng} and behind on {nb}."
+                ),
+                format!(
+                    "neither clearly ahead nor clearly behind, {it} is in the upper half on {ng} and in the lower half on {nb}."
+                ),
+            ],
+        ),
+        Some(Verdict::Weak) => pick(
+            f,
+            703,
+            vec![
+                format!(
+                    "overall {it} finds the going harder than {}: {of_good} in the upper half.",
+                    share_of("most", &p)
+                ),
+                format!(
+                    "more of {its} positions are unfavourable than favourable: {of_bad} below the median."
+                ),
+                format!(
+                    "{it} is behind the typical {} on most counts, with {ng} in the upper half.",
+                    f.entity_label
+                ),
+                format!(
+                    "the balance tilts against {it}: {nb} in the lower half and {ng} above the median."
+                ),
+            ],
+        ),
+        Some(Verdict::Trailing) => pick(
+            f,
+            703,
+            vec![
+                format!("{it} sits toward the back of {p}: {of_bad} below the median."),
+                format!("the overall picture{for_it} is weak, with {ng} in the upper half of {p}."),
+                format!("almost every measure places {it} in the lower half of {p}."),
+                format!(
+                    "{it} has had a difficult year relative to {p}, with {nb} below the median."
+                ),
+            ],
+        ),
+    };
+    if name_first {
+        vec![overall, basis_short(f)]
+    } else {
+        vec![basis, overall]
+    }
+}
+
+/// The peer basis as the opening sentence, naming the shop (and sometimes its market).
+fn basis_first(f: &Facts) -> String {
+    let name = &f.name;
     let shop = match market(f) {
         Some(m) if f.chance(700, 70) => with_article(&format!("{m} shop")),
         _ => "a shop".to_string(),
     };
-    let basis = match f.peer_basis {
+    match f.peer_basis {
         super::PeerBasis::Group => {
             let options = [
-                format!("{name}, {shop} in the {} {}, is measured against all {} {} in it.", f.peer_name, f.group_label, f.peer_size.unwrap_or_default(), f.entities()),
-                format!("This note compares {name} with {} over the last twelve months.", f.peers_phrase()),
+                format!(
+                    "{name}, {shop} in the {} {}, is measured against {}.",
+                    f.peer_name,
+                    f.group_label,
+                    match f.peer_size {
+                        Some(n) => format!("all {n} {} in it", f.entities()),
+                        None => format!("the other {} in it", f.entities()),
+                    }
+                ),
+                format!(
+                    "This note compares {name} with {} over the last twelve months.",
+                    f.peers_phrase()
+                ),
                 format!("{name} is {shop} benchmarked against {}.", f.peers_phrase()),
-                format!("The comparison set for {name} is {}, over a full year of trading.", f.peers_phrase()),
-                format!("Over the past twelve months, {name} has been set against {}.", f.peers_phrase()),
+                format!(
+                    "The comparison set for {name} is {}, over a full year of trading.",
+                    f.peers_phrase()
+                ),
+                format!(
+                    "Over the past twelve months, {name} has been set against {}.",
+                    f.peers_phrase()
+                ),
             ];
             options[f.index(701, options.len())].clone()
         }
@@ -209,51 +388,6 @@ pub(super) fn opening(
             f.group_label,
             f.peers_phrase()
         ),
-    };
-    let name_first = f.chance(704, 50);
-    let it = if name_first { name.as_str() } else { "it" };
-    let its = if name_first { format!("{name}'s") } else { "its".to_string() };
-    let p = f.short_peers(702);
-    let (of_good, of_bad) = (count_of(good, n), count_of(n - good, n));
-    let (ng, nb, nt) = (measures(good), measures(n - good), measures(leading));
-    let top = count_of(leading, n);
-    let overall = match v {
-        None => format!("no measure has a peer position yet, so the note stays with what the data shows."),
-        Some(Verdict::Leader) => pick(f, 703, vec![
-            format!("{it} is one of the standout names among {p}: {of_good} above the median."),
-            format!("the overall picture for {it} is strong, with {nt} in the top tenth of {p}."),
-            format!("few of {p} can match {its} record: {top} in the top tenth."),
-            format!("taken together, {its} positions put it near the front of {p}, with {nt} in the top tenth."),
-        ]),
-        Some(Verdict::Strong) => pick(f, 703, vec![
-            format!("overall {it} performs well: {of_good} in the upper half of {p}."),
-            format!("most of {its} positions are favourable: {of_good} above the median."),
-            format!("{it} holds up well against {p}, with {ng} in the upper half."),
-            format!("the balance for {it} is clearly positive: {ng} ahead of the median and {nb} behind it."),
-        ]),
-        Some(Verdict::Balanced) => pick(f, 703, vec![
-            format!("{its} record is mixed: {ng} above the median of {p} and {nb} below it."),
-            format!("the picture for {it} is balanced, with {ng} in the upper half and {nb} in the lower half."),
-            format!("{it} sits near the middle of {p} overall, ahead on {ng} and behind on {nb}."),
-            format!("neither clearly ahead nor clearly behind, {it} is in the upper half on {ng} and in the lower half on {nb}."),
-        ]),
-        Some(Verdict::Weak) => pick(f, 703, vec![
-            format!("overall {it} finds the going harder than most of {p}: {of_good} in the upper half."),
-            format!("more of {its} positions are unfavourable than favourable: {of_bad} below the median."),
-            format!("{it} is behind the typical {} on most counts, with {ng} in the upper half.", f.entity_label),
-            format!("the balance tilts against {it}: {nb} in the lower half and {ng} above the median."),
-        ]),
-        Some(Verdict::Trailing) => pick(f, 703, vec![
-            format!("{it} sits toward the back of {p}: {of_bad} below the median."),
-            format!("the overall picture for {it} is weak, with {ng} in the upper half of {p}."),
-            format!("almost every measure places {it} in the lower half of {p}."),
-            format!("{it} has had a difficult year relative to {p}, with {nb} below the median."),
-        ]),
-    };
-    if name_first {
-        vec![overall, basis_short(f)]
-    } else {
-        vec![basis, overall]
     }
 }
 
@@ -282,7 +416,10 @@ fn basis_short(f: &Facts) -> String {
         super::PeerBasis::Group => {
             let options = [
                 format!("The comparison covers {}.", f.peers_phrase()),
-                format!("Its peers are {}, over the same twelve months.", f.peers_phrase()),
+                format!(
+                    "Its peers are {}, over the same twelve months.",
+                    f.peers_phrase()
+                ),
                 format!("Its peers here are {}.", f.peers_phrase()),
                 format!("The yardstick is {}.", f.peers_phrase()),
             ];
@@ -302,12 +439,22 @@ fn basis_short(f: &Facts) -> String {
     }
 }
 
+/// "most of its Garden peers", but "most domains tracked" (never "most of all domains").
+fn share_of(quantity: &str, peers: &str) -> String {
+    match peers.strip_prefix("all ") {
+        Some(rest) => format!("{quantity} {rest}"),
+        None => format!("{quantity} of {peers}"),
+    }
+}
+
 fn pick(f: &Facts, slot: u64, options: Vec<String>) -> String {
     options[f.index(slot, options.len())].clone()
 }
 
 fn good(f: &Facts, name: &str) -> Option<bool> {
-    f.metric(name).and_then(|m| m.standing()).map(|s| s.is_good())
+    f.metric(name)
+        .and_then(|m| m.standing())
+        .map(|s| s.is_good())
 }
 
 /// What the positions say together: at most two observations, with no tier word (the metric
@@ -316,58 +463,82 @@ pub(super) fn patterns(f: &Facts, slot: u64) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut add = |cond: bool, options: &[&str]| {
         if cond && out.len() < 2 {
-            let i = f.index(slot + out.len() as u64 * 7 + options.len() as u64, options.len());
+            let i = f.index(
+                slot + out.len() as u64 * 7 + options.len() as u64,
+                options.len(),
+            );
             out.push(options[i].to_string());
         }
     };
     let (visits, conv) = (good(f, "visits"), good(f, "conversion_rate"));
     let (aov, revenue) = (good(f, "average_order_value"), good(f, "revenue"));
     let (growth, ret) = (good(f, "revenue_growth_yoy"), good(f, "returning_share"));
-    add(visits == Some(true) && conv == Some(false), &[
-        "The pattern is one of a shop that attracts visitors more easily than it turns them into buyers.",
-        "Traffic is not the problem here; turning that traffic into sales is.",
-        "It wins attention more readily than it wins sales from that attention.",
-        "Plenty of people arrive; comparatively few of them check out.",
-        "The gap between its reach and its sales is the story of the year.",
-    ]);
-    add(visits == Some(false) && conv == Some(true), &[
-        "Its audience is smaller than most, but a larger share of it goes on to buy.",
-        "What it lacks in reach it makes up in how well it sells to those who arrive.",
-        "A modest audience that buys readily: more reach would go a long way.",
-        "Those who find the shop tend to buy; the open question is how to be found by more of them.",
-        "It converts well for a shop of its reach, so traffic is the lever with the most room.",
-    ]);
-    add(aov == Some(true) && conv == Some(false), &[
-        "Baskets are larger than at most peers, while fewer visitors go on to buy.",
-        "It sells bigger baskets to a smaller share of its visitors.",
-        "Fewer visitors buy, but those who do spend more per order than at most peers.",
-        "Order size rather than the number of buyers carries its sales.",
-    ]);
-    add(revenue == Some(false) && growth == Some(true), &[
-        "It is a smaller business than most of its peers, but one that is growing faster.",
-        "Size is not yet on its side, but the growth figures point the right way.",
-        "Smaller than most of the field, it is closing the gap.",
-        "The business is modest in size and expanding faster than the typical peer.",
-    ]);
-    add(revenue == Some(true) && growth == Some(false), &[
-        "Its scale is established, yet growth has been slower than at most peers.",
-        "A large business by the standards of its peers, it is growing more slowly than they are.",
-        "Size is on its side; momentum, for now, is not.",
-        "An established business whose growth has cooled relative to the field.",
-    ]);
-    add(ret == Some(true), &[
-        "Customers come back more often than at most peers, which points to a loyal base.",
-        "A good share of its buyers return, a sign of a loyal customer base.",
-        "Repeat custom is a recurring theme in its figures.",
-        "Buyers tend to come back, which steadies its sales.",
-        "Loyalty works in its favour: more of its buyers return than at the typical peer.",
-        "It keeps the customers it wins better than most of the field.",
-    ]);
-    add(ret == Some(false) && visits == Some(true), &[
-        "Many visitors come, but fewer of them come back.",
-        "Keeping the customers it attracts is the open question.",
-        "It attracts new custom easily, yet fewer buyers return than at most peers.",
-    ]);
+    add(
+        visits == Some(true) && conv == Some(false),
+        &[
+            "The pattern is one of a shop that attracts visitors more easily than it turns them into buyers.",
+            "Traffic is not the problem here; turning that traffic into sales is.",
+            "It wins attention more readily than it wins sales from that attention.",
+            "Plenty of people arrive; comparatively few of them check out.",
+            "The gap between its reach and its sales is the story of the year.",
+        ],
+    );
+    add(
+        visits == Some(false) && conv == Some(true),
+        &[
+            "Its audience is smaller than most, but a larger share of it goes on to buy.",
+            "What it lacks in reach it makes up in how well it sells to those who arrive.",
+            "A modest audience that buys readily: more reach would go a long way.",
+            "Those who find the shop tend to buy; the open question is how to be found by more of them.",
+            "It converts well for a shop of its reach, so traffic is the lever with the most room.",
+        ],
+    );
+    add(
+        aov == Some(true) && conv == Some(false),
+        &[
+            "Baskets are larger than at most peers, while fewer visitors go on to buy.",
+            "It sells bigger baskets to a smaller share of its visitors.",
+            "Fewer visitors buy, but those who do spend more per order than at most peers.",
+            "Order size rather than the number of buyers carries its sales.",
+        ],
+    );
+    add(
+        revenue == Some(false) && growth == Some(true),
+        &[
+            "It is a smaller business than most of its peers, but one that is growing faster.",
+            "Size is not yet on its side, but the growth figures point the right way.",
+            "Smaller than most of the field, it is closing the gap.",
+            "The business is modest in size and expanding faster than the typical peer.",
+        ],
+    );
+    add(
+        revenue == Some(true) && growth == Some(false),
+        &[
+            "Its scale is established, yet growth has been slower than at most peers.",
+            "A large business by the standards of its peers, it is growing more slowly than they are.",
+            "Size is on its side; momentum, for now, is not.",
+            "An established business whose growth has cooled relative to the field.",
+        ],
+    );
+    add(
+        ret == Some(true),
+        &[
+            "Customers come back more often than at most peers, which points to a loyal base.",
+            "A good share of its buyers return, a sign of a loyal customer base.",
+            "Repeat custom is a recurring theme in its figures.",
+            "Buyers tend to come back, which steadies its sales.",
+            "Loyalty works in its favour: more of its buyers return than at the typical peer.",
+            "It keeps the customers it wins better than most of the field.",
+        ],
+    );
+    add(
+        ret == Some(false) && visits == Some(true),
+        &[
+            "Many visitors come, but fewer of them come back.",
+            "Keeping the customers it attracts is the open question.",
+            "It attracts new custom easily, yet fewer buyers return than at most peers.",
+        ],
+    );
     out
 }
 
@@ -395,7 +566,10 @@ pub(super) fn closers(f: &Facts) -> Vec<String> {
         "Every shop is measured over the same months, so like is compared with like.".to_string(),
     ];
     if has_group(f) {
-        v.push(format!("Only shops in the {} {} enter the comparison.", f.peer_name, f.group_label));
+        v.push(format!(
+            "Only shops in the {} {} enter the comparison.",
+            f.peer_name, f.group_label
+        ));
     }
     v
 }
@@ -406,7 +580,11 @@ pub(super) fn highlight(f: &Facts, m: &MetricFact, slot: u64) -> String {
     let p = f.short_peers(slot + 50);
     let label = capitalize(&m.label);
     let detail = m.detail.as_deref().unwrap_or("");
-    let lower = if m.lower_is_better { ", where lower is better" } else { "" };
+    let lower = if m.lower_is_better {
+        ", where lower is better"
+    } else {
+        ""
+    };
     let options = [
         format!("{label} {} of {p}{lower}", t.phrase()),
         format!("{label}{lower}: {} of {p}", t.phrase()),

@@ -15,7 +15,11 @@ const METRICS: [(&str, &str, &str); 10] = [
     ("conversion_rate", "conversion rate", "1.5–2 %"),
     ("average_order_value", "average order value", "$110"),
     ("revenue_per_visit", "revenue per visit", "$1–$2"),
-    ("revenue_growth_yoy", "revenue growth year over year", "-25 % to -10 %"),
+    (
+        "revenue_growth_yoy",
+        "revenue growth year over year",
+        "-25 % to -10 %",
+    ),
     ("orders_growth_yoy", "order growth year over year", "0–10 %"),
     ("returning_share", "share of returning customers", "30–40 %"),
     ("mobile_share", "share of mobile visits", "50–60 %"),
@@ -43,9 +47,18 @@ pub(crate) fn context(name: &str, tiers: &[Option<usize>], basis: &str) -> Value
         }
     }
     let (peer, group) = match basis {
-        "group" => (json!({"basis": "group", "name": "Garden", "size": 38}), json!("Garden")),
-        "small_group" => (json!({"basis": "small_group", "name": "all domains", "size": 500}), json!("Tiny")),
-        _ => (json!({"basis": "no_group", "name": "all domains", "size": 500}), Value::Null),
+        "group" => (
+            json!({"basis": "group", "name": "Garden", "size": 38}),
+            json!("Garden"),
+        ),
+        "small_group" => (
+            json!({"basis": "small_group", "name": "all domains", "size": 500}),
+            json!("Tiny"),
+        ),
+        _ => (
+            json!({"basis": "no_group", "name": "all domains", "size": 500}),
+            Value::Null,
+        ),
     };
     json!({
         "entity_label": "domain", "group_label": "category",
@@ -56,7 +69,9 @@ pub(crate) fn context(name: &str, tiers: &[Option<usize>], basis: &str) -> Value
 
 /// A small deterministic generator, so the cases are the same on every run.
 fn lcg(state: &mut u64) -> u64 {
-    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     *state >> 33
 }
 
@@ -83,7 +98,21 @@ fn problems(ctx: &Value, out: &Value) -> Vec<String> {
         }
     }
     let all = texts.join("\n").to_lowercase();
-    for slip in ["in the above", "above median of", "most of all", "results is", "result are", " a above", " an top", "  ", " .", "one measures", "none measures"] {
+    for slip in [
+        "in the above",
+        "above median of",
+        "most of all",
+        "of every",
+        "few of all",
+        "results is",
+        "result are",
+        " a above",
+        " an top",
+        "  ",
+        " .",
+        "one measures",
+        "none measures",
+    ] {
         if all.contains(slip) {
             p.push(format!("slip \"{slip}\""));
         }
@@ -116,7 +145,15 @@ fn generated_contexts_pass_every_check() {
             })
             .collect();
         let name = format!("shop{case}.co.uk");
-        let ctx = context(&name, &tiers, basis);
+        let mut ctx = context(&name, &tiers, basis);
+        // Every other case has a "lower is better" metric: its praise and blame are mirrored.
+        if case % 2 == 1 {
+            for m in ctx["metrics"].as_array_mut().unwrap() {
+                if m["name"] == "revenue_per_visit" {
+                    m["lower_is_better"] = true.into();
+                }
+            }
+        }
         let out = write(&ctx, &schema(), &name);
         let p = problems(&ctx, &out);
         assert!(p.is_empty(), "{name} {tiers:?}: {p:?}\n{out:#}");
@@ -149,10 +186,18 @@ fn same_context_same_text_and_another_key_other_wording() {
     // A different key (another variation) over the same facts: clearly different wording.
     let b = write(&ctx, &schema(), "same.com#1");
     let words = |v: &Value| -> std::collections::HashSet<String> {
-        let w: Vec<String> = v["summary"].as_str().unwrap().split_whitespace().map(str::to_string).collect();
+        let w: Vec<String> = v["summary"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
         w.windows(5).map(|x| x.join(" ")).collect()
     };
     let (sa, sb) = (words(&a), words(&b));
     let jaccard = sa.intersection(&sb).count() as f64 / sa.union(&sb).count() as f64;
-    assert!(jaccard < 0.5, "5-shingle Jaccard {jaccard:.2} between two keys");
+    assert!(
+        jaccard < 0.5,
+        "5-shingle Jaccard {jaccard:.2} between two keys"
+    );
 }
