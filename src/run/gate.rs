@@ -237,25 +237,36 @@ pub(super) async fn run_gate(
         }
     };
     report.regenerated = regenerated.iter().filter(|r| **r).count();
-    for (p, q, s) in over {
-        report.noindex.insert(
-            pages[p].key.clone(),
-            Noindex {
-                generation_id: pages[p].generation_id,
-                similar_to: pages[q].key.clone(),
-                similarity: s,
-                variations: variation,
-                reason: format!(
-                    "its text is {s:.3} similar to the page of `{}` (word 5-shingle Jaccard, over publish.max_similarity {max}) after {variation} variation(s)",
-                    pages[q].key
-                ),
-            },
-        );
-    }
+    report.noindex = marks(&pages, &over, variation, max);
     report.figures = index.figures(&index.compare());
     keep(store.as_ref(), job, run_id, &pages, &report).await?;
     info!(job = %job.name, checked = report.checked, regenerated = report.regenerated, calls = report.calls, noindex = report.noindex.len(), max = report.figures.nearest_max, ms = t.elapsed().as_millis() as u64, "near-duplicate gate");
     Ok(Some(report))
+}
+
+/// The noindex marks of the pages still `over` after `variations` regenerations.
+fn marks(
+    pages: &[Current],
+    over: &[(usize, usize, f64)],
+    variations: u32,
+    max: f64,
+) -> BTreeMap<String, Noindex> {
+    over.iter()
+        .map(|&(p, q, s)| {
+            let reason = format!(
+                "its text is {s:.3} similar to the page of `{}` (word 5-shingle Jaccard, over publish.max_similarity {max}) after {variations} variation(s)",
+                pages[q].key
+            );
+            let mark = Noindex {
+                generation_id: pages[p].generation_id,
+                similar_to: pages[q].key.clone(),
+                similarity: s,
+                variations,
+                reason,
+            };
+            (pages[p].key.clone(), mark)
+        })
+        .collect()
 }
 
 /// Adds one regeneration's spend to the gate's report and the run's figures.
