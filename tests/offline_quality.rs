@@ -59,6 +59,8 @@ fn strings(v: &Value, out: &mut Vec<String>) {
 const SLIPS: &[&str] = &[
     "in the above",
     "in the below",
+    "in above",
+    "in below",
     "the above median of",
     "the below median of",
     "is its strongest results",
@@ -117,7 +119,23 @@ fn slips(text: &str) -> Vec<String> {
     if text.contains(" .") || text.contains(" ,") || text.contains("..") {
         found.push("space or dot before punctuation".into());
     }
+    found.extend(repeated_openings(text));
     found
+}
+
+/// Two sentences in a row that open with the same three words ("It also trails the median on
+/// X. It also trails the median on Y.") read as a template, not as an analyst.
+fn repeated_openings(text: &str) -> Vec<String> {
+    let openings: Vec<Vec<String>> = text
+        .split_inclusive(['.', '!', '?'])
+        .map(|s| s.split_whitespace().take(3).map(str::to_lowercase).collect())
+        .filter(|o: &Vec<String>| o.len() == 3)
+        .collect();
+    openings
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| format!("two sentences open with \"{}\"", w[0].join(" ")))
+        .collect()
 }
 
 /// The summary's word 5-shingles (hashed, sorted, unique) with the entity's and its group's
@@ -410,6 +428,8 @@ fn the_lint_finds_each_kind_of_slip() {
         "It sits in the the top tier.",
         "Revenue is is strong.",
         "Its result are good .",
+        "Orders come in above the median.",
+        "It also trails the median on visits. It also trails the median on orders.",
     ] {
         assert!(!slips(bad).is_empty(), "{bad}");
     }

@@ -114,19 +114,39 @@ fn side(f: &Facts, good: bool, slot: u64) -> Vec<String> {
                     .map(|(i, m)| labelled(f, m, slot * 31 + i as u64))
                     .collect();
                 let later = !out.is_empty() || c > 0;
-                out.push(phrases::group_sentence(
-                    f,
-                    tier,
-                    chunk[0].lower_is_better,
-                    &join(&labels),
-                    chunk.len(),
-                    later,
-                    slot + 7 * c as u64,
-                ));
+                let sentence = |bump: u64| {
+                    phrases::group_sentence(
+                        f,
+                        tier,
+                        chunk[0].lower_is_better,
+                        &join(&labels),
+                        chunk.len(),
+                        later,
+                        slot + 7 * c as u64 + 101 * bump,
+                    )
+                };
+                // Two sentences in a row opening alike ("It also trails… It also trails…")
+                // read as a template: pick another phrasing (deterministically) until they differ.
+                let mut text = sentence(0);
+                for bump in 1..8 {
+                    if !same_opening(out.last(), &text) {
+                        break;
+                    }
+                    text = sentence(bump);
+                }
+                out.push(text);
             }
         }
     }
     out
+}
+
+/// Whether `next` opens with the same three words as `prev` (case aside).
+fn same_opening(prev: Option<&String>, next: &str) -> bool {
+    let opening = |s: &str| -> Vec<String> {
+        s.split_whitespace().take(3).map(str::to_lowercase).collect()
+    };
+    prev.is_some_and(|p| opening(p) == opening(next))
 }
 
 /// The sentences on what is neither good nor bad: profile metrics, metrics without a tier and

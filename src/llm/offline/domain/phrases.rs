@@ -100,7 +100,7 @@ pub(super) fn group_sentence(
             ),
             format!("{name} is{also} in the upper half of {p} for {labels}."),
             format!(
-                "{labels}{also} {} in above the median.",
+                "{labels}{also} {} out above the median.",
                 agree(n, "comes", "come")
             ),
             format!(
