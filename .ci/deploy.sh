@@ -82,7 +82,9 @@ deploy/local_base_images.sh
 mkdir -p "$ctx/prebuilt" "$ctx/deploy"
 cp -a examples "$ctx/"
 cp -a deploy/docker "$ctx/deploy/"
-cp "$binary" "$ctx/prebuilt/shopscribe"
+# Without its DWARF line tables, as the full build's `stripped` stage does (symbols stay).
+command -v strip >/dev/null || apt_install binutils
+strip --strip-debug -o "$ctx/prebuilt/shopscribe" "$binary"
 t=$(date +%s)
 docker build -q --network none --target prebuilt --build-arg PREBUILT=prebuilt \
   --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
