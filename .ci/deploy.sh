@@ -43,9 +43,11 @@ echo "ci-deploy: scripts ok (shellcheck, --help, push_ecr.sh --dry-run)"
 # --- 2. the image ----------------------------------------------------------------------------
 if ! command -v dockerd >/dev/null; then apt_install docker.io; fi
 command -v docker >/dev/null || { echo "ci-deploy: no docker client after installing docker.io" >&2; exit 1; }
-# Debian's docker.io client matches its daemon (20.10); a newer client earlier on PATH (28.x on
-# the development machines) made classic builds fail against it ("failed to set parent …:
-# unknown parent image ID"), so the scripts below use Debian's when it is there.
+# Debian's docker.io client, which matches its daemon (20.10), rather than a newer one earlier on
+# PATH (28.x on the development machines). Note: classic builds that share cached layers must not
+# run while another process removes images built from the same stages (the image removed at the
+# end of this script takes its parents with it): the build then fails with "failed to set
+# parent …: unknown parent image ID".
 if [ -z "${DOCKER:-}" ] && [ -x /usr/bin/docker ]; then export DOCKER=/usr/bin/docker; fi
 started_daemon=""
 if ! docker info >/dev/null 2>&1; then
