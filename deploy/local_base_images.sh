@@ -3,6 +3,8 @@
 # registry (the development machines and .ci/run): no registry is contacted, only the Debian
 # package mirror (debootstrap) once.
 set -euo pipefail
+# DOCKER: the docker client to run (default: `docker` on PATH), e.g. the daemon's own version.
+docker() { command "${DOCKER:-docker}" "$@"; }
 
 usage() {
   cat <<'USAGE'

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Pushes shopscribe's image to AWS ECR, tagged with the git revision and `latest`.
 set -euo pipefail
+# DOCKER: the docker client to run (default: `docker` on PATH), e.g. the daemon's own version.
+docker() { command "${DOCKER:-docker}" "$@"; }
 
 usage() {
   cat <<'USAGE'

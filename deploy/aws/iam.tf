@@ -162,6 +162,11 @@ data "aws_iam_policy_document" "submit" {
       "arn:${local.partition}:batch:${local.region}:${local.account}:job-definition/${var.name}-run:*",
     ]
   }
+  statement {
+    sid       = "ReadTheScheduleEncryptedWithTheKey"
+    actions   = ["kms:Decrypt"]
+    resources = [local.kms_key_arn]
+  }
 }
 
 resource "aws_iam_role_policy" "submit" {

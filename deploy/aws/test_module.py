@@ -172,7 +172,8 @@ def main():
           f"the job role has only S3 and the bucket key: {job}")
     check(all("*" not in a for a in execution | job | submit),
           "no wildcard actions in the roles")
-    check(submit == {"batch:SubmitJob"}, f"the submit role only submits jobs: {submit}")
+    check(submit == {"batch:SubmitJob", "kms:Decrypt"},
+          f"the submit role only submits jobs (and reads the schedule's key): {submit}")
     job_doc = text(data["aws_iam_policy_document.job"])
     check("var.deliveries_prefix" in job_doc, "deliveries read is limited to the prefix")
     check("local.site_prefix" in job_doc, "site write is limited to the site prefix")
