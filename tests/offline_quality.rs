@@ -128,7 +128,12 @@ fn slips(text: &str) -> Vec<String> {
 fn repeated_openings(text: &str) -> Vec<String> {
     let openings: Vec<Vec<String>> = text
         .split_inclusive(['.', '!', '?'])
-        .map(|s| s.split_whitespace().take(3).map(str::to_lowercase).collect())
+        .map(|s| {
+            s.split_whitespace()
+                .take(3)
+                .map(str::to_lowercase)
+                .collect()
+        })
         .filter(|o: &Vec<String>| o.len() == 3)
         .collect();
     openings

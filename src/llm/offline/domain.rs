@@ -144,7 +144,10 @@ fn side(f: &Facts, good: bool, slot: u64) -> Vec<String> {
 /// Whether `next` opens with the same three words as `prev` (case aside).
 fn same_opening(prev: Option<&String>, next: &str) -> bool {
     let opening = |s: &str| -> Vec<String> {
-        s.split_whitespace().take(3).map(str::to_lowercase).collect()
+        s.split_whitespace()
+            .take(3)
+            .map(str::to_lowercase)
+            .collect()
     };
     prev.is_some_and(|p| opening(p) == opening(next))
 }
