@@ -353,9 +353,18 @@ fn check_products(site: &Path) {
             for s in slips(&t) {
                 slipped.push(format!("{}: {s} in \"{t}\"", p.name));
             }
+            // Products are compared within their category: a page must not claim a comparison
+            // with every product tracked.
+            if p.group.is_some() && t.contains("products tracked") {
+                slipped.push(format!("{}: compared with all products in \"{t}\"", p.name));
+            }
         }
     }
     assert!(slipped.is_empty(), "{}", slipped.join("\n"));
+    assert!(
+        products.iter().filter(|p| p.group.is_some()).count() >= 50,
+        "the demo's products have their categories"
+    );
     let mut lists_ok = Vec::new();
     for field in ["strengths", "weaknesses", "themes"] {
         let lists: Vec<String> = products

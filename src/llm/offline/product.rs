@@ -4,7 +4,7 @@
 //! complaints", "ratings slipped over the last 90 days"), never a claim the figures lack.
 
 use super::grammar::{agree, capitalize, sentence_case};
-use super::{Facts, MetricFact, Standing, fill, fit, max_len, truncate_chars};
+use super::{Facts, MetricFact, PeerBasis, Standing, fill, fit, max_len, truncate_chars};
 use serde_json::{Map, Value, json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +82,17 @@ fn sentiment(f: &Facts) -> Sentiment {
     }
 }
 
+/// The products a product's positions are measured against: "products in the Kitchen category"
+/// when its peer group is its category, else "products tracked" — a page must not claim a
+/// comparison with every product when the tiers come from its category.
+fn compared_with(f: &Facts) -> String {
+    let products = f.entities();
+    match f.peer_basis {
+        PeerBasis::Group => format!("{products} in the {} {}", f.peer_name, f.group_label),
+        PeerBasis::NoGroup | PeerBasis::SmallGroup => format!("{products} tracked"),
+    }
+}
+
 /// A shopper's reading of one metric's position: (strength or weakness line, theme).
 fn reading(f: &Facts, m: &MetricFact, slot: u64) -> Option<(String, String)> {
     let st = m.standing()?;
@@ -92,11 +103,14 @@ fn reading(f: &Facts, m: &MetricFact, slot: u64) -> Option<(String, String)> {
     let tier = m.tier.map(|t| t.phrase()).unwrap_or_default();
     let (line, theme) = match (m.name.as_str(), good) {
         ("review_count", true) if extreme => (
-            format!("One of the most reviewed products tracked, with {d} reviews"),
+            format!(
+                "One of the most reviewed {}, with {d} reviews",
+                compared_with(f)
+            ),
             "review volume",
         ),
         ("review_count", true) => (
-            format!("{d} reviews, more than most products tracked"),
+            format!("{d} reviews, more than most {}", compared_with(f)),
             "review volume",
         ),
         ("review_count", false) => (
@@ -105,7 +119,7 @@ fn reading(f: &Facts, m: &MetricFact, slot: u64) -> Option<(String, String)> {
         ),
         // "Satisfied" needs a good absolute rating, not only a rank among weaker products.
         ("avg_rating", true) => (
-            format!("Average rating of {d}, {tier} of products tracked"),
+            format!("Average rating of {d}, {tier} of {}", compared_with(f)),
             match number(&d) {
                 Some(r) if r >= 4.0 && extreme => "top-rated",
                 Some(r) if r >= 4.0 => "satisfied buyers",
@@ -113,7 +127,7 @@ fn reading(f: &Facts, m: &MetricFact, slot: u64) -> Option<(String, String)> {
             },
         ),
         ("avg_rating", false) => (
-            format!("Average rating of {d}, {tier} of products tracked"),
+            format!("Average rating of {d}, {tier} of {}", compared_with(f)),
             "low ratings",
         ),
         ("five_star_share", true) => (
@@ -249,7 +263,10 @@ fn summary(f: &Facts, s: Sentiment, good: &[(String, String)], bad: &[(String, S
             f.pick(
                 12,
                 &[
-                    "Compared with the other products tracked, its clearest plus is",
+                    &format!(
+                        "Compared with the other {}, its clearest plus is",
+                        compared_with(f)
+                    ),
                     "Its best point against other products:",
                     "What sets it apart from most products is"
                 ]
@@ -278,7 +295,7 @@ fn summary(f: &Facts, s: Sentiment, good: &[(String, String)], bad: &[(String, S
         f.pick(15, &[
             "This overview is built from review statistics and the most helpful and most recent reviews.",
             "It rests on the review statistics and the most helpful and most recent reviews.",
-            "Every point above comes from the review statistics, compared with all products tracked.",
+            &format!("Every point above comes from the review statistics, compared with all {}.", compared_with(f)),
         ])
         .to_string(),
     );
@@ -355,7 +372,10 @@ pub(super) fn insights(f: &Facts, schema: &Value) -> Value {
     let count = f.metric("review_count").and_then(|m| m.value.clone());
     for filler in [
         count.map(|n| format!("Rated by {n} reviewers")),
-        Some("Review statistics compared with all products tracked".to_string()),
+        Some(format!(
+            "Review statistics compared with all {}",
+            compared_with(f)
+        )),
     ]
     .into_iter()
     .flatten()
