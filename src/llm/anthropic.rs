@@ -50,12 +50,8 @@ pub struct AnthropicProvider {
 
 impl AnthropicProvider {
     pub fn new(cfg: AnthropicConfig) -> Result<AnthropicProvider, ProviderError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(cfg.connect_timeout)
-            .timeout(cfg.request_timeout)
-            .pool_max_idle_per_host(cfg.limits.max_in_flight.max(8))
-            .build()
-            .map_err(|e| ProviderError::Fatal(format!("cannot build the HTTP client: {e}")))?;
+        let client =
+            super::openai::http_client(cfg.connect_timeout, cfg.request_timeout, &cfg.limits)?;
         let url = format!("{}/messages", cfg.base_url.trim_end_matches('/'));
         let limiter = Arc::new(Limiter::new(cfg.limits));
         Ok(AnthropicProvider {

@@ -54,12 +54,7 @@ pub struct OpenAiProvider {
 
 impl OpenAiProvider {
     pub fn new(cfg: OpenAiConfig) -> Result<OpenAiProvider, ProviderError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(cfg.connect_timeout)
-            .timeout(cfg.request_timeout)
-            .pool_max_idle_per_host(cfg.limits.max_in_flight.max(8))
-            .build()
-            .map_err(|e| ProviderError::Fatal(format!("cannot build the HTTP client: {e}")))?;
+        let client = http_client(cfg.connect_timeout, cfg.request_timeout, &cfg.limits)?;
         let url = format!("{}/chat/completions", cfg.base_url.trim_end_matches('/'));
         let limiter = Arc::new(Limiter::new(cfg.limits));
         Ok(OpenAiProvider {
@@ -216,6 +211,21 @@ pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> Provi
         s if s >= 500 => ProviderError::Transient(format!("HTTP {status}: {message}")),
         _ => ProviderError::InvalidRequest(format!("HTTP {status}: {message}")),
     }
+}
+
+/// The HTTP client of a provider: its timeouts, and an idle pool as large as its in-flight cap
+/// (so a full wave of requests reuses connections).
+pub(crate) fn http_client(
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    limits: &LimiterConfig,
+) -> Result<reqwest::Client, ProviderError> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .timeout(request_timeout)
+        .pool_max_idle_per_host(limits.max_in_flight.max(8))
+        .build()
+        .map_err(|e| ProviderError::Fatal(format!("cannot build the HTTP client: {e}")))
 }
 
 pub(crate) fn transport_error(e: &reqwest::Error) -> ProviderError {

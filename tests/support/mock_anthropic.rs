@@ -6,6 +6,7 @@
 //! cut at `max_tokens`). Every request is recorded so tests can check outcomes and duplicates.
 #![allow(dead_code)]
 
+use super::mock_openai::Bucket;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -90,34 +91,6 @@ pub struct Seen {
     /// First line of the user message (identifies the entity in the example prompts).
     pub input: String,
     pub body: Value,
-}
-
-struct Bucket {
-    rate: f64,
-    capacity: f64,
-    level: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn new(per_minute: f64, burst: Duration) -> Bucket {
-        let rate = per_minute / 60.0;
-        let capacity = rate * burst.as_secs_f64();
-        Bucket {
-            rate,
-            capacity,
-            level: capacity,
-            last: Instant::now(),
-        }
-    }
-    fn refill(&mut self, now: Instant) {
-        self.level = (self.level + self.rate * now.duration_since(self.last).as_secs_f64())
-            .min(self.capacity);
-        self.last = now;
-    }
-    fn until(&self, level: f64) -> Duration {
-        Duration::from_secs_f64(((level - self.level).max(0.0) / self.rate).max(0.001))
-    }
 }
 
 struct Inner {
@@ -230,7 +203,7 @@ fn admit(g: &mut Inner, body: &Value, now: Instant) -> Result<Vec<(String, Strin
         b.refill(now);
         let need = cost_of(name).min(b.capacity);
         if b.level < need {
-            wait = Some(wait.unwrap_or_default().max(b.until(need)));
+            wait = Some(wait.unwrap_or_default().max(b.reset_in(need)));
         }
     }
     if let Some(w) = wait {
@@ -240,7 +213,7 @@ fn admit(g: &mut Inner, body: &Value, now: Instant) -> Result<Vec<(String, Strin
     let mut headers = Vec::new();
     for (name, b) in g.buckets.iter_mut() {
         b.level -= cost_of(name);
-        let full_at = wall + chrono::Duration::from_std(b.until(b.capacity)).unwrap();
+        let full_at = wall + chrono::Duration::from_std(b.reset_in(b.capacity)).unwrap();
         let h = |k: &str| format!("anthropic-ratelimit-{name}-{k}");
         headers.push((h("limit"), format!("{:.0}", b.rate * 60.0)));
         headers.push((h("remaining"), format!("{:.0}", b.level.max(0.0).floor())));

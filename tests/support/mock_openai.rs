@@ -100,15 +100,17 @@ pub struct Seen {
     pub body: Value,
 }
 
-struct Bucket {
-    rate: f64,
-    capacity: f64,
-    level: f64,
+/// A server-side token bucket (requests or tokens): refilled at `rate` per second up to
+/// `capacity`; the Anthropic mock enforces its limits with the same one.
+pub(super) struct Bucket {
+    pub(super) rate: f64,
+    pub(super) capacity: f64,
+    pub(super) level: f64,
     last: Instant,
 }
 
 impl Bucket {
-    fn new(per_minute: f64, burst: Duration) -> Bucket {
+    pub(super) fn new(per_minute: f64, burst: Duration) -> Bucket {
         let rate = per_minute / 60.0;
         let capacity = rate * burst.as_secs_f64();
         Bucket {
@@ -118,12 +120,13 @@ impl Bucket {
             last: Instant::now(),
         }
     }
-    fn refill(&mut self, now: Instant) {
+    pub(super) fn refill(&mut self, now: Instant) {
         self.level = (self.level + self.rate * now.duration_since(self.last).as_secs_f64())
             .min(self.capacity);
         self.last = now;
     }
-    fn reset_in(&self, need: f64) -> Duration {
+    /// How long until the bucket holds `need`.
+    pub(super) fn reset_in(&self, need: f64) -> Duration {
         Duration::from_secs_f64(((need - self.level).max(0.0) / self.rate).max(0.001))
     }
 }
