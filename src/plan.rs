@@ -211,7 +211,7 @@ pub async fn estimate_work(
         Some(0.0)
     } else {
         project.llm.price().map(|p| {
-            let batch = provider.batch_client().is_some();
+            let batch = provider.batch_api().is_some();
             p.cost(e.prompt_tokens, e.output_tokens, batch)
         })
     };

@@ -47,6 +47,8 @@ pub enum ProviderKind {
     OpenAiBatch,
     /// Anthropic's Messages API.
     Anthropic,
+    /// Anthropic's Message Batches: half price, answers within 24 h.
+    AnthropicBatch,
 }
 
 impl ProviderKind {
@@ -56,12 +58,21 @@ impl ProviderKind {
             ProviderKind::OpenAi => "openai",
             ProviderKind::OpenAiBatch => "openai-batch",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::AnthropicBatch => "anthropic-batch",
         }
     }
 
     /// Anthropic's providers take their key, base URL and model defaults from Anthropic.
     pub fn is_anthropic(&self) -> bool {
-        matches!(self, ProviderKind::Anthropic)
+        matches!(self, ProviderKind::Anthropic | ProviderKind::AnthropicBatch)
+    }
+
+    /// The most requests one batch of this provider's batch API may hold.
+    pub fn batch_max_requests(&self) -> usize {
+        match self {
+            ProviderKind::AnthropicBatch => crate::llm::batch::anthropic::MAX_REQUESTS,
+            _ => crate::llm::batch::openai::MAX_REQUESTS,
+        }
     }
 }
 
@@ -916,11 +927,12 @@ fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) ->
         "openai" => (ProviderKind::OpenAi, false),
         "openai-batch" => (ProviderKind::OpenAiBatch, false),
         "anthropic" => (ProviderKind::Anthropic, false),
+        "anthropic-batch" => (ProviderKind::AnthropicBatch, false),
         "auto" if key_present => (ProviderKind::OpenAi, false),
         "auto" => (ProviderKind::Offline, true),
         other => {
             problems.push(format!(
-                "llm.provider: unknown provider `{other}`; use \"offline\", \"openai\", \"openai-batch\", \"anthropic\" or \"auto\""
+                "llm.provider: unknown provider `{other}`; use \"offline\", \"openai\", \"openai-batch\", \"anthropic\", \"anthropic-batch\" or \"auto\""
             ));
             (ProviderKind::Offline, false)
         }
@@ -1009,14 +1021,10 @@ fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) ->
             BatchRetry::Realtime
         }
     };
-    let batch_max_requests = raw
-        .batch_max_requests
-        .unwrap_or(crate::llm::batch::MAX_REQUESTS);
-    if batch_max_requests == 0 || batch_max_requests > crate::llm::batch::MAX_REQUESTS {
-        problems.push(format!(
-            "llm.batch_max_requests: must be 1–{}",
-            crate::llm::batch::MAX_REQUESTS
-        ));
+    let batch_limit = provider.batch_max_requests();
+    let batch_max_requests = raw.batch_max_requests.unwrap_or(batch_limit);
+    if batch_max_requests == 0 || batch_max_requests > batch_limit {
+        problems.push(format!("llm.batch_max_requests: must be 1–{batch_limit}"));
     }
     LlmConfig {
         batch_retry,
@@ -1026,7 +1034,7 @@ fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) ->
         batch_poll_max: std::time::Duration::from_secs_f64(
             raw.batch_poll_max_seconds.unwrap_or(300.0).max(0.01),
         ),
-        batch_max_requests: batch_max_requests.clamp(1, crate::llm::batch::MAX_REQUESTS),
+        batch_max_requests: batch_max_requests.clamp(1, batch_limit),
         structured_output,
         max_tokens_field,
         requests_per_minute,

@@ -46,6 +46,8 @@ pub struct AnthropicProvider {
     client: reqwest::Client,
     limiter: Arc<Limiter>,
     url: String,
+    /// Message Batches, for `provider = "anthropic-batch"`.
+    batch: Option<super::batch::anthropic::AnthropicBatchClient>,
 }
 
 impl AnthropicProvider {
@@ -59,7 +61,17 @@ impl AnthropicProvider {
             client,
             limiter,
             url,
+            batch: None,
         })
+    }
+
+    /// Runs go through Message Batches; real-time calls remain for retries and serve.
+    pub fn with_batch(
+        mut self,
+        batch: super::batch::anthropic::AnthropicBatchClient,
+    ) -> AnthropicProvider {
+        self.batch = Some(batch);
+        self
     }
 
     pub fn limiter(&self) -> &Arc<Limiter> {
@@ -186,7 +198,16 @@ pub fn parse_message(v: &Value, latency: Duration) -> Result<ChatResponse, Provi
 #[async_trait]
 impl Provider for AnthropicProvider {
     fn name(&self) -> &str {
-        "anthropic"
+        if self.batch.is_some() {
+            "anthropic-batch"
+        } else {
+            "anthropic"
+        }
+    }
+    fn batch_api(&self) -> Option<&dyn super::batch::BatchApi> {
+        self.batch
+            .as_ref()
+            .map(|b| b as &dyn super::batch::BatchApi)
     }
     fn model(&self) -> &str {
         &self.cfg.model
@@ -196,6 +217,15 @@ impl Provider for AnthropicProvider {
     }
     fn set_rate_share(&self, share: f64) {
         self.limiter.set_share(share);
+    }
+    fn limits_key(&self) -> Option<String> {
+        Some(format!("limits:{}|{}", self.cfg.base_url, self.cfg.model))
+    }
+    fn learned_limits(&self) -> Option<super::limiter::Learned> {
+        self.limiter.learned()
+    }
+    fn assume_limits(&self, learned: &super::limiter::Learned) {
+        self.limiter.assume(learned);
     }
     fn request_body(&self, request: &ChatRequest) -> Option<Value> {
         Some(self.body(request))

@@ -16,6 +16,11 @@
 //! (at most once per pause), and every second without a 429 gives back 2 % of the ceiling (the
 //! configured rate, or the server's limit when it is lower). A client configured above the true
 //! limit settles under it as soon as the first answer names the limit, and through 429s otherwise.
+//!
+//! What was learned outlives the process: [`Limiter::learned`] is kept in the store at the end of
+//! a run and [`Limiter::assume`]d at the start of the next, its level refilled for the time in
+//! between, so a project's later runs spend a minute bucket from their first request instead of
+//! pacing for one latency until the first answer.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,6 +134,54 @@ impl Bucket {
         let reserve = (server_rate * RESERVE_SECONDS).min(self.capacity() * 0.25);
         let now = (remaining + server_rate * elapsed).min(self.capacity() / self.share);
         self.level = ((now - reserve) * self.share - since).min(self.capacity());
+    }
+}
+
+/// One server bucket as learned, in the account's units (not this process's share).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LearnedBucket {
+    /// Refill per second.
+    pub rate: f64,
+    /// How much it holds.
+    pub capacity: f64,
+    /// Its level when learned.
+    pub level: f64,
+}
+
+/// What a limiter learned of the server's buckets, and when (Unix ms).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Learned {
+    pub at_ms: i64,
+    pub requests: Option<LearnedBucket>,
+    pub tokens: Option<LearnedBucket>,
+    pub output: Option<LearnedBucket>,
+}
+
+/// How long a learned bucket is trusted: an account's limits change with its tier, and the first
+/// answer corrects a stale guess anyway, but a week-old burst is not worth its 429s.
+const LEARNED_MAX_AGE_MS: i64 = 7 * 24 * 3600 * 1000;
+
+impl Bucket {
+    fn learned(&self) -> Option<LearnedBucket> {
+        let (rate, capacity) = (self.server_rate?, self.learned_capacity?);
+        Some(LearnedBucket {
+            rate,
+            capacity,
+            level: (self.level / self.share).clamp(0.0, capacity),
+        })
+    }
+    /// Starts from a bucket learned `elapsed` seconds ago: its rate and capacity, and its level
+    /// refilled since (less the reserve, as for a fresh answer).
+    fn assume(&mut self, b: LearnedBucket, elapsed: f64) {
+        if !(b.rate > 0.0 && b.capacity >= 1.0) {
+            return;
+        }
+        self.server_rate = Some(b.rate);
+        self.learned_capacity = Some(b.capacity);
+        self.rate = self.rate.min(self.ceiling());
+        let reserve = (b.rate * RESERVE_SECONDS).min(b.capacity * 0.25);
+        let now = (b.level + b.rate * elapsed.max(0.0)).min(b.capacity);
+        self.level = ((now - reserve) * self.share).max(self.level.min(1.0));
     }
 }
 
@@ -322,6 +375,41 @@ impl Limiter {
             b.share = share;
             b.rate = b.rate.min(b.ceiling());
             b.level = b.level.min(b.capacity());
+        }
+    }
+
+    /// What this limiter has learned of the server's buckets (`None` before any answer named
+    /// them), to be [`Limiter::assume`]d by the next run.
+    pub fn learned(&self) -> Option<Learned> {
+        let s = self.state.lock().expect("limiter lock");
+        let l = Learned {
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            requests: s.requests.learned(),
+            tokens: s.tokens.learned(),
+            output: s.output.learned(),
+        };
+        (l.requests.is_some() || l.tokens.is_some() || l.output.is_some()).then_some(l)
+    }
+
+    /// Starts from what an earlier run learned (see the module doc); ignored when older than a
+    /// week or from the future.
+    pub fn assume(&self, l: &Learned) {
+        let age_ms = chrono::Utc::now().timestamp_millis() - l.at_ms;
+        if !(0..LEARNED_MAX_AGE_MS).contains(&age_ms) {
+            return;
+        }
+        let elapsed = age_ms as f64 / 1000.0;
+        let mut s = self.state.lock().expect("limiter lock");
+        s.refill(Instant::now());
+        let st = &mut *s;
+        for (bucket, learned) in [
+            (&mut st.requests, l.requests),
+            (&mut st.tokens, l.tokens),
+            (&mut st.output, l.output),
+        ] {
+            if let Some(b) = learned {
+                bucket.assume(b, elapsed);
+            }
         }
     }
 
@@ -664,5 +752,53 @@ mod tests {
         assert!(start.elapsed() < Duration::from_millis(5));
         let _ = l.acquire(1).await;
         assert!(start.elapsed() >= Duration::from_millis(50));
+    }
+
+    /// A minute bucket learned by one run starts the next at its level refilled for the time in
+    /// between: full after a minute, so the next run's first requests go at once; a limiter that
+    /// never saw headers has nothing to keep.
+    #[tokio::test(start_paused = true)]
+    async fn a_learned_bucket_is_remembered_by_the_next_limiter() {
+        let first = limiter(600.0);
+        assert_eq!(first.learned(), None);
+        let p = first.acquire(10).await;
+        first.observe(&requests(600.0, 0.0, 60_000), &p);
+        let learned = first.learned().unwrap();
+        let r = learned.requests.unwrap();
+        assert!(
+            (r.rate - 10.0).abs() < 1e-9 && (r.capacity - 600.0).abs() < 1e-6,
+            "{r:?}"
+        );
+        assert!(r.level < 1.0, "{r:?}");
+
+        // A minute later the server's bucket is full again: the next run may spend it at once.
+        let next = limiter(600.0);
+        next.assume(&Learned {
+            at_ms: learned.at_ms - 60_000,
+            ..learned
+        });
+        assert!((next.request_capacity() - 600.0).abs() < 1e-6);
+        let t = Instant::now();
+        for _ in 0..500 {
+            drop(next.acquire(10).await);
+        }
+        assert!(t.elapsed() < Duration::from_millis(10), "{:?}", t.elapsed());
+
+        // Right after the first run its bucket is still empty: the next one paces.
+        let soon = limiter(600.0);
+        soon.assume(&learned);
+        let t = Instant::now();
+        for _ in 0..20 {
+            drop(soon.acquire(10).await);
+        }
+        assert!(t.elapsed() >= Duration::from_secs(1), "{:?}", t.elapsed());
+
+        // Stale knowledge is not trusted.
+        let stale = limiter(600.0);
+        stale.assume(&Learned {
+            at_ms: learned.at_ms - 8 * 24 * 3600 * 1000,
+            ..learned
+        });
+        assert!((stale.request_capacity() - 10.0).abs() < 1e-6);
     }
 }

@@ -115,8 +115,8 @@ pub trait Provider: Send + Sync {
     /// Model name as stored on generations and hashed into input hashes.
     fn model(&self) -> &str;
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError>;
-    /// The Batch API client, when this provider runs work as batches.
-    fn batch_client(&self) -> Option<&batch::BatchClient> {
+    /// The batch API, when this provider runs work as batches.
+    fn batch_api(&self) -> Option<&dyn batch::BatchApi> {
         None
     }
     /// The HTTP body of a request, for providers that can write it into a batch file.
@@ -125,6 +125,17 @@ pub trait Provider: Send + Sync {
     }
     /// Takes `share` of the configured rate limits (several workers on one account).
     fn set_rate_share(&self, _share: f64) {}
+    /// The name under which what the limiter learned is kept between runs (one per server and
+    /// model), for providers with a limiter.
+    fn limits_key(&self) -> Option<String> {
+        None
+    }
+    /// What the limiter learned of the server's buckets so far.
+    fn learned_limits(&self) -> Option<limiter::Learned> {
+        None
+    }
+    /// Starts the limiter from what an earlier run learned.
+    fn assume_limits(&self, _learned: &limiter::Learned) {}
     /// Token estimate for planning; providers with a real tokenizer override it.
     fn estimate_tokens(&self, text: &str) -> u32 {
         estimate_tokens_heuristic(text)
@@ -137,13 +148,15 @@ pub fn estimate_tokens_heuristic(text: &str) -> u32 {
 }
 
 /// The name real-time calls of a provider named `name` are recorded under, which is also the
-/// provider part of every input hash: "openai-batch" → "openai", any other name unchanged. The
+/// provider part of every input hash: "openai-batch" → "openai", "anthropic-batch" →
+/// "anthropic", any other name unchanged. The
 /// Batch API runs the same model as real-time calls, so its text is that model's text: switching
 /// a project between the two regenerates nothing, and the real-time retries of a batch run are
 /// recorded (and priced) as what they are.
 pub fn realtime_name(name: &str) -> &str {
     match name {
         "openai-batch" => "openai",
+        "anthropic-batch" => "anthropic",
         other => other,
     }
 }
@@ -165,11 +178,14 @@ pub fn from_config(llm: &crate::config::LlmConfig) -> Result<Arc<dyn Provider>, 
                 provider
             }))
         }
-        ProviderKind::Anthropic => {
-            let api_key = api_key(llm)?;
-            Ok(Arc::new(anthropic::AnthropicProvider::new(
-                anthropic_config(llm, api_key),
-            )?))
+        kind @ (ProviderKind::Anthropic | ProviderKind::AnthropicBatch) => {
+            let cfg = anthropic_config(llm, api_key(llm)?);
+            let provider = anthropic::AnthropicProvider::new(cfg.clone())?;
+            Ok(Arc::new(if *kind == ProviderKind::AnthropicBatch {
+                provider.with_batch(batch::anthropic::AnthropicBatchClient::new(&cfg)?)
+            } else {
+                provider
+            }))
         }
     }
 }
@@ -246,7 +262,7 @@ mod tests {
             project.llm.api_key_env = "PATH".into();
             let provider = from_config(&project.llm).unwrap();
             assert_eq!(provider.name(), name);
-            assert_eq!(provider.batch_client().is_some(), batch, "{kind}");
+            assert_eq!(provider.batch_api().is_some(), batch, "{kind}");
             assert_eq!(realtime_name(provider.name()), "openai");
             project.llm.api_key_env = "SHOPSCRIBE_TEST_NO_SUCH_VARIABLE".into();
             let err = from_config(&project.llm).err().unwrap().to_string();

@@ -270,8 +270,19 @@ impl Provider for OpenAiProvider {
     fn set_rate_share(&self, share: f64) {
         self.limiter.set_share(share);
     }
-    fn batch_client(&self) -> Option<&super::batch::BatchClient> {
-        self.batch.as_ref()
+    fn limits_key(&self) -> Option<String> {
+        Some(format!("limits:{}|{}", self.cfg.base_url, self.cfg.model))
+    }
+    fn learned_limits(&self) -> Option<super::limiter::Learned> {
+        self.limiter.learned()
+    }
+    fn assume_limits(&self, learned: &super::limiter::Learned) {
+        self.limiter.assume(learned);
+    }
+    fn batch_api(&self) -> Option<&dyn super::batch::BatchApi> {
+        self.batch
+            .as_ref()
+            .map(|b| b as &dyn super::batch::BatchApi)
     }
     fn request_body(&self, request: &ChatRequest) -> Option<Value> {
         Some(self.body(request))

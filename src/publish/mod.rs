@@ -651,13 +651,242 @@ fn modified_at(
     }
 }
 
+/// One entity's page, its data file and its manifest entry.
+#[allow(clippy::too_many_arguments)]
+fn render_entity(
+    env: &Environment<'static>,
+    site: &SiteInfo,
+    job: &JobInfo,
+    p: &PageInput,
+    slug: &str,
+    related: &[(&str, String)],
+    hub: Option<&Hub>,
+    prev: Option<&ManifestEntry>,
+    now: &str,
+) -> Result<(Vec<u8>, Vec<u8>, ManifestEntry), PublishError> {
+    let content_hash = content_hash(p, related);
+    let modified_at = modified_at(prev, p, &content_hash, now);
+    let facts = PageFacts {
+        slug,
+        modified_at: &modified_at,
+        hub,
+        related,
+    };
+    let html = render_page(env, site, job, p, &facts)?.into_bytes();
+    let json = serde_json::to_vec_pretty(&json!({
+        "key": p.key,
+        "name": p.name,
+        "group": p.group,
+        "input_hash": p.input_hash,
+        "generated_at": p.generated_at,
+        "content": p.output,
+    }))
+    .expect("JSON values serialise");
+    let entry = ManifestEntry {
+        key: p.key.clone(),
+        slug: slug.to_string(),
+        name: p.name.clone(),
+        input_hash: p.input_hash.clone(),
+        generation_id: p.generation_id,
+        run_id: p.run_id,
+        generated_at: p.generated_at.clone(),
+        html_hash: hash(&html),
+        json_hash: hash(&json),
+        content_hash,
+        modified_at,
+    };
+    Ok((html, json, entry))
+}
+
+/// How an entity's two files stand against the last publish and what was written ahead.
+#[derive(Default)]
+struct EntityWrites {
+    /// (path, bytes) of the files to write now.
+    now: Vec<(String, Vec<u8>)>,
+    /// Files whose bytes the last publish already wrote.
+    unchanged: usize,
+    /// Files an [`AheadWriter`] already wrote with these bytes.
+    ahead: usize,
+}
+
+fn entity_writes(
+    job: &str,
+    (html, json, entry): (Vec<u8>, Vec<u8>, &ManifestEntry),
+    prev: Option<&ManifestEntry>,
+    ahead: &HashMap<String, String>,
+) -> EntityWrites {
+    let mut out = EntityWrites::default();
+    let same_slug = prev.is_some_and(|e| e.slug == entry.slug);
+    for (ext, bytes, new_hash, old_hash) in [
+        ("html", html, &entry.html_hash, prev.map(|e| &e.html_hash)),
+        ("json", json, &entry.json_hash, prev.map(|e| &e.json_hash)),
+    ] {
+        let path = format!("{job}/{}.{ext}", entry.slug);
+        if same_slug && old_hash == Some(new_hash) {
+            out.unchanged += 1;
+        } else if ahead.get(&path) == Some(new_hash) {
+            out.ahead += 1;
+        } else {
+            out.now.push((path, bytes));
+        }
+    }
+    out
+}
+
+/// Writes a job's entity pages while its run is still generating, so the publish at the end has
+/// only the remainder to write (pages are rendered as the final publish will render them: the
+/// same `now`, related links among every page the run expects to have). Created only when the
+/// final publish would be allowed ([`check_publish`]); what it wrote is handed to
+/// [`publish_ahead`] as [`Ahead`], whose files it does not write again while their bytes are
+/// the same. A page it wrote that the final publish renders differently (a neighbour failed, the
+/// near-duplicate gate marked it) is simply written again.
+pub struct AheadWriter {
+    env: Environment<'static>,
+    site: SiteInfo,
+    job: JobInfo,
+    previous: HashMap<String, ManifestEntry>,
+    hubs: BTreeMap<String, Hub>,
+    /// Each expected page's slug and related links (name, slug), by key.
+    links: HashMap<String, (String, Vec<(String, String)>)>,
+    now: String,
+    written: HashMap<String, String>,
+}
+
+/// What an [`AheadWriter`] wrote: path → hash of the bytes, and the time it rendered with.
+#[derive(Debug, Default)]
+pub struct Ahead {
+    pub now: Option<String>,
+    pub files: HashMap<String, String>,
+}
+
+impl AheadWriter {
+    /// `expected` are the pages the run expects to publish (their texts may still be missing:
+    /// only key, name, group and ranking value are read here). `None` when the final publish
+    /// would refuse (it reports why).
+    pub async fn new(
+        sink: &Sink,
+        site: &SiteInfo,
+        job: &JobInfo,
+        mut expected: Vec<PageInput>,
+        policy: ShrinkPolicy,
+    ) -> Result<Option<AheadWriter>, PublishError> {
+        expected.sort_by(|a, b| a.key.cmp(&b.key));
+        let previous = published_manifest(sink, &job.name).await?;
+        let keys = expected.iter().map(|p| p.key.as_str());
+        if check_publish(sink, site, &job.name, previous.as_ref(), keys, policy).is_err() {
+            return Ok(None);
+        }
+        let previous: HashMap<String, ManifestEntry> = previous
+            .map(|m| m.entities.into_iter().map(|e| (e.key.clone(), e)).collect())
+            .unwrap_or_default();
+        let hubs = hubs_of(&expected);
+        let slugs: Vec<String> = expected.iter().map(|p| slug(&p.key)).collect();
+        let related = related_links(&expected, &slugs, job.related);
+        let links = expected
+            .iter()
+            .zip(slugs)
+            .zip(related)
+            .map(|((p, slug), rel)| {
+                let rel = rel.into_iter().map(|(n, s)| (n.to_string(), s)).collect();
+                (p.key.clone(), (slug, rel))
+            })
+            .collect();
+        Ok(Some(AheadWriter {
+            env: environment(),
+            site: site.clone(),
+            job: job.clone(),
+            previous,
+            hubs,
+            links,
+            now: crate::store::now_text(),
+            written: HashMap::new(),
+        }))
+    }
+
+    /// Renders and writes these pages (expected ones with their final texts); returns how many
+    /// files it wrote.
+    pub async fn write(&mut self, sink: &Sink, pages: &[PageInput]) -> Result<usize, PublishError> {
+        let mut writes = Vec::new();
+        for p in pages {
+            let Some((slug, rel)) = self.links.get(&p.key) else {
+                continue;
+            };
+            let related: Vec<(&str, String)> =
+                rel.iter().map(|(n, s)| (n.as_str(), s.clone())).collect();
+            let hub = p.group.as_ref().and_then(|g| self.hubs.get(g));
+            let prev = self.previous.get(&p.key);
+            let (html, json, entry) = render_entity(
+                &self.env, &self.site, &self.job, p, slug, &related, hub, prev, &self.now,
+            )?;
+            let w = entity_writes(&self.job.name, (html, json, &entry), prev, &self.written).now;
+            for (path, _) in &w {
+                let h = if path.ends_with(".html") {
+                    &entry.html_hash
+                } else {
+                    &entry.json_hash
+                };
+                self.written.insert(path.clone(), h.clone());
+            }
+            writes.extend(w);
+        }
+        let n = writes.len();
+        put_all(sink, writes).await?;
+        Ok(n)
+    }
+
+    pub fn finish(self) -> Ahead {
+        Ahead {
+            now: Some(self.now),
+            files: self.written,
+        }
+    }
+}
+
+/// Writes files, 16 at a time.
+async fn put_all(sink: &Sink, writes: Vec<(String, Vec<u8>)>) -> Result<(), PublishError> {
+    futures::stream::iter(
+        writes
+            .into_iter()
+            .map(|(path, bytes)| async move { sink.put(&path, bytes).await }),
+    )
+    .buffer_unordered(16)
+    .try_collect::<Vec<()>>()
+    .await?;
+    Ok(())
+}
+
+/// One hub page per peer group.
+fn hubs_of(pages: &[PageInput]) -> BTreeMap<String, Hub> {
+    let mut hubs = BTreeMap::new();
+    for g in pages.iter().filter_map(|p| p.group.as_ref()) {
+        hubs.entry(g.clone()).or_insert_with(|| Hub {
+            name: g.clone(),
+            slug: slug(g),
+        });
+    }
+    hubs
+}
+
 /// Publishes one job's pages and refreshes the site root.
 pub async fn publish(
     sink: &Sink,
     site: &SiteInfo,
     job: &JobInfo,
+    pages: Vec<PageInput>,
+    policy: ShrinkPolicy,
+) -> Result<PublishReport, PublishError> {
+    publish_ahead(sink, site, job, pages, policy, Ahead::default()).await
+}
+
+/// [`publish`] after an [`AheadWriter`] wrote part of the pages: those files are not written
+/// again while their bytes are the same.
+pub async fn publish_ahead(
+    sink: &Sink,
+    site: &SiteInfo,
+    job: &JobInfo,
     mut pages: Vec<PageInput>,
     policy: ShrinkPolicy,
+    ahead: Ahead,
 ) -> Result<PublishReport, PublishError> {
     let env = environment();
     pages.sort_by(|a, b| a.key.cmp(&b.key));
@@ -692,71 +921,24 @@ pub async fn publish(
     let mut entries = Vec::with_capacity(pages.len());
     let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
     // One hub page per peer group, linking its members; every member page links to its hub.
-    let mut hubs: BTreeMap<String, Hub> = BTreeMap::new();
-    for g in pages.iter().filter_map(|p| p.group.as_ref()) {
-        hubs.entry(g.clone()).or_insert_with(|| Hub {
-            name: g.clone(),
-            slug: slug(g),
-        });
-    }
+    let hubs = hubs_of(&pages);
     let slugs: Vec<String> = pages.iter().map(|p| slug(&p.key)).collect();
     let related = related_links(&pages, &slugs, job.related);
-    let now = crate::store::now_text();
+    let now = ahead.now.unwrap_or_else(crate::store::now_text);
     for ((p, slug), related) in pages.iter().zip(&slugs).zip(&related) {
-        let slug = slug.clone();
-        let content_hash = content_hash(p, related);
-        let modified_at = modified_at(previous.get(&p.key), p, &content_hash, &now);
-        let facts = PageFacts {
-            slug: &slug,
-            modified_at: &modified_at,
-            hub: p.group.as_ref().and_then(|g| hubs.get(g)),
-            related,
-        };
-        let html = render_page(&env, site, job, p, &facts)?.into_bytes();
-        let json = serde_json::to_vec_pretty(&json!({
-            "key": p.key,
-            "name": p.name,
-            "group": p.group,
-            "input_hash": p.input_hash,
-            "generated_at": p.generated_at,
-            "content": p.output,
-        }))
-        .expect("JSON values serialise");
-        let entry = ManifestEntry {
-            key: p.key.clone(),
-            slug: slug.clone(),
-            name: p.name.clone(),
-            input_hash: p.input_hash.clone(),
-            generation_id: p.generation_id,
-            run_id: p.run_id,
-            generated_at: p.generated_at.clone(),
-            html_hash: hash(&html),
-            json_hash: hash(&json),
-            content_hash,
-            modified_at,
-        };
         let prev = previous.get(&p.key);
-        if prev.is_none_or(|e| e.html_hash != entry.html_hash || e.slug != slug) {
-            writes.push((format!("{}/{slug}.html", job.name), html));
-        } else {
-            report.files_unchanged += 1;
-        }
-        if prev.is_none_or(|e| e.json_hash != entry.json_hash || e.slug != slug) {
-            writes.push((format!("{}/{slug}.json", job.name), json));
-        } else {
-            report.files_unchanged += 1;
-        }
+        let hub = p.group.as_ref().and_then(|g| hubs.get(g));
+        let (html, json, entry) =
+            render_entity(&env, site, job, p, slug, related, hub, prev, &now)?;
+        let w = entity_writes(&job.name, (html, json, &entry), prev, &ahead.files);
+        // A file written ahead was written by this run: it counts as written, not unchanged.
+        report.files_unchanged += w.unchanged;
+        report.files_written += w.ahead;
+        writes.extend(w.now);
         entries.push(entry);
     }
     report.files_written += writes.len();
-    futures::stream::iter(
-        writes
-            .into_iter()
-            .map(|(path, bytes)| async move { sink.put(&path, bytes).await }),
-    )
-    .buffer_unordered(16)
-    .try_collect::<Vec<()>>()
-    .await?;
+    put_all(sink, writes).await?;
 
     // Pages of entities that left the source (or changed slug) are removed: only pages this
     // project's manifest lists, never other files of the folder.

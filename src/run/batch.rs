@@ -4,9 +4,7 @@
 
 use super::{Executed, RunError, RunOptions, load_entities_as_of, publish_job};
 use crate::config::{BatchRetry, Job, Project};
-use crate::llm::batch::{
-    self, BatchClient, BatchResult, custom_id, parse_results, request_line, split,
-};
+use crate::llm::batch::{BatchApi, BatchInfo, BatchPhase, BatchResult, split};
 use crate::llm::{ChatRequest, ErrorClass, Provider, ProviderError};
 use crate::plan::{self, WorkItem};
 use crate::prompt::Prompter;
@@ -28,7 +26,7 @@ pub(super) async fn execute(
     provider: Arc<dyn Provider>,
     opts: &RunOptions,
 ) -> Result<Executed, RunError> {
-    let client = provider.batch_client().expect("batch provider");
+    let client = provider.batch_api().expect("batch provider");
     super::spool::replay(&project.spool_dir, &job.name, store.as_ref()).await?;
     let entities = load_entities_as_of(project, job, &opts.as_of()).await?;
     crate::checks::record(store.as_ref(), run_id, &entities.checks).await?;
@@ -193,7 +191,15 @@ pub(super) async fn execute(
         .await?;
     }
     let (report, fatal) = super::publish_or_record(
-        publish_job(project, job, &plan.entities, store.as_ref(), policy).await,
+        publish_job(
+            project,
+            job,
+            &plan.entities,
+            store.as_ref(),
+            policy,
+            Default::default(),
+        )
+        .await,
         fatal,
     );
     figures.pages_written = report.files_written as u64;
@@ -226,7 +232,7 @@ struct Collect<'a> {
     job: &'a Job,
     run_id: i64,
     store: &'a dyn Store,
-    client: &'a BatchClient,
+    client: &'a dyn BatchApi,
     validator: &'a Validator,
     names: &'a HashMap<String, String>,
     contexts: &'a HashMap<String, serde_json::Value>,
@@ -283,8 +289,8 @@ impl Collect<'_> {
                 .provider
                 .request_body(&request)
                 .expect("batch providers write bodies");
-            let cid = custom_id(&w.input_hash, key);
-            lines.push(request_line(&cid, &body));
+            let cid = self.client.custom_id(&w.input_hash, key);
+            lines.push(self.client.request_line(&cid, &body));
             items.insert(
                 cid.clone(),
                 BatchItem {
@@ -297,24 +303,22 @@ impl Collect<'_> {
             );
         }
         let mut records = Vec::new();
-        for chunk in split(lines, self.project.llm.batch_max_requests, batch::MAX_BYTES) {
+        let (max_requests, max_bytes) = self.client.limits();
+        let max_requests = max_requests.min(self.project.llm.batch_max_requests);
+        for chunk in split(lines, max_requests, max_bytes) {
             let chunk_items: Vec<BatchItem> = chunk
                 .iter()
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
                 .filter_map(|v| items.get(v["custom_id"].as_str()?).cloned())
                 .collect();
-            let mut bytes = chunk.join("\n").into_bytes();
-            bytes.push(b'\n');
-            let file_id = retrying("uploading a batch file", || {
-                self.client.upload(bytes.clone())
-            })
-            .await?;
+            let file_id = retrying("staging a batch", || self.client.stage(&chunk)).await?;
             let row = self
                 .store
                 .insert_batch(self.run_id, &self.job.name, &file_id, &chunk_items)
                 .await
                 .map_err(|e| ProviderError::Fatal(e.to_string()))?;
-            let info = retrying("creating a batch", || self.client.create(&file_id)).await?;
+            let info =
+                retrying("creating a batch", || self.client.create(&file_id, &chunk)).await?;
             self.store
                 .update_batch(row, Some(&info.id), "submitted", None)
                 .await
@@ -343,25 +347,10 @@ impl Collect<'_> {
         let fail = |e: crate::store::StoreError| ProviderError::Fatal(e.to_string());
         let batch_id = match &b.batch_id {
             Some(id) => id.clone(),
-            None => {
-                // Killed between recording and creating: adopt the batch if it was created.
-                let existing = retrying("listing batches", || self.client.list()).await?;
-                let info = match existing
-                    .into_iter()
-                    .find(|x| x.input_file_id == b.input_file_id)
-                {
-                    Some(info) => info,
-                    None => {
-                        retrying("creating a batch", || self.client.create(&b.input_file_id))
-                            .await?
-                    }
-                };
-                self.store
-                    .update_batch(b.row, Some(&info.id), "submitted", None)
-                    .await
-                    .map_err(fail)?;
-                info.id
-            }
+            None => match self.adopt_or_recreate(b).await? {
+                Some(id) => id,
+                None => return Ok(()),
+            },
         };
         let llm = &self.project.llm;
         let info = self
@@ -369,14 +358,11 @@ impl Collect<'_> {
             .wait(&batch_id, llm.batch_poll_first, llm.batch_poll_max)
             .await?;
         info!(batch = %batch_id, status = %info.status, "batch finished");
-        let mut results = HashMap::new();
-        for file in [&info.output_file_id, &info.error_file_id]
-            .into_iter()
-            .flatten()
-        {
-            let text = retrying("downloading batch results", || self.client.content(file)).await?;
-            results.extend(parse_results(&text));
-        }
+        let mut results: HashMap<String, BatchResult> =
+            retrying("downloading batch results", || self.client.results(&info))
+                .await?
+                .into_iter()
+                .collect();
         let states = self
             .store
             .entity_states(&self.job.name)
@@ -420,7 +406,7 @@ impl Collect<'_> {
                 Some(BatchResult::Answer {
                     content,
                     usage,
-                    finish_reason,
+                    truncated,
                 }) => {
                     g.tokens_in = usage.prompt_tokens;
                     g.tokens_out = usage.completion_tokens;
@@ -431,7 +417,7 @@ impl Collect<'_> {
                             true,
                         )
                     });
-                    if finish_reason == "length" {
+                    if truncated {
                         g.error = Some("the answer was cut off at the output token limit".into());
                         g.attempt_log.push("truncated".into());
                     } else {
@@ -478,7 +464,7 @@ impl Collect<'_> {
         for chunk in generations.chunks(500) {
             self.store.record_generations(chunk).await.map_err(fail)?;
         }
-        let status = if info.status == "completed" {
+        let status = if info.phase == BatchPhase::Completed {
             "collected"
         } else {
             "failed"
@@ -493,5 +479,46 @@ impl Collect<'_> {
             .await
             .map_err(fail)?;
         Ok(())
+    }
+
+    /// A batch recorded by a process killed before it stored the provider's id: adopts the
+    /// batch if the provider created it, else creates it again where the provider kept the
+    /// staged input; else (the requests died with the process) closes the row, and its entities
+    /// are planned again by this run. Returns the batch id to collect, if any.
+    async fn adopt_or_recreate(&self, b: &BatchRecord) -> Result<Option<String>, ProviderError> {
+        let fail = |e: crate::store::StoreError| ProviderError::Fatal(e.to_string());
+        let found = retrying("listing batches", || {
+            self.client.find_created(&b.input_file_id, b.requests)
+        })
+        .await?;
+        let info: Option<BatchInfo> = match found {
+            Some(info) => Some(info),
+            None => {
+                retrying("creating a batch", || {
+                    self.client.create_from_staged(&b.input_file_id)
+                })
+                .await?
+            }
+        };
+        match info {
+            Some(info) => {
+                self.store
+                    .update_batch(b.row, Some(&info.id), "submitted", None)
+                    .await
+                    .map_err(fail)?;
+                Ok(Some(info.id))
+            }
+            None => {
+                warn!(
+                    row = b.row,
+                    "a batch recorded before a kill was never created; its entities are planned again"
+                );
+                self.store
+                    .update_batch(b.row, None, "failed", Some("never created"))
+                    .await
+                    .map_err(fail)?;
+                Ok(None)
+            }
+        }
     }
 }

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
+mod ahead;
 mod batch;
 pub mod gate;
 pub mod locked;
@@ -244,6 +245,33 @@ pub async fn run_job(
     run_created(project, job_name, run_id, store, provider, opts).await
 }
 
+/// Starts the provider's limiter from what earlier runs learned of the server's buckets; a
+/// store or parse failure only costs the first answer's latency, so it is logged, not fatal.
+async fn remembered_limits(store: &dyn Store, provider: &dyn Provider) {
+    let Some(key) = provider.limits_key() else {
+        return;
+    };
+    match store.state_get(&key).await {
+        Ok(Some(text)) => match serde_json::from_str(&text) {
+            Ok(learned) => provider.assume_limits(&learned),
+            Err(e) => warn!(error = %e, "ignoring the remembered rate limits"),
+        },
+        Ok(None) => {}
+        Err(e) => warn!(error = %e, "cannot read the remembered rate limits"),
+    }
+}
+
+/// Keeps what the provider's limiter learned for the next run.
+async fn remember_limits(store: &dyn Store, provider: &dyn Provider) {
+    let (Some(key), Some(learned)) = (provider.limits_key(), provider.learned_limits()) else {
+        return;
+    };
+    let text = serde_json::to_string(&learned).expect("plain numbers");
+    if let Err(e) = store.state_set(&key, &text).await {
+        warn!(error = %e, "cannot keep the learned rate limits");
+    }
+}
+
 /// [`run_job`] for a run already created (`Store::create_run`), so a caller can hand out its
 /// id before the work starts (the HTTP API does).
 pub async fn run_created(
@@ -263,6 +291,7 @@ pub async fn run_created(
         warn!(error = %e, "cannot check for abandoned runs");
     }
     info!(run_id, job = %job.name, provider = provider.name(), model = provider.model(), "run started");
+    remembered_limits(store.as_ref(), provider.as_ref()).await;
     let result = match repair_gold(project, store.clone(), &job).await {
         Ok(()) => {
             execute(
@@ -278,6 +307,7 @@ pub async fn run_created(
         }
         Err(e) => Err(e),
     };
+    remember_limits(store.as_ref(), provider.as_ref()).await;
     match result {
         Ok((mut figures, publish, fatal)) => {
             figures.duration_ms = started.elapsed().as_millis() as u64;
@@ -438,62 +468,79 @@ pub async fn check_source_before_generating(
 }
 
 /// Publishes the latest good text of every entity currently in the source.
+/// What the publisher needs to know of a job.
+fn job_info(project: &Project, job: &Job) -> JobInfo {
+    JobInfo {
+        name: job.name.clone(),
+        description: job.description.clone(),
+        entity_label: job.entity_label.clone(),
+        group_label: job.group_label.clone(),
+        related: job.page.related.unwrap_or(project.publish.related),
+    }
+}
+
+/// The page of entity `i` with its good generation `g` (`None` when the stored output is not
+/// JSON), `noindex` when the near-duplicate gate's mark names this generation.
+fn page_input(
+    job: &Job,
+    entities: &source::Entities,
+    i: usize,
+    g: crate::store::GoodGeneration,
+    noindex: &std::collections::BTreeMap<String, gate::Noindex>,
+) -> Option<PageInput> {
+    let output = serde_json::from_str(&g.output).ok()?;
+    let noindex = noindex
+        .get(&g.entity_key)
+        .filter(|m| m.generation_id == g.generation_id)
+        .map(|m| m.reason.clone());
+    Some(PageInput {
+        name: entities.name(i).to_string(),
+        group: entities.group(i).map(str::to_string),
+        key: g.entity_key,
+        output,
+        input_hash: g.input_hash,
+        generation_id: g.generation_id,
+        run_id: g.run_id,
+        generated_at: g.created_at,
+        noindex,
+        related_by: publish::entity::related_value(job, entities, i),
+        facts: publish::EntityFacts::of(job, entities, i),
+    })
+}
+
+/// Entity index by key.
+fn key_index(entities: &source::Entities) -> std::collections::HashMap<&str, usize> {
+    entities
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect()
+}
+
 async fn publish_job(
     project: &Project,
     job: &Job,
     entities: &source::Entities,
     store: &dyn Store,
     policy: publish::ShrinkPolicy,
+    ahead: publish::Ahead,
 ) -> Result<PublishReport, RunError> {
     let t = Instant::now();
     let sink = Sink::open(&project.publish.url).map_err(publish::PublishError::from)?;
     let site = site_info(project, store).await?;
     let good = store.good_generations(&job.name, &entities.keys).await?;
     let noindex = gate::noindexed(store, &job.name).await?;
-    let index: std::collections::HashMap<&str, usize> = entities
-        .keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (k.as_str(), i))
-        .collect();
+    let index = key_index(entities);
     let pages: Vec<PageInput> = good
         .into_iter()
         .filter_map(|g| {
             let i = *index.get(g.entity_key.as_str())?;
-            let output = serde_json::from_str(&g.output).ok()?;
-            let noindex = noindex
-                .get(&g.entity_key)
-                .filter(|m| m.generation_id == g.generation_id)
-                .map(|m| m.reason.clone());
-            Some(PageInput {
-                name: entities.name(i).to_string(),
-                group: entities.group(i).map(str::to_string),
-                key: g.entity_key,
-                output,
-                input_hash: g.input_hash,
-                generation_id: g.generation_id,
-                run_id: g.run_id,
-                generated_at: g.created_at,
-                noindex,
-                related_by: publish::entity::related_value(job, entities, i),
-                facts: publish::EntityFacts::of(job, entities, i),
-            })
+            page_input(job, entities, i, g, &noindex)
         })
         .collect();
-    let report = publish::publish(
-        &sink,
-        &site,
-        &JobInfo {
-            name: job.name.clone(),
-            description: job.description.clone(),
-            entity_label: job.entity_label.clone(),
-            group_label: job.group_label.clone(),
-            related: job.page.related.unwrap_or(project.publish.related),
-        },
-        pages,
-        policy,
-    )
-    .await?;
+    let report =
+        publish::publish_ahead(&sink, &site, &job_info(project, job), pages, policy, ahead).await?;
     info!(
         pages = report.pages,
         written = report.files_written,
@@ -549,7 +596,7 @@ async fn execute(
     opts: &RunOptions,
     started: Instant,
 ) -> Result<Executed, RunError> {
-    if provider.batch_client().is_some() {
+    if provider.batch_api().is_some() {
         return batch::execute(project, job, run_id, store, provider, opts).await;
     }
     let plan = plan_job_as_of(
@@ -603,7 +650,9 @@ async fn execute(
         );
     }
 
-    let fatal = generate(
+    // Pages are written as their texts are stored, while the rest is still generating.
+    let ahead = ahead::start(project, job, &plan, &work, run_id, store.clone(), policy).await;
+    let generated = generate(
         project,
         job,
         &plan,
@@ -614,8 +663,9 @@ async fn execute(
         opts,
         &mut figures,
     )
-    .await?
-    .fatal;
+    .await;
+    let ahead = ahead.finish().await;
+    let fatal = generated?.fatal;
     info!(
         generated = figures.generated,
         failed = figures.failed,
@@ -640,7 +690,7 @@ async fn execute(
 
     // Publish what is good, also after a fatal provider error: nothing generated is held back.
     let (report, fatal) = publish_or_record(
-        publish_job(project, job, &plan.entities, store.as_ref(), policy).await,
+        publish_job(project, job, &plan.entities, store.as_ref(), policy, ahead).await,
         fatal,
     );
     figures.pages_written = report.files_written as u64;

@@ -376,7 +376,15 @@ pub async fn work(
         };
         // A distributed run has no command line of its own here: the configured share applies.
         let policy = super::shrink_policy(project, false);
-        let published = publish_job(project, &job, &plan.entities, store.as_ref(), policy).await;
+        let published = publish_job(
+            project,
+            &job,
+            &plan.entities,
+            store.as_ref(),
+            policy,
+            Default::default(),
+        )
+        .await;
         renew.abort();
         let report_pub = match published {
             Ok(r) => r,

@@ -205,13 +205,22 @@ impl Provider for Metered {
     fn estimate_tokens(&self, text: &str) -> u32 {
         self.inner.estimate_tokens(text)
     }
-    fn batch_client(&self) -> Option<&crate::llm::batch::BatchClient> {
-        self.inner.batch_client()
+    fn batch_api(&self) -> Option<&dyn crate::llm::batch::BatchApi> {
+        self.inner.batch_api()
     }
     fn request_body(&self, request: &ChatRequest) -> Option<serde_json::Value> {
         self.inner.request_body(request)
     }
     fn set_rate_share(&self, share: f64) {
         self.inner.set_rate_share(share)
+    }
+    fn limits_key(&self) -> Option<String> {
+        self.inner.limits_key()
+    }
+    fn learned_limits(&self) -> Option<crate::llm::limiter::Learned> {
+        self.inner.learned_limits()
+    }
+    fn assume_limits(&self, learned: &crate::llm::limiter::Learned) {
+        self.inner.assume_limits(learned)
     }
 }

@@ -4,14 +4,16 @@
 //! the real `anthropic-ratelimit-*` headers (resets as RFC 3339 times) and `retry-after` on 429,
 //! latency, and scripted or random faults (500, 529 overloaded, 429, schema violations, answers
 //! cut at `max_tokens`). Every request is recorded so tests can check outcomes and duplicates.
+//! Message Batches too (`/v1/messages/batches`: create, get, list, results): a batch ends after
+//! `batch_delay`, every Nth request errored or expired as configured.
 #![allow(dead_code)]
 
 use super::mock_openai::Bucket;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -50,6 +52,12 @@ pub struct MockConfig {
     pub random_faults: Vec<(Fault, f64)>,
     pub seed: u64,
     pub responder: Responder,
+    /// Message Batches: how long a batch takes to end.
+    pub batch_delay: Duration,
+    /// Message Batches: every Nth request of a batch ends `errored` (an `api_error`).
+    pub batch_fail_every: Option<usize>,
+    /// Message Batches: every Nth request (offset by one, never the first) ends `expired`.
+    pub batch_expire_every: Option<usize>,
 }
 
 impl Default for MockConfig {
@@ -63,6 +71,9 @@ impl Default for MockConfig {
             burst: Duration::from_secs(60),
             random_faults: Vec::new(),
             seed: 1,
+            batch_delay: Duration::from_millis(50),
+            batch_fail_every: None,
+            batch_expire_every: None,
             responder: Arc::new(|body| {
                 serde_json::from_str(&super::mock_openai::domain_summary_responder(
                     &openai_shaped(body),
@@ -93,8 +104,28 @@ pub struct Seen {
     pub body: Value,
 }
 
+/// A Message Batch as the mock keeps it.
+#[derive(Debug, Clone)]
+pub struct MockBatch {
+    pub id: String,
+    /// in_progress | ended
+    pub status: String,
+    pub custom_ids: Vec<String>,
+    /// The `custom_id`s that ended `errored` and `expired`.
+    pub errored: Vec<String>,
+    pub expired: Vec<String>,
+    /// The JSONL results, once ended.
+    pub results: Option<String>,
+    /// How often its results were read.
+    pub downloads: usize,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Every request's `params.model`, to check the model the batch ran.
+    pub models: Vec<String>,
+}
+
 struct Inner {
     cfg: MockConfig,
+    batches: Vec<MockBatch>,
     script: VecDeque<Fault>,
     arrivals: HashMap<String, usize>,
     buckets: Vec<(&'static str, Bucket)>,
@@ -120,6 +151,7 @@ impl MockServer {
         .collect();
         let inner = Arc::new(Mutex::new(Inner {
             cfg,
+            batches: Vec::new(),
             script: VecDeque::new(),
             arrivals: HashMap::new(),
             buckets,
@@ -127,6 +159,9 @@ impl MockServer {
         }));
         let app = Router::new()
             .route("/v1/messages", post(messages))
+            .route("/v1/messages/batches", post(create_batch).get(list_batches))
+            .route("/v1/messages/batches/{id}", get(get_batch))
+            .route("/v1/messages/batches/{id}/results", get(batch_results))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -148,6 +183,10 @@ impl MockServer {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.inner.lock().unwrap().seen.clone()
+    }
+
+    pub fn batches(&self) -> Vec<MockBatch> {
+        self.inner.lock().unwrap().batches.clone()
     }
 
     pub fn count(&self, status: u16) -> usize {
@@ -365,4 +404,200 @@ fn fault_draw(seed: u64, input: &str, nth: usize) -> f64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (seed, input, nth).hash(&mut h);
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn authorized(inner: &Mutex<Inner>, headers: &HeaderMap) -> Result<(), Response> {
+    let g = inner.lock().unwrap();
+    let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+    if header("x-api-key") != Some(g.cfg.api_key.as_str()) {
+        return Err(error(401, "authentication_error", "invalid x-api-key"));
+    }
+    if header("anthropic-version").is_none() {
+        return Err(error(
+            400,
+            "invalid_request_error",
+            "anthropic-version header is required",
+        ));
+    }
+    Ok(())
+}
+
+fn batch_json(b: &MockBatch, base: &str) -> Value {
+    let ended = b.status == "ended";
+    let n = |v: &[String]| if ended { v.len() } else { 0 };
+    let (errored, expired) = (n(&b.errored), n(&b.expired));
+    let total = b.custom_ids.len();
+    json!({
+        "id": b.id, "type": "message_batch", "processing_status": b.status,
+        "request_counts": {
+            "processing": if ended { 0 } else { total },
+            "succeeded": if ended { total - errored - expired } else { 0 },
+            "errored": errored, "canceled": 0, "expired": expired,
+        },
+        "created_at": b.created_at.to_rfc3339(),
+        "ended_at": null,
+        "expires_at": (b.created_at + chrono::Duration::hours(24)).to_rfc3339(),
+        "results_url": ended.then(|| format!("{base}/v1/messages/batches/{}/results", b.id)),
+    })
+}
+
+fn base_of(headers: &HeaderMap) -> String {
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}")
+}
+
+async fn create_batch(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if let Err(r) = authorized(&inner, &headers) {
+        return r;
+    }
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let Some(requests) = v["requests"].as_array().cloned() else {
+        return error(400, "invalid_request_error", "requests: field required");
+    };
+    let pattern_ok = |id: &str| {
+        (1..=64).contains(&id.len())
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    let custom_ids: Vec<String> = requests
+        .iter()
+        .map(|r| r["custom_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    if requests.is_empty() || requests.len() > 100_000 || !custom_ids.iter().all(|c| pattern_ok(c))
+    {
+        return error(
+            400,
+            "invalid_request_error",
+            "requests: 1-100000 items with custom_id matching ^[a-zA-Z0-9_-]{1,64}$",
+        );
+    }
+    let (id, delay, json) = {
+        let mut g = inner.lock().unwrap();
+        let id = format!("msgbatch_{:04}", g.batches.len() + 1);
+        let b = MockBatch {
+            id: id.clone(),
+            status: "in_progress".into(),
+            custom_ids,
+            errored: Vec::new(),
+            expired: Vec::new(),
+            results: None,
+            downloads: 0,
+            created_at: chrono::Utc::now(),
+            models: requests
+                .iter()
+                .map(|r| {
+                    r["params"]["model"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect(),
+        };
+        let json = batch_json(&b, &base_of(&headers));
+        g.batches.push(b);
+        (id, g.cfg.batch_delay, json)
+    };
+    let task_inner = inner.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        end_batch(&task_inner, &id, &requests);
+    });
+    axum::Json(json).into_response()
+}
+
+/// Answers every request of a batch (or errors or expires it) and ends the batch.
+fn end_batch(inner: &Mutex<Inner>, id: &str, requests: &[Value]) {
+    let mut g = inner.lock().unwrap();
+    let (fail, expire) = (g.cfg.batch_fail_every, g.cfg.batch_expire_every);
+    let (mut out, mut errored, mut expired) = (String::new(), Vec::new(), Vec::new());
+    for (i, r) in requests.iter().enumerate() {
+        let cid = r["custom_id"].as_str().unwrap_or_default().to_string();
+        let params = &r["params"];
+        let result = if expire.is_some_and(|n| (i + 1) % n == 1 % n) && i > 0 {
+            expired.push(cid.clone());
+            json!({"type": "expired"})
+        } else if fail.is_some_and(|n| (i + 1) % n == 0) {
+            errored.push(cid.clone());
+            json!({"type": "errored", "error": {"type": "error", "error": {"type": "api_error", "message": "Internal server error"}}})
+        } else {
+            let answer = (g.cfg.responder)(params);
+            json!({"type": "succeeded", "message": {
+                "id": format!("msg_b{i}"), "type": "message", "role": "assistant", "model": params["model"],
+                "content": [{"type": "tool_use", "id": "toolu_1", "name": params["tool_choice"]["name"], "input": answer}],
+                "stop_reason": "tool_use",
+                "usage": {"input_tokens": input_tokens(params) as u64, "output_tokens": answer.to_string().len() / 4}
+            }})
+        };
+        out.push_str(&json!({"custom_id": cid, "result": result}).to_string());
+        out.push('\n');
+    }
+    if let Some(b) = g.batches.iter_mut().find(|b| b.id == id) {
+        b.status = "ended".into();
+        b.errored = errored;
+        b.expired = expired;
+        b.results = Some(out);
+    }
+}
+
+async fn list_batches(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&inner, &headers) {
+        return r;
+    }
+    let g = inner.lock().unwrap();
+    let base = base_of(&headers);
+    let data: Vec<Value> = g
+        .batches
+        .iter()
+        .rev()
+        .map(|b| batch_json(b, &base))
+        .collect();
+    axum::Json(json!({"data": data, "has_more": false})).into_response()
+}
+
+async fn get_batch(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorized(&inner, &headers) {
+        return r;
+    }
+    let g = inner.lock().unwrap();
+    match g.batches.iter().find(|b| b.id == id) {
+        Some(b) => axum::Json(batch_json(b, &base_of(&headers))).into_response(),
+        None => error(404, "not_found_error", "No such message batch"),
+    }
+}
+
+async fn batch_results(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorized(&inner, &headers) {
+        return r;
+    }
+    let mut g = inner.lock().unwrap();
+    match g.batches.iter_mut().find(|b| b.id == id) {
+        Some(b) => match &b.results {
+            Some(r) => {
+                b.downloads += 1;
+                r.clone().into_response()
+            }
+            None => error(
+                400,
+                "invalid_request_error",
+                "the batch is still processing",
+            ),
+        },
+        None => error(404, "not_found_error", "No such message batch"),
+    }
 }

@@ -207,6 +207,11 @@ impl MockServer {
         self.inner.lock().unwrap().seen.clone()
     }
 
+    /// Forgets the requests seen so far (a benchmark's second run is measured alone).
+    pub fn forget_seen(&self) {
+        self.inner.lock().unwrap().seen.clear();
+    }
+
     pub fn count(&self, status: u16) -> usize {
         self.inner
             .lock()
