@@ -85,23 +85,30 @@ pub async fn check(
     max_similarity: f64,
     report: &mut SiteReport,
 ) -> Result<(), SinkError> {
-    let mut jobs: BTreeMap<&str, Vec<Published>> = BTreeMap::new();
-    for file in files.iter().filter(|f| f.ends_with(".json")) {
-        let Some((job, name)) = file.split_once('/') else {
+    let mut jobs: BTreeMap<String, Vec<Published>> = BTreeMap::new();
+    let pages: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            f.ends_with(".json")
+                && f.split_once('/')
+                    .is_some_and(|(_, name)| !name.contains('/') && name != "manifest.json")
+        })
+        .cloned()
+        .collect();
+    let mut reads = std::pin::pin!(sink.get_all(pages));
+    while let Some((file, bytes)) = futures::StreamExt::next(&mut reads).await {
+        let Some((job, _)) = file.split_once('/') else {
             continue;
         };
-        if name.contains('/') || name == "manifest.json" {
-            continue;
-        }
-        let Some(bytes) = sink.get(file).await? else {
+        let Some(bytes) = bytes? else {
             continue;
         };
-        if let Some(p) = read_page(file, &bytes) {
-            jobs.entry(job).or_default().push(p);
+        if let Some(p) = read_page(&file, &bytes) {
+            jobs.entry(job.to_string()).or_default().push(p);
         }
     }
     for (job, published) in jobs {
-        let figures = check_job(job, published, noindex, max_similarity, report);
+        let figures = check_job(&job, published, noindex, max_similarity, report);
         report.similarity.push(figures);
     }
     Ok(())

@@ -150,8 +150,15 @@ pub async fn check_site_with(
         kind,
         message,
     };
-    for file in files.iter().filter(|f| f.ends_with(".html")) {
-        let Some(bytes) = sink.get(file).await? else {
+    let html: Vec<String> = files
+        .iter()
+        .filter(|f| f.ends_with(".html"))
+        .cloned()
+        .collect();
+    let mut reads = std::pin::pin!(sink.get_all(html));
+    while let Some((file, bytes)) = futures::StreamExt::next(&mut reads).await {
+        let file = &file;
+        let Some(bytes) = bytes? else {
             continue;
         };
         let text = String::from_utf8_lossy(&bytes);
