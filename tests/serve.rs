@@ -617,7 +617,7 @@ async fn a_second_run_request_is_queued_behind_the_first() {
     // Shutdown waited for the queued run, which started once the lock was free.
     let runs = store.runs(Some("domain_summaries"), 10).await.unwrap();
     assert_eq!(runs.len(), 3, "{runs:?}");
-    assert_eq!(runs[0].status, "succeeded");
+    assert_eq!(runs[0].status, shopscribe::store::RunStatus::Succeeded);
 }
 
 #[tokio::test]
@@ -668,7 +668,7 @@ async fn shutdown_finishes_the_generation_in_flight() {
     assert_eq!(history.len(), 1);
     // The service run was closed with its figures.
     let runs = store.runs(Some("domain_summaries"), 5).await.unwrap();
-    assert_eq!(runs[0].status, "succeeded");
+    assert_eq!(runs[0].status, shopscribe::store::RunStatus::Succeeded);
     assert_eq!(runs[0].figures.generated, 1);
 }
 

@@ -2,7 +2,9 @@
 
 mod support;
 
-use shopscribe::store::{BatchItem, GenerationStatus, NewGeneration, RunFigures, RunStatus, Store};
+use shopscribe::store::{
+    BatchItem, BatchStatus, GenerationStatus, NewGeneration, RunFigures, RunStatus, Store,
+};
 use std::sync::Arc;
 use support::pg::TestDb;
 
@@ -60,7 +62,7 @@ async fn conformance(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let run = store.run(r1).await.unwrap().unwrap();
-    assert_eq!(run.status, "succeeded");
+    assert_eq!(run.status, RunStatus::Succeeded);
     assert_eq!(run.figures, figures);
     assert!(run.finished_at.as_deref().unwrap() >= run.started_at.as_str());
     assert!(store.run(9999).await.unwrap().is_none());
@@ -182,7 +184,7 @@ async fn conformance(store: Arc<dyn Store>) {
         ("submitting", None, 2)
     );
     store
-        .update_batch(row, Some("batch-9"), "submitted", None)
+        .update_batch(row, Some("batch-9"), BatchStatus::Submitted, None)
         .await
         .unwrap();
     assert_eq!(
@@ -193,7 +195,7 @@ async fn conformance(store: Arc<dyn Store>) {
     );
     assert_eq!(store.batch_items(row).await.unwrap(), items);
     store
-        .update_batch(row, None, "collected", None)
+        .update_batch(row, None, BatchStatus::Collected, None)
         .await
         .unwrap();
     assert!(store.open_batches("j").await.unwrap().is_empty());
@@ -291,15 +293,15 @@ async fn run_leases(store: &dyn Store) {
         [(lapsed, "lease")]
     );
     let run = store.run(lapsed).await.unwrap().unwrap();
-    assert_eq!(run.status, "abandoned");
+    assert_eq!(run.status, RunStatus::Abandoned);
     assert_eq!((run.figures.generated, run.figures.failed), (1, 1));
     assert_eq!(run.figures.tokens_in, 20, "both attempts' tokens");
     assert!(run.finished_at.is_some());
     assert!(run.error.unwrap().starts_with("abandoned:"));
     for (id, status) in [
-        (renewed, "running"),
-        (unleased, "running"),
-        (finished, "succeeded"),
+        (renewed, RunStatus::Running),
+        (unleased, RunStatus::Running),
+        (finished, RunStatus::Succeeded),
     ] {
         assert_eq!(store.run(id).await.unwrap().unwrap().status, status);
     }

@@ -3,6 +3,7 @@
 //! parameters (`UNNEST`) on PostgreSQL. The SCD2 merge is set-based SQL in one transaction.
 
 use super::parse::Candidate;
+use crate::db::status::{FileStatus, MergeAction, decode};
 use crate::queue::copy_escape;
 use crate::store::StoreError;
 use sqlx::{PgPool, SqlitePool};
@@ -564,21 +565,24 @@ pub struct FileCounts {
 pub struct FileRecord {
     pub id: i64,
     pub uri: String,
-    pub status: String,
+    pub status: FileStatus,
     pub lines: i64,
     pub rejected: i64,
 }
 
 /// A row of `SELECT id, uri, status, lines, rejected FROM ingested_files`.
-impl From<(i64, String, String, i64, i64)> for FileRecord {
-    fn from((id, uri, status, lines, rejected): (i64, String, String, i64, i64)) -> Self {
-        FileRecord {
+type FileRow = (i64, String, String, i64, i64);
+
+impl TryFrom<FileRow> for FileRecord {
+    type Error = sqlx::Error;
+    fn try_from((id, uri, status, lines, rejected): FileRow) -> Result<Self, sqlx::Error> {
+        Ok(FileRecord {
             id,
             uri,
-            status,
+            status: decode(&status)?,
             lines,
             rejected,
-        }
+        })
     }
 }
 
@@ -664,15 +668,20 @@ impl IngestDb {
         dataset: &str,
         checksum: &str,
     ) -> Result<Option<FileRecord>, StoreError> {
-        let sql = "SELECT id, uri, status, lines, rejected FROM ingested_files WHERE dataset = ? AND checksum = ? AND status = 'done' LIMIT 1";
+        let sql = "SELECT id, uri, status, lines, rejected FROM ingested_files WHERE dataset = ? AND checksum = ? AND status = ? LIMIT 1";
         let rows = fetch_all!(
             self,
-            (i64, String, String, i64, i64),
+            FileRow,
             sql,
             dataset,
-            checksum
+            checksum,
+            FileStatus::Done.as_str()
         );
-        Ok(rows.into_iter().next().map(FileRecord::from))
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(FileRecord::try_from)
+            .transpose()?)
     }
 
     async fn create_staging(&self, file_id: i64) -> Result<(), StoreError> {
@@ -763,7 +772,7 @@ impl IngestDb {
         size: u64,
         checksum: &str,
     ) -> Result<i64, StoreError> {
-        let sql = "INSERT INTO ingested_files (dataset, uri, size, checksum, status, started_at) VALUES (?, ?, ?, ?, 'loading', ?) RETURNING id";
+        let sql = "INSERT INTO ingested_files (dataset, uri, size, checksum, status, started_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id";
         let now = crate::store::now_text();
         Ok(match self {
             IngestDb::Sqlite(p) => {
@@ -772,6 +781,7 @@ impl IngestDb {
                     .bind(uri)
                     .bind(size as i64)
                     .bind(checksum)
+                    .bind(FileStatus::Loading.as_str())
                     .bind(&now)
                     .fetch_one(p)
                     .await?
@@ -782,6 +792,7 @@ impl IngestDb {
                     .bind(uri)
                     .bind(size as i64)
                     .bind(checksum)
+                    .bind(FileStatus::Loading.as_str())
                     .bind(&now)
                     .fetch_one(p)
                     .await?
@@ -827,8 +838,8 @@ impl IngestDb {
     /// One pass plans it: the winner of each key in the delivery (highest version, then the
     /// last line: the last row of the key in (version_num, version_text, line_no) order, NULLs
     /// first, the reverse of "DESC NULLS LAST") is joined once with the key's current version
-    /// and classified as new (0), stale (1: older than the current version; kept in bronze
-    /// only), unchanged (2: same row hash, not deleted: writes nothing) or changed (3). The
+    /// and classified ([`MergeAction`]) as new, stale (older than the current version; kept in
+    /// bronze only), unchanged (same row hash, not deleted: writes nothing) or changed. The
     /// plan is a narrow table; then:
     /// 1. snapshot mode: current keys absent from the delivery get a deleted version;
     /// 2. the current versions of changed keys are closed (by row id);
@@ -888,15 +899,22 @@ impl IngestDb {
                                     LIMIT 1)"
             ),
         };
+        let [new, stale, unchanged, changed] = [
+            MergeAction::New,
+            MergeAction::Stale,
+            MergeAction::Unchanged,
+            MergeAction::Changed,
+        ]
+        .map(MergeAction::code);
         let plan = [
             format!("CREATE {unlogged} TABLE {pt} ({seq}line_no {int} NOT NULL, cur_id {int}, action INTEGER NOT NULL)"),
             format!(
                 "INSERT INTO {pt} (line_no, cur_id, action)
                  SELECT w.line_no, r.id,
-                    CASE WHEN r.id IS NULL THEN 0
-                         WHEN r.version_num > w.version_num OR r.version_text > w.version_text THEN 1
-                         WHEN r.deleted = 0 AND r.row_hash = w.row_hash THEN 2
-                         ELSE 3 END
+                    CASE WHEN r.id IS NULL THEN {new}
+                         WHEN r.version_num > w.version_num OR r.version_text > w.version_text THEN {stale}
+                         WHEN r.deleted = 0 AND r.row_hash = w.row_hash THEN {unchanged}
+                         ELSE {changed} END
                  FROM {winners}
                  ORDER BY {plan_order}"
             ),
@@ -919,16 +937,16 @@ impl IngestDb {
         // index is used: as a semi-join the planner preferred scanning all of `records`.
         let close = match self {
             IngestDb::Sqlite(_) => format!(
-                "UPDATE records SET valid_to = ? WHERE id IN (SELECT cur_id FROM {pt} WHERE action = 3)"
+                "UPDATE records SET valid_to = ? WHERE id IN (SELECT cur_id FROM {pt} WHERE action = {changed})"
             ),
             IngestDb::Pg(_) => format!(
-                "UPDATE records SET valid_to = ? WHERE id = ANY(ARRAY(SELECT cur_id FROM {pt} WHERE action = 3))"
+                "UPDATE records SET valid_to = ? WHERE id = ANY(ARRAY(SELECT cur_id FROM {pt} WHERE action = {changed}))"
             ),
         };
         let insert = format!(
             "INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id, line_no)
              SELECT ?, s.record_key, s.payload, s.row_hash, s.version_num, s.version_text, ?, NULL, 0, ?, s.line_no
-             FROM {pt} p JOIN {t} s ON s.line_no = p.line_no WHERE p.action IN (0, 3) {insert_order}"
+             FROM {pt} p JOIN {t} s ON s.line_no = p.line_no WHERE p.action IN ({new}, {changed}) {insert_order}"
         );
         let mut c = MergeCounts::default();
         let timer = std::time::Instant::now();
@@ -947,11 +965,13 @@ impl IngestDb {
                 for (action, n) in $counts {
                     let n = n as u64;
                     winners += n;
-                    match action {
-                        0 => c.inserted = n,
-                        1 => c.stale = n,
-                        2 => c.unchanged = n,
-                        _ => c.changed = n,
+                    match MergeAction::from_code(i64::from(action))
+                        .map_err(|e| StoreError::Query(sqlx::Error::Decode(Box::new(e))))?
+                    {
+                        MergeAction::New => c.inserted = n,
+                        MergeAction::Stale => c.stale = n,
+                        MergeAction::Unchanged => c.unchanged = n,
+                        MergeAction::Changed => c.changed = n,
                     }
                 }
                 c.duplicates = staged.saturating_sub(winners);
@@ -1024,17 +1044,22 @@ impl IngestDb {
     }
 
     pub async fn recover_interrupted(&self, dataset: &str) -> Result<Vec<i64>, StoreError> {
-        let sql =
-            "SELECT id FROM ingested_files WHERE dataset = ? AND status = 'loading' ORDER BY id";
-        let ids: Vec<(i64,)> = fetch_all!(self, (i64,), sql, dataset);
+        let sql = "SELECT id FROM ingested_files WHERE dataset = ? AND status = ? ORDER BY id";
+        let ids: Vec<(i64,)> = fetch_all!(self, (i64,), sql, dataset, FileStatus::Loading.as_str());
         let mut out = Vec::with_capacity(ids.len());
         for (id,) in ids {
             self.discard_partial(id).await?;
             let reason =
                 "interrupted while loading (the process stopped); ingested again as a new file";
             let counts = FileCounts::default();
-            self.finish_file(id, "failed", &counts, &MergeCounts::default(), Some(reason))
-                .await?;
+            self.finish_file(
+                id,
+                FileStatus::Failed,
+                &counts,
+                &MergeCounts::default(),
+                Some(reason),
+            )
+            .await?;
             out.push(id);
         }
         Ok(out)
@@ -1043,7 +1068,7 @@ impl IngestDb {
     pub async fn finish_file(
         &self,
         file_id: i64,
-        status: &str,
+        status: FileStatus,
         counts: &FileCounts,
         m: &MergeCounts,
         error: Option<&str>,
@@ -1059,6 +1084,7 @@ impl IngestDb {
             counts.skipped,
         );
         let error = error.map(storable);
+        let status = status.as_str();
         match self {
             IngestDb::Sqlite(p) => q_lite!(
                 p,
@@ -1124,16 +1150,23 @@ impl IngestDb {
     /// The recorded file `id` of `dataset`, if there is one.
     pub async fn file(&self, dataset: &str, id: i64) -> Result<Option<FileRecord>, StoreError> {
         let sql = "SELECT id, uri, status, lines, rejected FROM ingested_files WHERE dataset = ? AND id = ?";
-        let rows = fetch_all!(self, (i64, String, String, i64, i64), sql, dataset, id);
-        Ok(rows.into_iter().next().map(FileRecord::from))
+        let rows = fetch_all!(self, FileRow, sql, dataset, id);
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(FileRecord::try_from)
+            .transpose()?)
     }
 
     /// The files recorded for a dataset, newest first.
     pub async fn files(&self, dataset: &str, limit: i64) -> Result<Vec<FileRecord>, StoreError> {
         let sql = "SELECT id, uri, status, lines, rejected FROM ingested_files WHERE dataset = ?
                    ORDER BY id DESC LIMIT ?";
-        let rows = fetch_all!(self, (i64, String, String, i64, i64), sql, dataset, limit);
-        Ok(rows.into_iter().map(FileRecord::from).collect())
+        let rows = fetch_all!(self, FileRow, sql, dataset, limit);
+        Ok(rows
+            .into_iter()
+            .map(FileRecord::try_from)
+            .collect::<Result<_, _>>()?)
     }
 
     /// Every item of an ingested file as delivered, in order, handed to `each` (line number,

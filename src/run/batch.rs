@@ -10,7 +10,9 @@ use crate::llm::batch::{
 use crate::llm::{ChatRequest, ErrorClass, Provider, ProviderError};
 use crate::plan::{self, WorkItem};
 use crate::prompt::Prompter;
-use crate::store::{BatchItem, BatchRecord, GenerationStatus, NewGeneration, RunFigures, Store};
+use crate::store::{
+    BatchItem, BatchRecord, BatchStatus, GenerationStatus, NewGeneration, RunFigures, Store,
+};
 use crate::validate::Validator;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -316,7 +318,7 @@ impl Collect<'_> {
                 .map_err(|e| ProviderError::Fatal(e.to_string()))?;
             let info = retrying("creating a batch", || self.client.create(&file_id)).await?;
             self.store
-                .update_batch(row, Some(&info.id), "submitted", None)
+                .update_batch(row, Some(&info.id), BatchStatus::Submitted, None)
                 .await
                 .map_err(|e| ProviderError::Fatal(e.to_string()))?;
             info!(batch = %info.id, requests = chunk_items.len(), "batch created");
@@ -326,7 +328,7 @@ impl Collect<'_> {
                 job: self.job.name.clone(),
                 input_file_id: file_id,
                 batch_id: Some(info.id),
-                status: "submitted".into(),
+                status: BatchStatus::Submitted,
                 requests: chunk_items.len() as u64,
             });
         }
@@ -357,7 +359,7 @@ impl Collect<'_> {
                     }
                 };
                 self.store
-                    .update_batch(b.row, Some(&info.id), "submitted", None)
+                    .update_batch(b.row, Some(&info.id), BatchStatus::Submitted, None)
                     .await
                     .map_err(fail)?;
                 info.id
@@ -479,16 +481,16 @@ impl Collect<'_> {
             self.store.record_generations(chunk).await.map_err(fail)?;
         }
         let status = if info.status == "completed" {
-            "collected"
+            BatchStatus::Collected
         } else {
-            "failed"
+            BatchStatus::Failed
         };
         self.store
             .update_batch(
                 b.row,
                 None,
                 status,
-                (status == "failed").then_some(info.status.as_str()),
+                (status == BatchStatus::Failed).then_some(info.status.as_str()),
             )
             .await
             .map_err(fail)?;

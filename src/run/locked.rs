@@ -347,7 +347,7 @@ impl Drop for StoppedRun {
         let (store, id, reason) = (self.store.clone(), self.run_id, self.reason.clone());
         runtime.spawn(async move {
             match store.run(id).await {
-                Ok(Some(run)) if run.status == crate::store::RunStatus::Running.as_str() => {
+                Ok(Some(run)) if run.status == crate::store::RunStatus::Running => {
                     // Its figures stopped with it; its generations are in the store.
                     let figures = crate::store::RunFigures::default();
                     let failed = crate::store::RunStatus::Failed;
@@ -470,15 +470,15 @@ mod tests {
             async move { store.run(id).await.unwrap().unwrap().status }
         };
         let t = std::time::Instant::now();
-        while status(stopped).await == "running" {
+        while status(stopped).await == crate::store::RunStatus::Running {
             assert!(t.elapsed() < Duration::from_secs(5), "never marked");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(status(stopped).await, "failed");
+        assert_eq!(status(stopped).await, crate::store::RunStatus::Failed);
         assert_eq!(
             store.run(stopped).await.unwrap().unwrap().error.as_deref(),
             Some("stopped")
         );
-        assert_eq!(status(done).await, "succeeded");
+        assert_eq!(status(done).await, crate::store::RunStatus::Succeeded);
     }
 }

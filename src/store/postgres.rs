@@ -48,13 +48,14 @@ impl Store for PostgresStore {
 
     async fn create_run(&self, job: &str, provider: &str, model: &str) -> Result<i64, StoreError> {
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO runs (job, status, provider, model, started_at, lease_expires_ms) VALUES ($1, 'running', $2, $3, $4, $5) RETURNING id",
+            "INSERT INTO runs (job, status, provider, model, started_at, lease_expires_ms) VALUES ($1, $6, $2, $3, $4, $5) RETURNING id",
         )
         .bind(job)
         .bind(provider)
         .bind(model)
         .bind(now_text())
         .bind(now_ms() + RUN_LEASE.as_millis() as i64)
+        .bind(RunStatus::Running.as_str())
         .fetch_one(&self.pool)
         .await?;
         Ok(id)
@@ -93,9 +94,10 @@ impl Store for PostgresStore {
     }
 
     async fn renew_run_lease(&self, run_id: i64, ttl: Option<Duration>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runs SET lease_expires_ms = $1 WHERE id = $2 AND status = 'running' AND lease_expires_ms IS NOT NULL")
+        sqlx::query("UPDATE runs SET lease_expires_ms = $1 WHERE id = $2 AND status = $3 AND lease_expires_ms IS NOT NULL")
             .bind(ttl.map(|t| now_ms() + t.as_millis() as i64))
             .bind(run_id)
+            .bind(RunStatus::Running.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -205,7 +207,9 @@ impl Store for PostgresStore {
             out.insert(
                 r.try_get("entity_key")?,
                 EntityState {
-                    last_status: r.try_get("last_status")?,
+                    last_status: crate::db::status::decode(
+                        &r.try_get::<String, _>("last_status")?,
+                    )?,
                     last_input_hash: r.try_get("last_input_hash")?,
                     good_generation_id: r.try_get("good_generation_id")?,
                     good_input_hash: r.try_get("good_input_hash")?,
@@ -255,10 +259,11 @@ impl Store for PostgresStore {
         model: &str,
     ) -> Result<Option<f64>, StoreError> {
         let avg: Option<f64> = sqlx::query_scalar(
-            "SELECT AVG(tokens_out)::float8 FROM generations WHERE job = $1 AND model = $2 AND status = 'ok'",
+            "SELECT AVG(tokens_out)::float8 FROM generations WHERE job = $1 AND model = $2 AND status = $3",
         )
         .bind(job)
         .bind(model)
+        .bind(GenerationStatus::Ok.as_str())
         .fetch_one(&self.pool)
         .await?;
         Ok(avg)
@@ -274,13 +279,14 @@ impl Store for PostgresStore {
         let mut tx = self.pool.begin().await?;
         let row: i64 = sqlx::query_scalar(
             "INSERT INTO batches (run_id, job, input_file_id, status, requests, created_at) \
-             VALUES ($1, $2, $3, 'submitting', $4, $5) RETURNING id",
+             VALUES ($1, $2, $3, $6, $4, $5) RETURNING id",
         )
         .bind(run_id)
         .bind(job)
         .bind(input_file_id)
         .bind(items.len() as i64)
         .bind(now_text())
+        .bind(BatchStatus::Submitting.as_str())
         .fetch_one(&mut *tx)
         .await?;
         for it in items {
@@ -305,18 +311,17 @@ impl Store for PostgresStore {
         &self,
         row: i64,
         batch_id: Option<&str>,
-        status: &str,
+        status: BatchStatus,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE batches SET batch_id = COALESCE($1, batch_id), status = $2, error = $3, \
-             collected_at = CASE WHEN $4::text IN ('collected', 'failed') THEN $5 ELSE collected_at END WHERE id = $6",
+             collected_at = COALESCE($4, collected_at) WHERE id = $5",
         )
         .bind(batch_id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(error)
-        .bind(status)
-        .bind(now_text())
+        .bind(status.is_final().then(now_text))
         .bind(row)
         .execute(&self.pool)
         .await?;
@@ -324,12 +329,13 @@ impl Store for PostgresStore {
     }
 
     async fn open_batches(&self, job: &str) -> Result<Vec<BatchRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM batches WHERE job = $1 AND status IN ('submitting', 'submitted') ORDER BY id",
-        )
-        .bind(job)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT * FROM batches WHERE job = $1 AND status IN ($2, $3) ORDER BY id")
+                .bind(job)
+                .bind(BatchStatus::Submitting.as_str())
+                .bind(BatchStatus::Submitted.as_str())
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(BatchRecord {
@@ -338,7 +344,7 @@ impl Store for PostgresStore {
                     job: r.try_get("job")?,
                     input_file_id: r.try_get("input_file_id")?,
                     batch_id: r.try_get("batch_id")?,
-                    status: r.try_get("status")?,
+                    status: crate::db::status::decode(&r.try_get::<String, _>("status")?)?,
                     requests: r.try_get::<i64, _>("requests")? as u64,
                 })
             })
@@ -510,10 +516,17 @@ impl Store for PostgresStore {
     }
 
     async fn queue_depth(&self) -> Result<u64, StoreError> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM tasks WHERE state IN ('pending', 'running')")
-                .fetch_one(&self.pool)
-                .await?;
+        // The stored words in the text, not bound: the open-task index is partial on them.
+        static OPEN_TASKS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "SELECT count(*) FROM tasks WHERE state IN ('{}', '{}')",
+                TaskState::Pending,
+                TaskState::Running
+            )
+        });
+        let n: i64 = sqlx::query_scalar(OPEN_TASKS.as_str())
+            .fetch_one(&self.pool)
+            .await?;
         Ok(n as u64)
     }
 }

@@ -57,9 +57,10 @@ impl Store for SqliteStore {
 
     async fn create_run(&self, job: &str, provider: &str, model: &str) -> Result<i64, StoreError> {
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO runs (job, status, provider, model, started_at, lease_expires_ms) VALUES (?, 'running', ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO runs (job, status, provider, model, started_at, lease_expires_ms) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(job)
+        .bind(RunStatus::Running.as_str())
         .bind(provider)
         .bind(model)
         .bind(now_text())
@@ -102,9 +103,10 @@ impl Store for SqliteStore {
     }
 
     async fn renew_run_lease(&self, run_id: i64, ttl: Option<Duration>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runs SET lease_expires_ms = ? WHERE id = ? AND status = 'running' AND lease_expires_ms IS NOT NULL")
+        sqlx::query("UPDATE runs SET lease_expires_ms = ? WHERE id = ? AND status = ? AND lease_expires_ms IS NOT NULL")
             .bind(ttl.map(|t| now_ms() + t.as_millis() as i64))
             .bind(run_id)
+            .bind(RunStatus::Running.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -213,7 +215,9 @@ impl Store for SqliteStore {
             out.insert(
                 r.try_get("entity_key")?,
                 EntityState {
-                    last_status: r.try_get("last_status")?,
+                    last_status: crate::db::status::decode(
+                        &r.try_get::<String, _>("last_status")?,
+                    )?,
                     last_input_hash: r.try_get("last_input_hash")?,
                     good_generation_id: r.try_get("good_generation_id")?,
                     good_input_hash: r.try_get("good_input_hash")?,
@@ -263,10 +267,11 @@ impl Store for SqliteStore {
         model: &str,
     ) -> Result<Option<f64>, StoreError> {
         let avg: Option<f64> = sqlx::query_scalar(
-            "SELECT AVG(tokens_out) FROM generations WHERE job = ? AND model = ? AND status = 'ok'",
+            "SELECT AVG(tokens_out) FROM generations WHERE job = ? AND model = ? AND status = ?",
         )
         .bind(job)
         .bind(model)
+        .bind(GenerationStatus::Ok.as_str())
         .fetch_one(&self.pool)
         .await?;
         Ok(avg)
@@ -282,11 +287,12 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         let row: i64 = sqlx::query_scalar(
             "INSERT INTO batches (run_id, job, input_file_id, status, requests, created_at) \
-             VALUES (?, ?, ?, 'submitting', ?, ?) RETURNING id",
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(run_id)
         .bind(job)
         .bind(input_file_id)
+        .bind(BatchStatus::Submitting.as_str())
         .bind(items.len() as i64)
         .bind(now_text())
         .fetch_one(&mut *tx)
@@ -313,18 +319,17 @@ impl Store for SqliteStore {
         &self,
         row: i64,
         batch_id: Option<&str>,
-        status: &str,
+        status: BatchStatus,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE batches SET batch_id = COALESCE(?, batch_id), status = ?, error = ?, \
-             collected_at = CASE WHEN ? IN ('collected', 'failed') THEN ? ELSE collected_at END WHERE id = ?",
+             collected_at = COALESCE(?, collected_at) WHERE id = ?",
         )
         .bind(batch_id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(error)
-        .bind(status)
-        .bind(now_text())
+        .bind(status.is_final().then(now_text))
         .bind(row)
         .execute(&self.pool)
         .await?;
@@ -332,12 +337,13 @@ impl Store for SqliteStore {
     }
 
     async fn open_batches(&self, job: &str) -> Result<Vec<BatchRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM batches WHERE job = ? AND status IN ('submitting', 'submitted') ORDER BY id",
-        )
-        .bind(job)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT * FROM batches WHERE job = ? AND status IN (?, ?) ORDER BY id")
+                .bind(job)
+                .bind(BatchStatus::Submitting.as_str())
+                .bind(BatchStatus::Submitted.as_str())
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(BatchRecord {
@@ -346,7 +352,7 @@ impl Store for SqliteStore {
                     job: r.try_get("job")?,
                     input_file_id: r.try_get("input_file_id")?,
                     batch_id: r.try_get("batch_id")?,
-                    status: r.try_get("status")?,
+                    status: crate::db::status::decode(&r.try_get::<String, _>("status")?)?,
                     requests: r.try_get::<i64, _>("requests")? as u64,
                 })
             })
