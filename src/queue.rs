@@ -3,10 +3,10 @@
 //! by heartbeats; a dead worker's tasks return when it lapses), plus the `workers` table whose
 //! live rows tell each worker its share of the provider's rate limit.
 
+use crate::db::dialect::copy_escape;
 use crate::db::status::{RunMode, RunStatus, TaskState, decode};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use crate::db::{Db, StoreError};
 use sqlx::{PgPool, Row};
-use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -82,10 +82,12 @@ pub enum QueueError {
         "distributed runs need a PostgreSQL store (store.url = \"postgres://…\"); this project uses {0}"
     )]
     NotPostgres(String),
+    /// A query of the queue failed.
     #[error("task queue: {0}")]
     Db(#[from] sqlx::Error),
-    #[error("cannot migrate the store: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The store's database cannot be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// One claimed task.
@@ -113,27 +115,10 @@ impl Counts {
 
 #[derive(Clone)]
 pub struct Queue {
+    /// Keeps this process's handle on the database open (the pool is its pool).
+    _db: Db,
     pool: PgPool,
     lease: Duration,
-}
-
-/// Appends `s` escaped for COPY's text format (backslash, tab, newline, carriage return).
-pub(crate) fn copy_escape(s: &str, out: &mut String) {
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let esc = match b {
-            b'\\' => "\\\\",
-            b'\t' => "\\t",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            _ => continue,
-        };
-        // The escaped bytes are ASCII: slicing around them stays on character boundaries.
-        out.push_str(&s[start..i]);
-        out.push_str(esc);
-        start = i + 1;
-    }
-    out.push_str(&s[start..]);
 }
 
 impl Queue {
@@ -143,14 +128,17 @@ impl Queue {
                 store_url.split(':').next().unwrap_or("?").to_string(),
             ));
         }
-        let opts = PgConnectOptions::from_str(store_url)?.application_name("shopscribe-queue");
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts)
-            .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Queue { pool, lease })
+        // The store's own pool and migrations: this process's handle on the database.
+        let db = Db::open(store_url).await?;
+        let pool = db
+            .postgres()
+            .cloned()
+            .ok_or_else(|| QueueError::NotPostgres(db.backend().name().to_string()))?;
+        Ok(Queue {
+            _db: db,
+            pool,
+            lease,
+        })
     }
 
     pub fn lease(&self) -> Duration {
@@ -462,40 +450,5 @@ mod sql_tests {
         }
         assert!(CLAIM.contains("state = 'pending' OR (state = 'running' AND lease_until < now())"));
         assert!(FAIL_RUN.contains("status = 'failed'"));
-    }
-}
-
-#[cfg(test)]
-mod copy_escape_tests {
-    #[test]
-    fn copy_text_escapes_exactly_backslash_tab_newline_and_cr() {
-        // The reference: character by character.
-        let reference = |s: &str| {
-            let mut out = String::new();
-            for c in s.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '\t' => out.push_str("\\t"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    c => out.push(c),
-                }
-            }
-            out
-        };
-        for s in [
-            "plain",
-            "tab\there, new\nline, cr\r, back\\slash",
-            "é\\\t—\n",
-            "",
-            "\\",
-        ] {
-            let mut ours = String::new();
-            super::copy_escape(s, &mut ours);
-            assert_eq!(ours, reference(s), "{s:?}");
-        }
-        let mut ours = String::from("kept ");
-        super::copy_escape("a\tb", &mut ours);
-        assert_eq!(ours, "kept a\\tb", "appends");
     }
 }

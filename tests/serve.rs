@@ -32,7 +32,7 @@ struct Api {
 
 async fn start(server: &MockServer, domains: usize, tune: impl FnOnce(&mut Project)) -> Api {
     let (dir, project, sqlite) = support::domains_project(&server.base_url, domains, 5).await;
-    serve_project(dir, project, Arc::new(sqlite), tune).await
+    serve_project(dir, project, sqlite.into_store(), tune).await
 }
 
 /// The example project with its store and its entities' source on PostgreSQL `db`.
@@ -42,7 +42,7 @@ async fn start_pg(server: &MockServer, db: &support::pg::TestDb, domains: usize)
         .await
         .unwrap();
     support::pg::load_pg(pg.pool(), &shopscribe::demo::sample_rows(domains, 5)).await;
-    serve_project(dir, project, Arc::new(pg), |_| {}).await
+    serve_project(dir, project, pg.into_store(), |_| {}).await
 }
 
 async fn serve_project(

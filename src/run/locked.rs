@@ -374,7 +374,7 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("s.db").display());
         let sqlite = crate::store::sqlite::SqliteStore::open(&url).await.unwrap();
         let pool = sqlite.pool().clone();
-        let store: Arc<dyn Store> = Arc::new(sqlite);
+        let store: Arc<dyn Store> = sqlite.into_store();
         let ttl = Duration::from_millis(300);
         assert!(store.try_lock_job("job", "a", ttl).await.unwrap());
         let finished = std::sync::atomic::AtomicBool::new(false);
@@ -448,8 +448,10 @@ mod tests {
     async fn a_run_dropped_before_its_end_is_marked_failed() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("s.db").display());
-        let store: Arc<dyn Store> =
-            Arc::new(crate::store::sqlite::SqliteStore::open(&url).await.unwrap());
+        let store: Arc<dyn Store> = crate::store::sqlite::SqliteStore::open(&url)
+            .await
+            .unwrap()
+            .into_store();
         let guard = |run_id| StoppedRun {
             store: store.clone(),
             run_id,

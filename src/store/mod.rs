@@ -2,6 +2,7 @@
 //! One [`Store`] trait; SQLite is the embedded default (PostgreSQL follows behind the same trait).
 
 pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -321,14 +322,11 @@ where
     ))
 }
 
-/// Opens the store named by a normalised URL, applies migrations, and marks the runs whose
+/// Opens the store named by a normalised URL (this process's handle on its database, opened
+/// and migrated once, see [`crate::db::Db`]), and marks the runs whose
 /// process is gone `abandoned` (see [`Store::abandon_lapsed_runs`]).
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    let store: Arc<dyn Store> = if url.starts_with("sqlite://") {
-        Arc::new(sqlite::SqliteStore::open(url).await?)
-    } else {
-        Arc::new(postgres::PostgresStore::open(url).await?)
-    };
+    let store: Arc<dyn Store> = Arc::new(sql::SqlStore::new(crate::db::Db::open(url).await?));
     // A housekeeping step: a failure here must not keep anyone from the store.
     if let Err(e) = mark_abandoned_runs(store.as_ref()).await {
         tracing::warn!(error = %e, "cannot check for abandoned runs");
