@@ -3,6 +3,7 @@
 
 pub mod checks;
 pub mod config;
+pub mod db;
 pub mod demo;
 pub mod features;
 pub mod ingest;

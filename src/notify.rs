@@ -107,7 +107,9 @@ pub async fn send(project: &Project, event: &Event<'_>) {
                 "pages_removed": s.figures.pages_removed, "removed_keys": s.publish.removed_keys,
                 "site": format!("{}/{}/index.html", project.publish.base_url, s.job),
             }),
-            Event::Failed { job, error } => json!({"job": job, "status": "failed", "error": error}),
+            Event::Failed { job, error } => {
+                json!({"job": job, "status": crate::store::RunStatus::Failed.as_str(), "error": error})
+            }
         };
         deliver(
             &client,

@@ -3,10 +3,78 @@
 //! by heartbeats; a dead worker's tasks return when it lapses), plus the `workers` table whose
 //! live rows tell each worker its share of the provider's rate limit.
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use crate::db::dialect::copy_escape;
+use crate::db::status::{RunMode, RunStatus, TaskState, decode};
+use crate::db::{Db, StoreError};
 use sqlx::{PgPool, Row};
-use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
+
+/// A statement's text with the stored words it names (`{pending}`, `{running}`, `{done}` for
+/// task states, `{run_running}`, `{run_failed}` for run statuses, `{distributed}`) put in from
+/// their enums: the text PostgreSQL plans with stays today's, so the partial index on open
+/// tasks (`state IN ('pending', 'running')`) still applies, which a bound parameter would hide.
+fn with_words(template: &str) -> String {
+    [
+        ("{pending}", TaskState::Pending.as_str()),
+        ("{running}", TaskState::Running.as_str()),
+        ("{done}", TaskState::Done.as_str()),
+        ("{run_running}", RunStatus::Running.as_str()),
+        ("{run_failed}", RunStatus::Failed.as_str()),
+        ("{distributed}", RunMode::Distributed.as_str()),
+    ]
+    .into_iter()
+    .fold(template.to_string(), |sql, (word, text)| {
+        sql.replace(word, text)
+    })
+}
+
+/// A statement of the queue, its text made once by [`with_words`].
+macro_rules! queue_sql {
+    ($name:ident = $template:literal) => {
+        static $name: LazyLock<String> = LazyLock::new(|| with_words($template));
+    };
+}
+
+queue_sql!(
+    MARK_DISTRIBUTED = "UPDATE runs SET mode = '{distributed}', entities = $2, skipped = $3, lease_expires_ms = NULL WHERE id = $1"
+);
+queue_sql!(
+    QUEUED = "SELECT t.entity_key, t.input_hash FROM tasks t JOIN runs r ON r.id = t.run_id \
+     WHERE r.job = $1 AND r.status = '{run_running}' AND t.state IN ('{pending}', '{running}')"
+);
+queue_sql!(
+    CLAIM = "UPDATE tasks t SET state = '{running}', worker = $2, attempts = t.attempts + 1, \
+     lease_until = now() + make_interval(secs => $3) \
+     FROM (SELECT run_id, seq FROM tasks \
+           WHERE run_id = $1 AND (state = '{pending}' OR (state = '{running}' AND lease_until < now())) \
+           ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED) c \
+     WHERE t.run_id = c.run_id AND t.seq = c.seq \
+     RETURNING t.seq, t.entity_key, t.input_hash, t.attempts"
+);
+queue_sql!(
+    COMPLETE = "UPDATE tasks SET state = $4, lease_until = NULL \
+     WHERE run_id = $1 AND seq = ANY($2) AND worker = $3 AND state = '{running}'"
+);
+queue_sql!(
+    RELEASE = "UPDATE tasks SET state = '{pending}', worker = NULL, lease_until = NULL \
+     WHERE run_id = $1 AND seq = ANY($2) AND worker = $3 AND state = '{running}'"
+);
+queue_sql!(
+    EXTEND_LEASES = "UPDATE tasks SET lease_until = now() + make_interval(secs => $3) \
+     WHERE run_id = $1 AND worker = $2 AND state = '{running}'"
+);
+queue_sql!(
+    OPEN_RUN = "SELECT id, job FROM runs r WHERE mode = '{distributed}' AND finished_at IS NULL \
+     AND ($1::text IS NULL OR job = $1) AND NOT (id = ANY($2)) \
+     AND ((status = '{run_running}' AND EXISTS (SELECT 1 FROM tasks t WHERE t.run_id = r.id \
+             AND (t.state = '{pending}' OR (t.state = '{running}' AND t.lease_until < now())))) \
+          OR publisher IS NULL OR publisher_until < now()) \
+     ORDER BY id LIMIT 1"
+);
+queue_sql!(
+    FAIL_RUN = "UPDATE runs SET status = '{run_failed}', error = $2 WHERE id = $1 AND status = '{run_running}'"
+);
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -14,10 +82,12 @@ pub enum QueueError {
         "distributed runs need a PostgreSQL store (store.url = \"postgres://…\"); this project uses {0}"
     )]
     NotPostgres(String),
+    /// A query of the queue failed.
     #[error("task queue: {0}")]
     Db(#[from] sqlx::Error),
-    #[error("cannot migrate the store: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The store's database cannot be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// One claimed task.
@@ -45,27 +115,10 @@ impl Counts {
 
 #[derive(Clone)]
 pub struct Queue {
+    /// Keeps this process's handle on the database open (the pool is its pool).
+    _db: Db,
     pool: PgPool,
     lease: Duration,
-}
-
-/// Appends `s` escaped for COPY's text format (backslash, tab, newline, carriage return).
-pub(crate) fn copy_escape(s: &str, out: &mut String) {
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let esc = match b {
-            b'\\' => "\\\\",
-            b'\t' => "\\t",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            _ => continue,
-        };
-        // The escaped bytes are ASCII: slicing around them stays on character boundaries.
-        out.push_str(&s[start..i]);
-        out.push_str(esc);
-        start = i + 1;
-    }
-    out.push_str(&s[start..]);
 }
 
 impl Queue {
@@ -75,14 +128,17 @@ impl Queue {
                 store_url.split(':').next().unwrap_or("?").to_string(),
             ));
         }
-        let opts = PgConnectOptions::from_str(store_url)?.application_name("shopscribe-queue");
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts)
-            .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Queue { pool, lease })
+        // The store's own pool and migrations: this process's handle on the database.
+        let db = Db::open(store_url).await?;
+        let pool = db
+            .postgres()
+            .cloned()
+            .ok_or_else(|| QueueError::NotPostgres(db.backend().name().to_string()))?;
+        Ok(Queue {
+            _db: db,
+            pool,
+            lease,
+        })
     }
 
     pub fn lease(&self) -> Duration {
@@ -97,14 +153,12 @@ impl Queue {
         entities: u64,
         skipped: u64,
     ) -> Result<(), QueueError> {
-        sqlx::query(
-            "UPDATE runs SET mode = 'distributed', entities = $2, skipped = $3, lease_expires_ms = NULL WHERE id = $1",
-        )
-        .bind(run_id)
-        .bind(entities as i64)
-        .bind(skipped as i64)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(MARK_DISTRIBUTED.as_str())
+            .bind(run_id)
+            .bind(entities as i64)
+            .bind(skipped as i64)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -146,33 +200,22 @@ impl Queue {
         &self,
         job: &str,
     ) -> Result<std::collections::HashSet<(String, String)>, QueueError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT t.entity_key, t.input_hash FROM tasks t JOIN runs r ON r.id = t.run_id \
-             WHERE r.job = $1 AND r.status = 'running' AND t.state IN ('pending', 'running')",
-        )
-        .bind(job)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(QUEUED.as_str())
+            .bind(job)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.into_iter().collect())
     }
 
     /// Claims up to `n` tasks: pending ones, or running ones whose lease lapsed (a dead worker's).
     pub async fn claim(&self, run_id: i64, worker: &str, n: i64) -> Result<Vec<Task>, QueueError> {
-        let rows = sqlx::query(
-            "UPDATE tasks t SET state = 'running', worker = $2, attempts = t.attempts + 1, \
-             lease_until = now() + make_interval(secs => $3) \
-             FROM (SELECT run_id, seq FROM tasks \
-                   WHERE run_id = $1 AND (state = 'pending' OR (state = 'running' AND lease_until < now())) \
-                   ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED) c \
-             WHERE t.run_id = c.run_id AND t.seq = c.seq \
-             RETURNING t.seq, t.entity_key, t.input_hash, t.attempts",
-        )
-        .bind(run_id)
-        .bind(worker)
-        .bind(self.lease.as_secs_f64())
-        .bind(n)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(CLAIM.as_str())
+            .bind(run_id)
+            .bind(worker)
+            .bind(self.lease.as_secs_f64())
+            .bind(n)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(Task {
@@ -192,32 +235,26 @@ impl Queue {
         run_id: i64,
         worker: &str,
         seqs: &[i64],
-        state: &str,
+        state: TaskState,
     ) -> Result<u64, QueueError> {
-        let r = sqlx::query(
-            "UPDATE tasks SET state = $4, lease_until = NULL \
-             WHERE run_id = $1 AND seq = ANY($2) AND worker = $3 AND state = 'running'",
-        )
-        .bind(run_id)
-        .bind(seqs)
-        .bind(worker)
-        .bind(state)
-        .execute(&self.pool)
-        .await?;
+        let r = sqlx::query(COMPLETE.as_str())
+            .bind(run_id)
+            .bind(seqs)
+            .bind(worker)
+            .bind(state.as_str())
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected())
     }
 
     /// Gives tasks back (the worker stops early).
     pub async fn release(&self, run_id: i64, worker: &str, seqs: &[i64]) -> Result<(), QueueError> {
-        sqlx::query(
-            "UPDATE tasks SET state = 'pending', worker = NULL, lease_until = NULL \
-             WHERE run_id = $1 AND seq = ANY($2) AND worker = $3 AND state = 'running'",
-        )
-        .bind(run_id)
-        .bind(seqs)
-        .bind(worker)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(RELEASE.as_str())
+            .bind(run_id)
+            .bind(seqs)
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -232,15 +269,12 @@ impl Queue {
         .bind(run_id)
         .execute(&self.pool)
         .await?;
-        sqlx::query(
-            "UPDATE tasks SET lease_until = now() + make_interval(secs => $3) \
-             WHERE run_id = $1 AND worker = $2 AND state = 'running'",
-        )
-        .bind(run_id)
-        .bind(worker)
-        .bind(self.lease.as_secs_f64())
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(EXTEND_LEASES.as_str())
+            .bind(run_id)
+            .bind(worker)
+            .bind(self.lease.as_secs_f64())
+            .execute(&self.pool)
+            .await?;
         let live: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM workers WHERE run_id = $1 AND heartbeat > now() - make_interval(secs => $2)",
         )
@@ -279,11 +313,11 @@ impl Queue {
         let mut c = Counts::default();
         for r in rows {
             let n: i64 = r.try_get("n")?;
-            match r.try_get::<String, _>("state")?.as_str() {
-                "pending" => c.pending = n,
-                "running" => c.running = n,
-                "done" => c.done = n,
-                _ => c.failed += n,
+            match decode::<TaskState>(&r.try_get::<String, _>("state")?)? {
+                TaskState::Pending => c.pending = n,
+                TaskState::Running => c.running = n,
+                TaskState::Done => c.done = n,
+                TaskState::Failed => c.failed = n,
             }
         }
         Ok(c)
@@ -297,39 +331,33 @@ impl Queue {
         job: Option<&str>,
         skip: &[i64],
     ) -> Result<Option<(i64, String)>, QueueError> {
-        let row = sqlx::query(
-            "SELECT id, job FROM runs r WHERE mode = 'distributed' AND finished_at IS NULL \
-             AND ($1::text IS NULL OR job = $1) AND NOT (id = ANY($2)) \
-             AND ((status = 'running' AND EXISTS (SELECT 1 FROM tasks t WHERE t.run_id = r.id \
-                     AND (t.state = 'pending' OR (t.state = 'running' AND t.lease_until < now())))) \
-                  OR publisher IS NULL OR publisher_until < now()) \
-             ORDER BY id LIMIT 1",
-        )
-        .bind(job)
-        .bind(skip)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(OPEN_RUN.as_str())
+            .bind(job)
+            .bind(skip)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|r| (r.get("id"), r.get("job"))))
     }
 
-    /// The run's status ("running", "failed", …) and error, to stop when another worker failed it.
-    pub async fn run_status(&self, run_id: i64) -> Result<(String, Option<String>), QueueError> {
+    /// The run's status and error, to stop when another worker failed it.
+    pub async fn run_status(&self, run_id: i64) -> Result<(RunStatus, Option<String>), QueueError> {
         let r = sqlx::query("SELECT status, error FROM runs WHERE id = $1")
             .bind(run_id)
             .fetch_one(&self.pool)
             .await?;
-        Ok((r.try_get("status")?, r.try_get("error")?))
+        Ok((
+            decode(&r.try_get::<String, _>("status")?)?,
+            r.try_get("error")?,
+        ))
     }
 
     /// Fails the run for every worker (a run-fatal provider error).
     pub async fn fail_run(&self, run_id: i64, error: &str) -> Result<(), QueueError> {
-        sqlx::query(
-            "UPDATE runs SET status = 'failed', error = $2 WHERE id = $1 AND status = 'running'",
-        )
-        .bind(run_id)
-        .bind(error)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(FAIL_RUN.as_str())
+            .bind(run_id)
+            .bind(error)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -403,36 +431,24 @@ impl Queue {
 }
 
 #[cfg(test)]
-mod copy_escape_tests {
+mod sql_tests {
+    use super::*;
+
     #[test]
-    fn copy_text_escapes_exactly_backslash_tab_newline_and_cr() {
-        // The reference: character by character.
-        let reference = |s: &str| {
-            let mut out = String::new();
-            for c in s.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '\t' => out.push_str("\\t"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    c => out.push(c),
-                }
-            }
-            out
-        };
-        for s in [
-            "plain",
-            "tab\there, new\nline, cr\r, back\\slash",
-            "é\\\t—\n",
-            "",
-            "\\",
+    fn every_statement_names_only_known_words() {
+        for sql in [
+            &MARK_DISTRIBUTED,
+            &QUEUED,
+            &CLAIM,
+            &COMPLETE,
+            &RELEASE,
+            &EXTEND_LEASES,
+            &OPEN_RUN,
+            &FAIL_RUN,
         ] {
-            let mut ours = String::new();
-            super::copy_escape(s, &mut ours);
-            assert_eq!(ours, reference(s), "{s:?}");
+            assert!(!sql.contains('{'), "{}", sql.as_str());
         }
-        let mut ours = String::from("kept ");
-        super::copy_escape("a\tb", &mut ours);
-        assert_eq!(ours, "kept a\\tb", "appends");
+        assert!(CLAIM.contains("state = 'pending' OR (state = 'running' AND lease_until < now())"));
+        assert!(FAIL_RUN.contains("status = 'failed'"));
     }
 }

@@ -362,7 +362,7 @@ pub async fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::RunFigures;
+    use crate::store::{RunFigures, RunStatus};
 
     fn generation(
         key: &str,
@@ -397,7 +397,7 @@ mod tests {
         let run = RunRecord {
             id: 7,
             job: "j".into(),
-            status: "partial".into(),
+            status: RunStatus::Partial,
             provider: "openai".into(),
             model: "m".into(),
             started_at: "2026-11-22T00:00:00.000Z".into(),
@@ -466,7 +466,7 @@ mod tests {
         let run = RunRecord {
             id: 1,
             job: "j".into(),
-            status: "succeeded".into(),
+            status: RunStatus::Succeeded,
             provider: "openai".into(),
             model: "m".into(),
             started_at: "2026-11-22T00:00:00.000Z".into(),

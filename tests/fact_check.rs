@@ -45,7 +45,7 @@ async fn an_answer_calling_a_bottom_10_metric_a_strength_is_repaired() {
     .await;
     let (_dir, mut project, sqlite) = support::domains_project(&server.base_url, 30, 11).await;
     project.llm.max_in_flight = 1;
-    let store: Arc<dyn Store> = Arc::new(sqlite);
+    let store: Arc<dyn Store> = sqlite.into_store();
     let provider: Arc<dyn Provider> =
         Arc::new(OpenAiProvider::new(openai_config(&project.llm, "test-key".to_string())).unwrap());
     let summary = run_job(

@@ -519,7 +519,11 @@ async fn a_file_that_fails_midway_leaves_silver_as_it_was(url: &str) {
     let err = ingest_file(&db, &ds, &cut).await.unwrap_err();
     assert!(err.to_string().contains("b.jsonl.gz"), "{err}");
     let files = db.files("reviews", 10).await.unwrap();
-    assert_eq!(files[0].status, "failed", "{files:?}");
+    assert_eq!(
+        files[0].status,
+        shopscribe::store::FileStatus::Failed,
+        "{files:?}"
+    );
     let now = current(&db).await;
     assert_eq!(now.len(), 1, "nothing of the broken file is in silver");
     assert_eq!(now[0].1["reviewText"], "before");

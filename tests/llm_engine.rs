@@ -27,7 +27,7 @@ async fn setup(server: &MockServer, domains: usize) -> Setup {
     Setup {
         _dir: dir,
         project,
-        store: Arc::new(sqlite),
+        store: sqlite.into_store(),
     }
 }
 

@@ -176,7 +176,7 @@ async fn a_review_that_tries_to_take_over_the_model_changes_nothing() {
     let states = store.entity_states("product_insights").await.unwrap();
     let (victim, _) = states
         .iter()
-        .find(|(_, s)| s.last_status == "invalid")
+        .find(|(_, s)| s.last_status == shopscribe::store::GenerationStatus::Invalid)
         .unwrap();
     let history = store
         .generations_of("product_insights", victim)
@@ -249,8 +249,17 @@ async fn interrupted_ingests_are_recovered(store_url: Option<&str>) {
     assert_eq!(reports.len(), 2);
     let files = db.files(&ds.name, 10).await.unwrap();
     let old = files.iter().find(|f| f.id == crashed).unwrap();
-    assert_eq!(old.status, "failed", "{files:?}");
-    assert!(files.iter().all(|f| f.status != "loading"), "{files:?}");
+    assert_eq!(
+        old.status,
+        shopscribe::store::FileStatus::Failed,
+        "{files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .all(|f| f.status != shopscribe::store::FileStatus::Loading),
+        "{files:?}"
+    );
     // Its scratch tables are gone.
     match &db {
         IngestDb::Sqlite(pool) => {

@@ -32,7 +32,7 @@ struct Api {
 
 async fn start(server: &MockServer, domains: usize, tune: impl FnOnce(&mut Project)) -> Api {
     let (dir, project, sqlite) = support::domains_project(&server.base_url, domains, 5).await;
-    serve_project(dir, project, Arc::new(sqlite), tune).await
+    serve_project(dir, project, sqlite.into_store(), tune).await
 }
 
 /// The example project with its store and its entities' source on PostgreSQL `db`.
@@ -42,7 +42,7 @@ async fn start_pg(server: &MockServer, db: &support::pg::TestDb, domains: usize)
         .await
         .unwrap();
     support::pg::load_pg(pg.pool(), &shopscribe::demo::sample_rows(domains, 5)).await;
-    serve_project(dir, project, Arc::new(pg), |_| {}).await
+    serve_project(dir, project, pg.into_store(), |_| {}).await
 }
 
 async fn serve_project(
@@ -617,7 +617,7 @@ async fn a_second_run_request_is_queued_behind_the_first() {
     // Shutdown waited for the queued run, which started once the lock was free.
     let runs = store.runs(Some("domain_summaries"), 10).await.unwrap();
     assert_eq!(runs.len(), 3, "{runs:?}");
-    assert_eq!(runs[0].status, "succeeded");
+    assert_eq!(runs[0].status, shopscribe::store::RunStatus::Succeeded);
 }
 
 #[tokio::test]
@@ -668,7 +668,7 @@ async fn shutdown_finishes_the_generation_in_flight() {
     assert_eq!(history.len(), 1);
     // The service run was closed with its figures.
     let runs = store.runs(Some("domain_summaries"), 5).await.unwrap();
-    assert_eq!(runs[0].status, "succeeded");
+    assert_eq!(runs[0].status, shopscribe::store::RunStatus::Succeeded);
     assert_eq!(runs[0].figures.generated, 1);
 }
 

@@ -2,7 +2,9 @@
 
 mod support;
 
-use shopscribe::store::{BatchItem, GenerationStatus, NewGeneration, RunFigures, RunStatus, Store};
+use shopscribe::store::{
+    BatchItem, BatchStatus, GenerationStatus, NewGeneration, RunFigures, RunStatus, Store,
+};
 use std::sync::Arc;
 use support::pg::TestDb;
 
@@ -34,7 +36,8 @@ fn generation(
     }
 }
 
-async fn conformance(store: Arc<dyn Store>) {
+/// Runs: created, finished with their figures, listed newest first.
+async fn runs(store: Arc<dyn Store>) {
     // Runs.
     let r1 = store.create_run("j", "offline", "m").await.unwrap();
     let r2 = store.create_run("other", "offline", "m").await.unwrap();
@@ -60,14 +63,18 @@ async fn conformance(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let run = store.run(r1).await.unwrap().unwrap();
-    assert_eq!(run.status, "succeeded");
+    assert_eq!(run.status, RunStatus::Succeeded);
     assert_eq!(run.figures, figures);
     assert!(run.finished_at.as_deref().unwrap() >= run.started_at.as_str());
     assert!(store.run(9999).await.unwrap().is_none());
     assert_eq!(store.runs(Some("j"), 10).await.unwrap().len(), 1);
     assert_eq!(store.runs(None, 10).await.unwrap().len(), 2);
     assert_eq!(store.runs(None, 1).await.unwrap()[0].id, r2, "newest first");
+}
 
+/// Generations are appended; each entity's current pointer keeps its last good text.
+async fn generations_and_current_pointer(store: Arc<dyn Store>) {
+    let r1 = store.create_run("j", "offline", "m").await.unwrap();
     // Generations and the current pointer.
     store
         .record_generations(&[
@@ -152,7 +159,11 @@ async fn conformance(store: Arc<dyn Store>) {
             .unwrap(),
         None
     );
+}
 
+/// Batches: recorded with their items, submitted, collected.
+async fn batches(store: Arc<dyn Store>) {
+    let r1 = store.create_run("j", "offline", "m").await.unwrap();
     // Batches.
     let items = vec![
         BatchItem {
@@ -182,7 +193,7 @@ async fn conformance(store: Arc<dyn Store>) {
         ("submitting", None, 2)
     );
     store
-        .update_batch(row, Some("batch-9"), "submitted", None)
+        .update_batch(row, Some("batch-9"), BatchStatus::Submitted, None)
         .await
         .unwrap();
     assert_eq!(
@@ -193,11 +204,14 @@ async fn conformance(store: Arc<dyn Store>) {
     );
     assert_eq!(store.batch_items(row).await.unwrap(), items);
     store
-        .update_batch(row, None, "collected", None)
+        .update_batch(row, None, BatchStatus::Collected, None)
         .await
         .unwrap();
     assert!(store.open_batches("j").await.unwrap().is_empty());
+}
 
+/// Named state values and the lease locks.
+async fn service_state_and_locks(store: Arc<dyn Store>) {
     // Service state and job locks.
     store.ping().await.unwrap();
     assert_eq!(store.state_get("watch:x").await.unwrap(), None);
@@ -238,8 +252,10 @@ async fn conformance(store: Arc<dyn Store>) {
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     assert!(store.try_lock_job("k", "b", ttl).await.unwrap());
     assert_eq!(store.queue_depth().await.unwrap(), 0);
-    run_leases(store.as_ref()).await;
-    // The store id: made once, the same for every caller after.
+}
+
+/// The store id: made once, the same for every caller after.
+async fn store_id(store: Arc<dyn Store>) {
     let id = shopscribe::store::store_id(store.as_ref()).await.unwrap();
     assert_eq!(id.len(), 32);
     assert_eq!(
@@ -251,7 +267,7 @@ async fn conformance(store: Arc<dyn Store>) {
 
 /// Runs whose lease lapsed are marked abandoned with the figures of what they stored; a renewed
 /// one, a finished one and one without a lease (distributed) are left alone.
-async fn run_leases(store: &dyn Store) {
+async fn run_leases(store: Arc<dyn Store>) {
     use std::time::Duration;
     let lapsed = store.create_run("lease", "offline", "m").await.unwrap();
     let renewed = store.create_run("lease", "offline", "m").await.unwrap();
@@ -291,15 +307,15 @@ async fn run_leases(store: &dyn Store) {
         [(lapsed, "lease")]
     );
     let run = store.run(lapsed).await.unwrap().unwrap();
-    assert_eq!(run.status, "abandoned");
+    assert_eq!(run.status, RunStatus::Abandoned);
     assert_eq!((run.figures.generated, run.figures.failed), (1, 1));
     assert_eq!(run.figures.tokens_in, 20, "both attempts' tokens");
     assert!(run.finished_at.is_some());
     assert!(run.error.unwrap().starts_with("abandoned:"));
     for (id, status) in [
-        (renewed, "running"),
-        (unleased, "running"),
-        (finished, "succeeded"),
+        (renewed, RunStatus::Running),
+        (unleased, RunStatus::Running),
+        (finished, RunStatus::Succeeded),
     ] {
         assert_eq!(store.run(id).await.unwrap().unwrap().status, status);
     }
@@ -309,19 +325,52 @@ async fn run_leases(store: &dyn Store) {
     );
 }
 
-#[tokio::test]
-async fn sqlite_store_conforms() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("s.db").display());
-    conformance(shopscribe::store::open(&url).await.unwrap()).await;
+/// Every case as a test of its own on each backend (`sqlite::runs`, `postgres::runs`, …), each
+/// on a fresh store: a failing case names itself and its backend.
+macro_rules! on_both_backends {
+    ($($case:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+                    let store = shopscribe::store::open(&url).await.unwrap();
+                    assert_eq!(store.backend(), "sqlite");
+                    super::$case(store).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let db = super::TestDb::new().await;
+                    let store = shopscribe::store::open(&db.url).await.unwrap();
+                    assert_eq!(store.backend(), "postgres");
+                    super::$case(store).await;
+                }
+            )+
+        }
+    };
 }
 
+on_both_backends!(
+    runs,
+    generations_and_current_pointer,
+    batches,
+    service_state_and_locks,
+    run_leases,
+    store_id,
+);
+
 #[tokio::test]
-async fn postgres_store_conforms() {
+async fn a_postgres_store_opened_again_applies_no_migration_twice() {
     let db = TestDb::new().await;
     let store = shopscribe::store::open(&db.url).await.unwrap();
-    assert_eq!(store.backend(), "postgres");
-    conformance(store).await;
-    // Opening again applies no migration twice.
-    shopscribe::store::open(&db.url).await.unwrap();
+    store.create_run("j", "offline", "m").await.unwrap();
+    drop(store);
+    // A fresh pool (the process's handle was dropped): the migrations are checked, none rerun.
+    let again = shopscribe::store::open(&db.url).await.unwrap();
+    assert_eq!(again.runs(None, 10).await.unwrap().len(), 1);
 }

@@ -134,7 +134,7 @@ async fn project(
     shopscribe::demo::load_rows(sqlite.pool(), &shopscribe::demo::sample_rows(entities, 3))
         .await
         .unwrap();
-    (dir, p, Arc::new(sqlite))
+    (dir, p, sqlite.into_store())
 }
 
 /// One limited scenario: the mock's limits and bucket, the client's configuration.

@@ -116,7 +116,10 @@ async fn claims(n: usize, workers: usize, batch: i64) {
                     break;
                 }
                 let seqs: Vec<i64> = got.iter().map(|t| t.seq).collect();
-                done += q.complete(run, &me, &seqs, "done").await.unwrap();
+                done += q
+                    .complete(run, &me, &seqs, shopscribe::store::TaskState::Done)
+                    .await
+                    .unwrap();
             }
             done
         }));

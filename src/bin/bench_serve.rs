@@ -47,7 +47,7 @@ fn main() {
         shopscribe::demo::load_rows(sqlite.pool(), &shopscribe::demo::sample_rows(domains, 42))
             .await
             .unwrap();
-        let store: Arc<dyn shopscribe::store::Store> = Arc::new(sqlite);
+        let store: Arc<dyn shopscribe::store::Store> = sqlite.into_store();
         let provider = shopscribe::llm::from_config(&project.llm).unwrap();
         let summary = shopscribe::run::run_job(
             &project,

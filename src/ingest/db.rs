@@ -3,7 +3,8 @@
 //! parameters (`UNNEST`) on PostgreSQL. The SCD2 merge is set-based SQL in one transaction.
 
 use super::parse::Candidate;
-use crate::queue::copy_escape;
+use crate::db::dialect::copy_escape;
+use crate::db::status::{FileStatus, MergeAction, decode};
 use crate::store::StoreError;
 use sqlx::{PgPool, SqlitePool};
 
@@ -114,46 +115,6 @@ async fn scratch_conn(
         }
     }
     Ok(conn)
-}
-
-/// `?` → `$1, $2, …` (the statements here contain no `?` inside literals).
-fn pg_sql(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            out.push_str(&format!("${n}"));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Runs one statement on SQLite; evaluates to the rows affected.
-macro_rules! q_lite {
-    ($conn:expr, $sql:expr $(, $b:expr)* $(,)?) => {
-        sqlx::query(sqlx::AssertSqlSafe(String::from($sql)))$(.bind($b))*.execute($conn).await?.rows_affected()
-    };
-}
-
-/// The same statement on PostgreSQL (placeholders rewritten).
-macro_rules! q_pg {
-    ($conn:expr, $sql:expr $(, $b:expr)* $(,)?) => {
-        sqlx::query(sqlx::AssertSqlSafe(pg_sql(&String::from($sql))))$(.bind($b))*.execute($conn).await?.rows_affected()
-    };
-}
-
-/// Fetches all rows of a query as `$t` (a tuple) on whichever backend; each arm is checked
-/// against its own pool type.
-macro_rules! fetch_all {
-    ($db:expr, $t:ty, $sql:expr $(, $b:expr)* $(,)?) => {
-        match $db {
-            IngestDb::Sqlite(p) => sqlx::query_as::<_, $t>(sqlx::AssertSqlSafe(String::from($sql)))$(.bind($b))*.fetch_all(p).await?,
-            IngestDb::Pg(p) => sqlx::query_as::<_, $t>(sqlx::AssertSqlSafe(pg_sql($sql)))$(.bind($b))*.fetch_all(p).await?,
-        }
-    };
 }
 
 /// Whether a listed line failed (counts against `max_reject_share`) or was only skipped.
@@ -271,6 +232,21 @@ struct PgStreams {
     tasks: [tokio::task::JoinHandle<Result<(), StoreError>>; 2],
 }
 
+/// The settings of an ingest's PostgreSQL transaction (it shares the store's pool, whose
+/// sessions have other ones): commits without waiting for the WAL flush — a crash may lose the
+/// last fraction of a second of commits, never consistency; a file whose merge or 'done' mark
+/// was lost is still 'loading' and is ingested again — and no statement or lock timeout, since
+/// a large file's load or merge may rightly take longer than the store's five minutes.
+async fn pg_ingest_session(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    sqlx::query(
+        "SELECT set_config('synchronous_commit', 'off', true), \
+                set_config('statement_timeout', '0', true), set_config('lock_timeout', '0', true)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// One COPY stream: `sql` on a connection of its own, committed every [`PG_COPY_TX_BYTES`].
 async fn copy_stream(
     pool: PgPool,
@@ -281,6 +257,7 @@ async fn copy_stream(
     let mut next = rx.recv().await;
     while let Some(first) = next.take() {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        pg_ingest_session(&mut tx).await?;
         let mut copy = (*tx).copy_in_raw(&sql).await?;
         let mut bytes = first.len();
         copy.send(first).await?;
@@ -310,6 +287,7 @@ async fn bronze_writer(
     let mut conn = pool.acquire().await?;
     while let Some((blocks, rejects)) = rx.recv().await {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        pg_ingest_session(&mut tx).await?;
         insert_blocks_pg(&mut tx, file_id, blocks).await?;
         insert_rejects_pg(&mut tx, file_id, rejects).await?;
         tx.commit().await?;
@@ -564,21 +542,24 @@ pub struct FileCounts {
 pub struct FileRecord {
     pub id: i64,
     pub uri: String,
-    pub status: String,
+    pub status: FileStatus,
     pub lines: i64,
     pub rejected: i64,
 }
 
 /// A row of `SELECT id, uri, status, lines, rejected FROM ingested_files`.
-impl From<(i64, String, String, i64, i64)> for FileRecord {
-    fn from((id, uri, status, lines, rejected): (i64, String, String, i64, i64)) -> Self {
-        FileRecord {
+type FileRow = (i64, String, String, i64, i64);
+
+impl TryFrom<FileRow> for FileRecord {
+    type Error = sqlx::Error;
+    fn try_from((id, uri, status, lines, rejected): FileRow) -> Result<Self, sqlx::Error> {
+        Ok(FileRecord {
             id,
             uri,
-            status,
+            status: decode(&status)?,
             lines,
             rejected,
-        }
+        })
     }
 }
 
@@ -617,45 +598,37 @@ fn copy_staged(staged: &[Staged]) -> Vec<u8> {
 }
 
 impl IngestDb {
-    /// Opens the store's database (migrated by `store::open`).
+    /// The ingest's side of the store's database: this process's handle on it (opened and
+    /// migrated once, see [`crate::db::Db`]); on SQLite its one ingest writer connection.
     pub async fn connect(url: &str) -> Result<IngestDb, StoreError> {
-        let _ = crate::store::open(url).await?;
-        let err = |source| StoreError::Open {
-            url: crate::config::redact_url(url),
-            source,
-        };
-        if url.starts_with("sqlite://") {
-            use std::str::FromStr;
-            let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-                .map_err(err)?
-                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-                .busy_timeout(std::time::Duration::from_secs(30));
-            Ok(IngestDb::Sqlite(
-                sqlx::sqlite::SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .connect_with(opts)
-                    .await
-                    .map_err(err)?,
-            ))
-        } else {
-            use std::str::FromStr;
-            // Ingest sessions commit without waiting for the WAL flush: a crash may lose the
-            // last fraction of a second of commits, never consistency; a file whose merge or
-            // 'done' mark was lost is still 'loading' and is ingested again.
-            let opts = sqlx::postgres::PgConnectOptions::from_str(url)
-                .map_err(err)?
-                .application_name("shopscribe-ingest")
-                .options([("synchronous_commit", "off")]);
-            // Two connections: bronze and staging rows are copied in parallel.
-            Ok(IngestDb::Pg(
-                sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(2)
-                    .connect_with(opts)
-                    .await
-                    .map_err(err)?,
-            ))
+        IngestDb::of(&crate::db::Db::open(url).await?).await
+    }
+
+    pub async fn of(db: &crate::db::Db) -> Result<IngestDb, StoreError> {
+        Ok(match db.pool() {
+            crate::db::Pool::Postgres(p) => IngestDb::Pg(p.clone()),
+            crate::db::Pool::Sqlite(_) => IngestDb::Sqlite(db.sqlite_ingest_writer().await?),
+        })
+    }
+
+    /// Where statements run by default: the pool (SQLite: the ingest's writer).
+    fn target(&self) -> crate::db::Target<'_> {
+        match self {
+            IngestDb::Sqlite(p) => crate::db::Target::SqlitePool(p),
+            IngestDb::Pg(p) => crate::db::Target::PgPool(p),
         }
+    }
+
+    /// A transaction on the pool (PostgreSQL: with the ingest's session settings).
+    async fn begin(&self) -> Result<crate::db::Tx<'static>, StoreError> {
+        Ok(match self {
+            IngestDb::Sqlite(p) => crate::db::Tx::Sqlite(p.begin().await?),
+            IngestDb::Pg(p) => {
+                let mut tx = p.begin().await?;
+                pg_ingest_session(&mut tx).await?;
+                crate::db::Tx::Postgres(tx)
+            }
+        })
     }
 
     /// A file of `dataset` already ingested with this checksum, whatever its name.
@@ -664,15 +637,18 @@ impl IngestDb {
         dataset: &str,
         checksum: &str,
     ) -> Result<Option<FileRecord>, StoreError> {
-        let sql = "SELECT id, uri, status, lines, rejected FROM ingested_files WHERE dataset = ? AND checksum = ? AND status = 'done' LIMIT 1";
-        let rows = fetch_all!(
-            self,
-            (i64, String, String, i64, i64),
-            sql,
-            dataset,
-            checksum
-        );
-        Ok(rows.into_iter().next().map(FileRecord::from))
+        let sql = "SELECT id, uri, status, lines, rejected FROM ingested_files WHERE dataset = ? AND checksum = ? AND status = ? LIMIT 1";
+        let rows = crate::db::sql(sql)
+            .bind(dataset)
+            .bind(checksum)
+            .bind(FileStatus::Done.as_str())
+            .fetch_all::<FileRow>(self.target())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(FileRecord::try_from)
+            .transpose()?)
     }
 
     async fn create_staging(&self, file_id: i64) -> Result<(), StoreError> {
@@ -682,33 +658,24 @@ impl IngestDb {
         match self {
             IngestDb::Sqlite(p) => {
                 let mut conn = scratch_conn(p, file_id).await?;
-                q_lite!(
-                    &mut *conn,
-                    &format!(
+                crate::db::sql(format!(
                         "CREATE TABLE {t} (line_no INTEGER PRIMARY KEY, record_key TEXT NOT NULL, \
                          row_hash TEXT NOT NULL, version_num DOUBLE PRECISION, version_text TEXT, payload TEXT NOT NULL)"
-                    )
-                );
+                    )).execute(&mut *conn).await?;
                 // Maintained while loading (the writer waits for the parser anyway): the merge
                 // plan then reads the staged keys in order instead of sorting them, and the
                 // index covers every column the plan reads.
                 let s = scratch_schema(file_id);
-                q_lite!(
-                    &mut *conn,
-                    &format!(
+                crate::db::sql(format!(
                         "CREATE INDEX {s}.staging_key ON staging (record_key, version_num, version_text, line_no, row_hash)"
-                    )
-                );
+                    )).execute(&mut *conn).await?;
             }
             IngestDb::Pg(p) => {
                 // Unlogged: after a crash the file is still 'loading' and is ingested again.
-                q_pg!(
-                    p,
-                    &format!(
+                crate::db::sql(format!(
                         "CREATE UNLOGGED TABLE {t} (line_no BIGINT NOT NULL, record_key TEXT NOT NULL, \
                          row_hash TEXT NOT NULL, version_num DOUBLE PRECISION, version_text TEXT, payload TEXT NOT NULL)"
-                    )
-                );
+                    )).execute(p).await?;
             }
         }
         Ok(())
@@ -735,10 +702,9 @@ impl IngestDb {
             }
             IngestDb::Pg(p) => {
                 let s = scratch(self, file_id);
-                q_pg!(
-                    p,
-                    &format!("DROP TABLE IF EXISTS {}, {}", s.plan, s.staging)
-                );
+                crate::db::sql(format!("DROP TABLE IF EXISTS {}, {}", s.plan, s.staging))
+                    .execute(p)
+                    .await?;
             }
         }
         Ok(())
@@ -763,30 +729,17 @@ impl IngestDb {
         size: u64,
         checksum: &str,
     ) -> Result<i64, StoreError> {
-        let sql = "INSERT INTO ingested_files (dataset, uri, size, checksum, status, started_at) VALUES (?, ?, ?, ?, 'loading', ?) RETURNING id";
+        let sql = "INSERT INTO ingested_files (dataset, uri, size, checksum, status, started_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id";
         let now = crate::store::now_text();
-        Ok(match self {
-            IngestDb::Sqlite(p) => {
-                sqlx::query_scalar(sql)
-                    .bind(dataset)
-                    .bind(uri)
-                    .bind(size as i64)
-                    .bind(checksum)
-                    .bind(&now)
-                    .fetch_one(p)
-                    .await?
-            }
-            IngestDb::Pg(p) => {
-                sqlx::query_scalar(sqlx::AssertSqlSafe(pg_sql(sql)))
-                    .bind(dataset)
-                    .bind(uri)
-                    .bind(size as i64)
-                    .bind(checksum)
-                    .bind(&now)
-                    .fetch_one(p)
-                    .await?
-            }
-        })
+        Ok(crate::db::sql(sql)
+            .bind(dataset)
+            .bind(uri)
+            .bind(size as i64)
+            .bind(checksum)
+            .bind(FileStatus::Loading.as_str())
+            .bind(&now)
+            .scalar(self.target())
+            .await?)
     }
 
     /// A loader for the chunks of `file_id` (see [`Loader`]).
@@ -827,8 +780,8 @@ impl IngestDb {
     /// One pass plans it: the winner of each key in the delivery (highest version, then the
     /// last line: the last row of the key in (version_num, version_text, line_no) order, NULLs
     /// first, the reverse of "DESC NULLS LAST") is joined once with the key's current version
-    /// and classified as new (0), stale (1: older than the current version; kept in bronze
-    /// only), unchanged (2: same row hash, not deleted: writes nothing) or changed (3). The
+    /// and classified ([`MergeAction`]) as new, stale (older than the current version; kept in
+    /// bronze only), unchanged (same row hash, not deleted: writes nothing) or changed. The
     /// plan is a narrow table; then:
     /// 1. snapshot mode: current keys absent from the delivery get a deleted version;
     /// 2. the current versions of changed keys are closed (by row id);
@@ -888,22 +841,29 @@ impl IngestDb {
                                     LIMIT 1)"
             ),
         };
+        let [new, stale, unchanged, changed] = [
+            MergeAction::New,
+            MergeAction::Stale,
+            MergeAction::Unchanged,
+            MergeAction::Changed,
+        ]
+        .map(MergeAction::code);
         let plan = [
             format!("CREATE {unlogged} TABLE {pt} ({seq}line_no {int} NOT NULL, cur_id {int}, action INTEGER NOT NULL)"),
             format!(
                 "INSERT INTO {pt} (line_no, cur_id, action)
                  SELECT w.line_no, r.id,
-                    CASE WHEN r.id IS NULL THEN 0
-                         WHEN r.version_num > w.version_num OR r.version_text > w.version_text THEN 1
-                         WHEN r.deleted = 0 AND r.row_hash = w.row_hash THEN 2
-                         ELSE 3 END
+                    CASE WHEN r.id IS NULL THEN {new}
+                         WHEN r.version_num > w.version_num OR r.version_text > w.version_text THEN {stale}
+                         WHEN r.deleted = 0 AND r.row_hash = w.row_hash THEN {unchanged}
+                         ELSE {changed} END
                  FROM {winners}
                  ORDER BY {plan_order}"
             ),
         ];
         // PostgreSQL plans the next statements better with the plan's statistics.
         let analyze_plan = matches!(self, IngestDb::Pg(_)).then(|| format!("ANALYZE {pt}"));
-        let counts = format!("SELECT action, COUNT(*) FROM {pt} GROUP BY action");
+        let counts = format!("SELECT CAST(action AS BIGINT), COUNT(*) FROM {pt} GROUP BY action");
         let snapshot_sql = [
             plan_index,
             format!(
@@ -919,86 +879,107 @@ impl IngestDb {
         // index is used: as a semi-join the planner preferred scanning all of `records`.
         let close = match self {
             IngestDb::Sqlite(_) => format!(
-                "UPDATE records SET valid_to = ? WHERE id IN (SELECT cur_id FROM {pt} WHERE action = 3)"
+                "UPDATE records SET valid_to = ? WHERE id IN (SELECT cur_id FROM {pt} WHERE action = {changed})"
             ),
             IngestDb::Pg(_) => format!(
-                "UPDATE records SET valid_to = ? WHERE id = ANY(ARRAY(SELECT cur_id FROM {pt} WHERE action = 3))"
+                "UPDATE records SET valid_to = ? WHERE id = ANY(ARRAY(SELECT cur_id FROM {pt} WHERE action = {changed}))"
             ),
         };
         let insert = format!(
             "INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id, line_no)
              SELECT ?, s.record_key, s.payload, s.row_hash, s.version_num, s.version_text, ?, NULL, 0, ?, s.line_no
-             FROM {pt} p JOIN {t} s ON s.line_no = p.line_no WHERE p.action IN (0, 3) {insert_order}"
+             FROM {pt} p JOIN {t} s ON s.line_no = p.line_no WHERE p.action IN ({new}, {changed}) {insert_order}"
         );
         let mut c = MergeCounts::default();
         let timer = std::time::Instant::now();
         let lap = |step: &str| {
             tracing::debug!(step, ms = timer.elapsed().as_millis() as u64, "merge");
         };
-        macro_rules! run {
-            ($tx:ident, $q:ident, $counts:expr) => {{
-                $q!(&mut *$tx, &plan[0]);
-                $q!(&mut *$tx, &plan[1], dataset);
-                if let Some(a) = &analyze_plan {
-                    $q!(&mut *$tx, a);
-                }
-                lap("plan");
-                let mut winners = 0;
-                for (action, n) in $counts {
-                    let n = n as u64;
-                    winners += n;
-                    match action {
-                        0 => c.inserted = n,
-                        1 => c.stale = n,
-                        2 => c.unchanged = n,
-                        _ => c.changed = n,
-                    }
-                }
-                c.duplicates = staged.saturating_sub(winners);
-                if snapshot {
-                    $q!(&mut *$tx, &snapshot_sql[0]);
-                    c.deleted = $q!(&mut *$tx, &snapshot_sql[1], &now, dataset);
-                    $q!(&mut *$tx, &snapshot_sql[2], &now, file_id, dataset, &now);
-                    lap("snapshot");
-                }
-                let closed = $q!(&mut *$tx, &close, &now);
-                debug_assert_eq!(closed, c.changed);
-                lap("close");
-                $q!(&mut *$tx, &insert, dataset, &now, file_id);
-                lap("insert");
-            }};
-        }
-        match self {
-            IngestDb::Sqlite(p) => {
-                let mut conn = scratch_conn(p, file_id).await?;
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                run!(
-                    tx,
-                    q_lite,
-                    sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(counts.clone()))
-                        .fetch_all(&mut *tx)
-                        .await?
-                );
-                tx.commit().await?;
-                lap("commit");
+        // SQLite: the connection holding the file's scratch database; PostgreSQL: the pool's.
+        let mut scratch = match self {
+            IngestDb::Sqlite(p) => Some(scratch_conn(p, file_id).await?),
+            IngestDb::Pg(_) => None,
+        };
+        let mut tx = match (self, scratch.as_mut()) {
+            (IngestDb::Sqlite(_), Some(conn)) => {
+                crate::db::Tx::Sqlite(sqlx::Connection::begin(&mut **conn).await?)
             }
-            IngestDb::Pg(p) => {
+            (IngestDb::Pg(p), _) => {
                 let mut tx = p.begin().await?;
+                pg_ingest_session(&mut tx).await?;
                 // Fresh statistics for the staged rows, or the planner guesses an empty table;
                 // room for the sort and the hash join in memory.
-                q_pg!(&mut *tx, "SET LOCAL work_mem = '128MB'");
-                q_pg!(&mut *tx, &format!("ANALYZE {t}"));
-                run!(
-                    tx,
-                    q_pg,
-                    sqlx::query_as::<_, (i32, i64)>(sqlx::AssertSqlSafe(counts.clone()))
-                        .fetch_all(&mut *tx)
-                        .await?
-                );
-                tx.commit().await?;
-                lap("commit");
+                crate::db::sql("SET LOCAL work_mem = '128MB'")
+                    .execute(&mut *tx)
+                    .await?;
+                crate::db::sql(format!("ANALYZE {t}"))
+                    .execute(&mut *tx)
+                    .await?;
+                crate::db::Tx::Postgres(tx)
+            }
+            (IngestDb::Sqlite(_), None) => {
+                unreachable!("a SQLite merge has its scratch connection")
+            }
+        };
+        crate::db::sql(&plan[0]).execute(tx.target()).await?;
+        crate::db::sql(&plan[1])
+            .bind(dataset)
+            .execute(tx.target())
+            .await?;
+        if let Some(a) = &analyze_plan {
+            crate::db::sql(a).execute(tx.target()).await?;
+        }
+        lap("plan");
+        let mut winners = 0;
+        let counts: Vec<(i64, i64)> = crate::db::sql(&counts).fetch_all(tx.target()).await?;
+        for (action, n) in counts {
+            let n = n as u64;
+            winners += n;
+            match MergeAction::from_code(action)
+                .map_err(|e| StoreError::Query(sqlx::Error::Decode(Box::new(e))))?
+            {
+                MergeAction::New => c.inserted = n,
+                MergeAction::Stale => c.stale = n,
+                MergeAction::Unchanged => c.unchanged = n,
+                MergeAction::Changed => c.changed = n,
             }
         }
+        c.duplicates = staged.saturating_sub(winners);
+        if snapshot {
+            crate::db::sql(&snapshot_sql[0])
+                .execute(tx.target())
+                .await?;
+            c.deleted = crate::db::sql(&snapshot_sql[1])
+                .bind(&now)
+                .bind(dataset)
+                .execute(tx.target())
+                .await?;
+            crate::db::sql(&snapshot_sql[2])
+                .bind(&now)
+                .bind(file_id)
+                .bind(dataset)
+                .bind(&now)
+                .execute(tx.target())
+                .await?;
+            lap("snapshot");
+        }
+        let closed = crate::db::sql(&close)
+            .bind(&now)
+            .execute(tx.target())
+            .await?;
+        debug_assert_eq!(closed, c.changed);
+        lap("close");
+        crate::db::sql(&insert)
+            .bind(dataset)
+            .bind(&now)
+            .bind(file_id)
+            .execute(tx.target())
+            .await?;
+        lap("insert");
+        tx.commit().await?;
+        // Back to the pool before the scratch is dropped (SQLite's writer is one connection).
+        drop(scratch);
+        lap("commit");
         self.drop_staging(file_id).await?;
         lap("drop");
         Ok(c)
@@ -1015,26 +996,35 @@ impl IngestDb {
             "DELETE FROM raw_rejects WHERE file_id = ?",
             "DELETE FROM raw_blocks WHERE file_id = ?",
         ] {
-            match self {
-                IngestDb::Sqlite(p) => q_lite!(p, sql, file_id),
-                IngestDb::Pg(p) => q_pg!(p, sql, file_id),
-            };
+            crate::db::sql(sql)
+                .bind(file_id)
+                .execute(self.target())
+                .await?;
         }
         Ok(())
     }
 
     pub async fn recover_interrupted(&self, dataset: &str) -> Result<Vec<i64>, StoreError> {
-        let sql =
-            "SELECT id FROM ingested_files WHERE dataset = ? AND status = 'loading' ORDER BY id";
-        let ids: Vec<(i64,)> = fetch_all!(self, (i64,), sql, dataset);
+        let sql = "SELECT id FROM ingested_files WHERE dataset = ? AND status = ? ORDER BY id";
+        let ids: Vec<(i64,)> = crate::db::sql(sql)
+            .bind(dataset)
+            .bind(FileStatus::Loading.as_str())
+            .fetch_all::<(i64,)>(self.target())
+            .await?;
         let mut out = Vec::with_capacity(ids.len());
         for (id,) in ids {
             self.discard_partial(id).await?;
             let reason =
                 "interrupted while loading (the process stopped); ingested again as a new file";
             let counts = FileCounts::default();
-            self.finish_file(id, "failed", &counts, &MergeCounts::default(), Some(reason))
-                .await?;
+            self.finish_file(
+                id,
+                FileStatus::Failed,
+                &counts,
+                &MergeCounts::default(),
+                Some(reason),
+            )
+            .await?;
             out.push(id);
         }
         Ok(out)
@@ -1043,7 +1033,7 @@ impl IngestDb {
     pub async fn finish_file(
         &self,
         file_id: i64,
-        status: &str,
+        status: FileStatus,
         counts: &FileCounts,
         m: &MergeCounts,
         error: Option<&str>,
@@ -1059,42 +1049,23 @@ impl IngestDb {
             counts.skipped,
         );
         let error = error.map(storable);
-        match self {
-            IngestDb::Sqlite(p) => q_lite!(
-                p,
-                sql,
-                status,
-                n(lines),
-                n(accepted),
-                n(rejected),
-                n(skipped),
-                n(m.inserted),
-                n(m.changed),
-                n(m.unchanged),
-                n(m.stale),
-                n(m.deleted),
-                &now,
-                error,
-                file_id
-            ),
-            IngestDb::Pg(p) => q_pg!(
-                p,
-                sql,
-                status,
-                n(lines),
-                n(accepted),
-                n(rejected),
-                n(skipped),
-                n(m.inserted),
-                n(m.changed),
-                n(m.unchanged),
-                n(m.stale),
-                n(m.deleted),
-                &now,
-                error,
-                file_id
-            ),
-        };
+        let status = status.as_str();
+        crate::db::sql(sql)
+            .bind(status)
+            .bind(n(lines))
+            .bind(n(accepted))
+            .bind(n(rejected))
+            .bind(n(skipped))
+            .bind(n(m.inserted))
+            .bind(n(m.changed))
+            .bind(n(m.unchanged))
+            .bind(n(m.stale))
+            .bind(n(m.deleted))
+            .bind(&now)
+            .bind(error)
+            .bind(file_id)
+            .execute(self.target())
+            .await?;
         Ok(())
     }
 
@@ -1108,7 +1079,11 @@ impl IngestDb {
                    ) r JOIN ingested_files f ON f.id = r.file_id
                    WHERE f.dataset = ? ORDER BY f.id DESC, r.line_no LIMIT ?";
         type Row = (String, i64, String, Option<String>, String, Option<Vec<u8>>);
-        let rows = fetch_all!(self, Row, sql, dataset, limit);
+        let rows = crate::db::sql(sql)
+            .bind(dataset)
+            .bind(limit)
+            .fetch_all::<Row>(self.target())
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(uri, line_no, kind, reason, raw, bytes)| RejectRow {
@@ -1124,16 +1099,31 @@ impl IngestDb {
     /// The recorded file `id` of `dataset`, if there is one.
     pub async fn file(&self, dataset: &str, id: i64) -> Result<Option<FileRecord>, StoreError> {
         let sql = "SELECT id, uri, status, lines, rejected FROM ingested_files WHERE dataset = ? AND id = ?";
-        let rows = fetch_all!(self, (i64, String, String, i64, i64), sql, dataset, id);
-        Ok(rows.into_iter().next().map(FileRecord::from))
+        let rows = crate::db::sql(sql)
+            .bind(dataset)
+            .bind(id)
+            .fetch_all::<FileRow>(self.target())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(FileRecord::try_from)
+            .transpose()?)
     }
 
     /// The files recorded for a dataset, newest first.
     pub async fn files(&self, dataset: &str, limit: i64) -> Result<Vec<FileRecord>, StoreError> {
         let sql = "SELECT id, uri, status, lines, rejected FROM ingested_files WHERE dataset = ?
                    ORDER BY id DESC LIMIT ?";
-        let rows = fetch_all!(self, (i64, String, String, i64, i64), sql, dataset, limit);
-        Ok(rows.into_iter().map(FileRecord::from).collect())
+        let rows = crate::db::sql(sql)
+            .bind(dataset)
+            .bind(limit)
+            .fetch_all::<FileRow>(self.target())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(FileRecord::try_from)
+            .collect::<Result<_, _>>()?)
     }
 
     /// Every item of an ingested file as delivered, in order, handed to `each` (line number,
@@ -1161,7 +1151,12 @@ impl IngestDb {
         loop {
             let sql = "SELECT first_line, codec, data FROM raw_blocks WHERE file_id = ? AND first_line > ?
                        ORDER BY first_line LIMIT ?";
-            let blocks = fetch_all!(self, (i64, String, Vec<u8>), sql, file_id, after, PAGE);
+            let blocks = crate::db::sql(sql)
+                .bind(file_id)
+                .bind(after)
+                .bind(PAGE)
+                .fetch_all::<(i64, String, Vec<u8>)>(self.target())
+                .await?;
             for (first, codec, data) in &blocks {
                 let block = super::bronze::decode(codec, *first, data).map_err(|e| {
                     StoreError::Query(sqlx::Error::Decode(
@@ -1189,7 +1184,12 @@ impl IngestDb {
         loop {
             let sql = "SELECT line_no, raw FROM raw_records WHERE file_id = ? AND line_no > ?
                        ORDER BY line_no LIMIT ?";
-            let rows = fetch_all!(self, (i64, String), sql, file_id, after, 10_000i64);
+            let rows = crate::db::sql(sql)
+                .bind(file_id)
+                .bind(after)
+                .bind(10_000i64)
+                .fetch_all::<(i64, String)>(self.target())
+                .await?;
             for (line, raw) in &rows {
                 legacy(*line, raw.as_bytes(), &mut each).map_err(io)?;
                 n += 1;
@@ -1209,14 +1209,12 @@ impl IngestDb {
     ) -> Result<Vec<(String, String)>, StoreError> {
         let sql = "SELECT record_key, payload FROM records WHERE dataset = ? AND valid_from <= ?
                    AND (valid_to IS NULL OR valid_to > ?) AND deleted = 0 ORDER BY record_key";
-        Ok(fetch_all!(
-            self,
-            (String, String),
-            sql,
-            dataset,
-            as_of,
-            as_of
-        ))
+        Ok(crate::db::sql(sql)
+            .bind(dataset)
+            .bind(as_of)
+            .bind(as_of)
+            .fetch_all::<(String, String)>(self.target())
+            .await?)
     }
 
     /// Replaces the dataset's rows of `product_summary` in one transaction.
@@ -1229,53 +1227,37 @@ impl IngestDb {
             ratings_4, ratings_5, helpful_votes, total_votes, helpful_ratio, recent_reviews, recent_avg_rating, earlier_avg_rating,
             rating_trend, first_review, last_review, most_helpful_excerpt, most_recent_excerpt)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-        macro_rules! fill {
-            ($tx:ident, $q:ident) => {{
-                $q!(
-                    &mut *$tx,
-                    "DELETE FROM product_summary WHERE dataset = ?",
-                    dataset
-                );
-                for r in rows {
-                    $q!(
-                        &mut *$tx,
-                        INSERT,
-                        dataset,
-                        &r.asin,
-                        r.review_count,
-                        r.avg_rating,
-                        r.ratings[0],
-                        r.ratings[1],
-                        r.ratings[2],
-                        r.ratings[3],
-                        r.ratings[4],
-                        r.helpful_votes,
-                        r.total_votes,
-                        r.helpful_ratio,
-                        r.recent_reviews,
-                        r.recent_avg_rating,
-                        r.earlier_avg_rating,
-                        r.rating_trend,
-                        &r.first_review,
-                        &r.last_review,
-                        &r.most_helpful_excerpt,
-                        &r.most_recent_excerpt
-                    );
-                }
-            }};
+        let mut tx = self.begin().await?;
+        crate::db::sql("DELETE FROM product_summary WHERE dataset = ?")
+            .bind(dataset)
+            .execute(tx.target())
+            .await?;
+        for r in rows {
+            crate::db::sql(INSERT)
+                .bind(dataset)
+                .bind(&r.asin)
+                .bind(r.review_count)
+                .bind(r.avg_rating)
+                .bind(r.ratings[0])
+                .bind(r.ratings[1])
+                .bind(r.ratings[2])
+                .bind(r.ratings[3])
+                .bind(r.ratings[4])
+                .bind(r.helpful_votes)
+                .bind(r.total_votes)
+                .bind(r.helpful_ratio)
+                .bind(r.recent_reviews)
+                .bind(r.recent_avg_rating)
+                .bind(r.earlier_avg_rating)
+                .bind(r.rating_trend)
+                .bind(&r.first_review)
+                .bind(&r.last_review)
+                .bind(&r.most_helpful_excerpt)
+                .bind(&r.most_recent_excerpt)
+                .execute(tx.target())
+                .await?;
         }
-        match self {
-            IngestDb::Sqlite(p) => {
-                let mut tx = p.begin().await?;
-                fill!(tx, q_lite);
-                tx.commit().await?;
-            }
-            IngestDb::Pg(p) => {
-                let mut tx = p.begin().await?;
-                fill!(tx, q_pg);
-                tx.commit().await?;
-            }
-        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1286,38 +1268,22 @@ impl IngestDb {
         rows: &[super::gold::CatalogEntry],
     ) -> Result<(), StoreError> {
         const INSERT: &str = "INSERT INTO product_catalog (dataset, asin, title, brand, category) VALUES (?, ?, ?, ?, ?)";
-        macro_rules! fill {
-            ($tx:ident, $q:ident) => {{
-                $q!(
-                    &mut *$tx,
-                    "DELETE FROM product_catalog WHERE dataset = ?",
-                    dataset
-                );
-                for r in rows {
-                    $q!(
-                        &mut *$tx,
-                        INSERT,
-                        dataset,
-                        &r.asin,
-                        &r.title,
-                        &r.brand,
-                        &r.category
-                    );
-                }
-            }};
+        let mut tx = self.begin().await?;
+        crate::db::sql("DELETE FROM product_catalog WHERE dataset = ?")
+            .bind(dataset)
+            .execute(tx.target())
+            .await?;
+        for r in rows {
+            crate::db::sql(INSERT)
+                .bind(dataset)
+                .bind(&r.asin)
+                .bind(&r.title)
+                .bind(&r.brand)
+                .bind(&r.category)
+                .execute(tx.target())
+                .await?;
         }
-        match self {
-            IngestDb::Sqlite(p) => {
-                let mut tx = p.begin().await?;
-                fill!(tx, q_lite);
-                tx.commit().await?;
-            }
-            IngestDb::Pg(p) => {
-                let mut tx = p.begin().await?;
-                fill!(tx, q_pg);
-                tx.commit().await?;
-            }
-        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1328,13 +1294,11 @@ impl IngestDb {
         key: &str,
     ) -> Result<Vec<(String, Option<String>, bool, String)>, StoreError> {
         let sql = "SELECT valid_from, valid_to, deleted, payload FROM records WHERE dataset = ? AND record_key = ? ORDER BY id";
-        let rows = fetch_all!(
-            self,
-            (String, Option<String>, i64, String),
-            sql,
-            dataset,
-            key
-        );
+        let rows = crate::db::sql(sql)
+            .bind(dataset)
+            .bind(key)
+            .fetch_all::<(String, Option<String>, i64, String)>(self.target())
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(from, to, deleted, payload)| (from, to, deleted != 0, payload))

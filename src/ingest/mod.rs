@@ -611,7 +611,7 @@ async fn discard_failed(db: &IngestDb, file_id: i64, report: &FileReport, e: &In
     let _ = db
         .finish_file(
             file_id,
-            "failed",
+            crate::db::status::FileStatus::Failed,
             &report.counts(),
             &MergeCounts::default(),
             Some(&e.to_string()),
@@ -770,8 +770,14 @@ async fn ingest_one(
             return Err(e);
         }
     };
-    db.finish_file(file_id, "done", &report.counts(), &report.merge, None)
-        .await?;
+    db.finish_file(
+        file_id,
+        crate::db::status::FileStatus::Done,
+        &report.counts(),
+        &report.merge,
+        None,
+    )
+    .await?;
     info!(
         file = %uri, lines = report.lines, rejected = report.rejected, inserted = report.merge.inserted,
         changed = report.merge.changed, unchanged = report.merge.unchanged, loaded_ms,

@@ -8,7 +8,10 @@ use crate::llm::batch::{BatchApi, BatchInfo, BatchPhase, BatchResult, split};
 use crate::llm::{ChatRequest, ErrorClass, Provider, ProviderError};
 use crate::plan::{self, WorkItem};
 use crate::prompt::Prompter;
-use crate::store::{BatchItem, BatchRecord, GenerationStatus, NewGeneration, RunFigures, Store};
+use crate::store::{
+    AttemptOutcome, BatchItem, BatchRecord, BatchStatus, GenerationStatus, NewGeneration, RunFigures,
+    Store,
+};
 use crate::validate::Validator;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -320,7 +323,7 @@ impl Collect<'_> {
             let info =
                 retrying("creating a batch", || self.client.create(&file_id, &chunk)).await?;
             self.store
-                .update_batch(row, Some(&info.id), "submitted", None)
+                .update_batch(row, Some(&info.id), BatchStatus::Submitted, None)
                 .await
                 .map_err(|e| ProviderError::Fatal(e.to_string()))?;
             info!(batch = %info.id, requests = chunk_items.len(), "batch created");
@@ -330,7 +333,7 @@ impl Collect<'_> {
                 job: self.job.name.clone(),
                 input_file_id: file_id,
                 batch_id: Some(info.id),
-                status: "submitted".into(),
+                status: BatchStatus::Submitted,
                 requests: chunk_items.len() as u64,
             });
         }
@@ -419,7 +422,7 @@ impl Collect<'_> {
                     });
                     if truncated {
                         g.error = Some("the answer was cut off at the output token limit".into());
-                        g.attempt_log.push("truncated".into());
+                        g.attempt_log.push(AttemptOutcome::Truncated.into());
                     } else {
                         let prompt = format!("{}\n{}", it.prompt_system, it.prompt_user);
                         match self.validator.check(
@@ -430,12 +433,12 @@ impl Collect<'_> {
                         ) {
                             Ok(_) => {
                                 g.status = GenerationStatus::Ok;
-                                g.attempt_log.push("ok".into());
+                                g.attempt_log.push(AttemptOutcome::Ok.into());
                             }
                             Err(rejection) => {
                                 g.status = GenerationStatus::Invalid;
                                 g.error = Some(rejection.to_string());
-                                g.attempt_log.push("invalid".into());
+                                g.attempt_log.push(AttemptOutcome::Invalid.into());
                             }
                         }
                     }
@@ -443,14 +446,14 @@ impl Collect<'_> {
                 }
                 Some(BatchResult::Error(message)) => {
                     g.error = Some(message);
-                    g.attempt_log.push("batch_error".into());
+                    g.attempt_log.push(AttemptOutcome::BatchError.into());
                 }
                 None => {
                     g.error = Some(format!(
                         "no answer in batch {batch_id} (status {})",
                         info.status
                     ));
-                    g.attempt_log.push("batch_missing".into());
+                    g.attempt_log.push(AttemptOutcome::BatchMissing.into());
                 }
             }
             figures.tokens_in += g.tokens_in as u64;
@@ -465,16 +468,16 @@ impl Collect<'_> {
             self.store.record_generations(chunk).await.map_err(fail)?;
         }
         let status = if info.phase == BatchPhase::Completed {
-            "collected"
+            BatchStatus::Collected
         } else {
-            "failed"
+            BatchStatus::Failed
         };
         self.store
             .update_batch(
                 b.row,
                 None,
                 status,
-                (status == "failed").then_some(info.status.as_str()),
+                (status == BatchStatus::Failed).then_some(info.status.as_str()),
             )
             .await
             .map_err(fail)?;
@@ -503,7 +506,7 @@ impl Collect<'_> {
         match info {
             Some(info) => {
                 self.store
-                    .update_batch(b.row, Some(&info.id), "submitted", None)
+                    .update_batch(b.row, Some(&info.id), BatchStatus::Submitted, None)
                     .await
                     .map_err(fail)?;
                 Ok(Some(info.id))
@@ -514,7 +517,7 @@ impl Collect<'_> {
                     "a batch recorded before a kill was never created; its entities are planned again"
                 );
                 self.store
-                    .update_batch(b.row, None, "failed", Some("never created"))
+                    .update_batch(b.row, None, BatchStatus::Failed, Some("never created"))
                     .await
                     .map_err(fail)?;
                 Ok(None)

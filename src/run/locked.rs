@@ -347,7 +347,7 @@ impl Drop for StoppedRun {
         let (store, id, reason) = (self.store.clone(), self.run_id, self.reason.clone());
         runtime.spawn(async move {
             match store.run(id).await {
-                Ok(Some(run)) if run.status == crate::store::RunStatus::Running.as_str() => {
+                Ok(Some(run)) if run.status == crate::store::RunStatus::Running => {
                     // Its figures stopped with it; its generations are in the store.
                     let figures = crate::store::RunFigures::default();
                     let failed = crate::store::RunStatus::Failed;
@@ -374,7 +374,7 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("s.db").display());
         let sqlite = crate::store::sqlite::SqliteStore::open(&url).await.unwrap();
         let pool = sqlite.pool().clone();
-        let store: Arc<dyn Store> = Arc::new(sqlite);
+        let store: Arc<dyn Store> = sqlite.into_store();
         let ttl = Duration::from_millis(300);
         assert!(store.try_lock_job("job", "a", ttl).await.unwrap());
         let finished = std::sync::atomic::AtomicBool::new(false);
@@ -448,8 +448,10 @@ mod tests {
     async fn a_run_dropped_before_its_end_is_marked_failed() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("s.db").display());
-        let store: Arc<dyn Store> =
-            Arc::new(crate::store::sqlite::SqliteStore::open(&url).await.unwrap());
+        let store: Arc<dyn Store> = crate::store::sqlite::SqliteStore::open(&url)
+            .await
+            .unwrap()
+            .into_store();
         let guard = |run_id| StoppedRun {
             store: store.clone(),
             run_id,
@@ -470,15 +472,15 @@ mod tests {
             async move { store.run(id).await.unwrap().unwrap().status }
         };
         let t = std::time::Instant::now();
-        while status(stopped).await == "running" {
+        while status(stopped).await == crate::store::RunStatus::Running {
             assert!(t.elapsed() < Duration::from_secs(5), "never marked");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(status(stopped).await, "failed");
+        assert_eq!(status(stopped).await, crate::store::RunStatus::Failed);
         assert_eq!(
             store.run(stopped).await.unwrap().unwrap().error.as_deref(),
             Some("stopped")
         );
-        assert_eq!(status(done).await, "succeeded");
+        assert_eq!(status(done).await, crate::store::RunStatus::Succeeded);
     }
 }

@@ -9,7 +9,7 @@ use crate::plan::{self, Plan, WorkItem};
 use crate::prompt::Prompter;
 use crate::publish::{self, JobInfo, PageInput, PublishReport, SiteInfo, sink::Sink};
 use crate::source;
-use crate::store::{GenerationStatus, NewGeneration, RunFigures, RunStatus, Store};
+use crate::store::{AttemptOutcome, GenerationStatus, NewGeneration, RunFigures, RunStatus, Store};
 use crate::validate::Validator;
 use futures::StreamExt;
 use std::sync::Arc;
@@ -724,6 +724,8 @@ fn publish_or_record(
 /// The outcome of one entity's generation.
 struct Outcome {
     generation: NewGeneration,
+    /// How its last attempt ended (its text is the last entry of the attempt log).
+    last_attempt: Option<AttemptOutcome>,
     fatal: Option<String>,
     /// The run stopped before this entity got an answer: it stays pending, unrecorded.
     stopped: bool,
@@ -796,8 +798,7 @@ pub(crate) async fn generate(
                 generate_one(&*provider, &validator, request, &name, policy, &stop).await;
             // Too long for the model: render again with the template's optional parts left out
             // (`trim` is true) and try once more, if that made the prompt shorter.
-            if outcome.generation.attempt_log.last().map(String::as_str) == Some("context_too_long")
-            {
+            if outcome.last_attempt == Some(AttemptOutcome::ContextTooLong) {
                 let mut trimmed = (*w.context).clone();
                 trimmed["trim"] = serde_json::Value::Bool(true);
                 let (system, user) = prompter.render(&key, &trimmed)?;
@@ -862,6 +863,7 @@ pub(crate) async fn generate(
                     model: provider.model().to_string(),
                     ..outcome.generation
                 },
+                last_attempt: outcome.last_attempt,
                 fatal: outcome.fatal,
                 stopped: outcome.stopped,
             }))
@@ -1042,12 +1044,19 @@ async fn generate_one(
             );
         }
     };
+    let mut last_attempt = None;
+    let log =
+        |g: &mut NewGeneration, last: &mut Option<AttemptOutcome>, outcome: AttemptOutcome| {
+            g.attempt_log.push(outcome.into());
+            *last = Some(outcome);
+        };
     let (mut invalid_answers, mut truncated_answers) = (0u32, 0u32);
     let mut backoff = Duration::from_millis(500);
     while g.attempts < policy.max_attempts {
         if stop.load(Ordering::Relaxed) {
             return Outcome {
                 generation: g,
+                last_attempt,
                 fatal: None,
                 stopped: true,
             };
@@ -1067,18 +1076,19 @@ async fn generate_one(
                 g.latency_ms += resp.latency.as_millis() as u64;
                 match validator.check(&resp.content, &prompt_for_guard, name, Some(&context)) {
                     Ok(_) => {
-                        g.attempt_log.push("ok".into());
+                        log(&mut g, &mut last_attempt, AttemptOutcome::Ok);
                         g.status = GenerationStatus::Ok;
                         g.output = Some(resp.content);
                         g.error = None;
                         return Outcome {
                             generation: g,
+                            last_attempt,
                             fatal: None,
                             stopped: false,
                         };
                     }
                     Err(rejection) => {
-                        g.attempt_log.push("invalid".into());
+                        log(&mut g, &mut last_attempt, AttemptOutcome::Invalid);
                         g.status = GenerationStatus::Invalid;
                         g.error = Some(rejection.to_string());
                         g.output = Some(resp.content.clone());
@@ -1096,13 +1106,14 @@ async fn generate_one(
                 }
             }
             Err(e) => {
-                g.attempt_log.push(e.kind().into());
+                log(&mut g, &mut last_attempt, AttemptOutcome::from(&e));
                 g.error = Some(e.to_string());
                 g.status = GenerationStatus::Failed;
                 match e.class() {
                     ErrorClass::FatalForRun => {
                         return Outcome {
                             generation: g,
+                            last_attempt,
                             fatal: Some(e.to_string()),
                             stopped: false,
                         };
@@ -1144,8 +1155,23 @@ async fn generate_one(
     }
     Outcome {
         generation: g,
+        last_attempt,
         fatal: None,
         stopped: false,
+    }
+}
+
+/// The attempt log's word for a provider error.
+impl From<&ProviderError> for AttemptOutcome {
+    fn from(e: &ProviderError) -> AttemptOutcome {
+        match e {
+            ProviderError::RateLimited { .. } => AttemptOutcome::RateLimited,
+            ProviderError::Transient(_) => AttemptOutcome::Transient,
+            ProviderError::InvalidRequest(_) => AttemptOutcome::InvalidRequest,
+            ProviderError::ContextTooLong(_) => AttemptOutcome::ContextTooLong,
+            ProviderError::Truncated { .. } => AttemptOutcome::Truncated,
+            ProviderError::Fatal(_) => AttemptOutcome::Fatal,
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use crate::config::Project;
 use crate::llm::Provider;
 use crate::plan::{self, WorkItem};
 use crate::queue::{Queue, Task};
-use crate::store::{GenerationStatus, RunFigures, RunStatus, Store};
+use crate::store::{GenerationStatus, RunFigures, RunStatus, Store, TaskState};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -271,8 +271,8 @@ pub async fn work(
     let result: Result<(), RunError> = async {
         loop {
             let (status, _) = queue.run_status(run_id).await?;
-            if status != "running" {
-                info!(run_id, status, "the run is no longer running; stopping");
+            if status != RunStatus::Running {
+                info!(run_id, status = %status, "the run is no longer running; stopping");
                 break;
             }
             let tasks = queue
@@ -289,8 +289,10 @@ pub async fn work(
             report.claimed += tasks.len() as u64;
             let (work, done, gone) =
                 sort_tasks(&tasks, &plan.work, &index, store.as_ref(), &job.name).await?;
-            queue.complete(run_id, &me, &done, "done").await?;
-            queue.complete(run_id, &me, &gone, "failed").await?;
+            queue.complete(run_id, &me, &done, TaskState::Done).await?;
+            queue
+                .complete(run_id, &me, &gone, TaskState::Failed)
+                .await?;
             let by_key: HashMap<&str, i64> = tasks
                 .iter()
                 .map(|t| (t.entity_key.as_str(), t.seq))
@@ -321,8 +323,8 @@ pub async fn work(
             }
             report.generated += ok.len() as u64;
             report.failed += bad.len() as u64;
-            queue.complete(run_id, &me, &ok, "done").await?;
-            queue.complete(run_id, &me, &bad, "failed").await?;
+            queue.complete(run_id, &me, &ok, TaskState::Done).await?;
+            queue.complete(run_id, &me, &bad, TaskState::Failed).await?;
             let unanswered: Vec<i64> = tasks
                 .iter()
                 .filter(|t| {
@@ -358,7 +360,7 @@ pub async fn work(
     // no task is open, or once the run failed (a run-fatal error, here or in another worker).
     let counts = queue.counts(run_id).await?;
     let (status, error) = queue.run_status(run_id).await?;
-    if fatal.is_none() && status != RunStatus::Running.as_str() {
+    if fatal.is_none() && status != RunStatus::Running {
         fatal = Some(error.unwrap_or_else(|| format!("the run is {status}")));
     }
     if (counts.open() == 0 || fatal.is_some()) && queue.become_publisher(run_id, &me).await? {

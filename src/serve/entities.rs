@@ -439,7 +439,7 @@ impl EntityService {
         }
         match generated.outcomes.first().map(|o| o.1) {
             Some(GenerationStatus::Ok) => {
-                self.metrics.generation("ok");
+                self.metrics.generation(GenerationStatus::Ok.as_str());
                 let good = self
                     .store
                     .good_generations(&job.name, std::slice::from_ref(&key))
@@ -451,7 +451,8 @@ impl EntityService {
                 Ok(Arc::new(answer(job, snap, i, &g)?))
             }
             Some(_) => {
-                self.metrics.generation("failed");
+                // Invalid answers count as failed here, as they always did.
+                self.metrics.generation(GenerationStatus::Failed.as_str());
                 let last = self.store.generations_of(&job.name, &key).await?;
                 let last = last.last().map(|(g, _)| g);
                 let error = last.and_then(|g| g.error.clone());

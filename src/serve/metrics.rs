@@ -2,6 +2,7 @@
 //! tokens, cost and errors, on-demand generations, runs, and the task queue's depth.
 
 use crate::llm::{ChatRequest, ChatResponse, Provider, ProviderError};
+use crate::store::AttemptOutcome;
 use async_trait::async_trait;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -179,9 +180,10 @@ impl Provider for Metered {
             Err(_) => None,
         };
         let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.kind(),
-        };
+            Ok(_) => AttemptOutcome::Ok,
+            Err(e) => AttemptOutcome::from(e),
+        }
+        .as_str();
         m.llm_calls
             .get_or_create(&vec![("outcome", outcome.to_string())])
             .inc();

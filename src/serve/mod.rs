@@ -474,7 +474,7 @@ async fn post_run(
                 return Err(ApiError::not_found(format!("no job named `{job}`")));
             }
             let ticket = state.runner.request(&job).await;
-            info!(client = %client.name, job, status = ticket.status, "run requested");
+            info!(client = %client.name, job, status = ticket.status.as_str(), "run requested");
             Ok((StatusCode::ACCEPTED, Json(json!({"runs": [ticket]}))).into_response())
         }
         events::RunRequest::Test => Ok((

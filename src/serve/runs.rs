@@ -9,7 +9,7 @@ use super::metrics::Metrics;
 use crate::config::Project;
 use crate::llm::Provider;
 use crate::run::locked;
-use crate::store::Store;
+use crate::store::{RunStatus, Store};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,13 +27,31 @@ struct Slot {
     queued: bool,
 }
 
+/// Where a requested run stands, as the API says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TicketStatus {
+    /// Started now: the ticket's `run_id` is set.
+    Running,
+    /// After the run `behind`, or waiting for another process that holds the job.
+    Queued,
+}
+
+impl TicketStatus {
+    /// The word the API and the logs use (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketStatus::Running => "running",
+            TicketStatus::Queued => "queued",
+        }
+    }
+}
+
 /// What became of a run request.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Ticket {
     pub job: String,
-    /// `running` (started now: `run_id` is set) or `queued` (after `behind`, or waiting for
-    /// another process that holds the job).
-    pub status: &'static str,
+    pub status: TicketStatus,
     pub run_id: Option<i64>,
     pub behind: Option<i64>,
 }
@@ -82,7 +100,7 @@ impl Runner {
                 slot.queued = true;
                 return Ticket {
                     job: job.to_string(),
-                    status: "queued",
+                    status: TicketStatus::Queued,
                     run_id: None,
                     behind: slot.run_id,
                 };
@@ -99,13 +117,13 @@ impl Runner {
         match tokio::time::timeout(Duration::from_secs(3), rx).await {
             Ok(Ok(id)) => Ticket {
                 job: job.to_string(),
-                status: "running",
+                status: TicketStatus::Running,
                 run_id: Some(id),
                 behind: None,
             },
             _ => Ticket {
                 job: job.to_string(),
-                status: "queued",
+                status: TicketStatus::Queued,
                 run_id: None,
                 behind: None,
             },
@@ -161,7 +179,7 @@ impl Runner {
                 }
                 Err(e) => {
                     warn!(job, run_id, error = %e, "run failed");
-                    self.metrics.run(&job, "failed");
+                    self.metrics.run(&job, RunStatus::Failed.as_str());
                 }
             }
             if let Some(e) = &self.entities {

@@ -2,6 +2,7 @@
 //! One [`Store`] trait; SQLite is the embedded default (PostgreSQL follows behind the same trait).
 
 pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -9,111 +10,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The store cannot be opened or reached.
-    #[error("cannot open the store at {url}: {source}")]
-    Open { url: String, source: sqlx::Error },
-    /// Applying the schema migrations failed.
-    #[error("cannot migrate the store: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A query failed. Its text is the database's message once (no source chain repeating it),
-    /// without the "at line N" sqlx adds for PostgreSQL: that is a line of PostgreSQL's own source
-    /// code, not of any query or delivered file.
-    #[error("store query failed: {}", describe(.0))]
-    Query(sqlx::Error),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> StoreError {
-        StoreError::Query(e)
-    }
-}
-
-/// A database error's own words: the message (and PostgreSQL's detail), nothing repeated.
-pub fn describe(e: &sqlx::Error) -> String {
-    match e {
-        sqlx::Error::Database(d) => {
-            let mut s = d.message().to_string();
-            if let Some(detail) = d
-                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                .and_then(|pg| pg.detail())
-            {
-                s.push_str(" (");
-                s.push_str(detail);
-                s.push(')');
-            }
-            s
-        }
-        other => other.to_string(),
-    }
-}
-
-impl StoreError {
-    /// True when the database connection failed (server restarting, network blip) rather than
-    /// the query: worth retrying on a fresh connection.
-    pub fn is_connection(&self) -> bool {
-        match self {
-            StoreError::Query(e) | StoreError::Open { source: e, .. } => match e {
-                sqlx::Error::Io(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::Protocol(_)
-                | sqlx::Error::Tls(_) => true,
-                // 08xxx connection exceptions, 57P0x operator intervention (shutdown, restart).
-                sqlx::Error::Database(d) => d
-                    .code()
-                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
-                _ => false,
-            },
-            StoreError::Migrate(_) => false,
-        }
-    }
-}
-
-/// Retries a store operation while the database connection is down (up to ~60 s), so a
-/// PostgreSQL restart mid-run costs a pause, not the run. Other errors return at once.
-pub async fn with_reconnect<T, F, Fut>(what: &str, mut f: F) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
-{
-    let started = std::time::Instant::now();
-    loop {
-        match f().await {
-            Err(e)
-                if e.is_connection() && started.elapsed() < std::time::Duration::from_secs(60) =>
-            {
-                tracing::warn!(error = %e, "{what}: the store connection failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunStatus {
-    Running,
-    Succeeded,
-    /// Completed, but some entities failed or are still pending.
-    Partial,
-    Failed,
-    /// Its process stopped renewing the run's lease (killed, crashed, lost) before it ended:
-    /// found and marked by the next process that opened the store.
-    Abandoned,
-}
-
-impl RunStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Succeeded => "succeeded",
-            RunStatus::Partial => "partial",
-            RunStatus::Failed => "failed",
-            RunStatus::Abandoned => "abandoned",
-        }
-    }
-}
+pub use crate::db::error::{StoreError, describe, with_reconnect};
+pub use crate::db::status::{
+    AttemptOutcome, BatchStatus, FileStatus, GenerationStatus, RunMode, RunStatus, TaskState,
+};
 
 /// How long a run's lease lasts unless its process renews it (see [`RunLease`]); a run created
 /// with [`Store::create_run`] holds one this long from its creation.
@@ -177,33 +77,13 @@ pub struct RunFigures {
 pub struct RunRecord {
     pub id: i64,
     pub job: String,
-    pub status: String,
+    pub status: RunStatus,
     pub provider: String,
     pub model: String,
     pub started_at: String,
     pub finished_at: Option<String>,
     pub figures: RunFigures,
     pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GenerationStatus {
-    Ok,
-    /// The writer answered but validation rejected the output.
-    Invalid,
-    /// No usable answer (provider errors).
-    Failed,
-}
-
-impl GenerationStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GenerationStatus::Ok => "ok",
-            GenerationStatus::Invalid => "invalid",
-            GenerationStatus::Failed => "failed",
-        }
-    }
 }
 
 /// One generation outcome to record.
@@ -225,14 +105,15 @@ pub struct NewGeneration {
     pub cost_usd: f64,
     pub latency_ms: u64,
     pub attempts: u32,
-    /// The outcome of each attempt, in order ("ok", "invalid", "rate_limited", "transient", …).
+    /// The outcome of each attempt, in order: the texts of [`AttemptOutcome`] ("ok",
+    /// "invalid", "rate_limited", "transient", …).
     pub attempt_log: Vec<String>,
 }
 
 /// Where an entity stands: its last attempt and its last good text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntityState {
-    pub last_status: String,
+    pub last_status: GenerationStatus,
     pub last_input_hash: String,
     pub good_generation_id: Option<i64>,
     pub good_input_hash: Option<String>,
@@ -258,7 +139,7 @@ pub struct BatchRecord {
     pub job: String,
     pub input_file_id: String,
     pub batch_id: Option<String>,
-    pub status: String,
+    pub status: BatchStatus,
     pub requests: u64,
 }
 
@@ -321,7 +202,7 @@ pub trait Store: Send + Sync {
         &self,
         row: i64,
         batch_id: Option<&str>,
-        status: &str,
+        status: BatchStatus,
         error: Option<&str>,
     ) -> Result<(), StoreError>;
     /// Batches of a job not yet collected (`submitting` or `submitted`).
@@ -383,7 +264,7 @@ where
     Ok(RunRecord {
         id: r.try_get("id")?,
         job: r.try_get("job")?,
-        status: r.try_get("status")?,
+        status: crate::db::status::decode(&r.try_get::<String, _>("status")?)?,
         provider: r.try_get("provider")?,
         model: r.try_get("model")?,
         started_at: r.try_get("started_at")?,
@@ -416,18 +297,13 @@ where
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let n = |c: &'static str| r.try_get::<i64, _>(c);
-    let status: String = r.try_get("status")?;
     Ok((
         NewGeneration {
             run_id: r.try_get("run_id")?,
             job: r.try_get("job")?,
             entity_key: r.try_get("entity_key")?,
             input_hash: r.try_get("input_hash")?,
-            status: match status.as_str() {
-                "ok" => GenerationStatus::Ok,
-                "invalid" => GenerationStatus::Invalid,
-                _ => GenerationStatus::Failed,
-            },
+            status: crate::db::status::decode(&r.try_get::<String, _>("status")?)?,
             prompt_system: r.try_get("prompt_system")?,
             prompt_user: r.try_get("prompt_user")?,
             output: r.try_get("output")?,
@@ -446,14 +322,11 @@ where
     ))
 }
 
-/// Opens the store named by a normalised URL, applies migrations, and marks the runs whose
+/// Opens the store named by a normalised URL (this process's handle on its database, opened
+/// and migrated once, see [`crate::db::Db`]), and marks the runs whose
 /// process is gone `abandoned` (see [`Store::abandon_lapsed_runs`]).
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    let store: Arc<dyn Store> = if url.starts_with("sqlite://") {
-        Arc::new(sqlite::SqliteStore::open(url).await?)
-    } else {
-        Arc::new(postgres::PostgresStore::open(url).await?)
-    };
+    let store: Arc<dyn Store> = Arc::new(sql::SqlStore::new(crate::db::Db::open(url).await?));
     // A housekeeping step: a failure here must not keep anyone from the store.
     if let Err(e) = mark_abandoned_runs(store.as_ref()).await {
         tracing::warn!(error = %e, "cannot check for abandoned runs");
@@ -482,14 +355,17 @@ pub async fn mark_abandoned_runs(store: &dyn Store) -> Result<Vec<AbandonedRun>,
 /// time, error text, now in ms) in that order: the same text on both backends.
 pub(crate) fn abandon_sql(p: [&str; 3]) -> String {
     format!(
-        "UPDATE runs SET status = 'abandoned', finished_at = {t}, error = {e}, lease_expires_ms = NULL,
-            generated = (SELECT count(*) FROM generations g WHERE g.run_id = runs.id AND g.status = 'ok'),
-            failed = (SELECT count(*) FROM generations g WHERE g.run_id = runs.id AND g.status <> 'ok'),
+        "UPDATE runs SET status = '{abandoned}', finished_at = {t}, error = {e}, lease_expires_ms = NULL,
+            generated = (SELECT count(*) FROM generations g WHERE g.run_id = runs.id AND g.status = '{ok}'),
+            failed = (SELECT count(*) FROM generations g WHERE g.run_id = runs.id AND g.status <> '{ok}'),
             tokens_in = (SELECT coalesce(sum(g.tokens_in), 0) FROM generations g WHERE g.run_id = runs.id),
             tokens_out = (SELECT coalesce(sum(g.tokens_out), 0) FROM generations g WHERE g.run_id = runs.id),
             cost_usd = (SELECT coalesce(sum(g.cost_usd), 0) FROM generations g WHERE g.run_id = runs.id)
-         WHERE status = 'running' AND lease_expires_ms IS NOT NULL AND lease_expires_ms < {n}
+         WHERE status = '{running}' AND lease_expires_ms IS NOT NULL AND lease_expires_ms < {n}
          RETURNING id, job",
+        abandoned = RunStatus::Abandoned.as_str(),
+        ok = GenerationStatus::Ok.as_str(),
+        running = RunStatus::Running.as_str(),
         t = p[0],
         e = p[1],
         n = p[2]
@@ -504,37 +380,4 @@ pub fn now_text() -> String {
 /// Current Unix time in milliseconds (lock expiry).
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn connection_errors_are_retried_and_others_are_not() {
-        assert!(StoreError::Query(sqlx::Error::PoolTimedOut).is_connection());
-        assert!(!StoreError::Query(sqlx::Error::RowNotFound).is_connection());
-        let mut calls = 0;
-        let r = with_reconnect("test", || {
-            calls += 1;
-            let n = calls;
-            async move {
-                if n < 3 {
-                    Err(StoreError::Query(sqlx::Error::PoolTimedOut))
-                } else {
-                    Ok(n)
-                }
-            }
-        })
-        .await;
-        assert_eq!(r.unwrap(), 3);
-        let mut calls = 0;
-        let r: Result<(), _> = with_reconnect("test", || {
-            calls += 1;
-            async { Err(StoreError::Query(sqlx::Error::RowNotFound)) }
-        })
-        .await;
-        assert!(r.is_err());
-        assert_eq!(calls, 1, "a query error is not retried");
-    }
 }
