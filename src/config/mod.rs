@@ -1,10 +1,13 @@
 //! Configuration: `shopscribe.toml` + environment overrides → a validated [`Project`]. Every
 //! problem is collected and reported at once, each with the file and the key it concerns.
 
+mod fact_check;
 pub mod page;
 mod raw;
+pub mod template;
 
 use crate::features::{BinSpec, MetricSpec, Unit};
+pub use fact_check::FactCheckConfig;
 use raw::{RawConfig, RawJob, RawMetric, RawServe, RawWatch};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -78,7 +81,7 @@ pub struct LlmConfig {
     pub max_in_flight: usize,
     pub max_attempts: u32,
     pub max_entity_time: std::time::Duration,
-    pub structured_output: crate::llm::openai::StructuredOutput,
+    pub structured_output: StructuredOutput,
     pub max_tokens_field: String,
     pub requests_per_minute: f64,
     pub tokens_per_minute: f64,
@@ -93,6 +96,21 @@ pub struct LlmConfig {
     /// Batch API: requests per batch file (the API allows 50,000).
     pub batch_max_requests: usize,
 }
+
+/// How the output format is requested from an OpenAI-compatible server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StructuredOutput {
+    /// `response_format: {type: json_schema, strict: true}` from the job's schema.
+    JsonSchema,
+    /// `response_format: {type: json_object}` for servers without schema support.
+    JsonObject,
+    /// No `response_format`; the prompt alone asks for JSON.
+    None,
+}
+
+/// The OpenAI Batch API's limit of requests per batch (`llm.batch_max_requests` is checked
+/// against it; the batch client splits work by `batch_max_requests`).
+pub const BATCH_MAX_REQUESTS: usize = 50_000;
 
 /// Where a batch's failed or expired requests go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,7 +305,7 @@ pub struct ValidateConfig {
     pub banned_phrases: Vec<String>,
     pub privacy_guard: bool,
     /// Tier words must agree with the metrics' tiers (`crate::validate::fact_check`).
-    pub fact_check: crate::validate::fact_check::FactCheckConfig,
+    pub fact_check: FactCheckConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -911,20 +929,7 @@ fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) ->
         }
     });
     let key_present = env(&api_key_env).is_some();
-    let (provider, fell_back_to_offline) = match provider_name.as_str() {
-        "offline" => (ProviderKind::Offline, false),
-        "openai" => (ProviderKind::OpenAi, false),
-        "openai-batch" => (ProviderKind::OpenAiBatch, false),
-        "anthropic" => (ProviderKind::Anthropic, false),
-        "auto" if key_present => (ProviderKind::OpenAi, false),
-        "auto" => (ProviderKind::Offline, true),
-        other => {
-            problems.push(format!(
-                "llm.provider: unknown provider `{other}`; use \"offline\", \"openai\", \"openai-batch\", \"anthropic\" or \"auto\""
-            ));
-            (ProviderKind::Offline, false)
-        }
-    };
+    let (provider, fell_back_to_offline) = provider_kind(&provider_name, key_present, problems);
     let max_in_flight = raw.max_in_flight.unwrap_or(16);
     if max_in_flight == 0 {
         problems.push("llm.max_in_flight: must be at least 1".into());
@@ -937,17 +942,7 @@ fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) ->
     if !(0.0..=2.0).contains(&temperature) {
         problems.push(format!("llm.temperature: {temperature} is outside 0–2"));
     }
-    let structured_output = match raw.structured_output.as_deref().unwrap_or("json_schema") {
-        "json_schema" => crate::llm::openai::StructuredOutput::JsonSchema,
-        "json_object" => crate::llm::openai::StructuredOutput::JsonObject,
-        "none" => crate::llm::openai::StructuredOutput::None,
-        other => {
-            problems.push(format!(
-                "llm.structured_output: unknown value `{other}`; use \"json_schema\", \"json_object\" or \"none\""
-            ));
-            crate::llm::openai::StructuredOutput::None
-        }
-    };
+    let structured_output = structured_output(raw.structured_output.as_deref(), problems);
     let base_url = env("SHOPSCRIBE_LLM_BASE_URL")
         .or(raw.base_url)
         .unwrap_or_else(|| {
@@ -984,40 +979,9 @@ fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) ->
         120.0,
     );
     let entity = positive("max_entity_seconds", raw.max_entity_seconds, 600.0);
-    let mut prices = BTreeMap::new();
-    for (model, p) in raw.prices {
-        if p.input < 0.0 || p.output < 0.0 {
-            problems.push(format!("llm.prices.\"{model}\": prices cannot be negative"));
-        }
-        prices.insert(
-            model,
-            Price {
-                input: p.input,
-                output: p.output,
-                batch_input: p.batch_input.unwrap_or(p.input / 2.0),
-                batch_output: p.batch_output.unwrap_or(p.output / 2.0),
-            },
-        );
-    }
-    let batch_retry = match raw.batch_retry.as_deref().unwrap_or("realtime") {
-        "realtime" => BatchRetry::Realtime,
-        "batch" => BatchRetry::Batch,
-        other => {
-            problems.push(format!(
-                "llm.batch_retry: unknown value `{other}`; use \"realtime\" or \"batch\""
-            ));
-            BatchRetry::Realtime
-        }
-    };
-    let batch_max_requests = raw
-        .batch_max_requests
-        .unwrap_or(crate::llm::batch::MAX_REQUESTS);
-    if batch_max_requests == 0 || batch_max_requests > crate::llm::batch::MAX_REQUESTS {
-        problems.push(format!(
-            "llm.batch_max_requests: must be 1–{}",
-            crate::llm::batch::MAX_REQUESTS
-        ));
-    }
+    let prices = prices(raw.prices, problems);
+    let batch_retry = batch_retry(raw.batch_retry.as_deref(), problems);
+    let batch_max_requests = batch_max_requests(raw.batch_max_requests, problems);
     LlmConfig {
         batch_retry,
         batch_poll_first: std::time::Duration::from_secs_f64(
@@ -1026,7 +990,7 @@ fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) ->
         batch_poll_max: std::time::Duration::from_secs_f64(
             raw.batch_poll_max_seconds.unwrap_or(300.0).max(0.01),
         ),
-        batch_max_requests: batch_max_requests.clamp(1, crate::llm::batch::MAX_REQUESTS),
+        batch_max_requests,
         structured_output,
         max_tokens_field,
         requests_per_minute,
@@ -1053,6 +1017,89 @@ fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) ->
         max_in_flight,
         max_attempts,
     }
+}
+
+/// `llm.provider` → the kind, and whether `auto` fell back to offline for want of a key.
+fn provider_kind(
+    name: &str,
+    key_present: bool,
+    problems: &mut Vec<String>,
+) -> (ProviderKind, bool) {
+    match name {
+        "offline" => (ProviderKind::Offline, false),
+        "openai" => (ProviderKind::OpenAi, false),
+        "openai-batch" => (ProviderKind::OpenAiBatch, false),
+        "anthropic" => (ProviderKind::Anthropic, false),
+        "auto" if key_present => (ProviderKind::OpenAi, false),
+        "auto" => (ProviderKind::Offline, true),
+        other => {
+            problems.push(format!(
+                "llm.provider: unknown provider `{other}`; use \"offline\", \"openai\", \"openai-batch\", \"anthropic\" or \"auto\""
+            ));
+            (ProviderKind::Offline, false)
+        }
+    }
+}
+
+fn structured_output(v: Option<&str>, problems: &mut Vec<String>) -> StructuredOutput {
+    match v.unwrap_or("json_schema") {
+        "json_schema" => StructuredOutput::JsonSchema,
+        "json_object" => StructuredOutput::JsonObject,
+        "none" => StructuredOutput::None,
+        other => {
+            problems.push(format!(
+                "llm.structured_output: unknown value `{other}`; use \"json_schema\", \"json_object\" or \"none\""
+            ));
+            StructuredOutput::None
+        }
+    }
+}
+
+/// `[llm.prices."MODEL"]`, the Batch API's prices defaulting to half the real-time ones.
+fn prices(
+    raw: BTreeMap<String, raw::RawPrice>,
+    problems: &mut Vec<String>,
+) -> BTreeMap<String, Price> {
+    let mut prices = BTreeMap::new();
+    for (model, p) in raw {
+        if p.input < 0.0 || p.output < 0.0 {
+            problems.push(format!("llm.prices.\"{model}\": prices cannot be negative"));
+        }
+        prices.insert(
+            model,
+            Price {
+                input: p.input,
+                output: p.output,
+                batch_input: p.batch_input.unwrap_or(p.input / 2.0),
+                batch_output: p.batch_output.unwrap_or(p.output / 2.0),
+            },
+        );
+    }
+    prices
+}
+
+fn batch_retry(v: Option<&str>, problems: &mut Vec<String>) -> BatchRetry {
+    match v.unwrap_or("realtime") {
+        "realtime" => BatchRetry::Realtime,
+        "batch" => BatchRetry::Batch,
+        other => {
+            problems.push(format!(
+                "llm.batch_retry: unknown value `{other}`; use \"realtime\" or \"batch\""
+            ));
+            BatchRetry::Realtime
+        }
+    }
+}
+
+/// `llm.batch_max_requests`: 1 to the API's limit (which is also the default).
+fn batch_max_requests(v: Option<usize>, problems: &mut Vec<String>) -> usize {
+    let n = v.unwrap_or(BATCH_MAX_REQUESTS);
+    if n == 0 || n > BATCH_MAX_REQUESTS {
+        problems.push(format!(
+            "llm.batch_max_requests: must be 1–{BATCH_MAX_REQUESTS}"
+        ));
+    }
+    n.clamp(1, BATCH_MAX_REQUESTS)
 }
 
 fn validate_job(
@@ -1113,15 +1160,14 @@ fn validate_job(
         let file = dir.join(rel);
         if !text.is_empty()
             && let Err(e) = minijinja::Environment::new()
-                .template_from_named_str(&crate::prompt::template_name(&file), text)
+                .template_from_named_str(&template::template_name(&file), text)
         {
-            let e = crate::prompt::PromptError::from_jinja(&file, "", &e);
             problems.push(format!(
                 "{}: {} does not parse{}: {}",
                 at(key),
                 file.display(),
-                e.line.map(|l| format!(" (line {l})")).unwrap_or_default(),
-                e.message
+                e.line().map(|l| format!(" (line {l})")).unwrap_or_default(),
+                template::jinja_message(&e)
             ));
         }
     }
@@ -1152,7 +1198,7 @@ fn validate_job(
     let privacy_guard = raw.validate.privacy_guard.unwrap_or(true);
     let fact_check = {
         let f = raw.validate.fact_check;
-        let d = crate::validate::fact_check::FactCheckConfig::default();
+        let d = FactCheckConfig::default();
         let mut list = |key: &str, v: Option<Vec<String>>, default: Vec<String>| {
             let v = v.unwrap_or(default);
             if v.iter().any(|p| p.trim().is_empty()) {
@@ -1163,7 +1209,7 @@ fn validate_job(
             }
             v
         };
-        crate::validate::fact_check::FactCheckConfig {
+        FactCheckConfig {
             enabled: f.enabled.unwrap_or(true),
             top_10: list("top_10", f.top_10, d.top_10),
             above_median: list("above_median", f.above_median, d.above_median),

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 /// The Batch API's limits per batch.
-pub const MAX_REQUESTS: usize = 50_000;
+pub use crate::config::BATCH_MAX_REQUESTS as MAX_REQUESTS;
 pub const MAX_BYTES: usize = 200 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq)]
