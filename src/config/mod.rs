@@ -395,12 +395,39 @@ impl Project {
 /// Reads the environment through a function so tests can inject one.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// Settings a caller puts in place of the file's, as if the file said so: validated and
+/// resolved like the file's values, and still overridden by the environment (`SHOPSCRIBE_*`).
+/// For a program that loads a project it wrote itself (the demo's two examples share a site).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `publish.url` (a folder relative to the project, `file://…` or `s3://…`).
+    pub publish_url: Option<String>,
+}
+
+impl Overrides {
+    fn apply(&self, raw: &mut RawConfig) {
+        if let Some(url) = &self.publish_url {
+            raw.publish.url = Some(url.clone());
+        }
+    }
+}
+
 /// Loads `DIR/shopscribe.toml` with overrides from the process environment.
 pub fn load(dir: &Path) -> Result<Project, ConfigError> {
-    load_with_env(dir, &|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    load_with_overrides(dir, &Overrides::default())
+}
+
+/// As [`load`], with some of the file's settings replaced by `overrides`.
+pub fn load_with_overrides(dir: &Path, overrides: &Overrides) -> Result<Project, ConfigError> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    load_from(dir, &env, overrides)
 }
 
 pub fn load_with_env(dir: &Path, env: EnvLookup) -> Result<Project, ConfigError> {
+    load_from(dir, env, &Overrides::default())
+}
+
+fn load_from(dir: &Path, env: EnvLookup, overrides: &Overrides) -> Result<Project, ConfigError> {
     let file = dir.join(CONFIG_FILE);
     let fail = |p: String| ConfigError {
         file: file.clone(),
@@ -413,9 +440,10 @@ pub fn load_with_env(dir: &Path, env: EnvLookup) -> Result<Project, ConfigError>
         ))
     })?;
     let (raw, mut problems) = parse_raw(&text);
-    let Some(raw) = raw else {
+    let Some(mut raw) = raw else {
         return Err(ConfigError { file, problems });
     };
+    overrides.apply(&mut raw);
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     match validate(raw, &dir, env) {
         Ok(project) if problems.is_empty() => Ok(project),
