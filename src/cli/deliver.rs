@@ -1,6 +1,7 @@
 //! `shopscribe deliver`: objects that arrived in S3 (named, or in an event) are ingested into
 //! the datasets whose `from` holds them, then every job reading those datasets runs.
 
+use super::LOG_TARGET;
 use super::logging::error_text;
 use super::summary::print_summary;
 use super::{App, Failure};
@@ -91,7 +92,7 @@ async fn ingest_and_run(app: &App, uris: &[String]) -> Result<ExitCode, Failure>
         match shopscribe::ingest::ingest(&app.project, ds, Some(uri)).await {
             Ok(reports) => print_delivered(dataset, &reports),
             Err(e) => {
-                tracing::error!(dataset, uri, error = %e, "ingesting a delivered object failed");
+                tracing::error!(target: LOG_TARGET, dataset, uri, error = %e, "ingesting a delivered object failed");
                 failed.push(format!("{dataset}: {uri}: {}", error_text(&e.into())));
             }
         }

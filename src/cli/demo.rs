@@ -2,6 +2,7 @@
 //! domains project (sample rows in the store, `domain_summaries`) and the reviews project in
 //! DIR/reviews (two review deliveries and product metadata ingested, `product_insights`).
 
+use super::LOG_TARGET;
 use super::summary::{exit_for, print_summary};
 use super::{App, Failure};
 use anyhow::Context;
@@ -60,7 +61,7 @@ async fn demo_domains(dir: &Path, domains: usize, seed: u64) -> Result<RunSummar
         .await
         .map_err(Failure::run)?;
     tracing::info!(
-        "Sample data: {domains} domains, {} monthly rows in {}",
+        target: LOG_TARGET, "Sample data: {domains} domains, {} monthly rows in {}",
         rows.len(),
         app.project.store_url
     );
@@ -115,10 +116,10 @@ async fn demo_ingest(app: &App, rdir: &Path, dataset: &str) -> Result<(), Failur
         .map_err(Failure::run)?;
     for r in &reports {
         if r.skipped {
-            tracing::info!("{dataset}: {} already ingested; skipped", r.uri);
+            tracing::info!(target: LOG_TARGET, "{dataset}: {} already ingested; skipped", r.uri);
         } else {
             tracing::info!(
-                "{dataset}: {} — {} lines, {} rejected (see `shopscribe ingest {dataset} --rejects -p {}`), {} new, {} changed, {} unchanged",
+                target: LOG_TARGET, "{dataset}: {} — {} lines, {} rejected (see `shopscribe ingest {dataset} --rejects -p {}`), {} new, {} changed, {} unchanged",
                 r.uri.rsplit('/').next().unwrap_or(&r.uri),
                 r.lines,
                 r.rejected,

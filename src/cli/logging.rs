@@ -1,5 +1,7 @@
 //! Logs on stderr (human or JSON) and the last line of a failed command.
 
+use super::LOG_TARGET;
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum LogFormat {
     Human,
@@ -40,7 +42,9 @@ fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
 pub fn report_error(format: LogFormat, e: &anyhow::Error, code: u8) {
     match format {
         LogFormat::Human => eprintln!("error: {}", error_text(e)),
-        LogFormat::Json => tracing::error!(exit_code = code, "{}", error_text(e)),
+        LogFormat::Json => {
+            tracing::error!(target: LOG_TARGET, exit_code = code, "{}", error_text(e))
+        }
     }
 }
 

@@ -117,6 +117,10 @@ pub enum Command {
     History(history::HistoryArgs),
 }
 
+/// The target of the binary's own log events: the one they had when the CLI was `main.rs`, so
+/// that log filters and whoever reads the logs see the same lines.
+const LOG_TARGET: &str = "shopscribe";
+
 /// Runs one command to its exit code.
 pub async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
     match command {
@@ -266,7 +270,7 @@ impl App {
 fn note_offline(project: &Project) {
     if project.llm.fell_back_to_offline {
         tracing::info!(
-            "${} is not set, so the offline writer (deterministic templates, no LLM) writes the texts",
+            target: LOG_TARGET, "${} is not set, so the offline writer (deterministic templates, no LLM) writes the texts",
             project.llm.api_key_env
         );
     }
@@ -299,5 +303,5 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    tracing::info!("shutting down: finishing work in progress");
+    tracing::info!(target: LOG_TARGET, "shutting down: finishing work in progress");
 }

@@ -1,5 +1,6 @@
 //! `shopscribe watch`: poll the delivery locations; on new data, ingest it and run its jobs.
 
+use super::LOG_TARGET;
 use super::{App, Failure, shutdown_signal};
 use shopscribe::watch::{Poll, Watcher};
 use std::path::PathBuf;
@@ -35,7 +36,7 @@ pub async fn watch(args: WatchArgs) -> Result<ExitCode, Failure> {
         let p = watcher.poll().await;
         print_poll(&p);
         for e in &p.errors {
-            tracing::error!("{e}");
+            tracing::error!(target: LOG_TARGET, "{e}");
         }
         return Ok(if p.errors.is_empty() {
             ExitCode::SUCCESS
