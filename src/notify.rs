@@ -3,15 +3,26 @@
 //! logged (without its URL, which carries the bot token) and never fails the run.
 
 use crate::config::Project;
-use crate::run::RunSummary;
+use crate::store::{RunFigures, RunStatus};
 use serde_json::json;
 use std::time::Duration;
 use tracing::{info, warn};
 
 /// What to tell: a finished run, or a run that could not finish.
 pub enum Event<'a> {
-    Finished(&'a RunSummary),
+    Finished(Finished<'a>),
     Failed { job: &'a str, error: &'a str },
+}
+
+/// The part of a finished run's summary a notification tells (`RunSummary::finished`).
+pub struct Finished<'a> {
+    pub job: &'a str,
+    pub run_id: i64,
+    pub status: RunStatus,
+    pub figures: &'a RunFigures,
+    pub error: Option<&'a str>,
+    /// Keys of the entities whose pages this run removed.
+    pub removed_keys: &'a [String],
 }
 
 /// The message text, the same for every channel.
@@ -20,8 +31,8 @@ pub fn text(project: &Project, event: &Event) -> String {
         Event::Finished(s) => {
             let f = &s.figures;
             let mark = match s.status {
-                crate::store::RunStatus::Succeeded => "✅",
-                crate::store::RunStatus::Partial => "⚠️",
+                RunStatus::Succeeded => "✅",
+                RunStatus::Partial => "⚠️",
                 _ => "❌",
             };
             let mut t = format!(
@@ -50,7 +61,7 @@ pub fn text(project: &Project, event: &Event) -> String {
                 project.publish.base_url,
                 s.job
             );
-            if let Some(e) = &s.error {
+            if let Some(e) = s.error {
                 t.push_str(&format!("\nerror: {e}"));
             }
             t
@@ -66,7 +77,7 @@ pub fn text(project: &Project, event: &Event) -> String {
 pub async fn send(project: &Project, event: &Event<'_>) {
     let n = &project.notify;
     let failed = matches!(event, Event::Failed { .. })
-        || matches!(event, Event::Finished(s) if s.status != crate::store::RunStatus::Succeeded);
+        || matches!(event, Event::Finished(s) if s.status != RunStatus::Succeeded);
     if n.only_failures && !failed {
         return;
     }
@@ -104,7 +115,7 @@ pub async fn send(project: &Project, event: &Event<'_>) {
                 "failed": s.figures.failed, "pending": s.figures.pending, "tokens_in": s.figures.tokens_in,
                 "tokens_out": s.figures.tokens_out, "cost_usd": s.figures.cost_usd,
                 "duration_ms": s.figures.duration_ms, "error": s.error,
-                "pages_removed": s.figures.pages_removed, "removed_keys": s.publish.removed_keys,
+                "pages_removed": s.figures.pages_removed, "removed_keys": s.removed_keys,
                 "site": format!("{}/{}/index.html", project.publish.base_url, s.job),
             }),
             Event::Failed { job, error } => {

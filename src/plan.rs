@@ -178,6 +178,18 @@ pub struct Estimate {
     pub cost_usd: Option<f64>,
 }
 
+/// Why a cost estimate could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EstimateError {
+    /// A prompt of the work list did not render.
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    /// The job's average output so far could not be read.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
 pub async fn estimate_work(
     project: &Project,
     job: &Job,
@@ -185,7 +197,7 @@ pub async fn estimate_work(
     work: &[WorkItem],
     provider: &dyn Provider,
     store: &dyn crate::store::Store,
-) -> Result<Estimate, crate::run::RunError> {
+) -> Result<Estimate, EstimateError> {
     let prompter = crate::prompt::Prompter::new(job)?;
     let mut e = Estimate {
         requests: work.len() as u64,

@@ -37,30 +37,18 @@ impl PromptError {
     /// From minijinja's error: its kind and detail (which names an undefined variable), without
     /// the `(in NAME:LINE)` suffix and the debug dump, since file and line are fields here.
     pub fn from_jinja(template: &Path, key: &str, e: &minijinja::Error) -> PromptError {
-        let mut message = match e.detail() {
-            Some(d) => format!("{}: {d}", e.kind()),
-            None => e.kind().to_string(),
-        };
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            message.push_str(&format!(": {s}"));
-            source = s.source();
-        }
         PromptError {
             template: template.to_path_buf(),
             line: e.line(),
             key: key.into(),
-            message,
+            message: crate::config::template::jinja_message(e),
             others: 0,
         }
     }
 }
 
-/// The name a template is registered under: its file, so that minijinja's own messages (and
-/// ours) say `prompts/x.user.j2:18`, never `<string>:18` or `user:3`.
-pub fn template_name(path: &Path) -> String {
-    path.display().to_string()
-}
+/// Templates are named by their files (shared with the syntax check at load).
+pub use crate::config::template::template_name;
 
 /// Renders the job's system and user templates, with strict undefined behaviour: printing,
 /// testing or iterating a variable the context does not have is an error naming it, so a typo

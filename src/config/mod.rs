@@ -1,10 +1,13 @@
 //! Configuration: `shopscribe.toml` + environment overrides → a validated [`Project`]. Every
 //! problem is collected and reported at once, each with the file and the key it concerns.
 
+mod fact_check;
 pub mod page;
 mod raw;
+pub mod template;
 
 use crate::features::{BinSpec, MetricSpec, Unit};
+pub use fact_check::FactCheckConfig;
 use raw::{RawConfig, RawJob, RawMetric, RawServe, RawWatch};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -70,8 +73,8 @@ impl ProviderKind {
     /// The most requests one batch of this provider's batch API may hold.
     pub fn batch_max_requests(&self) -> usize {
         match self {
-            ProviderKind::AnthropicBatch => crate::llm::batch::anthropic::MAX_REQUESTS,
-            _ => crate::llm::batch::openai::MAX_REQUESTS,
+            ProviderKind::AnthropicBatch => ANTHROPIC_BATCH_MAX_REQUESTS,
+            _ => BATCH_MAX_REQUESTS,
         }
     }
 }
@@ -89,7 +92,7 @@ pub struct LlmConfig {
     pub max_in_flight: usize,
     pub max_attempts: u32,
     pub max_entity_time: std::time::Duration,
-    pub structured_output: crate::llm::openai::StructuredOutput,
+    pub structured_output: StructuredOutput,
     pub max_tokens_field: String,
     pub requests_per_minute: f64,
     pub tokens_per_minute: f64,
@@ -104,6 +107,23 @@ pub struct LlmConfig {
     /// Batch API: requests per batch file (the API allows 50,000).
     pub batch_max_requests: usize,
 }
+
+/// How the output format is requested from an OpenAI-compatible server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StructuredOutput {
+    /// `response_format: {type: json_schema, strict: true}` from the job's schema.
+    JsonSchema,
+    /// `response_format: {type: json_object}` for servers without schema support.
+    JsonObject,
+    /// No `response_format`; the prompt alone asks for JSON.
+    None,
+}
+
+/// The OpenAI Batch API's limit of requests per batch (`llm.batch_max_requests` is checked
+/// against it; the batch client splits work by `batch_max_requests`).
+pub const BATCH_MAX_REQUESTS: usize = 50_000;
+/// The same limit of Anthropic's Message Batches.
+pub const ANTHROPIC_BATCH_MAX_REQUESTS: usize = 100_000;
 
 /// Where a batch's failed or expired requests go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,7 +318,7 @@ pub struct ValidateConfig {
     pub banned_phrases: Vec<String>,
     pub privacy_guard: bool,
     /// Tier words must agree with the metrics' tiers (`crate::validate::fact_check`).
-    pub fact_check: crate::validate::fact_check::FactCheckConfig,
+    pub fact_check: FactCheckConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -388,12 +408,39 @@ impl Project {
 /// Reads the environment through a function so tests can inject one.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// Settings a caller puts in place of the file's, as if the file said so: validated and
+/// resolved like the file's values, and still overridden by the environment (`SHOPSCRIBE_*`).
+/// For a program that loads a project it wrote itself (the demo's two examples share a site).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `publish.url` (a folder relative to the project, `file://…` or `s3://…`).
+    pub publish_url: Option<String>,
+}
+
+impl Overrides {
+    fn apply(&self, raw: &mut RawConfig) {
+        if let Some(url) = &self.publish_url {
+            raw.publish.url = Some(url.clone());
+        }
+    }
+}
+
 /// Loads `DIR/shopscribe.toml` with overrides from the process environment.
 pub fn load(dir: &Path) -> Result<Project, ConfigError> {
-    load_with_env(dir, &|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    load_with_overrides(dir, &Overrides::default())
+}
+
+/// As [`load`], with some of the file's settings replaced by `overrides`.
+pub fn load_with_overrides(dir: &Path, overrides: &Overrides) -> Result<Project, ConfigError> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    load_from(dir, &env, overrides)
 }
 
 pub fn load_with_env(dir: &Path, env: EnvLookup) -> Result<Project, ConfigError> {
+    load_from(dir, env, &Overrides::default())
+}
+
+fn load_from(dir: &Path, env: EnvLookup, overrides: &Overrides) -> Result<Project, ConfigError> {
     let file = dir.join(CONFIG_FILE);
     let fail = |p: String| ConfigError {
         file: file.clone(),
@@ -406,9 +453,10 @@ pub fn load_with_env(dir: &Path, env: EnvLookup) -> Result<Project, ConfigError>
         ))
     })?;
     let (raw, mut problems) = parse_raw(&text);
-    let Some(raw) = raw else {
+    let Some(mut raw) = raw else {
         return Err(ConfigError { file, problems });
     };
+    overrides.apply(&mut raw);
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     match validate(raw, &dir, env) {
         Ok(project) if problems.is_empty() => Ok(project),
@@ -922,21 +970,7 @@ fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) ->
         }
     });
     let key_present = env(&api_key_env).is_some();
-    let (provider, fell_back_to_offline) = match provider_name.as_str() {
-        "offline" => (ProviderKind::Offline, false),
-        "openai" => (ProviderKind::OpenAi, false),
-        "openai-batch" => (ProviderKind::OpenAiBatch, false),
-        "anthropic" => (ProviderKind::Anthropic, false),
-        "anthropic-batch" => (ProviderKind::AnthropicBatch, false),
-        "auto" if key_present => (ProviderKind::OpenAi, false),
-        "auto" => (ProviderKind::Offline, true),
-        other => {
-            problems.push(format!(
-                "llm.provider: unknown provider `{other}`; use \"offline\", \"openai\", \"openai-batch\", \"anthropic\", \"anthropic-batch\" or \"auto\""
-            ));
-            (ProviderKind::Offline, false)
-        }
-    };
+    let (provider, fell_back_to_offline) = provider_kind(&provider_name, key_present, problems);
     let max_in_flight = raw.max_in_flight.unwrap_or(16);
     if max_in_flight == 0 {
         problems.push("llm.max_in_flight: must be at least 1".into());
@@ -949,17 +983,7 @@ fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) ->
     if !(0.0..=2.0).contains(&temperature) {
         problems.push(format!("llm.temperature: {temperature} is outside 0–2"));
     }
-    let structured_output = match raw.structured_output.as_deref().unwrap_or("json_schema") {
-        "json_schema" => crate::llm::openai::StructuredOutput::JsonSchema,
-        "json_object" => crate::llm::openai::StructuredOutput::JsonObject,
-        "none" => crate::llm::openai::StructuredOutput::None,
-        other => {
-            problems.push(format!(
-                "llm.structured_output: unknown value `{other}`; use \"json_schema\", \"json_object\" or \"none\""
-            ));
-            crate::llm::openai::StructuredOutput::None
-        }
-    };
+    let structured_output = structured_output(raw.structured_output.as_deref(), problems);
     let base_url = env("SHOPSCRIBE_LLM_BASE_URL")
         .or(raw.base_url)
         .unwrap_or_else(|| {
@@ -996,36 +1020,10 @@ fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) ->
         120.0,
     );
     let entity = positive("max_entity_seconds", raw.max_entity_seconds, 600.0);
-    let mut prices = BTreeMap::new();
-    for (model, p) in raw.prices {
-        if p.input < 0.0 || p.output < 0.0 {
-            problems.push(format!("llm.prices.\"{model}\": prices cannot be negative"));
-        }
-        prices.insert(
-            model,
-            Price {
-                input: p.input,
-                output: p.output,
-                batch_input: p.batch_input.unwrap_or(p.input / 2.0),
-                batch_output: p.batch_output.unwrap_or(p.output / 2.0),
-            },
-        );
-    }
-    let batch_retry = match raw.batch_retry.as_deref().unwrap_or("realtime") {
-        "realtime" => BatchRetry::Realtime,
-        "batch" => BatchRetry::Batch,
-        other => {
-            problems.push(format!(
-                "llm.batch_retry: unknown value `{other}`; use \"realtime\" or \"batch\""
-            ));
-            BatchRetry::Realtime
-        }
-    };
-    let batch_limit = provider.batch_max_requests();
-    let batch_max_requests = raw.batch_max_requests.unwrap_or(batch_limit);
-    if batch_max_requests == 0 || batch_max_requests > batch_limit {
-        problems.push(format!("llm.batch_max_requests: must be 1–{batch_limit}"));
-    }
+    let prices = prices(raw.prices, problems);
+    let batch_retry = batch_retry(raw.batch_retry.as_deref(), problems);
+    let batch_max_requests =
+        batch_max_requests(raw.batch_max_requests, provider.batch_max_requests(), problems);
     LlmConfig {
         batch_retry,
         batch_poll_first: std::time::Duration::from_secs_f64(
@@ -1034,7 +1032,7 @@ fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) ->
         batch_poll_max: std::time::Duration::from_secs_f64(
             raw.batch_poll_max_seconds.unwrap_or(300.0).max(0.01),
         ),
-        batch_max_requests: batch_max_requests.clamp(1, batch_limit),
+        batch_max_requests,
         structured_output,
         max_tokens_field,
         requests_per_minute,
@@ -1061,6 +1059,88 @@ fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) ->
         max_in_flight,
         max_attempts,
     }
+}
+
+/// `llm.provider` → the kind, and whether `auto` fell back to offline for want of a key.
+fn provider_kind(
+    name: &str,
+    key_present: bool,
+    problems: &mut Vec<String>,
+) -> (ProviderKind, bool) {
+    match name {
+        "offline" => (ProviderKind::Offline, false),
+        "openai" => (ProviderKind::OpenAi, false),
+        "openai-batch" => (ProviderKind::OpenAiBatch, false),
+        "anthropic" => (ProviderKind::Anthropic, false),
+        "anthropic-batch" => (ProviderKind::AnthropicBatch, false),
+        "auto" if key_present => (ProviderKind::OpenAi, false),
+        "auto" => (ProviderKind::Offline, true),
+        other => {
+            problems.push(format!(
+                "llm.provider: unknown provider `{other}`; use \"offline\", \"openai\", \"openai-batch\", \"anthropic\", \"anthropic-batch\" or \"auto\""
+            ));
+            (ProviderKind::Offline, false)
+        }
+    }
+}
+
+fn structured_output(v: Option<&str>, problems: &mut Vec<String>) -> StructuredOutput {
+    match v.unwrap_or("json_schema") {
+        "json_schema" => StructuredOutput::JsonSchema,
+        "json_object" => StructuredOutput::JsonObject,
+        "none" => StructuredOutput::None,
+        other => {
+            problems.push(format!(
+                "llm.structured_output: unknown value `{other}`; use \"json_schema\", \"json_object\" or \"none\""
+            ));
+            StructuredOutput::None
+        }
+    }
+}
+
+/// `[llm.prices."MODEL"]`, the Batch API's prices defaulting to half the real-time ones.
+fn prices(
+    raw: BTreeMap<String, raw::RawPrice>,
+    problems: &mut Vec<String>,
+) -> BTreeMap<String, Price> {
+    let mut prices = BTreeMap::new();
+    for (model, p) in raw {
+        if p.input < 0.0 || p.output < 0.0 {
+            problems.push(format!("llm.prices.\"{model}\": prices cannot be negative"));
+        }
+        prices.insert(
+            model,
+            Price {
+                input: p.input,
+                output: p.output,
+                batch_input: p.batch_input.unwrap_or(p.input / 2.0),
+                batch_output: p.batch_output.unwrap_or(p.output / 2.0),
+            },
+        );
+    }
+    prices
+}
+
+fn batch_retry(v: Option<&str>, problems: &mut Vec<String>) -> BatchRetry {
+    match v.unwrap_or("realtime") {
+        "realtime" => BatchRetry::Realtime,
+        "batch" => BatchRetry::Batch,
+        other => {
+            problems.push(format!(
+                "llm.batch_retry: unknown value `{other}`; use \"realtime\" or \"batch\""
+            ));
+            BatchRetry::Realtime
+        }
+    }
+}
+
+/// `llm.batch_max_requests`: 1 to the API's `limit` (which is also the default).
+fn batch_max_requests(v: Option<usize>, limit: usize, problems: &mut Vec<String>) -> usize {
+    let n = v.unwrap_or(limit);
+    if n == 0 || n > limit {
+        problems.push(format!("llm.batch_max_requests: must be 1–{limit}"));
+    }
+    n.clamp(1, limit)
 }
 
 fn validate_job(
@@ -1121,15 +1201,14 @@ fn validate_job(
         let file = dir.join(rel);
         if !text.is_empty()
             && let Err(e) = minijinja::Environment::new()
-                .template_from_named_str(&crate::prompt::template_name(&file), text)
+                .template_from_named_str(&template::template_name(&file), text)
         {
-            let e = crate::prompt::PromptError::from_jinja(&file, "", &e);
             problems.push(format!(
                 "{}: {} does not parse{}: {}",
                 at(key),
                 file.display(),
-                e.line.map(|l| format!(" (line {l})")).unwrap_or_default(),
-                e.message
+                e.line().map(|l| format!(" (line {l})")).unwrap_or_default(),
+                template::jinja_message(&e)
             ));
         }
     }
@@ -1160,7 +1239,7 @@ fn validate_job(
     let privacy_guard = raw.validate.privacy_guard.unwrap_or(true);
     let fact_check = {
         let f = raw.validate.fact_check;
-        let d = crate::validate::fact_check::FactCheckConfig::default();
+        let d = FactCheckConfig::default();
         let mut list = |key: &str, v: Option<Vec<String>>, default: Vec<String>| {
             let v = v.unwrap_or(default);
             if v.iter().any(|p| p.trim().is_empty()) {
@@ -1171,7 +1250,7 @@ fn validate_job(
             }
             v
         };
-        crate::validate::fact_check::FactCheckConfig {
+        FactCheckConfig {
             enabled: f.enabled.unwrap_or(true),
             top_10: list("top_10", f.top_10, d.top_10),
             above_median: list("above_median", f.above_median, d.above_median),

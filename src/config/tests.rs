@@ -29,6 +29,32 @@ fn the_example_project_loads() {
 }
 
 #[test]
+fn an_override_stands_for_the_files_value() {
+    let dir = project_dir();
+    let shared = Overrides {
+        publish_url: Some("../site".into()),
+    };
+    let p = load_from(dir.path(), &env_of(&[]), &shared).unwrap();
+    let abs = std::path::absolute(dir.path()).unwrap();
+    assert_eq!(
+        p.publish.url,
+        format!("file://{}", abs.join("../site").display()),
+        "resolved against the project folder, as the file's value is"
+    );
+    let env = env_of(&[("SHOPSCRIBE_PUBLISH_URL", "s3://bucket/site")]);
+    let p = load_from(dir.path(), &env, &shared).unwrap();
+    assert_eq!(
+        p.publish.url, "s3://bucket/site",
+        "the environment still wins"
+    );
+    let bad = Overrides {
+        publish_url: Some("ftp://x/site".into()),
+    };
+    let e = load_from(dir.path(), &env_of(&[]), &bad).unwrap_err();
+    assert!(e.to_string().contains("publish.url"), "{e}");
+}
+
+#[test]
 fn environment_overrides_win() {
     let dir = project_dir();
     let env = env_of(&[

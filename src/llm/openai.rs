@@ -9,16 +9,8 @@ use serde_json::{Value, json};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-/// How the output format is requested from the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StructuredOutput {
-    /// `response_format: {type: json_schema, strict: true}` from the job's schema.
-    JsonSchema,
-    /// `response_format: {type: json_object}` for servers without schema support.
-    JsonObject,
-    /// No `response_format`; the prompt alone asks for JSON.
-    None,
-}
+/// How the output format is requested from the server (a setting, so it is declared in config).
+pub use crate::config::StructuredOutput;
 
 #[derive(Clone)]
 pub struct OpenAiConfig {

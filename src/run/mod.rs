@@ -153,6 +153,29 @@ pub struct RunSummary {
     pub similarity: Option<gate::GateReport>,
 }
 
+impl From<crate::plan::EstimateError> for RunError {
+    fn from(e: crate::plan::EstimateError) -> Self {
+        match e {
+            crate::plan::EstimateError::Prompt(e) => RunError::Prompt(e),
+            crate::plan::EstimateError::Store(e) => RunError::Store(e),
+        }
+    }
+}
+
+impl RunSummary {
+    /// What a notification tells of this run.
+    pub fn finished(&self) -> crate::notify::Finished<'_> {
+        crate::notify::Finished {
+            job: &self.job,
+            run_id: self.run_id,
+            status: self.status,
+            figures: &self.figures,
+            error: self.error.as_deref(),
+            removed_keys: &self.publish.removed_keys,
+        }
+    }
+}
+
 /// The job's rows as entities, from the store's database or the configured source, with
 /// `:as_of` bound to `as_of` (RFC 3339; default now).
 pub async fn load_entities(project: &Project, job: &Job) -> Result<source::Entities, RunError> {
@@ -343,7 +366,7 @@ pub async fn run_created(
                     .unwrap_or_default(),
                 similarity: gate::recorded(store.as_ref(), run_id).await,
             };
-            crate::notify::send(project, &crate::notify::Event::Finished(&summary)).await;
+            crate::notify::send(project, &crate::notify::Event::Finished(summary.finished())).await;
             Ok(summary)
         }
         Err(e) => {

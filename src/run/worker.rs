@@ -448,7 +448,7 @@ pub async fn work(
                 .unwrap_or_default(),
             similarity: super::gate::recorded(store.as_ref(), run_id).await,
         };
-        crate::notify::send(project, &crate::notify::Event::Finished(&summary)).await;
+        crate::notify::send(project, &crate::notify::Event::Finished(summary.finished())).await;
         report.finished = Some(summary);
     } else {
         release_if_last(queue, store.as_ref(), run_id, &job.name, &lock).await;

@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 /// Message Batches' limits per batch.
-pub const MAX_REQUESTS: usize = 100_000;
+pub use crate::config::ANTHROPIC_BATCH_MAX_REQUESTS as MAX_REQUESTS;
 pub const MAX_BYTES: usize = 256 * 1024 * 1024;
 /// The prefix of the token recorded for a batch before it is created (see [`BatchApi::stage`]).
 const STAGED_PREFIX: &str = "msgbatch-pending-";

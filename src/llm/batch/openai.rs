@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 /// The Batch API's limits per batch.
-pub const MAX_REQUESTS: usize = 50_000;
+pub use crate::config::BATCH_MAX_REQUESTS as MAX_REQUESTS;
 pub const MAX_BYTES: usize = 200 * 1024 * 1024;
 
 fn info_from_json(v: &Value) -> BatchInfo {

@@ -1,0 +1,33 @@
+//! `shopscribe init DIR`: the example project, without data, to edit.
+
+use super::Failure;
+use anyhow::Context;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct InitArgs {
+    /// Folder to create; existing files are never overwritten.
+    dir: PathBuf,
+}
+
+pub fn init(InitArgs { dir }: InitArgs) -> Result<ExitCode, Failure> {
+    let written = shopscribe::demo::write_project(&dir, false)
+        .with_context(|| format!("cannot write the project into {}", dir.display()))
+        .map_err(Failure::Usage)?;
+    println!(
+        "Project in {}: wrote {} file(s){}.",
+        dir.display(),
+        written.len(),
+        if written.len() < shopscribe::demo::DOMAINS_PROJECT.len() {
+            " (existing files kept)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "Next: point sql/domain_summaries.sql at your data, then `shopscribe plan domain_summaries -p {}`.",
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
