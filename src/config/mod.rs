@@ -1022,8 +1022,11 @@ fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) ->
     let entity = positive("max_entity_seconds", raw.max_entity_seconds, 600.0);
     let prices = prices(raw.prices, problems);
     let batch_retry = batch_retry(raw.batch_retry.as_deref(), problems);
-    let batch_max_requests =
-        batch_max_requests(raw.batch_max_requests, provider.batch_max_requests(), problems);
+    let batch_max_requests = batch_max_requests(
+        raw.batch_max_requests,
+        provider.batch_max_requests(),
+        problems,
+    );
     LlmConfig {
         batch_retry,
         batch_poll_first: std::time::Duration::from_secs_f64(

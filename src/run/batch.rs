@@ -9,8 +9,8 @@ use crate::llm::{ChatRequest, ErrorClass, Provider, ProviderError};
 use crate::plan::{self, WorkItem};
 use crate::prompt::Prompter;
 use crate::store::{
-    AttemptOutcome, BatchItem, BatchRecord, BatchStatus, GenerationStatus, NewGeneration, RunFigures,
-    Store,
+    AttemptOutcome, BatchItem, BatchRecord, BatchStatus, GenerationStatus, NewGeneration,
+    RunFigures, Store,
 };
 use crate::validate::Validator;
 use std::collections::HashMap;
