@@ -1162,6 +1162,10 @@ fn print_checks(checks: &shopscribe::checks::CheckReport) {
     }
 }
 
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "a run lasts far fewer than 2^53 ms"
+)]
 fn print_summary(s: &RunSummary) {
     let f = &s.figures;
     println!(
