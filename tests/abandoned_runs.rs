@@ -3,6 +3,13 @@
 //! stored, and a run that is alive is never marked. Real processes (the binary, `kill -9`), the
 //! mock OpenAI server, the store on SQLite and on a real PostgreSQL.
 
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "test fixtures and expectations computed from small counts"
+)]
+
 mod support;
 
 use std::path::Path;

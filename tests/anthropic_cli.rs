@@ -5,6 +5,13 @@
 //! violations, answers cut at `max_tokens`) retried, a rejected key stopping the run unprinted;
 //! and the limiter learning Anthropic's buckets from its headers.
 
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "test fixtures and expectations computed from small counts"
+)]
+
 mod support;
 
 use shopscribe::llm::Provider;

@@ -3,6 +3,13 @@
 //! prices, failed and expired requests are retried as configured, and a run killed (SIGKILL)
 //! while its batches are in flight is resumed by the next run without a second batch.
 
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "test fixtures and expectations computed from small counts"
+)]
+
 mod support;
 
 use sqlx::SqlitePool;

@@ -5,6 +5,13 @@
 //! median); its AOV $70 against Garden [50, 60, …, 100] gives median $75, p10 $55, p90 $95 (numpy
 //! linear); solo.com has no category, so it is compared with all 7 and its AOV $75 ranks 50.
 
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "test fixtures and expectations computed from small counts"
+)]
+
 use shopscribe::demo::{MonthRow, load_rows};
 use shopscribe::llm::offline::OfflineWriter;
 use std::collections::HashMap;

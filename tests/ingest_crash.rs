@@ -3,6 +3,13 @@
 //! did not finish rebuilding is rebuilt by the next ingest or run. Real processes (`kill -9`),
 //! the reviews example, the store on SQLite and PostgreSQL.
 
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "test fixtures and expectations computed from small counts"
+)]
+
 mod support;
 
 use std::path::Path;

@@ -2,6 +2,13 @@
 //! unchanged, duplicates within a file, out-of-order versions, snapshot deletion, a re-delivered
 //! old file, composite keys that would collide if concatenated, rejects with reasons, as-of reads.
 
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "test fixtures and expectations computed from small counts"
+)]
+
 mod support;
 
 use serde_json::Value;

@@ -2,6 +2,13 @@
 //! shared pause, a bad key, repair prompts, truncation, cost limits, and a 1,000-entity run
 //! with mixed faults.
 
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "test fixtures and expectations computed from small counts"
+)]
+
 mod support;
 
 use shopscribe::config::{Price, Project};

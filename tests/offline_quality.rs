@@ -4,6 +4,13 @@
 //! each of them, product insights that differ per product, and a clean `check-site`.
 //! The figures are printed (`--nocapture`) so BENCHMARKS.md can quote them.
 
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "test fixtures and expectations computed from small counts"
+)]
+
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;

@@ -2,11 +2,18 @@
 //! store, then a second delivery (10 % edited, 10 % new, the rest repeated) through the SCD2
 //! merge. Prints lines/s for both and the process's peak memory.
 //!
-//!   cargo run --release --bin bench_ingest -- [sqlite|postgres|parse] [N] [shuffled]
+//!   cargo run --release --features bench --bin bench_ingest -- [sqlite|postgres|parse] [N] [shuffled]
 //!
 //! The products (`asin`, the key's first part) come in order, three reviews each, as in the
 //! public review dumps; with `shuffled` they come in random order.
 //! `parse` times only the JSON line → candidate step, on one thread.
+
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "a benchmark: counts and durations turned into rates and sizes for printing"
+)]
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,6 +1,6 @@
 //! Benchmark of the LLM engine against the in-process mock server (tests/support/mock_openai.rs).
 //!
-//!   cargo run --release --bin bench_llm -- [SCENARIO|all] [ENTITIES]
+//!   cargo run --release --features bench --bin bench_llm -- [SCENARIO|all] [ENTITIES]
 //!
 //! Every limited scenario runs ENTITIES (default per scenario) entities through the whole
 //! pipeline against a mock at 800 ms latency with 5 % HTTP 500s, the client at 256 in flight:
@@ -16,6 +16,13 @@
 //!
 //! Each figure is printed beside the minimum the limit allows (the server's bucket, its refill
 //! and the connections in flight, simulated request by request) and the ratio.
+
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "a benchmark: counts and durations turned into rates and sizes for printing"
+)]
 
 #[path = "../../tests/support/mock_openai.rs"]
 mod mock_openai;

@@ -1,10 +1,17 @@
 //! PostgreSQL benchmarks (issue 4) against the server at DATABASE_URL (default local), each in a
 //! fresh database that is dropped afterwards.
 //!
-//!   cargo run --release --bin bench_pg -- enqueue [N]          # N planned tasks by COPY (default 1,000,000)
-//!   cargo run --release --bin bench_pg -- claims [N] [W] [B]   # N tasks, W workers claiming B at a time, completing
-//!   cargo run --release --bin bench_pg -- workers [N] [W]      # full worker loops (offline writer = 0 ms LLM)
-//!   cargo run --release --bin bench_pg -- stream [N]           # the source stage streaming N rows; peak memory
+//!   cargo run --release --features bench --bin bench_pg -- enqueue [N]          # N planned tasks by COPY (default 1,000,000)
+//!   cargo run --release --features bench --bin bench_pg -- claims [N] [W] [B]   # N tasks, W workers claiming B at a time, completing
+//!   cargo run --release --features bench --bin bench_pg -- workers [N] [W]      # full worker loops (offline writer = 0 ms LLM)
+//!   cargo run --release --features bench --bin bench_pg -- stream [N]           # the source stage streaming N rows; peak memory
+
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "a benchmark: counts and durations turned into rates and sizes for printing"
+)]
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,6 +1,6 @@
 //! API benchmark (issue 6): cached `GET /v1/jobs/{job}/entities/{key}` under load.
 //!
-//!   cargo run --release --bin bench_serve -- [SECONDS] [CONNECTIONS] [DOMAINS] [--hold]
+//!   cargo run --release --features bench --bin bench_serve -- [SECONDS] [CONNECTIONS] [DOMAINS] [--hold]
 //!
 //! Builds the demo project (DOMAINS sample domains, default 2,000) in a temporary folder, runs
 //! `domain_summaries` with the offline writer so every entity has a stored text, starts the
@@ -10,6 +10,13 @@
 //! turn for SECONDS (default 10). Prints requests/s and latency percentiles as the client
 //! measured them (send to last body byte). Every answer is checked: status 200 and a body.
 //! `--hold` keeps the server up afterwards and prints a wrk command line for a second opinion.
+
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "a benchmark: counts and durations turned into rates and sizes for printing"
+)]
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -7,7 +7,14 @@
 //! its exact similarity (recall 1.0), and prints two anchors from the same run: the floor of
 //! only tokenising and shingling, and exact all-pairs Jaccard on a 3,000-page subsample.
 //!
-//!   cargo run --release --bin bench_similarity -- [PAGES] [RUNS]
+//!   cargo run --release --features bench --bin bench_similarity -- [PAGES] [RUNS]
+
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "a benchmark: counts and durations turned into rates and sizes for printing"
+)]
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

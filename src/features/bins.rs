@@ -52,7 +52,7 @@ impl Bins {
         let scale = unit.display_factor();
         let (lo, hi) = (lo * scale, hi * scale);
         let mut edges = Vec::new();
-        let mut decade = 10f64.powi(lo.log10().floor() as i32);
+        let mut decade = 10f64.powi(exponent(lo.log10().floor()));
         // Keep a safety bound: a few dozen edges at most even for absurd ranges.
         while edges.len() < 40 {
             for step in [1.0, 5.0] {
@@ -68,7 +68,7 @@ impl Bins {
         }
         if edges.is_empty() {
             // Every value sits in one 1–5–10 step: a single edge at the step below still hides it.
-            let d = 10f64.powi(lo.log10().floor() as i32);
+            let d = 10f64.powi(exponent(lo.log10().floor()));
             let e = if lo >= 5.0 * d { 5.0 * d } else { d };
             edges.push(round_edge(e) / scale);
         }
@@ -81,7 +81,10 @@ impl Bins {
         if v.is_nan() {
             return NO_BIN;
         }
-        self.edges.partition_point(|&e| e <= v) as u16
+        // Edges are few (at most 41) and ascending: counting those ≤ v is the bin, without the
+        // mispredicted branches of a binary search on random values.
+        let at_or_below = self.edges.iter().filter(|&&e| e <= v).count();
+        u16::try_from(at_or_below).unwrap_or(NO_BIN - 1)
     }
 
     pub fn label(&self, index: u16) -> Option<&str> {
@@ -92,9 +95,18 @@ impl Bins {
 fn round_edge(e: f64) -> f64 {
     // 10^k * 5 computed in floating point can carry noise (0.30000000000000004); edges are
     // "nice" numbers by construction, so round to 12 significant digits.
-    let digits = 12 - e.abs().log10().ceil() as i32;
+    let digits = 12 - exponent(e.abs().log10().ceil());
     let f = 10f64.powi(digits);
     (e * f).round() / f
+}
+
+/// A decimal exponent: a whole number, the floor or ceiling of the log10 of a finite positive f64.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "whole and within ±324 (log10 of a finite positive f64), far inside i32"
+)]
+fn exponent(whole_log10: f64) -> i32 {
+    whole_log10 as i32
 }
 
 fn with_suffix(label: String, suffix: &str) -> String {

@@ -10,6 +10,11 @@
 //!   that entity (never NaN downstream) and is excluded from its group's statistics;
 //! - an entity without a group, or in a group smaller than `min_group_size`, is compared with the
 //!   whole population, and [`PeerBasis`] says why.
+#![warn(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
 
 pub mod bins;
 pub mod quantile;
@@ -18,7 +23,7 @@ mod units;
 pub use bins::{Bins, NO_BIN};
 pub use units::Unit;
 
-use quantile::{from_ordered_key, ordered_key, quantile_sorted, sort_finite};
+use quantile::{count_f64, from_ordered_key, ordered_key, quantile_sorted};
 use rayon::prelude::*;
 
 /// Marks an entity without a group in [`FeatureInput::group_ids`].
@@ -148,12 +153,29 @@ pub struct PeerStats {
 impl PeerStats {
     fn of_sorted(sorted: &[f64]) -> PeerStats {
         PeerStats {
-            n: sorted.len() as u32,
+            n: entity_id(sorted.len()),
             p10: quantile_sorted(sorted, 0.1).unwrap_or(f64::NAN),
             p50: quantile_sorted(sorted, 0.5).unwrap_or(f64::NAN),
             p90: quantile_sorted(sorted, 0.9).unwrap_or(f64::NAN),
         }
     }
+}
+
+/// An entity's position (or a count of entities) as the u32 the columns store; [`compute`]
+/// refuses inputs with more entities than that.
+#[inline]
+fn entity_id(i: usize) -> u32 {
+    u32::try_from(i).expect("compute checked that entity positions fit in u32")
+}
+
+/// A percentile rank (0–100) as stored: f32 keeps ~7 digits, more than any prompt shows.
+#[inline]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "narrowing to f32 is the storage format; ranks lie in 0–100"
+)]
+fn stored_rank(r: f64) -> f32 {
+    r as f32
 }
 
 /// All derived features of one metric, one position per entity.
@@ -202,6 +224,7 @@ pub fn compute(input: &FeatureInput, specs: &[MetricSpec], opts: FeatureOptions)
         "one column per metric spec"
     );
     let n = input.len();
+    assert!(u32::try_from(n).is_ok(), "at most u32::MAX entities");
     let n_groups = input.group_names.len();
 
     // Group membership as a counting sort: members[offsets[g]..offsets[g+1]] are group g's
@@ -223,7 +246,7 @@ pub fn compute(input: &FeatureInput, specs: &[MetricSpec], opts: FeatureOptions)
     let mut members = vec![0u32; n];
     for (i, &g) in input.group_ids.iter().enumerate() {
         let slot = if g == NO_GROUP { n_groups } else { g as usize };
-        members[cursor[slot]] = i as u32;
+        members[cursor[slot]] = entity_id(i);
         cursor[slot] += 1;
     }
 
@@ -342,11 +365,13 @@ fn metric_features(
         .collect();
 
     // The population, sorted once; its members' ranks by one merge walk over sorted queries.
+    // `runs` is already a sequence of sorted runs (one per group): the stable sort detects and
+    // merges them (n log runs) where an unstable sort would sort from scratch (n log n).
     let mut all = runs;
-    sort_finite(&mut all);
+    all.sort_by_key(|&v| ordered_key(v));
     let population = PeerStats::of_sorted(&all);
     population_queries.sort_unstable();
-    let total = all.len() as f64;
+    let total = count_f64(all.len());
     let mut below = 0usize;
     let mut q = 0;
     while q < population_queries.len() {
@@ -359,13 +384,16 @@ fn metric_features(
         while below + equal < all.len() && all[below + equal] == v {
             equal += 1;
         }
-        let r = ((below as f64 + 0.5 * equal as f64) * 100.0 / total) as f32;
+        let r = stored_rank((count_f64(below) + 0.5 * count_f64(equal)) * 100.0 / total);
         while q < population_queries.len() && population_queries[q].0 == key {
             rank[population_queries[q].1 as usize] = r;
             q += 1;
         }
     }
-    let tier = rank.iter().map(|&r| Tier::from_rank(r as f64)).collect();
+    let tier = rank
+        .iter()
+        .map(|&r| Tier::from_rank(f64::from(r)))
+        .collect();
 
     MetricFeatures {
         values,
@@ -381,7 +409,7 @@ fn metric_features(
 
 /// Ranks of one sorted peer run, ties sharing the mean rank (see `quantile::percentile_rank_sorted`).
 fn assign_ranks(sorted: &[(i64, u32)], rank: &mut [f32]) {
-    let n = sorted.len() as f64;
+    let n = count_f64(sorted.len());
     let mut start = 0;
     while start < sorted.len() {
         let key = sorted[start].0;
@@ -389,7 +417,7 @@ fn assign_ranks(sorted: &[(i64, u32)], rank: &mut [f32]) {
         while end < sorted.len() && sorted[end].0 == key {
             end += 1;
         }
-        let r = ((start as f64 + 0.5 * (end - start) as f64) * 100.0 / n) as f32;
+        let r = stored_rank((count_f64(start) + 0.5 * count_f64(end - start)) * 100.0 / n);
         for &(_, m) in &sorted[start..end] {
             rank[m as usize] = r;
         }

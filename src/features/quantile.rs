@@ -9,11 +9,32 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> Option<f64> {
     if n == 0 {
         return None;
     }
-    let h = (n - 1) as f64 * q.clamp(0.0, 1.0);
-    let lo = h.floor() as usize;
+    let h = count_f64(n - 1) * q.clamp(0.0, 1.0);
+    let lo = floor_index(h);
     let hi = (lo + 1).min(n - 1);
-    let frac = h - lo as f64;
+    let frac = h - h.floor();
     Some(sorted[lo] + frac * (sorted[hi] - sorted[lo]))
+}
+
+/// A count as f64, for shares and positions.
+#[inline]
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "exact for counts below 2^53; the stage holds at most u32::MAX entities"
+)]
+pub fn count_f64(n: usize) -> f64 {
+    n as f64
+}
+
+/// The index below a fractional position `h` of a sorted slice.
+#[inline]
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "h is finite and within [0, n - 1]: floor(h) is an index of the slice"
+)]
+fn floor_index(h: f64) -> usize {
+    h.floor() as usize
 }
 
 /// Percentile rank (0–100) of `value` within an ascending slice: the share of values below it
@@ -28,7 +49,7 @@ pub fn percentile_rank_sorted(sorted: &[f64], value: f64) -> Option<f64> {
     let at_or_below = below + sorted[below..].partition_point(|&x| x <= value);
     let equal = at_or_below - below;
     // Multiply before dividing so that exact boundaries (10, 50, 90) stay exact.
-    Some((below as f64 + 0.5 * equal as f64) * 100.0 / n as f64)
+    Some((count_f64(below) + 0.5 * count_f64(equal)) * 100.0 / count_f64(n))
 }
 
 /// Sorts finite values ascending; faster than `total_cmp` on f64 because the values are mapped to
@@ -41,14 +62,20 @@ pub fn sort_finite(values: &mut [f64]) {
 /// which is harmless: they compare equal as floats everywhere else).
 #[inline]
 pub fn ordered_key(v: f64) -> i64 {
-    let bits = v.to_bits() as i64;
-    bits ^ (((bits >> 63) as u64) >> 1) as i64
+    flip_negative(v.to_bits().cast_signed())
 }
 
 /// The inverse of [`ordered_key`] (the mapping is its own inverse on the bit pattern).
 #[inline]
 pub fn from_ordered_key(k: i64) -> f64 {
-    f64::from_bits((k ^ (((k >> 63) as u64) >> 1) as i64) as u64)
+    f64::from_bits(flip_negative(k).cast_unsigned())
+}
+
+/// Flips every bit but the sign of a negative bit pattern: negative floats then order as integers.
+#[inline]
+fn flip_negative(bits: i64) -> i64 {
+    // bits >> 63 is all ones for a negative pattern; shifted right unsigned it spares the sign.
+    bits ^ ((bits >> 63).cast_unsigned() >> 1).cast_signed()
 }
 
 #[cfg(test)]

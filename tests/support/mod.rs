@@ -2,8 +2,26 @@
 //! PostgreSQL databases.
 #![allow(dead_code)]
 pub mod cli;
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "test servers: token estimates and counts from request sizes"
+)]
 pub mod mock_anthropic;
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "test servers: token estimates and counts from request sizes"
+)]
 pub mod mock_openai;
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "test servers: token estimates and counts from request sizes"
+)]
 pub mod pg;
 
 /// The domains example in a temporary folder with its LLM pointed at the mock at `base_url`
