@@ -4,6 +4,12 @@
 //! errored and expired requests are retried in real time or in a follow-up batch as configured,
 //! and a run killed (SIGKILL) while its batches are in flight is resumed by the next run without
 //! paying twice.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "test fixtures and expectations computed from small counts"
+)]
 
 mod support;
 

@@ -3,6 +3,12 @@
 //! leaves is the one a publish after generation writes: every page, a manifest listing each,
 //! sitemaps, a clean `check-site`, and pages whose neighbours failed rewritten with the final
 //! related links.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "test fixtures and expectations computed from small counts"
+)]
 
 mod support;
 

@@ -5,6 +5,10 @@ use shopscribe::run::RunSummary;
 use shopscribe::store::RunStatus;
 use std::process::ExitCode;
 
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "a run's milliseconds are far below 2^52"
+)]
 pub fn print_summary(s: &RunSummary) {
     let f = &s.figures;
     println!(

@@ -406,20 +406,21 @@ fn fault_draw(seed: u64, input: &str, nth: usize) -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn authorized(inner: &Mutex<Inner>, headers: &HeaderMap) -> Result<(), Response> {
+/// The error answer for a request without the right key or version headers.
+fn rejected(inner: &Mutex<Inner>, headers: &HeaderMap) -> Option<Response> {
     let g = inner.lock().unwrap();
     let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
     if header("x-api-key") != Some(g.cfg.api_key.as_str()) {
-        return Err(error(401, "authentication_error", "invalid x-api-key"));
+        return Some(error(401, "authentication_error", "invalid x-api-key"));
     }
     if header("anthropic-version").is_none() {
-        return Err(error(
+        return Some(error(
             400,
             "invalid_request_error",
             "anthropic-version header is required",
         ));
     }
-    Ok(())
+    None
 }
 
 fn batch_json(b: &MockBatch, base: &str) -> Value {
@@ -454,7 +455,7 @@ async fn create_batch(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    if let Err(r) = authorized(&inner, &headers) {
+    if let Some(r) = rejected(&inner, &headers) {
         return r;
     }
     let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
@@ -548,7 +549,7 @@ fn end_batch(inner: &Mutex<Inner>, id: &str, requests: &[Value]) {
 }
 
 async fn list_batches(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&inner, &headers) {
+    if let Some(r) = rejected(&inner, &headers) {
         return r;
     }
     let g = inner.lock().unwrap();
@@ -567,7 +568,7 @@ async fn get_batch(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = authorized(&inner, &headers) {
+    if let Some(r) = rejected(&inner, &headers) {
         return r;
     }
     let g = inner.lock().unwrap();
@@ -582,7 +583,7 @@ async fn batch_results(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = authorized(&inner, &headers) {
+    if let Some(r) = rejected(&inner, &headers) {
         return r;
     }
     let mut g = inner.lock().unwrap();
