@@ -157,6 +157,11 @@ pub struct Learned {
     pub output: Option<LearnedBucket>,
 }
 
+/// The name what a limiter learned is kept under in the store: one per server and model.
+pub fn store_key(base_url: &str, model: &str) -> String {
+    format!("limits:{base_url}|{model}")
+}
+
 /// How long a learned bucket is trusted: an account's limits change with its tier, and the first
 /// answer corrects a stale guess anyway, but a week-old burst is not worth its 429s.
 const LEARNED_MAX_AGE_MS: i64 = 7 * 24 * 3600 * 1000;

@@ -125,17 +125,11 @@ pub trait Provider: Send + Sync {
     }
     /// Takes `share` of the configured rate limits (several workers on one account).
     fn set_rate_share(&self, _share: f64) {}
-    /// The name under which what the limiter learned is kept between runs (one per server and
-    /// model), for providers with a limiter.
-    fn limits_key(&self) -> Option<String> {
+    /// The provider's rate limiter, and the name under which what it learns is kept between
+    /// runs (one per server and model); `None` for writers without limits.
+    fn rate_limiter(&self) -> Option<(&limiter::Limiter, String)> {
         None
     }
-    /// What the limiter learned of the server's buckets so far.
-    fn learned_limits(&self) -> Option<limiter::Learned> {
-        None
-    }
-    /// Starts the limiter from what an earlier run learned.
-    fn assume_limits(&self, _learned: &limiter::Learned) {}
     /// Token estimate for planning; providers with a real tokenizer override it.
     fn estimate_tokens(&self, text: &str) -> u32 {
         estimate_tokens_heuristic(text)

@@ -262,14 +262,9 @@ impl Provider for OpenAiProvider {
     fn set_rate_share(&self, share: f64) {
         self.limiter.set_share(share);
     }
-    fn limits_key(&self) -> Option<String> {
-        Some(format!("limits:{}|{}", self.cfg.base_url, self.cfg.model))
-    }
-    fn learned_limits(&self) -> Option<super::limiter::Learned> {
-        self.limiter.learned()
-    }
-    fn assume_limits(&self, learned: &super::limiter::Learned) {
-        self.limiter.assume(learned);
+    fn rate_limiter(&self) -> Option<(&Limiter, String)> {
+        let key = super::limiter::store_key(&self.cfg.base_url, &self.cfg.model);
+        Some((&self.limiter, key))
     }
     fn batch_api(&self) -> Option<&dyn super::batch::BatchApi> {
         self.batch

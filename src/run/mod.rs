@@ -271,12 +271,12 @@ pub async fn run_job(
 /// Starts the provider's limiter from what earlier runs learned of the server's buckets; a
 /// store or parse failure only costs the first answer's latency, so it is logged, not fatal.
 async fn remembered_limits(store: &dyn Store, provider: &dyn Provider) {
-    let Some(key) = provider.limits_key() else {
+    let Some((limiter, key)) = provider.rate_limiter() else {
         return;
     };
     match store.state_get(&key).await {
         Ok(Some(text)) => match serde_json::from_str(&text) {
-            Ok(learned) => provider.assume_limits(&learned),
+            Ok(learned) => limiter.assume(&learned),
             Err(e) => warn!(error = %e, "ignoring the remembered rate limits"),
         },
         Ok(None) => {}
@@ -286,7 +286,10 @@ async fn remembered_limits(store: &dyn Store, provider: &dyn Provider) {
 
 /// Keeps what the provider's limiter learned for the next run.
 async fn remember_limits(store: &dyn Store, provider: &dyn Provider) {
-    let (Some(key), Some(learned)) = (provider.limits_key(), provider.learned_limits()) else {
+    let Some((limiter, key)) = provider.rate_limiter() else {
+        return;
+    };
+    let Some(learned) = limiter.learned() else {
         return;
     };
     let text = serde_json::to_string(&learned).expect("plain numbers");

@@ -216,13 +216,7 @@ impl Provider for Metered {
     fn set_rate_share(&self, share: f64) {
         self.inner.set_rate_share(share)
     }
-    fn limits_key(&self) -> Option<String> {
-        self.inner.limits_key()
-    }
-    fn learned_limits(&self) -> Option<crate::llm::limiter::Learned> {
-        self.inner.learned_limits()
-    }
-    fn assume_limits(&self, learned: &crate::llm::limiter::Learned) {
-        self.inner.assume_limits(learned)
+    fn rate_limiter(&self) -> Option<(&crate::llm::limiter::Limiter, String)> {
+        self.inner.rate_limiter()
     }
 }

@@ -107,43 +107,36 @@ pub fn custom_id(input_hash: &str, key: &str) -> String {
 
 /// Parses the results JSONL into (custom_id, result).
 pub fn parse_results(jsonl: &str) -> Vec<(String, BatchResult)> {
-    jsonl
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| {
-            let id = v["custom_id"].as_str()?.to_string();
-            let r = &v["result"];
-            let result = match r["type"].as_str().unwrap_or_default() {
-                "succeeded" => match parse_message(&r["message"], Duration::ZERO) {
-                    Ok(m) => BatchResult::Answer {
-                        content: m.content,
-                        usage: m.usage,
-                        truncated: false,
-                    },
-                    Err(ProviderError::Truncated { content, usage }) => BatchResult::Answer {
-                        content,
-                        usage,
-                        truncated: true,
-                    },
-                    Err(e) => BatchResult::Error(e.to_string()),
+    super::results_by_custom_id(jsonl, |v| {
+        let r = &v["result"];
+        match r["type"].as_str().unwrap_or_default() {
+            "succeeded" => match parse_message(&r["message"], Duration::ZERO) {
+                Ok(m) => BatchResult::Answer {
+                    content: m.content,
+                    usage: m.usage,
+                    truncated: false,
                 },
-                "errored" => BatchResult::Error(format!(
-                    "{}: {}",
-                    r["error"]["error"]["type"].as_str().unwrap_or("error"),
-                    r["error"]["error"]["message"]
-                        .as_str()
-                        .unwrap_or("the request failed")
-                )),
-                "expired" => {
-                    BatchResult::Error("expired: the batch ended before this request ran".into())
-                }
-                "canceled" => BatchResult::Error("canceled before this request ran".into()),
-                other => BatchResult::Error(format!("unknown result type `{other}`")),
-            };
-            Some((id, result))
-        })
-        .collect()
+                Err(ProviderError::Truncated { content, usage }) => BatchResult::Answer {
+                    content,
+                    usage,
+                    truncated: true,
+                },
+                Err(e) => BatchResult::Error(e.to_string()),
+            },
+            "errored" => BatchResult::Error(format!(
+                "{}: {}",
+                r["error"]["error"]["type"].as_str().unwrap_or("error"),
+                r["error"]["error"]["message"]
+                    .as_str()
+                    .unwrap_or("the request failed")
+            )),
+            "expired" => {
+                BatchResult::Error("expired: the batch ended before this request ran".into())
+            }
+            "canceled" => BatchResult::Error("canceled before this request ran".into()),
+            other => BatchResult::Error(format!("unknown result type `{other}`")),
+        }
+    })
 }
 
 #[async_trait]

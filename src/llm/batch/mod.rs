@@ -121,6 +121,20 @@ pub trait BatchApi: Send + Sync {
     }
 }
 
+/// Every line of a results file that names its `custom_id`, with the result `read` makes of it
+/// (blank and unparseable lines are skipped).
+fn results_by_custom_id(
+    jsonl: &str,
+    read: impl Fn(&serde_json::Value) -> BatchResult,
+) -> Vec<(String, BatchResult)> {
+    jsonl
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some((v["custom_id"].as_str()?.to_string(), read(&v))))
+        .collect()
+}
+
 /// Splits request lines into batches within the per-batch limits.
 pub fn split(lines: Vec<String>, max_requests: usize, max_bytes: usize) -> Vec<Vec<String>> {
     let mut out: Vec<Vec<String>> = Vec::new();

@@ -155,48 +155,39 @@ pub fn request_line(custom_id: &str, body: &Value) -> String {
 
 /// Parses an output or error file into (custom_id, result).
 pub fn parse_results(jsonl: &str) -> Vec<(String, BatchResult)> {
-    jsonl
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| {
-            let id = v["custom_id"].as_str()?.to_string();
-            let resp = &v["response"];
-            let result = if !v["error"].is_null() {
-                BatchResult::Error(
-                    v["error"]["message"]
-                        .as_str()
-                        .unwrap_or("batch request failed")
-                        .to_string(),
-                )
-            } else if resp["status_code"].as_u64() != Some(200) {
-                let body = &resp["body"];
-                BatchResult::Error(format!(
-                    "HTTP {}: {}",
-                    resp["status_code"].as_u64().unwrap_or(0),
-                    body["error"]["message"].as_str().unwrap_or("error")
-                ))
-            } else {
-                let body = &resp["body"];
-                let choice = &body["choices"][0];
-                match choice["message"]["content"].as_str() {
-                    Some(c) => BatchResult::Answer {
-                        content: c.to_string(),
-                        usage: Usage {
-                            prompt_tokens: body["usage"]["prompt_tokens"].as_u64().unwrap_or(0)
-                                as u32,
-                            completion_tokens: body["usage"]["completion_tokens"]
-                                .as_u64()
-                                .unwrap_or(0) as u32,
-                        },
-                        truncated: choice["finish_reason"] == "length",
-                    },
-                    None => BatchResult::Error("the answer has no content".into()),
-                }
-            };
-            Some((id, result))
-        })
-        .collect()
+    super::results_by_custom_id(jsonl, |v| {
+        let resp = &v["response"];
+        let body = &resp["body"];
+        if !v["error"].is_null() {
+            return BatchResult::Error(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap_or("batch request failed")
+                    .to_string(),
+            );
+        }
+        if resp["status_code"].as_u64() != Some(200) {
+            return BatchResult::Error(format!(
+                "HTTP {}: {}",
+                resp["status_code"].as_u64().unwrap_or(0),
+                body["error"]["message"].as_str().unwrap_or("error")
+            ));
+        }
+        let choice = &body["choices"][0];
+        let tokens =
+            |k: &str| u32::try_from(body["usage"][k].as_u64().unwrap_or(0)).unwrap_or(u32::MAX);
+        match choice["message"]["content"].as_str() {
+            Some(c) => BatchResult::Answer {
+                content: c.to_string(),
+                usage: Usage {
+                    prompt_tokens: tokens("prompt_tokens"),
+                    completion_tokens: tokens("completion_tokens"),
+                },
+                truncated: choice["finish_reason"] == "length",
+            },
+            None => BatchResult::Error("the answer has no content".into()),
+        }
+    })
 }
 
 #[cfg(test)]
