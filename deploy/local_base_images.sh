@@ -56,6 +56,8 @@ if ! have "$base"; then
     command -v debootstrap >/dev/null || {
       echo "local_base_images: debootstrap is missing (apt-get install debootstrap)" >&2; exit 1; }
     root="$(mktemp -d)"
+    # mktemp makes its folder 0700: as the image's root it would lock every non-root user out.
+    chmod 0755 "$root"
     trap 'rm -rf "$root"' EXIT
     echo "local_base_images: debootstrap bookworm from $mirror"
     debootstrap --variant=minbase --include=ca-certificates bookworm "$root" "$mirror" >/dev/null
@@ -69,7 +71,9 @@ if ! have "$base"; then
     trap - EXIT
   fi
   echo "local_base_images: importing $tarball as $base"
-  docker import "$tarball" "$base" >/dev/null
+  # As Debian's published image does: a search path, and a shell to run by default.
+  docker import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'CMD ["bash"]' "$tarball" "$base" >/dev/null
 fi
 
 if $rust && ! have "$rust_image"; then
