@@ -698,11 +698,20 @@ fn render_entity(
     Ok((html, json, entry))
 }
 
+/// One file of an entity's page to write, with the hash its manifest entry records for it (so
+/// whoever writes it can remember what it wrote without telling the HTML from the JSON again).
+#[derive(Debug, PartialEq)]
+struct PageFile {
+    path: String,
+    bytes: Vec<u8>,
+    hash: String,
+}
+
 /// How an entity's two files stand against the last publish and what was written ahead.
 #[derive(Default)]
 struct EntityWrites {
-    /// (path, bytes) of the files to write now.
-    now: Vec<(String, Vec<u8>)>,
+    /// The files to write now.
+    now: Vec<PageFile>,
     /// Files whose bytes the last publish already wrote.
     unchanged: usize,
     /// Files an [`AheadWriter`] already wrote with these bytes.
@@ -727,7 +736,11 @@ fn entity_writes(
         } else if ahead.get(&path) == Some(new_hash) {
             out.ahead += 1;
         } else {
-            out.now.push((path, bytes));
+            out.now.push(PageFile {
+                path,
+                bytes,
+                hash: new_hash.clone(),
+            });
         }
     }
     out
@@ -819,13 +832,8 @@ impl AheadWriter {
                 &self.env, &self.site, &self.job, p, slug, &related, hub, prev, &self.now,
             )?;
             let w = entity_writes(&self.job.name, (html, json, &entry), prev, &self.written).now;
-            for (path, _) in &w {
-                let h = if path.ends_with(".html") {
-                    &entry.html_hash
-                } else {
-                    &entry.json_hash
-                };
-                self.written.insert(path.clone(), h.clone());
+            for f in &w {
+                self.written.insert(f.path.clone(), f.hash.clone());
             }
             writes.extend(w);
         }
@@ -843,11 +851,11 @@ impl AheadWriter {
 }
 
 /// Writes files, 16 at a time.
-async fn put_all(sink: &Sink, writes: Vec<(String, Vec<u8>)>) -> Result<(), PublishError> {
+async fn put_all(sink: &Sink, writes: Vec<PageFile>) -> Result<(), PublishError> {
     futures::stream::iter(
         writes
             .into_iter()
-            .map(|(path, bytes)| async move { sink.put(&path, bytes).await }),
+            .map(|f| async move { sink.put(&f.path, f.bytes).await }),
     )
     .buffer_unordered(16)
     .try_collect::<Vec<()>>()
@@ -919,7 +927,7 @@ pub async fn publish_ahead(
         ..Default::default()
     };
     let mut entries = Vec::with_capacity(pages.len());
-    let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut writes: Vec<PageFile> = Vec::new();
     // One hub page per peer group, linking its members; every member page links to its hub.
     let hubs = hubs_of(&pages);
     let slugs: Vec<String> = pages.iter().map(|p| slug(&p.key)).collect();
@@ -1218,4 +1226,86 @@ pub async fn publish_ahead(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(slug: &str, html_hash: &str, json_hash: &str) -> ManifestEntry {
+        ManifestEntry {
+            key: "k".into(),
+            slug: slug.into(),
+            name: "K".into(),
+            input_hash: "i".into(),
+            generation_id: 1,
+            run_id: 1,
+            generated_at: "t".into(),
+            html_hash: html_hash.into(),
+            json_hash: json_hash.into(),
+            content_hash: "c".into(),
+            modified_at: "t".into(),
+        }
+    }
+
+    fn file(path: &str, bytes: &[u8], hash: &str) -> PageFile {
+        PageFile {
+            path: path.into(),
+            bytes: bytes.to_vec(),
+            hash: hash.into(),
+        }
+    }
+
+    #[test]
+    fn each_file_to_write_carries_its_own_manifest_hash() {
+        let e = entry("k", "H", "J");
+        let w = entity_writes(
+            "job",
+            (b"<html>".to_vec(), b"{}".to_vec(), &e),
+            None,
+            &HashMap::new(),
+        );
+        assert_eq!(
+            w.now,
+            vec![
+                file("job/k.html", b"<html>", "H"),
+                file("job/k.json", b"{}", "J")
+            ]
+        );
+        assert_eq!((w.unchanged, w.ahead), (0, 0));
+    }
+
+    #[test]
+    fn files_unchanged_since_the_last_publish_or_written_ahead_are_not_written_again() {
+        let e = entry("k", "H", "J");
+        // The HTML is as last published; the JSON differs from it.
+        let prev = entry("k", "H", "old");
+        let w = entity_writes(
+            "job",
+            (b"h".to_vec(), b"j".to_vec(), &e),
+            Some(&prev),
+            &HashMap::new(),
+        );
+        assert_eq!(w.now, vec![file("job/k.json", b"j", "J")]);
+        assert_eq!((w.unchanged, w.ahead), (1, 0));
+
+        // Written ahead with these bytes: not written again; with other bytes: written.
+        let ahead = HashMap::from([
+            ("job/k.json".to_string(), "J".to_string()),
+            ("job/k.html".to_string(), "stale".to_string()),
+        ]);
+        let w = entity_writes("job", (b"h".to_vec(), b"j".to_vec(), &e), None, &ahead);
+        assert_eq!(w.now, vec![file("job/k.html", b"h", "H")]);
+        assert_eq!((w.unchanged, w.ahead), (0, 1));
+
+        // A changed slug is never unchanged, whatever the hashes.
+        let moved = entry("old-slug", "H", "J");
+        let w = entity_writes(
+            "job",
+            (b"h".to_vec(), b"j".to_vec(), &e),
+            Some(&moved),
+            &HashMap::new(),
+        );
+        assert_eq!(w.now.len(), 2);
+    }
 }
