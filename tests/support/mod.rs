@@ -1,6 +1,13 @@
-//! Shared test support: the mock OpenAI-compatible and Anthropic servers and throwaway
-//! PostgreSQL databases.
+//! Shared test support: the mock OpenAI-compatible and Anthropic servers, throwaway
+//! PostgreSQL databases, running the binary, and the Batch API scenarios both batch APIs share.
 #![allow(dead_code)]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "expectations computed from small counts"
+)]
+pub mod batch_cli;
 pub mod cli;
 #[allow(
     clippy::cast_possible_truncation,
