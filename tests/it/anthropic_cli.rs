@@ -12,7 +12,7 @@
     reason = "test fixtures and expectations computed from small counts"
 )]
 
-mod support;
+use crate::support;
 
 use shopscribe::llm::Provider;
 use shopscribe::llm::anthropic::AnthropicProvider;

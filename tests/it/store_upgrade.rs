@@ -4,7 +4,7 @@
 //! (sqlx refuses a store whose applied migration differs from the code's), every stored word
 //! must read as its typed status, and the ingest, a run and a new delivery must work on them.
 
-mod support;
+use crate::support;
 
 use shopscribe::ingest::db::IngestDb;
 use shopscribe::store::{FileStatus, GenerationStatus, RunStatus};
