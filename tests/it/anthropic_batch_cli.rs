@@ -92,17 +92,19 @@ fn run_ok(dir: &Path, url: &str, server: &MockServer, args: &[&str]) -> String {
     text(&out)
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct Gen {
-    entity_key: String,
-    input_hash: String,
-    status: String,
-    provider: String,
-    model: String,
-    tokens_in: i64,
-    tokens_out: i64,
-    cost_usd: f64,
-    error: Option<String>,
+crate::sqlite_row! {
+    #[derive(Debug)]
+    struct Gen {
+        entity_key: String,
+        input_hash: String,
+        status: String,
+        provider: String,
+        model: String,
+        tokens_in: i64,
+        tokens_out: i64,
+        cost_usd: f64,
+        error: Option<String>,
+    }
 }
 
 async fn generations(pool: &SqlitePool) -> Vec<Gen> {
