@@ -1,12 +1,12 @@
 //! The `shopscribe` binary: parse the command line, set up logging, run the command, turn its
-//! outcome into an exit code. The commands live in `cli/`, the work in the library.
+//! outcome into an exit code. The commands live in the library's `cli` module (`src/cli/`), the
+//! work in the rest of the library.
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod cli;
-
 use clap::Parser;
+use shopscribe::cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -1,4 +1,4 @@
-//! Benchmark of the LLM engine against the in-process mock server (tests/support/mock_openai.rs).
+//! Benchmark of the LLM engine against the in-process mock server (tests/it/support/mock_openai.rs).
 //!
 //!   cargo run --release --features bench --bin bench_llm -- [SCENARIO|all] [ENTITIES]
 //!
@@ -24,7 +24,7 @@
     reason = "a benchmark: counts and durations turned into rates and sizes for printing"
 )]
 
-#[path = "../../tests/support/mock_openai.rs"]
+#[path = "../../tests/it/support/mock_openai.rs"]
 mod mock_openai;
 
 #[global_allocator]

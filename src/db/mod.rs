@@ -1,16 +1,19 @@
 //! The one database layer. [`Db`] is the handle every part of shopscribe reaches the store's
 //! database through (the store, the ingest, the queue, the locks): one pool per database,
 //! opened and migrated once per process however many parts ask for it. [`dialect`] names the
-//! few SQLite/PostgreSQL differences, [`query`] runs a statement written once on either, and
-//! [`status`] types every word the database keeps.
+//! few SQLite/PostgreSQL differences, [`query`] runs a statement written once on either,
+//! [`status`] types every word the database keeps, and [`migrations`] is the schema (one numbered
+//! sequence for both backends).
 
 pub mod dialect;
 pub mod error;
+pub mod migrations;
 pub mod query;
 pub mod status;
 
 pub use dialect::Backend;
 pub use error::StoreError;
+use migrations::Schema;
 pub use query::{Target, sql};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -70,12 +73,13 @@ impl Db {
         let pool = match Backend::of_url(url) {
             Backend::Sqlite => {
                 let pool = open_sqlite(url).await?;
-                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+                migrations::renumber_sqlite_store(&pool).await?;
+                migrations::migrator(Schema::Sqlite).run(&pool).await?;
                 Pool::Sqlite(pool)
             }
             Backend::Postgres => {
                 let pool = open_postgres(url).await?;
-                sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+                migrations::migrator(Schema::Postgres).run(&pool).await?;
                 Pool::Postgres(pool)
             }
         };

@@ -5,7 +5,7 @@
 //! and a later run keeps them so without paying again; `check-site` reports the figures, passes
 //! the `noindex` pages and fails an indexable duplicate.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! Golden test: one entity's features (its template context) and rendered prompt, from a small
 //! hand-made dataset through the example project's SQL, config and templates.
-//! Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test --test golden_prompt`
+//! Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test --test it golden_prompt::`
 //! and review the diff. Hand-checked: gamma.co.uk is 3rd of 6 in Garden (rank 41.7, below
 //! median); its AOV $70 against Garden [50, 60, …, 100] gives median $75, p10 $55, p90 $95 (numpy
 //! linear); solo.com has no category, so it is compared with all 7 and its AOV $75 ranks 50.

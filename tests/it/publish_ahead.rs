@@ -10,7 +10,7 @@
     reason = "test fixtures and expectations computed from small counts"
 )]
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

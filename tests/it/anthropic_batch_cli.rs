@@ -12,7 +12,7 @@
     reason = "test fixtures and expectations computed from small counts"
 )]
 
-mod support;
+use crate::support;
 
 use sqlx::SqlitePool;
 use std::collections::HashMap;

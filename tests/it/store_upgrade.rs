@@ -4,7 +4,7 @@
 //! (sqlx refuses a store whose applied migration differs from the code's), every stored word
 //! must read as its typed status, and the ingest, a run and a new delivery must work on them.
 
-mod support;
+use crate::support;
 
 use shopscribe::ingest::db::IngestDb;
 use shopscribe::store::{FileStatus, GenerationStatus, RunStatus};
@@ -120,7 +120,40 @@ async fn a_sqlite_store_of_the_earlier_release_opens_and_works() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shopscribe.db");
     std::fs::write(&path, gunzip("sqlite.db.gz")).unwrap();
-    opens_and_works(&format!("sqlite://{}", path.display()), 145).await;
+    let url = format!("sqlite://{}", path.display());
+    opens_and_works(&url, 145).await;
+    // That release numbered SQLite's migrations apart from PostgreSQL's (ingest 4, gold 5):
+    // renumbered in place to the one sequence, every checksum kept.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let applied: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, description FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(applied, versions(&[]));
+}
+
+/// The one numbering's versions with their descriptions, with the PostgreSQL-only ones given.
+fn versions(postgres_only: &[(i64, &str)]) -> Vec<(i64, String)> {
+    let mut all: Vec<(i64, String)> = [
+        (1, "init"),
+        (2, "attempt log"),
+        (3, "batches"),
+        (5, "ingest"),
+        (7, "gold"),
+        (10, "service"),
+        (11, "bronze blocks"),
+        (12, "record lines"),
+        (13, "run leases"),
+        (14, "ingest bytes"),
+        (17, "product catalog"),
+    ]
+    .iter()
+    .chain(postgres_only)
+    .map(|(v, d)| (*v, d.to_string()))
+    .collect();
+    all.sort();
+    all
 }
 
 #[tokio::test]
@@ -136,4 +169,11 @@ async fn a_postgres_store_of_the_earlier_release_opens_and_works() {
         .unwrap();
     conn.close().await.unwrap();
     opens_and_works(&db.url, 142).await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let applied: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, description FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(applied, versions(&[(4, "tasks"), (15, "publish lease")]));
 }

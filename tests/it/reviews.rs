@@ -1,7 +1,7 @@
 //! The reviews example end to end: two deliveries ingested (rejects kept, SCD2, gold), the gold
 //! table identical on SQLite and PostgreSQL, and a review that tries to hijack the model.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use shopscribe::llm::openai::OpenAiProvider;

@@ -12,7 +12,7 @@
     reason = "test fixtures and expectations computed from small counts"
 )]
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::batch_cli::{BatchCase, close};

@@ -3,7 +3,7 @@
 //! requests → one LLM call), limits, run requests and their queue, OpenAPI ↔ routes, and a
 //! graceful shutdown that finishes the generation in flight.
 
-mod support;
+use crate::support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};

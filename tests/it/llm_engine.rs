@@ -9,7 +9,7 @@
     reason = "test fixtures and expectations computed from small counts"
 )]
 
-mod support;
+use crate::support;
 
 use shopscribe::config::{Price, Project};
 use shopscribe::llm::openai::OpenAiProvider;

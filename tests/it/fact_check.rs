@@ -2,7 +2,7 @@
 //! bottom-10 % metric a strength is rejected as invalid, the repair prompt names the metric, its
 //! tier and the phrase, and the repaired answer is stored; nothing contradicting a tier is kept.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use shopscribe::llm::openai::OpenAiProvider;

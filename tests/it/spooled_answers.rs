@@ -3,7 +3,7 @@
 //! next run stores the spool before planning. Real processes, the mock OpenAI server, the store
 //! on SQLite and PostgreSQL.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::Path;

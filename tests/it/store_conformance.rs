@@ -1,6 +1,6 @@
 //! One conformance suite for the Store trait, run unchanged against SQLite and PostgreSQL.
 
-mod support;
+use crate::support;
 
 use shopscribe::store::{
     BatchItem, BatchStatus, GenerationStatus, NewGeneration, RunFigures, RunStatus, Store,

@@ -4,7 +4,7 @@
 //! ETag) must cost nothing. Against a real S3-protocol server (moto) and the mock LLM, counting
 //! its calls.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use std::process::{Child, Command, Output, Stdio};

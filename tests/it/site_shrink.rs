@@ -2,7 +2,7 @@
 //! the `shopscribe` binary on the example project (offline writer), its store on SQLite and on a
 //! real PostgreSQL.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -12,7 +12,7 @@
     reason = "test fixtures and expectations computed from small counts"
 )]
 
-mod support;
+use crate::support;
 
 use shopscribe::llm::Provider;
 use shopscribe::llm::anthropic::AnthropicProvider;
@@ -72,16 +72,18 @@ fn text(o: &Output) -> String {
     )
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct Gen {
-    entity_key: String,
-    status: String,
-    provider: String,
-    model: String,
-    tokens_in: i64,
-    tokens_out: i64,
-    cost_usd: f64,
-    attempts: i64,
+crate::sqlite_row! {
+    #[derive(Debug)]
+    struct Gen {
+        entity_key: String,
+        status: String,
+        provider: String,
+        model: String,
+        tokens_in: i64,
+        tokens_out: i64,
+        cost_usd: f64,
+        attempts: i64,
+    }
 }
 
 /// 80 entities with a tenth of the requests faulted in every way the API fails: every entity

@@ -5,7 +5,7 @@
 //! reviews example rejects numeric keys, null ratings, repeated keys and short `helpful` arrays;
 //! a store error is said once and names the file.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Output};

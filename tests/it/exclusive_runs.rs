@@ -1,7 +1,7 @@
 //! Every way of running a job takes the job's lock, and queued work is never paid twice: real
 //! `shopscribe` processes against the mock OpenAI server, the store on SQLite and PostgreSQL.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::Path;

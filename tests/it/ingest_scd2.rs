@@ -9,7 +9,7 @@
     reason = "test fixtures and expectations computed from small counts"
 )]
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use shopscribe::config::{Dataset, FieldType};

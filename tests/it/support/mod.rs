@@ -99,3 +99,24 @@ pub async fn sample_store(
         (url, None)
     }
 }
+
+/// A struct read from a SQLite row by column name: `sqlite_row! { struct Gen { key: String } }`.
+/// (sqlx's `FromRow` derive needs its `macros` feature, which shopscribe does not build: that
+/// feature compiled sqlx, SQLite and rustls a second time for the proc-macro.)
+#[macro_export]
+macro_rules! sqlite_row {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($fvis:vis $field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $($fvis $field: $ty),*
+        }
+        impl<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> for $name {
+            fn from_row(row: &'r sqlx::sqlite::SqliteRow) -> Result<Self, sqlx::Error> {
+                use sqlx::Row;
+                Ok($name {
+                    $($field: row.try_get(stringify!($field))?),*
+                })
+            }
+        }
+    };
+}

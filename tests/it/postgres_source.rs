@@ -1,7 +1,7 @@
 //! The job source on PostgreSQL: the example SQL gives the same features as on SQLite, `:as_of`
 //! is bound, types are read, and a bad query's error names the file, the message and the line.
 
-mod support;
+use crate::support;
 
 use sqlx::PgPool;
 use std::collections::HashMap;

@@ -98,17 +98,19 @@ pub struct Setup {
 }
 
 /// A `generations` row.
-#[derive(Debug, sqlx::FromRow)]
-pub struct Gen {
-    pub entity_key: String,
-    pub input_hash: String,
-    pub status: String,
-    pub provider: String,
-    pub model: String,
-    pub tokens_in: i64,
-    pub tokens_out: i64,
-    pub cost_usd: f64,
-    pub error: Option<String>,
+crate::sqlite_row! {
+    #[derive(Debug)]
+    pub struct Gen {
+        pub entity_key: String,
+        pub input_hash: String,
+        pub status: String,
+        pub provider: String,
+        pub model: String,
+        pub tokens_in: i64,
+        pub tokens_out: i64,
+        pub cost_usd: f64,
+        pub error: Option<String>,
+    }
 }
 
 pub async fn generations(pool: &SqlitePool) -> Vec<Gen> {

@@ -5,7 +5,7 @@
 //! gets a page, and a `fail_run` check stops the run before anything is generated. Without the
 //! checks, the same data would call the absurd domains "top 10 %" / "bottom 10 %".
 
-mod support;
+use crate::support;
 
 use shopscribe::demo::MonthRow;
 use std::path::Path;

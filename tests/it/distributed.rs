@@ -1,7 +1,7 @@
 //! Distributed runs and crash safety, with real processes: the `shopscribe` binary as workers
 //! against a real PostgreSQL and the in-process mock OpenAI server.
 
-mod support;
+use crate::support;
 
 use sqlx::PgPool;
 use std::path::Path;
