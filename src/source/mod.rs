@@ -2,9 +2,11 @@
 //! (`[source] url`, read-only), streamed row by row into entities (key, name, group,
 //! attributes, metric columns) so memory holds entities, never a result set.
 
+mod checks;
 mod params;
 mod pg;
 
+pub use checks::apply_checks;
 pub use params::{Style, rewrite};
 
 use crate::config::{Job, Project};
@@ -388,7 +390,7 @@ impl SourceSettings {
 
 fn connect_error(url: &str, e: sqlx::Error) -> SourceError {
     SourceError::Connect {
-        url: crate::config::redact_url(url),
+        url: crate::db::redact_url(url),
         message: e.to_string(),
     }
 }
