@@ -786,6 +786,34 @@ fn validate_notify(
     }
 }
 
+/// `[datasets.NAME.types]`: each field's declared type.
+fn field_types(
+    at: &str,
+    raw: BTreeMap<String, String>,
+    problems: &mut Vec<String>,
+) -> BTreeMap<String, FieldType> {
+    let mut types = BTreeMap::new();
+    for (field, t) in raw {
+        let ft = match t.as_str() {
+            "string" => FieldType::String,
+            "int" => FieldType::Int,
+            "float" => FieldType::Float,
+            "bool" => FieldType::Bool,
+            "array" => FieldType::Array,
+            "object" => FieldType::Object,
+            "any" => FieldType::Any,
+            other => {
+                problems.push(format!(
+                    "{at}.types.{field}: unknown type `{other}`; use string, int, float, bool, array, object or any"
+                ));
+                FieldType::Any
+            }
+        };
+        types.insert(field, ft);
+    }
+    types
+}
+
 /// `[datasets.NAME]`: where its deliveries arrive, its key and versions, the types and
 /// bounds of its records, and its gold table.
 fn validate_dataset(
@@ -812,25 +840,7 @@ fn validate_dataset(
             false
         }
     };
-    let mut types = BTreeMap::new();
-    for (field, t) in d.types {
-        let ft = match t.as_str() {
-            "string" => FieldType::String,
-            "int" => FieldType::Int,
-            "float" => FieldType::Float,
-            "bool" => FieldType::Bool,
-            "array" => FieldType::Array,
-            "object" => FieldType::Object,
-            "any" => FieldType::Any,
-            other => {
-                problems.push(format!(
-                    "{at}.types.{field}: unknown type `{other}`; use string, int, float, bool, array, object or any"
-                ));
-                FieldType::Any
-            }
-        };
-        types.insert(field, ft);
-    }
+    let types = field_types(&at, d.types, problems);
     let gold = match d.gold.as_deref() {
         None => None,
         Some("product_summary") => Some(Gold::ProductSummary),
