@@ -1,6 +1,7 @@
 //! The job's source: its SQL, run against the store's own database or the user's PostgreSQL
 //! (`[source] url`, read-only), streamed row by row into entities (key, name, group,
-//! attributes, metric columns) so memory holds entities, never a result set.
+//! attributes, metric columns) so memory holds entities, never a result set. The job's data
+//! checks run on the same source right after (`checks.rs`).
 
 mod checks;
 mod params;
