@@ -1,12 +1,13 @@
 //! The task queue of distributed runs, in PostgreSQL: a run's planned work as `tasks` rows that
 //! any number of workers claim with `FOR UPDATE SKIP LOCKED` under an expiring lease (extended
 //! by heartbeats; a dead worker's tasks return when it lapses), plus the `workers` table whose
-//! live rows tell each worker its share of the provider's rate limit.
+//! live rows tell each worker its share of the provider's rate limit. Its statements are
+//! written with `?` placeholders and run through [`crate::db::sql`], like the store's.
 
 use crate::db::dialect::copy_escape;
 use crate::db::status::{RunMode, RunStatus, TaskState, decode};
-use crate::db::{Db, StoreError};
-use sqlx::{PgPool, Row};
+use crate::db::{Db, StoreError, sql};
+use sqlx::PgPool;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -37,44 +38,48 @@ macro_rules! queue_sql {
 }
 
 queue_sql!(
-    MARK_DISTRIBUTED = "UPDATE runs SET mode = '{distributed}', entities = $2, skipped = $3, lease_expires_ms = NULL WHERE id = $1"
+    MARK_DISTRIBUTED = "UPDATE runs SET mode = '{distributed}', entities = ?, skipped = ?, lease_expires_ms = NULL WHERE id = ?"
 );
 queue_sql!(
     QUEUED = "SELECT t.entity_key, t.input_hash FROM tasks t JOIN runs r ON r.id = t.run_id \
-     WHERE r.job = $1 AND r.status = '{run_running}' AND t.state IN ('{pending}', '{running}')"
+     WHERE r.job = ? AND r.status = '{run_running}' AND t.state IN ('{pending}', '{running}')"
 );
 queue_sql!(
-    CLAIM = "UPDATE tasks t SET state = '{running}', worker = $2, attempts = t.attempts + 1, \
-     lease_until = now() + make_interval(secs => $3) \
+    CLAIM = "UPDATE tasks t SET state = '{running}', worker = ?, attempts = t.attempts + 1, \
+     lease_until = now() + make_interval(secs => ?) \
      FROM (SELECT run_id, seq FROM tasks \
-           WHERE run_id = $1 AND (state = '{pending}' OR (state = '{running}' AND lease_until < now())) \
-           ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED) c \
+           WHERE run_id = ? AND (state = '{pending}' OR (state = '{running}' AND lease_until < now())) \
+           ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED) c \
      WHERE t.run_id = c.run_id AND t.seq = c.seq \
      RETURNING t.seq, t.entity_key, t.input_hash, t.attempts"
 );
 queue_sql!(
-    COMPLETE = "UPDATE tasks SET state = $4, lease_until = NULL \
-     WHERE run_id = $1 AND seq = ANY($2) AND worker = $3 AND state = '{running}'"
+    COMPLETE = "UPDATE tasks SET state = ?, lease_until = NULL \
+     WHERE run_id = ? AND seq = ANY(?) AND worker = ? AND state = '{running}'"
 );
 queue_sql!(
     RELEASE = "UPDATE tasks SET state = '{pending}', worker = NULL, lease_until = NULL \
-     WHERE run_id = $1 AND seq = ANY($2) AND worker = $3 AND state = '{running}'"
+     WHERE run_id = ? AND seq = ANY(?) AND worker = ? AND state = '{running}'"
 );
 queue_sql!(
-    EXTEND_LEASES = "UPDATE tasks SET lease_until = now() + make_interval(secs => $3) \
-     WHERE run_id = $1 AND worker = $2 AND state = '{running}'"
+    EXTEND_LEASES = "UPDATE tasks SET lease_until = now() + make_interval(secs => ?) \
+     WHERE run_id = ? AND worker = ? AND state = '{running}'"
 );
 queue_sql!(
     OPEN_RUN = "SELECT id, job FROM runs r WHERE mode = '{distributed}' AND finished_at IS NULL \
-     AND ($1::text IS NULL OR job = $1) AND NOT (id = ANY($2)) \
+     AND (?::text IS NULL OR job = ?) AND NOT (id = ANY(?)) \
      AND ((status = '{run_running}' AND EXISTS (SELECT 1 FROM tasks t WHERE t.run_id = r.id \
              AND (t.state = '{pending}' OR (t.state = '{running}' AND t.lease_until < now())))) \
           OR publisher IS NULL OR publisher_until < now()) \
      ORDER BY id LIMIT 1"
 );
 queue_sql!(
-    FAIL_RUN = "UPDATE runs SET status = '{run_failed}', error = $2 WHERE id = $1 AND status = '{run_running}'"
+    FAIL_RUN = "UPDATE runs SET status = '{run_failed}', error = ? WHERE id = ? AND status = '{run_running}'"
 );
+
+/// Workers of a run with a heartbeat within two thirds of a lease: (run id, lease seconds).
+const LIVE_WORKERS: &str = "SELECT count(*) FROM workers \
+     WHERE run_id = ? AND heartbeat > now() - make_interval(secs => ?)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -145,6 +150,11 @@ impl Queue {
         self.lease
     }
 
+    /// The lease in seconds, as `make_interval(secs => ?)` takes it.
+    fn lease_secs(&self) -> f64 {
+        self.lease.as_secs_f64()
+    }
+
     /// Marks a run distributed (its tasks are in the queue): worked by whichever workers attach to it, so no process holds
     /// its lease (it is never marked abandoned for want of one).
     pub async fn mark_distributed(
@@ -153,10 +163,10 @@ impl Queue {
         entities: u64,
         skipped: u64,
     ) -> Result<(), QueueError> {
-        sqlx::query(MARK_DISTRIBUTED.as_str())
-            .bind(run_id)
+        sql(MARK_DISTRIBUTED.as_str())
             .bind(entities as i64)
             .bind(skipped as i64)
+            .bind(run_id)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -200,33 +210,29 @@ impl Queue {
         &self,
         job: &str,
     ) -> Result<std::collections::HashSet<(String, String)>, QueueError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(QUEUED.as_str())
-            .bind(job)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<(String, String)> =
+            sql(QUEUED.as_str()).bind(job).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().collect())
     }
 
     /// Claims up to `n` tasks: pending ones, or running ones whose lease lapsed (a dead worker's).
     pub async fn claim(&self, run_id: i64, worker: &str, n: i64) -> Result<Vec<Task>, QueueError> {
-        let rows = sqlx::query(CLAIM.as_str())
-            .bind(run_id)
+        let rows: Vec<(i64, String, String, i32)> = sql(CLAIM.as_str())
             .bind(worker)
-            .bind(self.lease.as_secs_f64())
+            .bind(self.lease_secs())
+            .bind(run_id)
             .bind(n)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Task {
-                    seq: r.try_get("seq")?,
-                    entity_key: r.try_get("entity_key")?,
-                    input_hash: r.try_get("input_hash")?,
-                    attempts: r.try_get("attempts")?,
-                })
+        Ok(rows
+            .into_iter()
+            .map(|(seq, entity_key, input_hash, attempts)| Task {
+                seq,
+                entity_key,
+                input_hash,
+                attempts,
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(QueueError::from)
+            .collect())
     }
 
     /// Sets the final state of tasks this worker still holds; returns how many it held.
@@ -237,19 +243,18 @@ impl Queue {
         seqs: &[i64],
         state: TaskState,
     ) -> Result<u64, QueueError> {
-        let r = sqlx::query(COMPLETE.as_str())
+        Ok(sql(COMPLETE.as_str())
+            .bind(state.as_str())
             .bind(run_id)
             .bind(seqs)
             .bind(worker)
-            .bind(state.as_str())
             .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected())
+            .await?)
     }
 
     /// Gives tasks back (the worker stops early).
     pub async fn release(&self, run_id: i64, worker: &str, seqs: &[i64]) -> Result<(), QueueError> {
-        sqlx::query(RELEASE.as_str())
+        sql(RELEASE.as_str())
             .bind(run_id)
             .bind(seqs)
             .bind(worker)
@@ -261,43 +266,32 @@ impl Queue {
     /// Records that `worker` is alive, extends its leases, and returns how many workers are
     /// alive on the run (heartbeat within two leases' thirds).
     pub async fn heartbeat(&self, run_id: i64, worker: &str) -> Result<i64, QueueError> {
-        sqlx::query(
-            "INSERT INTO workers (id, run_id) VALUES ($1, $2) \
-             ON CONFLICT (id) DO UPDATE SET heartbeat = now(), run_id = excluded.run_id",
-        )
+        sql("INSERT INTO workers (id, run_id) VALUES (?, ?) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat = now(), run_id = excluded.run_id")
         .bind(worker)
         .bind(run_id)
         .execute(&self.pool)
         .await?;
-        sqlx::query(EXTEND_LEASES.as_str())
+        sql(EXTEND_LEASES.as_str())
+            .bind(self.lease_secs())
             .bind(run_id)
             .bind(worker)
-            .bind(self.lease.as_secs_f64())
             .execute(&self.pool)
             .await?;
-        let live: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM workers WHERE run_id = $1 AND heartbeat > now() - make_interval(secs => $2)",
-        )
-        .bind(run_id)
-        .bind(self.lease.as_secs_f64() * 2.0 / 3.0)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(live.max(1))
+        Ok(self.live_workers(run_id).await?.max(1))
     }
 
     /// Workers of the run with a live heartbeat.
     pub async fn live_workers(&self, run_id: i64) -> Result<i64, QueueError> {
-        Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM workers WHERE run_id = $1 AND heartbeat > now() - make_interval(secs => $2)",
-        )
-        .bind(run_id)
-        .bind(self.lease.as_secs_f64() * 2.0 / 3.0)
-        .fetch_one(&self.pool)
-        .await?)
+        Ok(sql(LIVE_WORKERS)
+            .bind(run_id)
+            .bind(self.lease_secs() * 2.0 / 3.0)
+            .scalar(&self.pool)
+            .await?)
     }
 
     pub async fn leave(&self, worker: &str) -> Result<(), QueueError> {
-        sqlx::query("DELETE FROM workers WHERE id = $1")
+        sql("DELETE FROM workers WHERE id = ?")
             .bind(worker)
             .execute(&self.pool)
             .await?;
@@ -305,15 +299,14 @@ impl Queue {
     }
 
     pub async fn counts(&self, run_id: i64) -> Result<Counts, QueueError> {
-        let rows =
-            sqlx::query("SELECT state, count(*) AS n FROM tasks WHERE run_id = $1 GROUP BY state")
+        let rows: Vec<(String, i64)> =
+            sql("SELECT state, count(*) AS n FROM tasks WHERE run_id = ? GROUP BY state")
                 .bind(run_id)
                 .fetch_all(&self.pool)
                 .await?;
         let mut c = Counts::default();
-        for r in rows {
-            let n: i64 = r.try_get("n")?;
-            match decode::<TaskState>(&r.try_get::<String, _>("state")?)? {
+        for (state, n) in rows {
+            match decode::<TaskState>(&state)? {
                 TaskState::Pending => c.pending = n,
                 TaskState::Running => c.running = n,
                 TaskState::Done => c.done = n,
@@ -331,31 +324,29 @@ impl Queue {
         job: Option<&str>,
         skip: &[i64],
     ) -> Result<Option<(i64, String)>, QueueError> {
-        let row = sqlx::query(OPEN_RUN.as_str())
+        Ok(sql(OPEN_RUN.as_str())
+            .bind(job)
             .bind(job)
             .bind(skip)
             .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| (r.get("id"), r.get("job"))))
+            .await?)
     }
 
     /// The run's status and error, to stop when another worker failed it.
     pub async fn run_status(&self, run_id: i64) -> Result<(RunStatus, Option<String>), QueueError> {
-        let r = sqlx::query("SELECT status, error FROM runs WHERE id = $1")
-            .bind(run_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok((
-            decode(&r.try_get::<String, _>("status")?)?,
-            r.try_get("error")?,
-        ))
+        let (status, error): (String, Option<String>) =
+            sql("SELECT status, error FROM runs WHERE id = ?")
+                .bind(run_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok((decode(&status)?, error))
     }
 
     /// Fails the run for every worker (a run-fatal provider error).
     pub async fn fail_run(&self, run_id: i64, error: &str) -> Result<(), QueueError> {
-        sqlx::query(FAIL_RUN.as_str())
-            .bind(run_id)
+        sql(FAIL_RUN.as_str())
             .bind(error)
+            .bind(run_id)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -365,28 +356,29 @@ impl Queue {
     /// (renewed with [`Queue::renew_publisher`]), taken over by another worker once the lease of
     /// a publisher that died lapsed, or once it gave the step up ([`Queue::resign_publisher`]).
     pub async fn become_publisher(&self, run_id: i64, worker: &str) -> Result<bool, QueueError> {
-        let r = sqlx::query(
-            "UPDATE runs SET publisher = $2, publisher_until = now() + make_interval(secs => $3) \
-             WHERE id = $1 AND finished_at IS NULL \
-             AND (publisher IS NULL OR publisher = $2 OR coalesce(publisher_until, '-infinity') < now())",
+        let taken = sql(
+            "UPDATE runs SET publisher = ?, publisher_until = now() + make_interval(secs => ?) \
+             WHERE id = ? AND finished_at IS NULL \
+             AND (publisher IS NULL OR publisher = ? OR coalesce(publisher_until, '-infinity') < now())",
         )
+        .bind(worker)
+        .bind(self.lease_secs())
         .bind(run_id)
         .bind(worker)
-        .bind(self.lease.as_secs_f64())
         .execute(&self.pool)
         .await?;
-        Ok(r.rows_affected() == 1)
+        Ok(taken == 1)
     }
 
     /// Extends the publisher's lease while it publishes.
     pub async fn renew_publisher(&self, run_id: i64, worker: &str) -> Result<(), QueueError> {
-        sqlx::query(
-            "UPDATE runs SET publisher_until = now() + make_interval(secs => $3) \
-             WHERE id = $1 AND publisher = $2 AND finished_at IS NULL",
+        sql(
+            "UPDATE runs SET publisher_until = now() + make_interval(secs => ?) \
+             WHERE id = ? AND publisher = ? AND finished_at IS NULL",
         )
+        .bind(self.lease_secs())
         .bind(run_id)
         .bind(worker)
-        .bind(self.lease.as_secs_f64())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -394,10 +386,8 @@ impl Queue {
 
     /// Gives the publish step up (publishing failed): the next worker takes it at once.
     pub async fn resign_publisher(&self, run_id: i64, worker: &str) -> Result<(), QueueError> {
-        sqlx::query(
-            "UPDATE runs SET publisher = NULL, publisher_until = NULL \
-             WHERE id = $1 AND publisher = $2 AND finished_at IS NULL",
-        )
+        sql("UPDATE runs SET publisher = NULL, publisher_until = NULL \
+             WHERE id = ? AND publisher = ? AND finished_at IS NULL")
         .bind(run_id)
         .bind(worker)
         .execute(&self.pool)
@@ -407,26 +397,22 @@ impl Queue {
 
     /// Tokens and cost recorded on the run's generations.
     pub async fn spend(&self, run_id: i64) -> Result<(i64, i64, f64), QueueError> {
-        let r = sqlx::query(
+        Ok(sql(
             "SELECT COALESCE(SUM(tokens_in), 0)::int8 AS i, COALESCE(SUM(tokens_out), 0)::int8 AS o, \
-             COALESCE(SUM(cost_usd), 0)::float8 AS c FROM generations WHERE run_id = $1",
+             COALESCE(SUM(cost_usd), 0)::float8 AS c FROM generations WHERE run_id = ?",
         )
         .bind(run_id)
         .fetch_one(&self.pool)
-        .await?;
-        Ok((r.try_get("i")?, r.try_get("o")?, r.try_get("c")?))
+        .await?)
     }
 
     pub async fn run_started(&self, run_id: i64) -> Result<(u64, u64, String), QueueError> {
-        let r = sqlx::query("SELECT entities, skipped, started_at FROM runs WHERE id = $1")
-            .bind(run_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok((
-            r.try_get::<i64, _>("entities")? as u64,
-            r.try_get::<i64, _>("skipped")? as u64,
-            r.try_get("started_at")?,
-        ))
+        let (entities, skipped, started_at): (i64, i64, String) =
+            sql("SELECT entities, skipped, started_at FROM runs WHERE id = ?")
+                .bind(run_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok((entities as u64, skipped as u64, started_at))
     }
 }
 
@@ -447,7 +433,10 @@ mod sql_tests {
             &FAIL_RUN,
         ] {
             assert!(!sql.contains('{'), "{}", sql.as_str());
+            // Placeholders are written `?` as everywhere else (db::sql numbers them).
+            assert!(!sql.contains('$'), "{}", sql.as_str());
         }
+        assert!(!LIVE_WORKERS.contains('$'));
         assert!(CLAIM.contains("state = 'pending' OR (state = 'running' AND lease_until < now())"));
         assert!(FAIL_RUN.contains("status = 'failed'"));
     }

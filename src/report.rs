@@ -166,81 +166,8 @@ pub fn html(r: &Value) -> String {
     let run = &r["run"];
     let get = |k: &str| run[k].to_string().trim_matches('"').to_string();
     let bucket = r["throughput"]["bucket_seconds"].as_f64().unwrap_or(1.0);
-    let tp: Vec<(String, u64)> = r["throughput"]["counts"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    (
-                        format!("{:.0} s", i as f64 * bucket),
-                        v.as_u64().unwrap_or(0),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let lat: Vec<(String, u64)> = r["latency_per_entity"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|b| {
-                    (
-                        b["bucket"].as_str().unwrap_or("").to_string(),
-                        b["count"].as_u64().unwrap_or(0),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let att: Vec<(String, u64)> = r["attempts"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|b| (b["attempts"].to_string(), b["count"].as_u64().unwrap_or(0)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut outcomes = String::new();
-    if let Some(o) = r["outcomes"].as_object() {
-        for (k, v) in o {
-            outcomes.push_str(&format!("<tr><td>{}</td><td>{v}</td></tr>", esc(k)));
-        }
-    }
-    let mut failed = String::new();
-    for f in r["failed"].as_array().into_iter().flatten().take(500) {
-        failed.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(f["key"].as_str().unwrap_or("")),
-            esc(f["status"].as_str().unwrap_or("")),
-            f["attempts"],
-            esc(f["error"].as_str().unwrap_or(""))
-        ));
-    }
-    let mut checks = String::new();
-    if let Some(results) = r["checks"]["results"].as_array() {
-        checks.push_str(&format!(
-            "<h2>Data checks</h2><p>{} entities excluded before features.</p><table><tr><th>check</th><th>on_fail</th><th>entities</th><th>examples</th></tr>",
-            r["checks"]["excluded"]
-        ));
-        for c in results {
-            let examples: Vec<&str> = c["examples"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            checks.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(c["name"].as_str().unwrap_or("")),
-                esc(c["on_fail"].as_str().unwrap_or("")),
-                c["entities"],
-                esc(&examples.join(", "))
-            ));
-        }
-        checks.push_str("</table>");
-    }
-    checks.push_str(&similarity_section(&r["similarity"]));
+    let (tp, lat, att) = chart_series(r, bucket);
+    let (outcomes, failed, checks) = table_rows(r);
     format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Run {id} of {job}</title>
 <style>body{{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1d2330}}
@@ -284,6 +211,96 @@ table{{border-collapse:collapse}}td,th{{padding:.2rem .6rem;border-bottom:1px so
         lat = bars(&lat, 600.0, 120.0, "latency", "entities"),
         att = bars(&att, 300.0, 80.0, "attempts", "entities"),
     )
+}
+
+/// A chart's bars: (label, count).
+type Series = Vec<(String, u64)>;
+
+/// The report's charts as bars: throughput per `bucket` seconds, writer latency per entity,
+/// attempts per entity.
+fn chart_series(r: &Value, bucket: f64) -> (Series, Series, Series) {
+    let tp: Vec<(String, u64)> = r["throughput"]["counts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    (
+                        format!("{:.0} s", i as f64 * bucket),
+                        v.as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let lat: Vec<(String, u64)> = r["latency_per_entity"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|b| {
+                    (
+                        b["bucket"].as_str().unwrap_or("").to_string(),
+                        b["count"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let att: Vec<(String, u64)> = r["attempts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|b| (b["attempts"].to_string(), b["count"].as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default();
+    (tp, lat, att)
+}
+
+/// The rows of the report's tables (escaped): attempt outcomes, failed entities (the first
+/// 500) and the data checks' section with the near-duplicate gate's.
+fn table_rows(r: &Value) -> (String, String, String) {
+    let mut outcomes = String::new();
+    if let Some(o) = r["outcomes"].as_object() {
+        for (k, v) in o {
+            outcomes.push_str(&format!("<tr><td>{}</td><td>{v}</td></tr>", esc(k)));
+        }
+    }
+    let mut failed = String::new();
+    for f in r["failed"].as_array().into_iter().flatten().take(500) {
+        failed.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(f["key"].as_str().unwrap_or("")),
+            esc(f["status"].as_str().unwrap_or("")),
+            f["attempts"],
+            esc(f["error"].as_str().unwrap_or(""))
+        ));
+    }
+    let mut checks = String::new();
+    if let Some(results) = r["checks"]["results"].as_array() {
+        checks.push_str(&format!(
+            "<h2>Data checks</h2><p>{} entities excluded before features.</p><table><tr><th>check</th><th>on_fail</th><th>entities</th><th>examples</th></tr>",
+            r["checks"]["excluded"]
+        ));
+        for c in results {
+            let examples: Vec<&str> = c["examples"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            checks.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(c["name"].as_str().unwrap_or("")),
+                esc(c["on_fail"].as_str().unwrap_or("")),
+                c["entities"],
+                esc(&examples.join(", "))
+            ));
+        }
+        checks.push_str("</table>");
+    }
+    checks.push_str(&similarity_section(&r["similarity"]));
+    (outcomes, failed, checks)
 }
 
 /// The near-duplicate gate's section: figures, worst pairs, regenerations and noindex pages.

@@ -6,8 +6,9 @@
 //! twice at once; a job held elsewhere is retried on the next poll.
 
 use crate::config::Project;
+use crate::lease;
 use crate::llm::Provider;
-use crate::run::{RunSummary, locked};
+use crate::run::RunSummary;
 use crate::store::Store;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -57,7 +58,7 @@ impl Watcher {
     /// `POLL_LOCK` in [`Poll::busy`] and does nothing this time.
     pub async fn poll(&self) -> Poll {
         let work = self.poll_holding_lock();
-        match locked::with_lock(self.store.clone(), POLL_LOCK, &self.holder, work).await {
+        match lease::take_and_hold(self.store.clone(), POLL_LOCK, &self.holder, work).await {
             Some(poll) => poll,
             None => Poll {
                 busy: vec![POLL_LOCK.to_string()],
@@ -76,83 +77,113 @@ impl Watcher {
             }
         };
         for name in &self.project.watch.datasets {
-            let Ok(ds) = self.project.dataset(name) else {
-                continue;
-            };
-            let state = format!("watch:dataset:{name}");
-            let (fp, files) = match crate::ingest::fingerprint(&ds.from).await {
-                Ok(f) => f,
-                Err(e) => {
-                    warn!(dataset = %name, error = %e, "cannot list the delivery location");
-                    poll.errors.push(format!("{name}: {e}"));
-                    continue;
-                }
-            };
-            match self.store.state_get(&state).await {
-                Ok(Some(old)) if old == fp => continue,
-                Ok(_) => {}
-                Err(e) => {
-                    poll.errors.push(format!("{name}: {e}"));
-                    continue;
-                }
+            self.poll_dataset(name, &mut due, &mut poll).await;
+        }
+        if let Some(sql) = &self.project.watch.data_version_sql
+            && !self.poll_data_version(sql, &mut due, &mut poll).await
+        {
+            return poll;
+        }
+        self.run_due(&mut due, &mut poll).await;
+        if let Err(e) = self.save_due(&due).await {
+            poll.errors.push(e.to_string());
+        }
+        poll
+    }
+
+    /// Ingests the dataset `name` when its deliveries changed since the last poll, its jobs
+    /// made due first.
+    async fn poll_dataset(&self, name: &str, due: &mut BTreeSet<String>, poll: &mut Poll) {
+        let Ok(ds) = self.project.dataset(name) else {
+            return;
+        };
+        let state = format!("watch:dataset:{name}");
+        let (fp, files) = match crate::ingest::fingerprint(&ds.from).await {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(dataset = %name, error = %e, "cannot list the delivery location");
+                poll.errors.push(format!("{name}: {e}"));
+                return;
             }
-            info!(dataset = %name, files, "new or changed deliveries");
-            // The dataset's jobs are due before anything is ingested: a crash during the
-            // ingest, or a file merged but over the reject threshold (an error), must not leave
-            // merged data that no run ever picks up.
-            let due_before = due.clone();
-            due.extend(self.project.jobs_reading(name).map(|j| j.name.clone()));
-            if let Err(e) = self.save_due(&due).await {
-                poll.errors.push(e.to_string());
-                continue;
-            }
-            match crate::ingest::ingest(&self.project, ds, None).await {
-                Ok(reports) => {
-                    let fresh = reports.iter().filter(|r| !r.skipped).count();
-                    info!(dataset = %name, files = reports.len(), ingested = fresh, "ingested");
-                    if fresh > 0 {
-                        poll.ingested.push(name.clone());
-                    } else {
-                        // Touched but identical files (same checksums): nothing to run.
-                        due = due_before;
-                    }
-                    if let Err(e) = self.mark(&due, &state, &fp).await {
-                        poll.errors.push(e.to_string());
-                    }
-                }
-                Err(e) => {
-                    warn!(dataset = %name, error = %e, "ingest failed; its jobs run anyway and the ingest is retried next poll");
-                    poll.errors.push(format!("{name}: {e}"));
-                }
+        };
+        match self.store.state_get(&state).await {
+            Ok(Some(old)) if old == fp => return,
+            Ok(_) => {}
+            Err(e) => {
+                poll.errors.push(format!("{name}: {e}"));
+                return;
             }
         }
-        if let Some(sql) = &self.project.watch.data_version_sql {
-            let settings = crate::source::SourceSettings::of(&self.project);
-            match crate::source::data_version(&settings, sql).await {
-                Ok(v) => {
-                    let state = "watch:data_version";
-                    let old = match self.store.state_get(state).await {
-                        Ok(old) => old,
-                        Err(e) => {
-                            poll.errors.push(e.to_string());
-                            return poll;
-                        }
-                    };
-                    if old.as_deref() != Some(v.as_str()) {
-                        info!(version = %v, "the data version changed");
-                        poll.version_changed = true;
-                        due.extend(self.project.watch.jobs.iter().cloned());
-                        if let Err(e) = self.mark(&due, state, &v).await {
-                            poll.errors.push(e.to_string());
-                        }
-                    }
+        info!(dataset = %name, files, "new or changed deliveries");
+        // The dataset's jobs are due before anything is ingested: a crash during the
+        // ingest, or a file merged but over the reject threshold (an error), must not leave
+        // merged data that no run ever picks up.
+        let due_before = due.clone();
+        due.extend(self.project.jobs_reading(name).map(|j| j.name.clone()));
+        if let Err(e) = self.save_due(due).await {
+            poll.errors.push(e.to_string());
+            return;
+        }
+        match crate::ingest::ingest(&self.project, ds, None).await {
+            Ok(reports) => {
+                let fresh = reports.iter().filter(|r| !r.skipped).count();
+                info!(dataset = %name, files = reports.len(), ingested = fresh, "ingested");
+                if fresh > 0 {
+                    poll.ingested.push(name.to_string());
+                } else {
+                    // Touched but identical files (same checksums): nothing to run.
+                    *due = due_before;
                 }
-                Err(e) => {
-                    warn!(error = %e, "the data version query failed");
+                if let Err(e) = self.mark(due, &state, &fp).await {
                     poll.errors.push(e.to_string());
                 }
             }
+            Err(e) => {
+                warn!(dataset = %name, error = %e, "ingest failed; its jobs run anyway and the ingest is retried next poll");
+                poll.errors.push(format!("{name}: {e}"));
+            }
         }
+    }
+
+    /// Makes `watch.jobs` due when the data version query gives a new value. False when the
+    /// store cannot say what the last value was: the poll ends there.
+    async fn poll_data_version(
+        &self,
+        sql: &str,
+        due: &mut BTreeSet<String>,
+        poll: &mut Poll,
+    ) -> bool {
+        let settings = crate::source::SourceSettings::of(&self.project);
+        match crate::source::data_version(&settings, sql).await {
+            Ok(v) => {
+                let state = "watch:data_version";
+                let old = match self.store.state_get(state).await {
+                    Ok(old) => old,
+                    Err(e) => {
+                        poll.errors.push(e.to_string());
+                        return false;
+                    }
+                };
+                if old.as_deref() != Some(v.as_str()) {
+                    info!(version = %v, "the data version changed");
+                    poll.version_changed = true;
+                    due.extend(self.project.watch.jobs.iter().cloned());
+                    if let Err(e) = self.mark(due, state, &v).await {
+                        poll.errors.push(e.to_string());
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "the data version query failed");
+                poll.errors.push(e.to_string());
+            }
+        }
+        true
+    }
+
+    /// Runs the due jobs; a job stays due when it could not run (busy elsewhere, or its run
+    /// never created or stopped).
+    async fn run_due(&self, due: &mut BTreeSet<String>, poll: &mut Poll) {
         for job in due.clone() {
             if !self.project.jobs.contains_key(&job) {
                 due.remove(&job); // dropped from the config since
@@ -176,10 +207,6 @@ impl Watcher {
                 }
             }
         }
-        if let Err(e) = self.save_due(&due).await {
-            poll.errors.push(e.to_string());
-        }
-        poll
     }
 
     async fn due(&self) -> Result<BTreeSet<String>, crate::store::StoreError> {
@@ -210,12 +237,12 @@ impl Watcher {
     /// Runs a job under its lock; `None` when another process holds it. An error comes with
     /// whether the run had been created (and so recorded and notified).
     async fn run(&self, job: &str) -> Result<Option<RunSummary>, (bool, crate::run::RunError)> {
-        if !locked::try_lock(self.store.as_ref(), job, &self.holder).await {
+        if !lease::try_take(self.store.as_ref(), job, &self.holder).await {
             info!(job, "job is running elsewhere; trying again next poll");
             return Ok(None);
         }
         let mut created = false;
-        locked::run_holding_lock(
+        crate::run::run_holding_lease(
             &self.project,
             self.store.clone(),
             self.provider.clone(),

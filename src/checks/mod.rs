@@ -10,56 +10,17 @@
 //! - `fail_run`: a run (and `plan`) fails before anything is spent, naming the check and keys.
 //!
 //! Results are counted per check in `plan`, the run summary, the logs and the run report.
+//!
+//! The declarations ([`Check`], [`OnFail`]) are part of the validated config; the checks run on
+//! the source in [`crate::source::apply_checks`]; this module holds their results and keeps them
+//! in the store.
 
-use crate::source::{Entities, SourceError, SourceSettings};
+pub use crate::config::{Check, OnFail};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 use std::fmt;
-use std::path::PathBuf;
 
 /// How many failing keys a result keeps as examples.
 pub const EXAMPLES: usize = 5;
-
-/// What a failing check does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnFail {
-    /// Remove the failing entities from the run (before features).
-    ExcludeEntity,
-    /// Report the failing entities only.
-    Warn,
-    /// Fail the run before anything is spent.
-    FailRun,
-}
-
-impl OnFail {
-    pub fn parse(s: &str) -> Option<OnFail> {
-        match s {
-            "exclude_entity" => Some(OnFail::ExcludeEntity),
-            "warn" => Some(OnFail::Warn),
-            "fail_run" => Some(OnFail::FailRun),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OnFail::ExcludeEntity => "exclude_entity",
-            OnFail::Warn => "warn",
-            OnFail::FailRun => "fail_run",
-        }
-    }
-}
-
-/// A declared check (validated config).
-#[derive(Debug, Clone)]
-pub struct Check {
-    pub name: String,
-    pub description: String,
-    /// The SQL file, or `jobs.NAME.checks[i].sql` for an inline query (named in errors).
-    pub sql_file: PathBuf,
-    pub sql: String,
-    pub on_fail: OnFail,
-}
 
 /// The outcome of one check on one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,71 +85,6 @@ impl CheckReport {
     pub fn failed(&self) -> impl Iterator<Item = &CheckResult> {
         self.results.iter().filter(|r| r.entities > 0)
     }
-}
-
-/// Runs the job's checks on `entities` (the job's rows just read) and removes the entities an
-/// `exclude_entity` check fails; keys a check returns that are not in the source are ignored.
-pub async fn apply(
-    settings: &SourceSettings,
-    checks: &[Check],
-    key_column: &str,
-    entities: &mut Entities,
-    as_of: &str,
-) -> Result<CheckReport, SourceError> {
-    let mut results = Vec::with_capacity(checks.len());
-    let mut exclude = vec![false; entities.len()];
-    let index: std::collections::HashMap<&str, usize> = entities
-        .keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (k.as_str(), i))
-        .collect();
-    for check in checks {
-        let keys =
-            crate::source::fetch_keys(settings, &check.sql, &check.sql_file, key_column, as_of)
-                .await?;
-        let mut hit: Vec<usize> = keys
-            .iter()
-            .filter_map(|k| index.get(k.as_str()).copied())
-            .collect::<HashSet<usize>>()
-            .into_iter()
-            .collect();
-        hit.sort_by(|a, b| entities.keys[*a].cmp(&entities.keys[*b]));
-        if check.on_fail == OnFail::ExcludeEntity {
-            for &i in &hit {
-                exclude[i] = true;
-            }
-        }
-        let result = CheckResult {
-            name: check.name.clone(),
-            description: check.description.clone(),
-            on_fail: check.on_fail,
-            entities: hit.len(),
-            examples: hit
-                .iter()
-                .take(EXAMPLES)
-                .map(|&i| entities.keys[i].clone())
-                .collect(),
-        };
-        if result.entities > 0 {
-            tracing::warn!(check = %check.name, on_fail = check.on_fail.as_str(), entities = result.entities, examples = %result.examples.join(", "), "data check failed");
-        } else {
-            tracing::info!(check = %check.name, "data check passed");
-        }
-        results.push(result);
-    }
-    drop(index);
-    let excluded = exclude.iter().filter(|&&x| x).count();
-    if excluded > 0 {
-        let keep: Vec<bool> = exclude.iter().map(|x| !x).collect();
-        entities.retain(&keep);
-        tracing::warn!(
-            excluded,
-            left = entities.len(),
-            "entities excluded by data checks: not generated, not published"
-        );
-    }
-    Ok(CheckReport { results, excluded })
 }
 
 /// The service-state name under which a run's check results are kept (JSON).

@@ -31,7 +31,7 @@ pub async fn check_site(args: CheckSiteArgs) -> Result<ExitCode, Failure> {
         None => publish.url.clone(),
     };
     let base = args.base_url.unwrap_or_else(|| publish.base_url.clone());
-    let sink = shopscribe::publish::sink::Sink::open(&url).map_err(Failure::usage)?;
+    let sink = shopscribe::sink::Sink::open(&url).map_err(Failure::usage)?;
     let opts = CheckOptions {
         max_similarity: publish.max_similarity,
     };

@@ -260,7 +260,7 @@ impl App {
     ) -> Result<RunSummary, Failure> {
         self.job(job)?;
         let (store, provider) = self.store_and_provider().await?;
-        shopscribe::run::locked::run_exclusive(&self.project, store, provider, job, opts, wait)
+        shopscribe::run::run_exclusive(&self.project, store, provider, job, opts, wait)
             .await
             .map_err(Failure::run)
     }

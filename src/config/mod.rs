@@ -1,12 +1,14 @@
 //! Configuration: `shopscribe.toml` + environment overrides → a validated [`Project`]. Every
 //! problem is collected and reported at once, each with the file and the key it concerns.
 
+mod check;
 mod fact_check;
 pub mod page;
 mod raw;
 pub mod template;
 
 use crate::features::{BinSpec, MetricSpec, Unit};
+pub use check::{Check, OnFail};
 pub use fact_check::FactCheckConfig;
 use raw::{RawConfig, RawJob, RawMetric, RawServe, RawWatch};
 use std::collections::BTreeMap;
@@ -347,7 +349,7 @@ pub struct Job {
     /// Datasets whose deliveries run this job.
     pub datasets: Vec<String>,
     /// Data checks run on the source before features (`crate::checks`).
-    pub checks: Vec<crate::checks::Check>,
+    pub checks: Vec<Check>,
     /// What its pages say about their entities beyond the text (`[jobs.NAME.page]`).
     pub page: page::PageConfig,
 }
@@ -574,229 +576,15 @@ fn validate(raw: RawConfig, dir: &Path, env: EnvLookup) -> Result<Project, Vec<S
     };
 
     let llm = validate_llm(raw.llm, env, &mut problems);
-    let source_url = env("SHOPSCRIBE_SOURCE_URL").or(raw.source.url);
-    if let Some(u) = &source_url
-        && !(u.starts_with("postgres://")
-            || u.starts_with("postgresql://")
-            || u.starts_with("sqlite://"))
-    {
-        problems.push(format!(
-            "source.url: `{}` is neither postgres://… nor sqlite://PATH",
-            redact_url(u)
-        ));
-    }
-    let source_url = source_url.map(|u| normalise_store_url(&u, dir).unwrap_or(u));
-    let timeout = raw.source.statement_timeout_seconds.unwrap_or(600.0);
-    if !(timeout.is_finite() && timeout > 0.0) {
-        problems.push("source.statement_timeout_seconds: must be a positive number".into());
-    }
-    let source = SourceConfig {
-        url: source_url,
-        statement_timeout: std::time::Duration::from_secs_f64(timeout.max(0.001)),
-    };
+    let source = validate_source(raw.source, dir, env, &mut problems);
+    let publish = validate_publish(raw.publish, dir, env, &mut problems);
 
-    let publish_url = env("SHOPSCRIBE_PUBLISH_URL")
-        .or(raw.publish.url)
-        .unwrap_or_else(|| "site".into());
-    let publish_url = match normalise_location(&publish_url, dir) {
-        Ok(u) => u,
-        Err(e) => {
-            problems.push(format!("publish.url: {e}"));
-            String::new()
-        }
-    };
-    let base_url = raw
-        .publish
-        .base_url
-        .unwrap_or_else(|| "https://example.com".into());
-    if url::Url::parse(&base_url).is_err() {
-        problems.push(format!(
-            "publish.base_url: `{base_url}` is not an absolute URL"
-        ));
-    }
-    let check = match raw.publish.check.as_deref().unwrap_or("warn") {
-        "off" => SiteCheck::Off,
-        "warn" => SiteCheck::Warn,
-        "error" => SiteCheck::Error,
-        other => {
-            problems.push(format!(
-                "publish.check: `{other}` is not one of off, warn, error"
-            ));
-            SiteCheck::Warn
-        }
-    };
-    let max_shrink_share = raw.publish.max_shrink_share.unwrap_or(0.5);
-    if !(0.0..=1.0).contains(&max_shrink_share) {
-        problems.push(format!(
-            "publish.max_shrink_share: {max_shrink_share} is not a share between 0 and 1"
-        ));
-    }
-    let max_similarity = raw.publish.max_similarity.unwrap_or(DEFAULT_MAX_SIMILARITY);
-    if !(max_similarity > 0.0 && max_similarity <= 1.0) {
-        problems.push(format!(
-            "publish.max_similarity: {max_similarity} is not a similarity above 0 and at most 1"
-        ));
-    }
-    let max_variations = raw.publish.max_variations.unwrap_or(DEFAULT_MAX_VARIATIONS);
-    if max_variations > 10 {
-        problems.push(format!(
-            "publish.max_variations: {max_variations} regenerations per page is more than 10 (each one is paid)"
-        ));
-    }
-    let related = raw.publish.related.unwrap_or(page::DEFAULT_RELATED);
-    if related > page::MAX_RELATED {
-        problems.push(format!(
-            "publish.related: {related} is more than {} links",
-            page::MAX_RELATED
-        ));
-    }
-    let publish = PublishConfig {
-        url: publish_url,
-        base_url: base_url.trim_end_matches('/').into(),
-        max_shrink_share,
-        faq_markup: raw.publish.faq_markup.unwrap_or(false),
-        check,
-        max_similarity,
-        max_variations,
-        related,
-    };
-
-    let lease = raw.workers.lease_seconds.unwrap_or(60.0);
-    if !(lease.is_finite() && lease >= 1.0) {
-        problems.push("workers.lease_seconds: must be at least 1".into());
-    }
-    let workers = WorkersConfig {
-        lease: std::time::Duration::from_secs_f64(lease.max(1.0)),
-        claim_batch: raw.workers.claim_batch.unwrap_or(llm.max_in_flight).max(1),
-    };
-    let only_failures = match raw.notify.on.as_deref().unwrap_or("always") {
-        "always" => false,
-        "failures" => true,
-        other => {
-            problems.push(format!(
-                "notify.on: unknown value `{other}`; use \"always\" or \"failures\""
-            ));
-            false
-        }
-    };
-    if let Some(u) = &raw.notify.webhook_url
-        && url::Url::parse(u).is_err()
-    {
-        problems.push(format!("notify.webhook_url: `{u}` is not an absolute URL"));
-    }
-    let notify = NotifyConfig {
-        telegram_token_env: raw
-            .notify
-            .telegram_token_env
-            .unwrap_or_else(|| "TELEGRAM_BOT_TOKEN".into()),
-        telegram_chat_id: env("TELEGRAM_CHAT_ID").or(raw.notify.telegram_chat_id),
-        telegram_api: raw
-            .notify
-            .telegram_api
-            .unwrap_or_else(|| "https://api.telegram.org".into()),
-        webhook_url: raw.notify.webhook_url,
-        webhook_url_env: raw.notify.webhook_url_env,
-        only_failures,
-    };
+    let workers = validate_workers(raw.workers, &llm, &mut problems);
+    let notify = validate_notify(raw.notify, env, &mut problems);
     let mut datasets = BTreeMap::new();
     for (name, d) in raw.datasets {
-        let at = format!("datasets.{name}");
-        let from = normalise_location(&d.from, dir).unwrap_or_else(|e| {
-            problems.push(format!("{at}.from: {e}"));
-            String::new()
-        });
-        if d.key.is_empty() {
-            problems.push(format!("{at}.key: name at least one key field"));
-        }
-        let snapshot = match d.mode.as_deref().unwrap_or("incremental") {
-            "incremental" => false,
-            "snapshot" => true,
-            other => {
-                problems.push(format!(
-                    "{at}.mode: unknown mode `{other}`; use \"incremental\" or \"snapshot\""
-                ));
-                false
-            }
-        };
-        let mut types = BTreeMap::new();
-        for (field, t) in d.types {
-            let ft = match t.as_str() {
-                "string" => FieldType::String,
-                "int" => FieldType::Int,
-                "float" => FieldType::Float,
-                "bool" => FieldType::Bool,
-                "array" => FieldType::Array,
-                "object" => FieldType::Object,
-                "any" => FieldType::Any,
-                other => {
-                    problems.push(format!(
-                        "{at}.types.{field}: unknown type `{other}`; use string, int, float, bool, array, object or any"
-                    ));
-                    FieldType::Any
-                }
-            };
-            types.insert(field, ft);
-        }
-        let gold = match d.gold.as_deref() {
-            None => None,
-            Some("product_summary") => Some(Gold::ProductSummary),
-            Some("product_catalog") => Some(Gold::ProductCatalog),
-            Some(other) => {
-                problems.push(format!(
-                    "{at}.gold: unknown gold table `{other}`; shopscribe builds \"product_summary\" and \"product_catalog\""
-                ));
-                None
-            }
-        };
-        let mut seen_required = std::collections::BTreeSet::new();
-        for f in &d.required {
-            if f.is_empty() {
-                problems.push(format!("{at}.required: an empty field name"));
-            } else if !seen_required.insert(f.as_str()) {
-                problems.push(format!("{at}.required: `{f}` is named twice"));
-            }
-        }
-        for f in d.array_lengths.keys() {
-            if let Some(t) = types.get(f)
-                && !matches!(t, FieldType::Array | FieldType::Any)
-            {
-                problems.push(format!(
-                    "{at}.array_lengths.{f}: the field is typed {} in {at}.types, not array",
-                    format!("{t:?}").to_lowercase()
-                ));
-            }
-        }
-        let duplicate_keys_allowed = match d.duplicate_keys.as_deref().unwrap_or("reject") {
-            "reject" => false,
-            "last" => true,
-            other => {
-                problems.push(format!(
-                    "{at}.duplicate_keys: unknown value `{other}`; use \"reject\" (a record naming a key twice is rejected) or \"last\" (the last one wins)"
-                ));
-                false
-            }
-        };
-        let share = d.max_reject_share.unwrap_or(0.05);
-        if !(0.0..=1.0).contains(&share) {
-            problems.push(format!("{at}.max_reject_share: must be between 0 and 1"));
-        }
-        datasets.insert(
-            name.clone(),
-            Dataset {
-                name,
-                from,
-                key: d.key,
-                version: d.version,
-                snapshot,
-                types,
-                max_line_bytes: d.max_line_bytes.unwrap_or(1 << 20).max(16),
-                max_reject_share: share,
-                gold,
-                required: d.required,
-                array_lengths: d.array_lengths,
-                duplicate_keys_allowed,
-            },
-        );
+        let dataset = validate_dataset(name, d, dir, &mut problems);
+        datasets.insert(dataset.name.clone(), dataset);
     }
     if raw.jobs.is_empty() {
         problems.push("jobs: the project declares no job (add a [jobs.NAME] table)".into());
@@ -845,6 +633,271 @@ fn validate(raw: RawConfig, dir: &Path, env: EnvLookup) -> Result<Project, Vec<S
         datasets,
         jobs,
     })
+}
+
+/// `[source]`: the job SQL's database (default: the store's) and its statement timeout.
+fn validate_source(
+    raw: raw::RawSource,
+    dir: &Path,
+    env: EnvLookup,
+    problems: &mut Vec<String>,
+) -> SourceConfig {
+    let source_url = env("SHOPSCRIBE_SOURCE_URL").or(raw.url);
+    if let Some(u) = &source_url
+        && !(u.starts_with("postgres://")
+            || u.starts_with("postgresql://")
+            || u.starts_with("sqlite://"))
+    {
+        problems.push(format!(
+            "source.url: `{}` is neither postgres://… nor sqlite://PATH",
+            crate::db::redact_url(u)
+        ));
+    }
+    let source_url = source_url.map(|u| normalise_store_url(&u, dir).unwrap_or(u));
+    let timeout = raw.statement_timeout_seconds.unwrap_or(600.0);
+    if !(timeout.is_finite() && timeout > 0.0) {
+        problems.push("source.statement_timeout_seconds: must be a positive number".into());
+    }
+    SourceConfig {
+        url: source_url,
+        statement_timeout: std::time::Duration::from_secs_f64(timeout.max(0.001)),
+    }
+}
+
+/// `[publish]`: where the site goes, its public root, its checks and bounds.
+fn validate_publish(
+    raw: raw::RawPublish,
+    dir: &Path,
+    env: EnvLookup,
+    problems: &mut Vec<String>,
+) -> PublishConfig {
+    let publish_url = env("SHOPSCRIBE_PUBLISH_URL")
+        .or(raw.url)
+        .unwrap_or_else(|| "site".into());
+    let publish_url = match normalise_location(&publish_url, dir) {
+        Ok(u) => u,
+        Err(e) => {
+            problems.push(format!("publish.url: {e}"));
+            String::new()
+        }
+    };
+    let base_url = raw.base_url.unwrap_or_else(|| "https://example.com".into());
+    if url::Url::parse(&base_url).is_err() {
+        problems.push(format!(
+            "publish.base_url: `{base_url}` is not an absolute URL"
+        ));
+    }
+    let check = match raw.check.as_deref().unwrap_or("warn") {
+        "off" => SiteCheck::Off,
+        "warn" => SiteCheck::Warn,
+        "error" => SiteCheck::Error,
+        other => {
+            problems.push(format!(
+                "publish.check: `{other}` is not one of off, warn, error"
+            ));
+            SiteCheck::Warn
+        }
+    };
+    let max_shrink_share = raw.max_shrink_share.unwrap_or(0.5);
+    if !(0.0..=1.0).contains(&max_shrink_share) {
+        problems.push(format!(
+            "publish.max_shrink_share: {max_shrink_share} is not a share between 0 and 1"
+        ));
+    }
+    let max_similarity = raw.max_similarity.unwrap_or(DEFAULT_MAX_SIMILARITY);
+    if !(max_similarity > 0.0 && max_similarity <= 1.0) {
+        problems.push(format!(
+            "publish.max_similarity: {max_similarity} is not a similarity above 0 and at most 1"
+        ));
+    }
+    let max_variations = raw.max_variations.unwrap_or(DEFAULT_MAX_VARIATIONS);
+    if max_variations > 10 {
+        problems.push(format!(
+            "publish.max_variations: {max_variations} regenerations per page is more than 10 (each one is paid)"
+        ));
+    }
+    let related = raw.related.unwrap_or(page::DEFAULT_RELATED);
+    if related > page::MAX_RELATED {
+        problems.push(format!(
+            "publish.related: {related} is more than {} links",
+            page::MAX_RELATED
+        ));
+    }
+    PublishConfig {
+        url: publish_url,
+        base_url: base_url.trim_end_matches('/').into(),
+        max_shrink_share,
+        faq_markup: raw.faq_markup.unwrap_or(false),
+        check,
+        max_similarity,
+        max_variations,
+        related,
+    }
+}
+
+/// `[workers]`: the task lease and claim size of distributed runs.
+fn validate_workers(
+    raw: raw::RawWorkers,
+    llm: &LlmConfig,
+    problems: &mut Vec<String>,
+) -> WorkersConfig {
+    let lease = raw.lease_seconds.unwrap_or(60.0);
+    if !(lease.is_finite() && lease >= 1.0) {
+        problems.push("workers.lease_seconds: must be at least 1".into());
+    }
+    WorkersConfig {
+        lease: std::time::Duration::from_secs_f64(lease.max(1.0)),
+        claim_batch: raw.claim_batch.unwrap_or(llm.max_in_flight).max(1),
+    }
+}
+
+/// `[notify]`: Telegram and webhook settings, and which runs are told.
+fn validate_notify(
+    raw: raw::RawNotify,
+    env: EnvLookup,
+    problems: &mut Vec<String>,
+) -> NotifyConfig {
+    let only_failures = match raw.on.as_deref().unwrap_or("always") {
+        "always" => false,
+        "failures" => true,
+        other => {
+            problems.push(format!(
+                "notify.on: unknown value `{other}`; use \"always\" or \"failures\""
+            ));
+            false
+        }
+    };
+    if let Some(u) = &raw.webhook_url
+        && url::Url::parse(u).is_err()
+    {
+        problems.push(format!("notify.webhook_url: `{u}` is not an absolute URL"));
+    }
+    NotifyConfig {
+        telegram_token_env: raw
+            .telegram_token_env
+            .unwrap_or_else(|| "TELEGRAM_BOT_TOKEN".into()),
+        telegram_chat_id: env("TELEGRAM_CHAT_ID").or(raw.telegram_chat_id),
+        telegram_api: raw
+            .telegram_api
+            .unwrap_or_else(|| "https://api.telegram.org".into()),
+        webhook_url: raw.webhook_url,
+        webhook_url_env: raw.webhook_url_env,
+        only_failures,
+    }
+}
+
+/// `[datasets.NAME.types]`: each field's declared type.
+fn field_types(
+    at: &str,
+    raw: BTreeMap<String, String>,
+    problems: &mut Vec<String>,
+) -> BTreeMap<String, FieldType> {
+    let mut types = BTreeMap::new();
+    for (field, t) in raw {
+        let ft = match t.as_str() {
+            "string" => FieldType::String,
+            "int" => FieldType::Int,
+            "float" => FieldType::Float,
+            "bool" => FieldType::Bool,
+            "array" => FieldType::Array,
+            "object" => FieldType::Object,
+            "any" => FieldType::Any,
+            other => {
+                problems.push(format!(
+                    "{at}.types.{field}: unknown type `{other}`; use string, int, float, bool, array, object or any"
+                ));
+                FieldType::Any
+            }
+        };
+        types.insert(field, ft);
+    }
+    types
+}
+
+/// `[datasets.NAME]`: where its deliveries arrive, its key and versions, the types and
+/// bounds of its records, and its gold table.
+fn validate_dataset(
+    name: String,
+    d: raw::RawDataset,
+    dir: &Path,
+    problems: &mut Vec<String>,
+) -> Dataset {
+    let at = format!("datasets.{name}");
+    let from = normalise_location(&d.from, dir).unwrap_or_else(|e| {
+        problems.push(format!("{at}.from: {e}"));
+        String::new()
+    });
+    if d.key.is_empty() {
+        problems.push(format!("{at}.key: name at least one key field"));
+    }
+    let snapshot = match d.mode.as_deref().unwrap_or("incremental") {
+        "incremental" => false,
+        "snapshot" => true,
+        other => {
+            problems.push(format!(
+                "{at}.mode: unknown mode `{other}`; use \"incremental\" or \"snapshot\""
+            ));
+            false
+        }
+    };
+    let types = field_types(&at, d.types, problems);
+    let gold = match d.gold.as_deref() {
+        None => None,
+        Some("product_summary") => Some(Gold::ProductSummary),
+        Some("product_catalog") => Some(Gold::ProductCatalog),
+        Some(other) => {
+            problems.push(format!(
+                "{at}.gold: unknown gold table `{other}`; shopscribe builds \"product_summary\" and \"product_catalog\""
+            ));
+            None
+        }
+    };
+    let mut seen_required = std::collections::BTreeSet::new();
+    for f in &d.required {
+        if f.is_empty() {
+            problems.push(format!("{at}.required: an empty field name"));
+        } else if !seen_required.insert(f.as_str()) {
+            problems.push(format!("{at}.required: `{f}` is named twice"));
+        }
+    }
+    for f in d.array_lengths.keys() {
+        if let Some(t) = types.get(f)
+            && !matches!(t, FieldType::Array | FieldType::Any)
+        {
+            problems.push(format!(
+                "{at}.array_lengths.{f}: the field is typed {} in {at}.types, not array",
+                format!("{t:?}").to_lowercase()
+            ));
+        }
+    }
+    let duplicate_keys_allowed = match d.duplicate_keys.as_deref().unwrap_or("reject") {
+        "reject" => false,
+        "last" => true,
+        other => {
+            problems.push(format!(
+                "{at}.duplicate_keys: unknown value `{other}`; use \"reject\" (a record naming a key twice is rejected) or \"last\" (the last one wins)"
+            ));
+            false
+        }
+    };
+    let share = d.max_reject_share.unwrap_or(0.05);
+    if !(0.0..=1.0).contains(&share) {
+        problems.push(format!("{at}.max_reject_share: must be between 0 and 1"));
+    }
+    Dataset {
+        name,
+        from,
+        key: d.key,
+        version: d.version,
+        snapshot,
+        types,
+        max_line_bytes: d.max_line_bytes.unwrap_or(1 << 20).max(16),
+        max_reject_share: share,
+        gold,
+        required: d.required,
+        array_lengths: d.array_lengths,
+        duplicate_keys_allowed,
+    }
 }
 
 fn seconds(at: &str, v: Option<f64>, default: f64, problems: &mut Vec<String>) -> Duration {
@@ -984,25 +1037,8 @@ fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) ->
         problems.push(format!("llm.temperature: {temperature} is outside 0–2"));
     }
     let structured_output = structured_output(raw.structured_output.as_deref(), problems);
-    let base_url = env("SHOPSCRIBE_LLM_BASE_URL")
-        .or(raw.base_url)
-        .unwrap_or_else(|| {
-            if anthropic {
-                "https://api.anthropic.com/v1".into()
-            } else {
-                "https://api.openai.com/v1".into()
-            }
-        });
-    if url::Url::parse(&base_url).is_err() {
-        problems.push(format!("llm.base_url: `{base_url}` is not an absolute URL"));
-    }
-    let max_tokens_field = raw.max_tokens_field.unwrap_or_else(|| {
-        if base_url.contains("api.openai.com") {
-            "max_completion_tokens".into()
-        } else {
-            "max_tokens".into()
-        }
-    });
+    let (base_url, max_tokens_field) =
+        llm_endpoint(raw.base_url, raw.max_tokens_field, env, anthropic, problems);
     let mut positive = |key: &str, v: Option<f64>, default: f64| -> f64 {
         let v = v.unwrap_or(default);
         if !(v.is_finite() && v > 0.0) {
@@ -1062,6 +1098,37 @@ fn validate_llm(raw: raw::RawLlm, env: EnvLookup, problems: &mut Vec<String>) ->
         max_in_flight,
         max_attempts,
     }
+}
+
+/// `llm.base_url` (default: the provider's API) and the name its requests give the output
+/// token limit (`llm.max_tokens_field`; OpenAI's own API wants `max_completion_tokens`).
+fn llm_endpoint(
+    base_url: Option<String>,
+    max_tokens_field: Option<String>,
+    env: EnvLookup,
+    anthropic: bool,
+    problems: &mut Vec<String>,
+) -> (String, String) {
+    let base_url = env("SHOPSCRIBE_LLM_BASE_URL")
+        .or(base_url)
+        .unwrap_or_else(|| {
+            if anthropic {
+                "https://api.anthropic.com/v1".into()
+            } else {
+                "https://api.openai.com/v1".into()
+            }
+        });
+    if url::Url::parse(&base_url).is_err() {
+        problems.push(format!("llm.base_url: `{base_url}` is not an absolute URL"));
+    }
+    let max_tokens_field = max_tokens_field.unwrap_or_else(|| {
+        if base_url.contains("api.openai.com") {
+            "max_completion_tokens".into()
+        } else {
+            "max_tokens".into()
+        }
+    });
+    (base_url, max_tokens_field)
 }
 
 /// `llm.provider` → the kind, and whether `auto` fell back to offline for want of a key.
@@ -1177,93 +1244,20 @@ fn validate_job(
     let system_template = read("system_prompt", &raw.system_prompt);
     let user_template = read("user_prompt", &raw.user_prompt);
     let schema_text = read("schema", &raw.schema);
-    let schema = if schema_text.is_empty() {
-        serde_json::Value::Null
-    } else {
-        match serde_json::from_str::<serde_json::Value>(&schema_text) {
-            Ok(v) => {
-                if let Err(e) = jsonschema::validator_for(&v) {
-                    problems.push(format!(
-                        "{}: {} is not a valid JSON Schema: {e}",
-                        at("schema"),
-                        raw.schema
-                    ));
-                }
-                v
-            }
-            Err(e) => {
-                problems.push(format!("{}: {} is not JSON: {e}", at("schema"), raw.schema));
-                serde_json::Value::Null
-            }
-        }
-    };
-    for (key, rel, text) in [
-        ("system_prompt", &raw.system_prompt, &system_template),
-        ("user_prompt", &raw.user_prompt, &user_template),
-    ] {
-        let file = dir.join(rel);
-        if !text.is_empty()
-            && let Err(e) = minijinja::Environment::new()
-                .template_from_named_str(&template::template_name(&file), text)
-        {
-            problems.push(format!(
-                "{}: {} does not parse{}: {}",
-                at(key),
-                file.display(),
-                e.line().map(|l| format!(" (line {l})")).unwrap_or_default(),
-                template::jinja_message(&e)
-            ));
-        }
-    }
-    if raw.metrics.is_empty() {
-        problems.push(format!(
-            "{}: declare at least one [[jobs.{name}.metrics]]",
-            at("metrics")
-        ));
-    }
-    let mut metrics = Vec::new();
-    for (i, m) in raw.metrics.into_iter().enumerate() {
-        if let Some(metric) =
-            validate_metric(&format!("{}[{i}]", at("metrics")), m, currency, problems)
-        {
-            if metrics
-                .iter()
-                .any(|x: &JobMetric| x.column == metric.column)
-            {
-                problems.push(format!(
-                    "{}[{i}].column: `{}` is declared twice",
-                    at("metrics"),
-                    metric.column
-                ));
-            }
-            metrics.push(metric);
-        }
-    }
+    let schema = parse_schema(&at("schema"), &raw.schema, &schema_text, problems);
+    check_templates(
+        name,
+        dir,
+        [
+            ("system_prompt", &raw.system_prompt, &system_template),
+            ("user_prompt", &raw.user_prompt, &user_template),
+        ],
+        problems,
+    );
+    let metrics = validate_metrics(name, raw.metrics, currency, problems);
     let privacy_guard = raw.validate.privacy_guard.unwrap_or(true);
-    let fact_check = {
-        let f = raw.validate.fact_check;
-        let d = FactCheckConfig::default();
-        let mut list = |key: &str, v: Option<Vec<String>>, default: Vec<String>| {
-            let v = v.unwrap_or(default);
-            if v.iter().any(|p| p.trim().is_empty()) {
-                problems.push(format!(
-                    "{}: phrases must not be empty",
-                    at(&format!("validate.fact_check.{key}"))
-                ));
-            }
-            v
-        };
-        FactCheckConfig {
-            enabled: f.enabled.unwrap_or(true),
-            top_10: list("top_10", f.top_10, d.top_10),
-            above_median: list("above_median", f.above_median, d.above_median),
-            below_median: list("below_median", f.below_median, d.below_median),
-            bottom_10: list("bottom_10", f.bottom_10, d.bottom_10),
-            strong: list("strong", f.strong, d.strong),
-            weak: list("weak", f.weak, d.weak),
-        }
-    };
-    let checks = validate_checks(name, raw.checks, dir, problems);
+    let fact_check = validate_fact_check(name, raw.validate.fact_check, problems);
+    let checks = check::validate_checks(name, raw.checks, dir, problems);
     let page = page::validate_page(
         &format!("jobs.{name}"),
         raw.page,
@@ -1317,72 +1311,110 @@ fn validate_job(
     })
 }
 
-/// `[[jobs.NAME.checks]]`: unique names, a readable SQL file (a value ending in `.sql`) or an
-/// inline query, and a known `on_fail`.
-fn validate_checks(
-    job: &str,
-    raw: Vec<raw::RawCheck>,
-    dir: &Path,
+/// A job's JSON Schema (`jobs.NAME.schema`, the file `rel`): JSON, and a valid schema; `Null`
+/// when its file could not be read.
+fn parse_schema(
+    at: &str,
+    rel: &str,
+    schema_text: &str,
     problems: &mut Vec<String>,
-) -> Vec<crate::checks::Check> {
-    use crate::checks::{Check, OnFail};
-    let mut out: Vec<Check> = Vec::new();
-    for (i, c) in raw.into_iter().enumerate() {
-        let at = format!("jobs.{job}.checks[{i}]");
-        let before = problems.len();
-        if c.name.is_empty()
-            || !c
-                .name
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
-        {
-            problems.push(format!(
-                "{at}.name: `{}`: check names use letters, digits, `_` and `-` only",
-                c.name
-            ));
-        }
-        if out.iter().any(|o| o.name == c.name) {
-            problems.push(format!(
-                "{at}.name: `{}` is declared twice in job `{job}`",
-                c.name
-            ));
-        }
-        let on_fail = match c.on_fail.as_deref() {
-            None => OnFail::ExcludeEntity,
-            Some(s) => OnFail::parse(s).unwrap_or_else(|| {
-                problems.push(format!(
-                    "{at}.on_fail: unknown value `{s}`; use \"exclude_entity\", \"warn\" or \"fail_run\""
-                ));
-                OnFail::Warn
-            }),
-        };
-        let trimmed = c.sql.trim();
-        let (sql_file, sql) = if trimmed.to_ascii_lowercase().ends_with(".sql")
-            && !trimmed.contains(char::is_whitespace)
-        {
-            let path = dir.join(trimmed);
-            match std::fs::read_to_string(&path) {
-                Ok(t) => (path, t),
-                Err(e) => {
-                    problems.push(format!("{at}.sql: cannot read {}: {e}", path.display()));
-                    (path, String::new())
-                }
-            }
-        } else {
-            (PathBuf::from(format!("{at}.sql")), c.sql.clone())
-        };
-        if problems.len() == before && sql.trim().is_empty() {
-            problems.push(format!("{at}.sql: the query is empty"));
-        }
-        out.push(Check {
-            name: c.name,
-            description: c.description.unwrap_or_default(),
-            sql_file,
-            sql,
-            on_fail,
-        });
+) -> serde_json::Value {
+    if schema_text.is_empty() {
+        return serde_json::Value::Null;
     }
-    out
+    match serde_json::from_str::<serde_json::Value>(schema_text) {
+        Ok(v) => {
+            if let Err(e) = jsonschema::validator_for(&v) {
+                problems.push(format!("{at}: {rel} is not a valid JSON Schema: {e}"));
+            }
+            v
+        }
+        Err(e) => {
+            problems.push(format!("{at}: {rel} is not JSON: {e}"));
+            serde_json::Value::Null
+        }
+    }
+}
+
+/// The job's prompt templates (key, file, text) parse as Jinja.
+fn check_templates(
+    name: &str,
+    dir: &Path,
+    templates: [(&str, &str, &str); 2],
+    problems: &mut Vec<String>,
+) {
+    for (key, rel, text) in templates {
+        let file = dir.join(rel);
+        if !text.is_empty()
+            && let Err(e) = minijinja::Environment::new()
+                .template_from_named_str(&template::template_name(&file), text)
+        {
+            problems.push(format!(
+                "jobs.{name}.{key}: {} does not parse{}: {}",
+                file.display(),
+                e.line().map(|l| format!(" (line {l})")).unwrap_or_default(),
+                template::jinja_message(&e)
+            ));
+        }
+    }
+}
+
+/// `[[jobs.NAME.metrics]]`: at least one, each valid, no column twice.
+fn validate_metrics(
+    name: &str,
+    raw: Vec<RawMetric>,
+    currency: &str,
+    problems: &mut Vec<String>,
+) -> Vec<JobMetric> {
+    let at = format!("jobs.{name}.metrics");
+    if raw.is_empty() {
+        problems.push(format!(
+            "{at}: declare at least one [[jobs.{name}.metrics]]"
+        ));
+    }
+    let mut metrics = Vec::new();
+    for (i, m) in raw.into_iter().enumerate() {
+        if let Some(metric) = validate_metric(&format!("{at}[{i}]"), m, currency, problems) {
+            if metrics
+                .iter()
+                .any(|x: &JobMetric| x.column == metric.column)
+            {
+                problems.push(format!(
+                    "{at}[{i}].column: `{}` is declared twice",
+                    metric.column
+                ));
+            }
+            metrics.push(metric);
+        }
+    }
+    metrics
+}
+
+/// `[jobs.NAME.validate.fact_check]`: the phrase lists (defaults where not given), none empty.
+fn validate_fact_check(
+    name: &str,
+    f: raw::RawFactCheck,
+    problems: &mut Vec<String>,
+) -> FactCheckConfig {
+    let d = FactCheckConfig::default();
+    let mut list = |key: &str, v: Option<Vec<String>>, default: Vec<String>| {
+        let v = v.unwrap_or(default);
+        if v.iter().any(|p| p.trim().is_empty()) {
+            problems.push(format!(
+                "jobs.{name}.validate.fact_check.{key}: phrases must not be empty"
+            ));
+        }
+        v
+    };
+    FactCheckConfig {
+        enabled: f.enabled.unwrap_or(true),
+        top_10: list("top_10", f.top_10, d.top_10),
+        above_median: list("above_median", f.above_median, d.above_median),
+        below_median: list("below_median", f.below_median, d.below_median),
+        bottom_10: list("bottom_10", f.bottom_10, d.bottom_10),
+        strong: list("strong", f.strong, d.strong),
+        weak: list("weak", f.weak, d.weak),
+    }
 }
 
 fn validate_metric(
@@ -1459,7 +1491,7 @@ fn normalise_store_url(url: &str, dir: &Path) -> Result<String, String> {
     } else {
         Err(format!(
             "`{}` is neither sqlite://PATH nor postgres://…",
-            redact_url(url)
+            crate::db::redact_url(url)
         ))
     }
 }
@@ -1484,17 +1516,6 @@ pub fn normalise_location(loc: &str, dir: &Path) -> Result<String, String> {
         dir.join(path)
     };
     Ok(format!("file://{}", abs.display()))
-}
-
-/// Hides a password in a URL for messages.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
 }
 
 #[cfg(test)]

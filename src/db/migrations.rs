@@ -113,7 +113,11 @@ const STEPS: &[Step] = &[
         sql_file!("sqlite", "0014_ingest_bytes.sql"),
         sql_file!("postgres", "0014_ingest_bytes.sql"),
     ),
-    postgres_only(15, "publish_lease", sql_file!("postgres", "0015_publish_lease.sql")),
+    postgres_only(
+        15,
+        "publish_lease",
+        sql_file!("postgres", "0015_publish_lease.sql"),
+    ),
     both(
         17,
         "product_catalog",
@@ -168,12 +172,14 @@ pub async fn renumber_sqlite_store(pool: &SqlitePool) -> Result<(), MigrateError
     let mut tx = pool.begin().await?;
     // Highest first: `version` is the table's primary key.
     for (old, new, description) in [(5, 7, "gold"), (4, 5, "ingest")] {
-        sqlx::query("UPDATE _sqlx_migrations SET version = ? WHERE version = ? AND description = ?")
-            .bind(new)
-            .bind(old)
-            .bind(description)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE _sqlx_migrations SET version = ? WHERE version = ? AND description = ?",
+        )
+        .bind(new)
+        .bind(old)
+        .bind(description)
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(())
@@ -212,7 +218,11 @@ mod tests {
     #[test]
     fn versions_rise_and_every_step_has_sql() {
         assert!(STEPS.windows(2).all(|w| w[0].version < w[1].version));
-        assert!(STEPS.iter().all(|s| s.sqlite.is_some() || s.postgres.is_some()));
+        assert!(
+            STEPS
+                .iter()
+                .all(|s| s.sqlite.is_some() || s.postgres.is_some())
+        );
     }
 
     #[test]

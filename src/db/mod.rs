@@ -9,12 +9,14 @@ pub mod dialect;
 pub mod error;
 pub mod migrations;
 pub mod query;
+mod redact;
 pub mod status;
 
 pub use dialect::Backend;
 pub use error::StoreError;
 use migrations::Schema;
 pub use query::{Target, sql};
+pub use redact::redact_url;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -195,7 +197,7 @@ impl<'c> From<&'c Db> for Target<'c> {
 
 fn open_error(url: &str, source: sqlx::Error) -> StoreError {
     StoreError::Open {
-        url: crate::config::redact_url(url),
+        url: redact_url(url),
         source,
     }
 }

@@ -19,6 +19,8 @@ pub enum Arg<'a> {
     OptText(Option<Cow<'a, str>>),
     Bytes(Cow<'a, [u8]>),
     OptBytes(Option<Cow<'a, [u8]>>),
+    /// A PostgreSQL array (`= ANY(?)`); SQLite has no arrays, and binding one there is an error.
+    Ints(Cow<'a, [i64]>),
 }
 
 macro_rules! arg_from {
@@ -48,6 +50,7 @@ arg_from! {
     &'a [u8] => |v| Arg::Bytes(Cow::Borrowed(v));
     Vec<u8> => |v| Arg::Bytes(Cow::Owned(v));
     Option<Vec<u8>> => |v| Arg::OptBytes(v.map(Cow::Owned));
+    &'a [i64] => |v| Arg::Ints(Cow::Borrowed(v));
 }
 
 /// Where a statement runs: a pool, or one connection (a transaction's, or one holding
@@ -115,7 +118,7 @@ pub fn sql<'a>(text: impl Into<Cow<'a, str>>) -> Sql<'a> {
 }
 
 macro_rules! arguments {
-    ($fn:ident, $args:ty) => {
+    ($fn:ident, $args:ty, $ints:expr) => {
         fn $fn(args: Vec<Arg<'_>>) -> Result<$args, sqlx::Error> {
             let mut out = <$args>::default();
             for a in args {
@@ -128,6 +131,7 @@ macro_rules! arguments {
                     Arg::OptText(v) => out.add(v.as_deref()),
                     Arg::Bytes(v) => out.add(v.as_ref()),
                     Arg::OptBytes(v) => out.add(v.as_deref()),
+                    Arg::Ints(v) => $ints(&mut out, v),
                 }
                 .map_err(sqlx::Error::Encode)?;
             }
@@ -135,8 +139,18 @@ macro_rules! arguments {
         }
     };
 }
-arguments!(sqlite_arguments, SqliteArguments);
-arguments!(pg_arguments, PgArguments);
+arguments!(
+    sqlite_arguments,
+    SqliteArguments,
+    |_: &mut SqliteArguments, _: Cow<'_, [i64]>| -> Result<(), sqlx::error::BoxDynError> {
+        Err("an array argument (`= ANY(?)`) binds on PostgreSQL only".into())
+    }
+);
+arguments!(
+    pg_arguments,
+    PgArguments,
+    |out: &mut PgArguments, v: Cow<'_, [i64]>| out.add(v.as_ref())
+);
 
 /// Runs `$call` (`execute`, `fetch_all`, …) of the statement built by `sqlx::$ctor`
 /// (`query_with`, `query_as_with`) on whichever backend `$target` is, mapping each backend's
@@ -205,5 +219,27 @@ impl<'a> Sql<'a> {
         (T,): Rowed,
     {
         Ok(self.fetch_one::<(T,)>(on).await?.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An array binds on PostgreSQL only (`= ANY(?)`, the queue's): on SQLite it is an error
+    /// naming why, not a statement run with a wrong argument.
+    #[tokio::test]
+    async fn an_array_argument_is_refused_on_sqlite() {
+        let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let seqs: &[i64] = &[1, 2];
+        let err = sql("SELECT 1 WHERE 1 = ?")
+            .bind(seqs)
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("PostgreSQL only"), "{err}");
+        // Scalars still bind as before.
+        let one: i64 = sql("SELECT ?").bind(1i64).scalar(&pool).await.unwrap();
+        assert_eq!(one, 1);
     }
 }

@@ -314,19 +314,7 @@ fn metric_features(
     let n_groups = offsets.len() - 1;
     let (values, invalid) = clean(spec, column);
 
-    let bins = match &spec.bins {
-        BinSpec::Auto => Bins::auto(&values, &spec.unit, &spec.bin_suffix),
-        BinSpec::Edges(e) => Some(Bins::from_edges(e.clone(), &spec.unit, &spec.bin_suffix)),
-    };
-    let bin: Vec<u16> = match &bins {
-        // Auto bins are log-scale: zero and negative values have no bin there.
-        Some(b) if spec.bins == BinSpec::Auto => values
-            .iter()
-            .map(|&v| if v > 0.0 { b.index(v) } else { NO_BIN })
-            .collect(),
-        Some(b) => values.iter().map(|&v| b.index(v)).collect(),
-        None => vec![NO_BIN; n],
-    };
+    let (bins, bin) = binned(spec, &values);
 
     // Per group (then the ungrouped as one more run): the valid values as (order key, entity)
     // pairs, sorted. Walking a sorted run assigns ranks to ties in one pass, with no search.
@@ -370,26 +358,7 @@ fn metric_features(
     let mut all = runs;
     all.sort_by_key(|&v| ordered_key(v));
     let population = PeerStats::of_sorted(&all);
-    population_queries.sort_unstable();
-    let total = count_f64(all.len());
-    let mut below = 0usize;
-    let mut q = 0;
-    while q < population_queries.len() {
-        let key = population_queries[q].0;
-        let v = from_ordered_key(key);
-        while below < all.len() && all[below] < v {
-            below += 1;
-        }
-        let mut equal = 0;
-        while below + equal < all.len() && all[below + equal] == v {
-            equal += 1;
-        }
-        let r = stored_rank((count_f64(below) + 0.5 * count_f64(equal)) * 100.0 / total);
-        while q < population_queries.len() && population_queries[q].0 == key {
-            rank[population_queries[q].1 as usize] = r;
-            q += 1;
-        }
-    }
+    rank_in_population(&all, &mut population_queries, &mut rank);
     let tier = rank
         .iter()
         .map(|&r| Tier::from_rank(f64::from(r)))
@@ -404,6 +373,50 @@ fn metric_features(
         tier,
         bin,
         bins,
+    }
+}
+
+/// The metric's bins (declared edges, or automatic log-scale ones when the values allow) and
+/// each entity's bin ([`NO_BIN`] for none).
+fn binned(spec: &MetricSpec, values: &[f64]) -> (Option<Bins>, Vec<u16>) {
+    let bins = match &spec.bins {
+        BinSpec::Auto => Bins::auto(values, &spec.unit, &spec.bin_suffix),
+        BinSpec::Edges(e) => Some(Bins::from_edges(e.clone(), &spec.unit, &spec.bin_suffix)),
+    };
+    let bin: Vec<u16> = match &bins {
+        // Auto bins are log-scale: zero and negative values have no bin there.
+        Some(b) if spec.bins == BinSpec::Auto => values
+            .iter()
+            .map(|&v| if v > 0.0 { b.index(v) } else { NO_BIN })
+            .collect(),
+        Some(b) => values.iter().map(|&v| b.index(v)).collect(),
+        None => vec![NO_BIN; values.len()],
+    };
+    (bins, bin)
+}
+
+/// The ranks of the entities compared with the whole population (`queries`: (order key,
+/// entity)), by one merge walk of the sorted queries over the sorted population `all`.
+fn rank_in_population(all: &[f64], queries: &mut [(i64, u32)], rank: &mut [f32]) {
+    queries.sort_unstable();
+    let total = count_f64(all.len());
+    let mut below = 0usize;
+    let mut q = 0;
+    while q < queries.len() {
+        let key = queries[q].0;
+        let v = from_ordered_key(key);
+        while below < all.len() && all[below] < v {
+            below += 1;
+        }
+        let mut equal = 0;
+        while below + equal < all.len() && all[below + equal] == v {
+            equal += 1;
+        }
+        let r = stored_rank((count_f64(below) + 0.5 * count_f64(equal)) * 100.0 / total);
+        while q < queries.len() && queries[q].0 == key {
+            rank[queries[q].1 as usize] = r;
+            q += 1;
+        }
     }
 }
 

@@ -526,6 +526,47 @@ pub struct MergeCounts {
     pub deleted: u64,
 }
 
+impl MergeCounts {
+    /// The counts a merge's plan gives (rows per [`MergeAction`] code); the rest of the
+    /// `staged` rows were duplicates within the delivery.
+    fn planned(counts: Vec<(i64, i64)>, staged: u64) -> Result<MergeCounts, StoreError> {
+        let mut c = MergeCounts::default();
+        let mut winners = 0;
+        for (action, n) in counts {
+            let n = n as u64;
+            winners += n;
+            match MergeAction::from_code(action)
+                .map_err(|e| StoreError::Query(sqlx::Error::Decode(Box::new(e))))?
+            {
+                MergeAction::New => c.inserted = n,
+                MergeAction::Stale => c.stale = n,
+                MergeAction::Unchanged => c.unchanged = n,
+                MergeAction::Changed => c.changed = n,
+            }
+        }
+        c.duplicates = staged.saturating_sub(winners);
+        Ok(c)
+    }
+}
+
+/// The statements of one merge, in the order they run (see [`IngestDb::merge`]).
+struct MergeSql {
+    /// The plan table, then its rows: each key's winner, classified.
+    create_plan: String,
+    fill_plan: String,
+    /// PostgreSQL: statistics of the plan for the statements after it.
+    analyze_plan: Option<String>,
+    /// Rows of the plan per action.
+    counts: String,
+    /// Snapshot mode: index the plan, close the current versions absent from the delivery,
+    /// and give them a deleted version.
+    snapshot: [String; 3],
+    /// Closes the current versions of changed keys.
+    close: String,
+    /// The new current versions of new and changed keys.
+    insert: String,
+}
+
 /// A file's line counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FileCounts {
@@ -804,93 +845,7 @@ impl IngestDb {
             plan: pt,
             plan_index,
         } = scratch(self, file_id);
-        // The order the new versions are inserted in. Keys that arrive in key order: line
-        // order, so the insert reads staging sequentially. Otherwise, on SQLite, key order, so
-        // the two key indexes of `records` are filled at their end instead of at random pages
-        // (in the `sqlite3` shell, 1M versions in random key order: insert 20.8 s in line
-        // order, 9.6 s in key order). The plan's row id (`seq`) is that order; the insert
-        // follows it. PostgreSQL inserts in line order (sorting the payloads by key spilled).
-        let (unlogged, seq, int, insert_order) = match self {
-            IngestDb::Pg(_) => ("UNLOGGED", "", "BIGINT", ""),
-            IngestDb::Sqlite(_) => ("", "seq INTEGER PRIMARY KEY, ", "INTEGER", "ORDER BY p.seq"),
-        };
-        let plan_order = match self {
-            IngestDb::Sqlite(_) if !keys_in_order => "w.record_key",
-            _ => "w.line_no",
-        };
-        // The winners: the last row of each key in (version_num, version_text, line_no) order,
-        // NULLs first. PostgreSQL finds them in one sorted pass (LEAD). SQLite's window
-        // functions copy every row through a temporary table (2.7 of the 4.5 CPU-seconds of
-        // a 1.1M-line plan), so there each row asks the staging index for its key's last row
-        // instead: one index seek, ORDER BY … DESC (NULLs last, the same order reversed).
-        let winners = match self {
-            IngestDb::Pg(_) => format!(
-                "(SELECT line_no, record_key, row_hash, version_num, version_text,
-                    LEAD(record_key) OVER (ORDER BY record_key, version_num NULLS FIRST,
-                                           version_text NULLS FIRST, line_no) AS next_key
-                  FROM {t}) w
-                 LEFT JOIN records r ON r.dataset = ? AND r.record_key = w.record_key AND r.valid_to IS NULL
-                 WHERE w.next_key IS NULL OR w.next_key <> w.record_key"
-            ),
-            IngestDb::Sqlite(_) => format!(
-                "{t} w INDEXED BY staging_key
-                 LEFT JOIN records r ON r.dataset = ? AND r.record_key = w.record_key AND r.valid_to IS NULL
-                 WHERE w.line_no = (SELECT s2.line_no FROM {t} s2 INDEXED BY staging_key
-                                    WHERE s2.record_key = w.record_key
-                                    ORDER BY s2.version_num DESC, s2.version_text DESC, s2.line_no DESC
-                                    LIMIT 1)"
-            ),
-        };
-        let [new, stale, unchanged, changed] = [
-            MergeAction::New,
-            MergeAction::Stale,
-            MergeAction::Unchanged,
-            MergeAction::Changed,
-        ]
-        .map(MergeAction::code);
-        let plan = [
-            format!("CREATE {unlogged} TABLE {pt} ({seq}line_no {int} NOT NULL, cur_id {int}, action INTEGER NOT NULL)"),
-            format!(
-                "INSERT INTO {pt} (line_no, cur_id, action)
-                 SELECT w.line_no, r.id,
-                    CASE WHEN r.id IS NULL THEN {new}
-                         WHEN r.version_num > w.version_num OR r.version_text > w.version_text THEN {stale}
-                         WHEN r.deleted = 0 AND r.row_hash = w.row_hash THEN {unchanged}
-                         ELSE {changed} END
-                 FROM {winners}
-                 ORDER BY {plan_order}"
-            ),
-        ];
-        // PostgreSQL plans the next statements better with the plan's statistics.
-        let analyze_plan = matches!(self, IngestDb::Pg(_)).then(|| format!("ANALYZE {pt}"));
-        let counts = format!("SELECT CAST(action AS BIGINT), COUNT(*) FROM {pt} GROUP BY action");
-        let snapshot_sql = [
-            plan_index,
-            format!(
-                "UPDATE records SET valid_to = ? WHERE dataset = ? AND valid_to IS NULL AND deleted = 0
-                 AND NOT EXISTS (SELECT 1 FROM {pt} p WHERE p.cur_id = records.id)"
-            ),
-            "INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id)
-             SELECT dataset, record_key, payload, row_hash, version_num, version_text, ?, NULL, 1, ?
-             FROM records r WHERE r.dataset = ? AND r.valid_to = ? AND r.deleted = 0
-             AND NOT EXISTS (SELECT 1 FROM records o WHERE o.dataset = r.dataset AND o.record_key = r.record_key AND o.valid_to IS NULL)".to_string(),
-        ];
-        // By row id. On PostgreSQL the ids become one array (an init plan) so the primary key
-        // index is used: as a semi-join the planner preferred scanning all of `records`.
-        let close = match self {
-            IngestDb::Sqlite(_) => format!(
-                "UPDATE records SET valid_to = ? WHERE id IN (SELECT cur_id FROM {pt} WHERE action = {changed})"
-            ),
-            IngestDb::Pg(_) => format!(
-                "UPDATE records SET valid_to = ? WHERE id = ANY(ARRAY(SELECT cur_id FROM {pt} WHERE action = {changed}))"
-            ),
-        };
-        let insert = format!(
-            "INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id, line_no)
-             SELECT ?, s.record_key, s.payload, s.row_hash, s.version_num, s.version_text, ?, NULL, 0, ?, s.line_no
-             FROM {pt} p JOIN {t} s ON s.line_no = p.line_no WHERE p.action IN ({new}, {changed}) {insert_order}"
-        );
-        let mut c = MergeCounts::default();
+        let sql = self.merge_sql(&t, &pt, plan_index, keys_in_order);
         let timer = std::time::Instant::now();
         let lap = |step: &str| {
             tracing::debug!(step, ms = timer.elapsed().as_millis() as u64, "merge");
@@ -921,40 +876,29 @@ impl IngestDb {
                 unreachable!("a SQLite merge has its scratch connection")
             }
         };
-        crate::db::sql(&plan[0]).execute(tx.target()).await?;
-        crate::db::sql(&plan[1])
+        crate::db::sql(&sql.create_plan)
+            .execute(tx.target())
+            .await?;
+        crate::db::sql(&sql.fill_plan)
             .bind(dataset)
             .execute(tx.target())
             .await?;
-        if let Some(a) = &analyze_plan {
+        if let Some(a) = &sql.analyze_plan {
             crate::db::sql(a).execute(tx.target()).await?;
         }
         lap("plan");
-        let mut winners = 0;
-        let counts: Vec<(i64, i64)> = crate::db::sql(&counts).fetch_all(tx.target()).await?;
-        for (action, n) in counts {
-            let n = n as u64;
-            winners += n;
-            match MergeAction::from_code(action)
-                .map_err(|e| StoreError::Query(sqlx::Error::Decode(Box::new(e))))?
-            {
-                MergeAction::New => c.inserted = n,
-                MergeAction::Stale => c.stale = n,
-                MergeAction::Unchanged => c.unchanged = n,
-                MergeAction::Changed => c.changed = n,
-            }
-        }
-        c.duplicates = staged.saturating_sub(winners);
+        let counts: Vec<(i64, i64)> = crate::db::sql(&sql.counts).fetch_all(tx.target()).await?;
+        let mut c = MergeCounts::planned(counts, staged)?;
         if snapshot {
-            crate::db::sql(&snapshot_sql[0])
+            crate::db::sql(&sql.snapshot[0])
                 .execute(tx.target())
                 .await?;
-            c.deleted = crate::db::sql(&snapshot_sql[1])
+            c.deleted = crate::db::sql(&sql.snapshot[1])
                 .bind(&now)
                 .bind(dataset)
                 .execute(tx.target())
                 .await?;
-            crate::db::sql(&snapshot_sql[2])
+            crate::db::sql(&sql.snapshot[2])
                 .bind(&now)
                 .bind(file_id)
                 .bind(dataset)
@@ -963,13 +907,13 @@ impl IngestDb {
                 .await?;
             lap("snapshot");
         }
-        let closed = crate::db::sql(&close)
+        let closed = crate::db::sql(&sql.close)
             .bind(&now)
             .execute(tx.target())
             .await?;
         debug_assert_eq!(closed, c.changed);
         lap("close");
-        crate::db::sql(&insert)
+        crate::db::sql(&sql.insert)
             .bind(dataset)
             .bind(&now)
             .bind(file_id)
@@ -983,6 +927,113 @@ impl IngestDb {
         self.drop_staging(file_id).await?;
         lap("drop");
         Ok(c)
+    }
+
+    /// The statements of one file's merge (see [`IngestDb::merge`]) on this backend: `t` the
+    /// file's staging table, `pt` its plan table.
+    fn merge_sql(&self, t: &str, pt: &str, plan_index: String, keys_in_order: bool) -> MergeSql {
+        // The order the new versions are inserted in. Keys that arrive in key order: line
+        // order, so the insert reads staging sequentially. Otherwise, on SQLite, key order, so
+        // the two key indexes of `records` are filled at their end instead of at random pages
+        // (in the `sqlite3` shell, 1M versions in random key order: insert 20.8 s in line
+        // order, 9.6 s in key order). The plan's row id (`seq`) is that order; the insert
+        // follows it. PostgreSQL inserts in line order (sorting the payloads by key spilled).
+        let (unlogged, seq, int, insert_order) = match self {
+            IngestDb::Pg(_) => ("UNLOGGED", "", "BIGINT", ""),
+            IngestDb::Sqlite(_) => ("", "seq INTEGER PRIMARY KEY, ", "INTEGER", "ORDER BY p.seq"),
+        };
+        let plan_order = match self {
+            IngestDb::Sqlite(_) if !keys_in_order => "w.record_key",
+            _ => "w.line_no",
+        };
+        let winners = self.merge_winners(t);
+        let [new, stale, unchanged, changed] = [
+            MergeAction::New,
+            MergeAction::Stale,
+            MergeAction::Unchanged,
+            MergeAction::Changed,
+        ]
+        .map(MergeAction::code);
+        let create_plan = format!(
+            "CREATE {unlogged} TABLE {pt} ({seq}line_no {int} NOT NULL, cur_id {int}, action INTEGER NOT NULL)"
+        );
+        let fill_plan = format!(
+                "INSERT INTO {pt} (line_no, cur_id, action)
+                 SELECT w.line_no, r.id,
+                    CASE WHEN r.id IS NULL THEN {new}
+                         WHEN r.version_num > w.version_num OR r.version_text > w.version_text THEN {stale}
+                         WHEN r.deleted = 0 AND r.row_hash = w.row_hash THEN {unchanged}
+                         ELSE {changed} END
+                 FROM {winners}
+                 ORDER BY {plan_order}"
+        );
+        // PostgreSQL plans the next statements better with the plan's statistics.
+        let analyze_plan = matches!(self, IngestDb::Pg(_)).then(|| format!("ANALYZE {pt}"));
+        let counts = format!("SELECT CAST(action AS BIGINT), COUNT(*) FROM {pt} GROUP BY action");
+        let snapshot = [
+            plan_index,
+            format!(
+                "UPDATE records SET valid_to = ? WHERE dataset = ? AND valid_to IS NULL AND deleted = 0
+                 AND NOT EXISTS (SELECT 1 FROM {pt} p WHERE p.cur_id = records.id)"
+            ),
+            "INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id)
+             SELECT dataset, record_key, payload, row_hash, version_num, version_text, ?, NULL, 1, ?
+             FROM records r WHERE r.dataset = ? AND r.valid_to = ? AND r.deleted = 0
+             AND NOT EXISTS (SELECT 1 FROM records o WHERE o.dataset = r.dataset AND o.record_key = r.record_key AND o.valid_to IS NULL)".to_string(),
+        ];
+        // By row id. On PostgreSQL the ids become one array (an init plan) so the primary key
+        // index is used: as a semi-join the planner preferred scanning all of `records`.
+        let close = match self {
+            IngestDb::Sqlite(_) => format!(
+                "UPDATE records SET valid_to = ? WHERE id IN (SELECT cur_id FROM {pt} WHERE action = {changed})"
+            ),
+            IngestDb::Pg(_) => format!(
+                "UPDATE records SET valid_to = ? WHERE id = ANY(ARRAY(SELECT cur_id FROM {pt} WHERE action = {changed}))"
+            ),
+        };
+        let insert = format!(
+            "INSERT INTO records (dataset, record_key, payload, row_hash, version_num, version_text, valid_from, valid_to, deleted, file_id, line_no)
+             SELECT ?, s.record_key, s.payload, s.row_hash, s.version_num, s.version_text, ?, NULL, 0, ?, s.line_no
+             FROM {pt} p JOIN {t} s ON s.line_no = p.line_no WHERE p.action IN ({new}, {changed}) {insert_order}"
+        );
+        MergeSql {
+            create_plan,
+            fill_plan,
+            analyze_plan,
+            counts,
+            snapshot,
+            close,
+            insert,
+        }
+    }
+
+    /// The winner of each key in the staging table `t`, joined with the key's current version:
+    /// a `FROM` clause with `w` (the winning staged row) and `r` (the current version, if any),
+    /// binding the dataset.
+    fn merge_winners(&self, t: &str) -> String {
+        // The winners: the last row of each key in (version_num, version_text, line_no) order,
+        // NULLs first. PostgreSQL finds them in one sorted pass (LEAD). SQLite's window
+        // functions copy every row through a temporary table (2.7 of the 4.5 CPU-seconds of
+        // a 1.1M-line plan), so there each row asks the staging index for its key's last row
+        // instead: one index seek, ORDER BY … DESC (NULLs last, the same order reversed).
+        match self {
+            IngestDb::Pg(_) => format!(
+                "(SELECT line_no, record_key, row_hash, version_num, version_text,
+                    LEAD(record_key) OVER (ORDER BY record_key, version_num NULLS FIRST,
+                                           version_text NULLS FIRST, line_no) AS next_key
+                  FROM {t}) w
+                 LEFT JOIN records r ON r.dataset = ? AND r.record_key = w.record_key AND r.valid_to IS NULL
+                 WHERE w.next_key IS NULL OR w.next_key <> w.record_key"
+            ),
+            IngestDb::Sqlite(_) => format!(
+                "{t} w INDEXED BY staging_key
+                 LEFT JOIN records r ON r.dataset = ? AND r.record_key = w.record_key AND r.valid_to IS NULL
+                 WHERE w.line_no = (SELECT s2.line_no FROM {t} s2 INDEXED BY staging_key
+                                    WHERE s2.record_key = w.record_key
+                                    ORDER BY s2.version_num DESC, s2.version_text DESC, s2.line_no DESC
+                                    LIMIT 1)"
+            ),
+        }
     }
 
     /// Marks the dataset's files still `loading` as failed and removes their scratch tables:

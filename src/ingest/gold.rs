@@ -54,16 +54,6 @@ fn date(ts: i64) -> String {
 
 /// Summaries of every product from current review payloads.
 pub fn summarise(payloads: impl IntoIterator<Item = Value>) -> Vec<ProductSummary> {
-    struct Acc {
-        s: ProductSummary,
-        rating_sum: f64,
-        rated: i64,
-        times: Vec<(i64, Option<f64>)>,
-        best_helpful: (i64, i64, String),
-        newest: (i64, String),
-        first: Option<i64>,
-        last: Option<i64>,
-    }
     let mut by: BTreeMap<String, Acc> = BTreeMap::new();
     let mut newest_overall = i64::MIN;
     for p in payloads {
@@ -74,7 +64,30 @@ pub fn summarise(payloads: impl IntoIterator<Item = Value>) -> Vec<ProductSummar
         else {
             continue;
         };
-        let a = by.entry(asin.clone()).or_insert_with(|| Acc {
+        let a = by.entry(asin.clone()).or_insert_with(|| Acc::new(asin));
+        if let Some(t) = a.add(&p) {
+            newest_overall = newest_overall.max(t);
+        }
+    }
+    let cutoff = newest_overall.saturating_sub(RECENT_SECONDS);
+    by.into_values().map(|a| a.summary(cutoff)).collect()
+}
+
+/// One product's reviews so far (see [`summarise`]).
+struct Acc {
+    s: ProductSummary,
+    rating_sum: f64,
+    rated: i64,
+    times: Vec<(i64, Option<f64>)>,
+    best_helpful: (i64, i64, String),
+    newest: (i64, String),
+    first: Option<i64>,
+    last: Option<i64>,
+}
+
+impl Acc {
+    fn new(asin: String) -> Acc {
+        Acc {
             s: ProductSummary {
                 asin,
                 ..Default::default()
@@ -86,7 +99,12 @@ pub fn summarise(payloads: impl IntoIterator<Item = Value>) -> Vec<ProductSummar
             newest: (i64::MIN, String::new()),
             first: None,
             last: None,
-        });
+        }
+    }
+
+    /// Counts one review; its time, when it has one.
+    fn add(&mut self, p: &Value) -> Option<i64> {
+        let a = self;
         a.s.review_count += 1;
         let rating = p
             .get("overall")
@@ -110,49 +128,48 @@ pub fn summarise(payloads: impl IntoIterator<Item = Value>) -> Vec<ProductSummar
         if yes > a.best_helpful.0 || (yes == a.best_helpful.0 && total < a.best_helpful.1) {
             a.best_helpful = (yes, total, text.to_string());
         }
-        if let Some(t) = p.get("unixReviewTime").and_then(Value::as_i64) {
-            a.times.push((t, rating));
-            newest_overall = newest_overall.max(t);
-            a.first = Some(a.first.map_or(t, |f| f.min(t)));
-            a.last = Some(a.last.map_or(t, |l| l.max(t)));
-            if t > a.newest.0 {
-                a.newest = (t, text.to_string());
-            }
+        let t = p.get("unixReviewTime").and_then(Value::as_i64)?;
+        a.times.push((t, rating));
+        a.first = Some(a.first.map_or(t, |f| f.min(t)));
+        a.last = Some(a.last.map_or(t, |l| l.max(t)));
+        if t > a.newest.0 {
+            a.newest = (t, text.to_string());
         }
+        Some(t)
     }
-    let cutoff = newest_overall.saturating_sub(RECENT_SECONDS);
-    by.into_values()
-        .map(|mut a| {
-            a.s.avg_rating = (a.rated > 0).then(|| a.rating_sum / a.rated as f64);
-            a.s.helpful_ratio =
-                (a.s.total_votes > 0).then(|| a.s.helpful_votes as f64 / a.s.total_votes as f64);
-            let avg = |it: &mut dyn Iterator<Item = f64>| {
-                let (s, n) = it.fold((0.0, 0), |(s, n), r| (s + r, n + 1));
-                (n > 0).then(|| s / n as f64)
-            };
-            a.s.recent_reviews = a.times.iter().filter(|(t, _)| *t >= cutoff).count() as i64;
-            a.s.recent_avg_rating = avg(&mut a
-                .times
-                .iter()
-                .filter(|(t, _)| *t >= cutoff)
-                .filter_map(|x| x.1));
-            a.s.earlier_avg_rating = avg(&mut a
-                .times
-                .iter()
-                .filter(|(t, _)| *t < cutoff)
-                .filter_map(|x| x.1));
-            a.s.rating_trend =
-                a.s.recent_avg_rating
-                    .zip(a.s.earlier_avg_rating)
-                    .map(|(r, e)| r - e);
-            a.s.first_review = a.first.map(date);
-            a.s.last_review = a.last.map(date);
-            a.s.most_helpful_excerpt =
-                (!a.best_helpful.2.trim().is_empty()).then(|| excerpt(&a.best_helpful.2));
-            a.s.most_recent_excerpt = (!a.newest.1.trim().is_empty()).then(|| excerpt(&a.newest.1));
-            a.s
-        })
-        .collect()
+
+    /// The product's summary; reviews from `cutoff` on are the recent ones.
+    fn summary(mut self, cutoff: i64) -> ProductSummary {
+        let a = &mut self;
+        a.s.avg_rating = (a.rated > 0).then(|| a.rating_sum / a.rated as f64);
+        a.s.helpful_ratio =
+            (a.s.total_votes > 0).then(|| a.s.helpful_votes as f64 / a.s.total_votes as f64);
+        let avg = |it: &mut dyn Iterator<Item = f64>| {
+            let (s, n) = it.fold((0.0, 0), |(s, n), r| (s + r, n + 1));
+            (n > 0).then(|| s / n as f64)
+        };
+        a.s.recent_reviews = a.times.iter().filter(|(t, _)| *t >= cutoff).count() as i64;
+        a.s.recent_avg_rating = avg(&mut a
+            .times
+            .iter()
+            .filter(|(t, _)| *t >= cutoff)
+            .filter_map(|x| x.1));
+        a.s.earlier_avg_rating = avg(&mut a
+            .times
+            .iter()
+            .filter(|(t, _)| *t < cutoff)
+            .filter_map(|x| x.1));
+        a.s.rating_trend =
+            a.s.recent_avg_rating
+                .zip(a.s.earlier_avg_rating)
+                .map(|(r, e)| r - e);
+        a.s.first_review = a.first.map(date);
+        a.s.last_review = a.last.map(date);
+        a.s.most_helpful_excerpt =
+            (!a.best_helpful.2.trim().is_empty()).then(|| excerpt(&a.best_helpful.2));
+        a.s.most_recent_excerpt = (!a.newest.1.trim().is_empty()).then(|| excerpt(&a.newest.1));
+        self.s
+    }
 }
 
 /// One product's metadata: what a page names and groups it by.

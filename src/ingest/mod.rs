@@ -313,10 +313,10 @@ pub async fn ingest(
 ) -> Result<Vec<FileReport>, IngestError> {
     let store = crate::store::open(&project.store_url).await?;
     let lock = format!("ingest:{}", dataset.name);
-    let holder = crate::run::locked::holder_name("ingest");
+    let holder = crate::lease::holder_name("ingest");
     // Boxed: the ingest's future is large, and callers nest it in their own (watch's poll).
     let work = Box::pin(ingest_locked(project, store.clone(), dataset, from));
-    crate::run::locked::with_lock_waiting(store, &lock, &holder, INGEST_LOCK_TTL, work)
+    crate::lease::wait_and_hold(store, &lock, &holder, INGEST_LOCK_TTL, work)
         .await?
         .unwrap_or_else(|| {
             Err(IngestError::Setup(format!(
@@ -351,7 +351,7 @@ pub async fn rebuild_stale_gold(
         return Ok(false);
     }
     let lock = format!("ingest:{}", dataset.name);
-    let holder = crate::run::locked::holder_name("gold");
+    let holder = crate::lease::holder_name("gold");
     let work = async {
         // Checked again under the lock: an ingest may have rebuilt it meanwhile.
         if store
@@ -375,9 +375,44 @@ pub async fn rebuild_stale_gold(
         info!(dataset = %dataset.name, products = n, table = table.table(), "gold rebuilt (an earlier ingest stopped before it)");
         Ok(true)
     };
-    crate::run::locked::with_lock_waiting(store.clone(), &lock, &holder, INGEST_LOCK_TTL, work)
+    crate::lease::wait_and_hold(store.clone(), &lock, &holder, INGEST_LOCK_TTL, work)
         .await?
         .unwrap_or(Ok(false))
+}
+
+/// A file to ingest: its URI, its object when it is in an object store (downloaded first),
+/// and its local path.
+type Source = (String, Option<object_store::path::Path>, PathBuf);
+
+/// The files at `from`: local files in place, or an S3 prefix's objects (with the store to
+/// download them from).
+async fn list_sources(
+    from: &str,
+) -> Result<
+    (
+        Option<std::sync::Arc<dyn object_store::ObjectStore>>,
+        Vec<Source>,
+    ),
+    IngestError,
+> {
+    let mut sources: Vec<Source> = Vec::new();
+    let mut s3 = None;
+    if from.starts_with("s3://") {
+        let (store, objects) = list_s3(from).await?;
+        s3 = Some(store);
+        sources.extend(
+            objects
+                .into_iter()
+                .map(|(uri, o)| (uri, Some(o.location), PathBuf::new())),
+        );
+    } else {
+        sources.extend(
+            list_files(from)?
+                .into_iter()
+                .map(|p| (format!("file://{}", p.display()), None, p)),
+        );
+    }
+    Ok((s3, sources))
 }
 
 async fn ingest_locked(
@@ -408,23 +443,7 @@ async fn ingest_locked(
         path: std::env::temp_dir(),
         source,
     })?;
-    let mut sources: Vec<(String, Option<object_store::path::Path>, PathBuf)> = Vec::new();
-    let mut s3 = None;
-    if from.starts_with("s3://") {
-        let (store, objects) = list_s3(&from).await?;
-        s3 = Some(store);
-        sources.extend(
-            objects
-                .into_iter()
-                .map(|(uri, o)| (uri, Some(o.location), PathBuf::new())),
-        );
-    } else {
-        sources.extend(
-            list_files(&from)?
-                .into_iter()
-                .map(|p| (format!("file://{}", p.display()), None, p)),
-        );
-    }
+    let (s3, sources) = list_sources(&from).await?;
     // One bad file never stops the others: each failure is recorded and the next file tried;
     // the command fails at the end, naming each failed file and why.
     let mut failed = Vec::new();
@@ -632,42 +651,16 @@ pub async fn ingest_file_as(
         .map_err(|e| e.in_file(uri))
 }
 
-async fn ingest_one(
-    db: &IngestDb,
-    ds: &Dataset,
-    path: &Path,
-    uri: &str,
-) -> Result<FileReport, IngestError> {
-    let uri = uri.to_string();
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    let (format, gz) = read::format_of(name)
-        .ok_or_else(|| IngestError::Setup(format!("{uri}: unknown file type")))?;
-    let (size, sum) = checksum(path)?;
-    if let Some(done) = db.find_done(&ds.name, &sum).await? {
-        info!(file = %uri, same_as = %done.uri, "already ingested with the same content; skipped");
-        return Ok(FileReport {
-            uri,
-            skipped: true,
-            ..Default::default()
-        });
-    }
-    let started = std::time::Instant::now();
-    let file_id = db.begin_file(&ds.name, &uri, size, &sum).await?;
-    let mut report = FileReport {
-        uri: uri.clone(),
-        file_id,
-        ..Default::default()
-    };
-
-    // Reading runs on a blocking thread: lines are split there (cheap, serial) and each chunk is
-    // parsed, checked and hashed on rayon's pool, in parallel; chunks come back over a channel
-    // and the writer here only writes. The bounded channel keeps memory flat.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(4);
-    let (ds2, p2) = (ds.clone(), path.to_path_buf());
-    let reader = tokio::task::spawn_blocking(move || -> Result<(), IngestError> {
+/// Reads the file on a blocking thread: lines are split there (cheap, serial) and each chunk
+/// of them is parsed, checked and hashed on rayon's pool, then sent to the writer over `tx`.
+fn spawn_reader(
+    ds2: Dataset,
+    p2: PathBuf,
+    format: read::Format,
+    gz: bool,
+    tx: tokio::sync::mpsc::Sender<Chunk>,
+) -> tokio::task::JoinHandle<Result<(), IngestError>> {
+    tokio::task::spawn_blocking(move || -> Result<(), IngestError> {
         let from_csv = format == read::Format::Csv;
         let mut batch: Vec<read::RawItem> = Vec::with_capacity(CHUNK);
         // Time spent waiting for the writer: near zero when parsing is the bottleneck.
@@ -712,13 +705,21 @@ async fn ingest_one(
             "read and parsed"
         );
         Ok(())
-    });
-    let mut write_result = Ok(());
-    let mut loader = db.loader(file_id);
-    let mut key_order = db::KeyOrder::default();
-    let bar = progress_line(&uri, size, gz);
+    })
+}
+
+/// Writes the chunks the reader sends as they come, counting them into `report` (and on the
+/// progress line) and observing their key order. The first write error ends it: the channel
+/// closes and the reader stops at its next send.
+async fn write_chunks(
+    loader: &mut db::Loader<'_>,
+    mut rx: tokio::sync::mpsc::Receiver<Chunk>,
+    report: &mut FileReport,
+    bar: Option<&indicatif::ProgressBar>,
+    key_order: &mut db::KeyOrder,
+) -> Result<(), crate::store::StoreError> {
     while let Some(chunk) = rx.recv().await {
-        if let Some(bar) = &bar {
+        if let Some(bar) = bar {
             // Delivered bytes: each item is kept with its line end.
             let bytes: i64 = chunk.blocks.iter().map(|b| b.raw_bytes).sum();
             bar.inc(bytes as u64);
@@ -729,12 +730,51 @@ async fn ingest_one(
         report.accepted += chunk.staged.len() as u64;
         report.rejected += chunk.rejects.len() as u64 - chunk.skipped;
         report.blank += chunk.skipped;
-        if let Err(e) = loader.write(chunk).await {
-            write_result = Err(e);
-            break;
-        }
+        loader.write(chunk).await?;
     }
-    drop(rx);
+    Ok(())
+}
+
+async fn ingest_one(
+    db: &IngestDb,
+    ds: &Dataset,
+    path: &Path,
+    uri: &str,
+) -> Result<FileReport, IngestError> {
+    let uri = uri.to_string();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let (format, gz) = read::format_of(name)
+        .ok_or_else(|| IngestError::Setup(format!("{uri}: unknown file type")))?;
+    let (size, sum) = checksum(path)?;
+    if let Some(done) = db.find_done(&ds.name, &sum).await? {
+        info!(file = %uri, same_as = %done.uri, "already ingested with the same content; skipped");
+        return Ok(FileReport {
+            uri,
+            skipped: true,
+            ..Default::default()
+        });
+    }
+    let started = std::time::Instant::now();
+    let file_id = db.begin_file(&ds.name, &uri, size, &sum).await?;
+    let mut report = FileReport {
+        uri: uri.clone(),
+        file_id,
+        ..Default::default()
+    };
+
+    // Reading runs on a blocking thread: lines are split there (cheap, serial) and each chunk is
+    // parsed, checked and hashed on rayon's pool, in parallel; chunks come back over a channel
+    // and the writer here only writes. The bounded channel keeps memory flat.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(4);
+    let reader = spawn_reader(ds.clone(), path.to_path_buf(), format, gz, tx);
+    let mut loader = db.loader(file_id);
+    let mut key_order = db::KeyOrder::default();
+    let bar = progress_line(&uri, size, gz);
+    let mut write_result =
+        write_chunks(&mut loader, rx, &mut report, bar.as_ref(), &mut key_order).await;
     write_result = write_result.and(loader.finish().await);
     let read_result = reader
         .await
@@ -784,6 +824,16 @@ async fn ingest_one(
         ms = started.elapsed().as_millis() as u64,
         "file ingested"
     );
+    within_reject_share(ds, uri, report)
+}
+
+/// The file's report, or [`IngestError::TooManyRejects`] (with the report: the file is merged
+/// all the same) when it rejected more than `max_reject_share` of its records.
+fn within_reject_share(
+    ds: &Dataset,
+    uri: String,
+    report: FileReport,
+) -> Result<FileReport, IngestError> {
     // Blank lines are not records: the share is of the lines that are.
     let records = report.lines - report.blank;
     let share = if records == 0 {

@@ -437,21 +437,14 @@ fn bytecount(b: &[u8]) -> u64 {
     b.iter().filter(|c| **c == b'\n').count() as u64
 }
 
-fn csv_records<E: From<std::io::Error>>(
-    r: impl Read,
-    max: usize,
+/// The CSV header of `rdr`: the column names, the problem that rejects every record (a name
+/// declared twice, unless `duplicates_allowed`), and the header's item. An unreadable header
+/// is the file's one item (`Err`).
+fn csv_header<R: Read>(
+    rdr: &mut csv::Reader<Tee<R>>,
+    seen: &std::cell::RefCell<Seen>,
     duplicates_allowed: bool,
-    each: &mut impl FnMut(Item) -> Result<(), E>,
-) -> Result<(), E> {
-    let seen = std::rc::Rc::new(std::cell::RefCell::new(Seen::default()));
-    let tee = Tee {
-        inner: r,
-        seen: seen.clone(),
-    };
-    let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(tee);
-    // Each item is handed over when the next one is read, so the bytes after the last record
-    // (its line end, trailing blank lines) join it: the items back to back are the file.
-    let mut pending: Option<Item>;
+) -> Result<(Vec<String>, Option<String>, Item), Item> {
     let mut headers: Vec<String> = Vec::new();
     let mut header_problem = None;
     match rdr.byte_headers() {
@@ -472,7 +465,7 @@ fn csv_records<E: From<std::io::Error>>(
                 }
                 headers.push(name);
             }
-            pending = Some(Item {
+            let item = Item {
                 line_no: 1,
                 raw: seen.borrow_mut().take(rdr.position().byte()),
                 parsed: header_problem.clone().map_or(Ok(Map::new()), Err),
@@ -481,18 +474,71 @@ fn csv_records<E: From<std::io::Error>>(
                 } else {
                     ItemKind::Header
                 },
-            });
+            };
+            Ok((headers, header_problem, item))
         }
         Err(e) => {
             let raw = seen.borrow_mut().take(rdr.position().byte());
-            return each(Item {
+            Err(Item {
                 line_no: 1,
                 raw,
                 parsed: Err(format!("unreadable CSV header: {e}")),
                 kind: ItemKind::Record,
-            });
+            })
         }
+    }
+}
+
+/// A CSV record's fields by column name, all text; an error for a record over `max` bytes or
+/// with a field that is not UTF-8.
+#[inline]
+fn csv_fields(
+    headers: &[String],
+    rec: &csv::ByteRecord,
+    max: usize,
+) -> Result<Map<String, Value>, String> {
+    let size: usize = rec.iter().map(<[u8]>::len).sum();
+    if size > max {
+        return Err(format!(
+            "record of {size} bytes is over the {max}-byte limit"
+        ));
+    }
+    let mut m = Map::new();
+    for (h, v) in headers.iter().zip(rec.iter()) {
+        match std::str::from_utf8(v) {
+            Ok(s) => {
+                m.insert(h.clone(), Value::String(s.to_string()));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "invalid UTF-8 in field `{h}` at byte {}",
+                    e.valid_up_to()
+                ));
+            }
+        }
+    }
+    Ok(m)
+}
+
+fn csv_records<E: From<std::io::Error>>(
+    r: impl Read,
+    max: usize,
+    duplicates_allowed: bool,
+    each: &mut impl FnMut(Item) -> Result<(), E>,
+) -> Result<(), E> {
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Seen::default()));
+    let tee = Tee {
+        inner: r,
+        seen: seen.clone(),
     };
+    let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(tee);
+    // Each item is handed over when the next one is read, so the bytes after the last record
+    // (its line end, trailing blank lines) join it: the items back to back are the file.
+    let (headers, header_problem, header) = match csv_header(&mut rdr, &seen, duplicates_allowed) {
+        Ok(h) => h,
+        Err(unreadable) => return each(unreadable),
+    };
+    let mut pending = Some(header);
     // Line numbers counted from the bytes: the reader's own stop between the CR and LF of a
     // CRLF, and count blank lines it skips, one line short.
     let mut newlines = pending.as_ref().map_or(0, |h| bytecount(&h.raw));
@@ -509,34 +555,13 @@ fn csv_records<E: From<std::io::Error>>(
             Ok(true) => {
                 let raw = seen.borrow_mut().take(rdr.position().byte());
                 let line_no = number(&raw);
-                let size: usize = rec.iter().map(<[u8]>::len).sum();
                 let blank = rec.iter().all(|f| f.iter().all(u8::is_ascii_whitespace));
                 let parsed = if blank {
                     Err(BLANK.to_string())
                 } else if let Some(p) = &header_problem {
                     Err(p.clone())
-                } else if size > max {
-                    Err(format!(
-                        "record of {size} bytes is over the {max}-byte limit"
-                    ))
                 } else {
-                    let mut m = Map::new();
-                    let mut bad = None;
-                    for (h, v) in headers.iter().zip(rec.iter()) {
-                        match std::str::from_utf8(v) {
-                            Ok(s) => {
-                                m.insert(h.clone(), Value::String(s.to_string()));
-                            }
-                            Err(e) => {
-                                bad = Some(format!(
-                                    "invalid UTF-8 in field `{h}` at byte {}",
-                                    e.valid_up_to()
-                                ));
-                                break;
-                            }
-                        }
-                    }
-                    bad.map_or(Ok(m), Err)
+                    csv_fields(&headers, &rec, max)
                 };
                 Item {
                     line_no,

@@ -6,16 +6,16 @@
 //! structured data (`entity.rs`).
 
 pub mod entity;
+mod listing;
 pub mod related;
-pub mod sink;
 
 pub use entity::EntityFacts;
 
+use crate::sink::{Sink, SinkError};
 use futures::{StreamExt, TryStreamExt};
 use minijinja::Environment;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sink::{Sink, SinkError};
 use std::collections::{BTreeMap, HashMap};
 
 /// Most URLs in one sitemap file (the sitemaps.org limit).
@@ -456,7 +456,51 @@ fn render_page(
         })
         .unwrap_or_default();
 
-    // Every other field becomes a section, so any schema renders without a custom template.
+    let sections = output_sections(out);
+
+    let section = job_title(site, job);
+    let head = PageHead {
+        title: &title,
+        description: description.as_deref(),
+        canonical: &canonical,
+        section: &section,
+    };
+    let graph = page_graph(site, job, p, facts, &head);
+    let json_ld = script_safe_json(&without_nulls(
+        json!({"@context": "https://schema.org", "@graph": graph}),
+    ));
+
+    let ctx = json!({
+        "title": title,
+        "description": description,
+        "canonical": canonical,
+        "json_ld": json_ld,
+        "site_name": site.name,
+        "og_type": "article",
+        "job_title": section,
+        "hub": facts.hub.map(|h| json!({"name": h.name, "href": format!("groups/{}.html", h.slug)})),
+        "h1": h1,
+        "group": p.group,
+        "group_label": job.group_label,
+        "facts": p.facts.visible(),
+        "related_heading": related_heading(job, p.group.as_deref()),
+        "related": facts.related.iter().map(|(name, slug)| json!({"name": name, "href": format!("{slug}.html")})).collect::<Vec<_>>(),
+        "paragraphs": paragraphs,
+        "sections": sections,
+        "updated": updated,
+        "noindex": p.noindex.is_some(),
+    });
+    env.get_template("page.html")
+        .and_then(|t| t.render(minijinja::value::Serde(&ctx)))
+        .map_err(|e| PublishError::Render {
+            what: format!("the page of `{}`", p.key),
+            message: e.to_string(),
+        })
+}
+
+/// Every field of an entity's output but the title, description, h1 and summary, as a page
+/// section: so any schema renders without a custom template.
+fn output_sections(out: &Value) -> Vec<Value> {
     let mut sections = Vec::new();
     if let Some(obj) = out.as_object() {
         for (k, v) in obj {
@@ -493,12 +537,31 @@ fn render_page(
             }
         }
     }
+    sections
+}
 
-    let section = job_title(site, job);
+/// What a page's head says of it (title, description, its own URL) and the title of its job's
+/// section: shared by its HTML and its structured data.
+struct PageHead<'a> {
+    title: &'a str,
+    description: Option<&'a str>,
+    canonical: &'a str,
+    section: &'a str,
+}
+
+/// A page's structured data (JSON-LD `@graph`): the site's identity, the page with its
+/// breadcrumb trail and its entity, and its FAQ when `publish.faq_markup` is on.
+fn page_graph(
+    site: &SiteInfo,
+    job: &JobInfo,
+    p: &PageInput,
+    facts: &PageFacts,
+    head: &PageHead,
+) -> Vec<Value> {
     let mut crumbs = vec![
         (site.name.clone(), format!("{}/index.html", site.base_url)),
         (
-            section.clone(),
+            head.section.to_string(),
             format!("{}/{}/index.html", site.base_url, job.name),
         ),
     ];
@@ -508,21 +571,23 @@ fn render_page(
             format!("{}/{}/groups/{}.html", site.base_url, job.name, h.slug),
         ));
     }
-    crumbs.push((p.name.clone(), canonical.clone()));
+    let canonical = head.canonical;
+    crumbs.push((p.name.clone(), canonical.to_string()));
     let mut graph = site_identity(site);
     graph.push(json!({
         "@type": "WebPage",
         "@id": canonical,
         "url": canonical,
-        "name": title,
-        "description": description,
+        "name": head.title,
+        "description": head.description,
         "dateModified": facts.modified_at,
         "isPartOf": {"@id": format!("{}/#website", site.base_url)},
         "publisher": {"@id": format!("{}/#organization", site.base_url)},
         "breadcrumb": breadcrumb_list(&crumbs),
-        "about": entity::about_node(&p.facts, &p.name, &p.key, p.group.as_deref(), &canonical, description.as_deref()),
+        "about": entity::about_node(&p.facts, &p.name, &p.key, p.group.as_deref(), canonical, head.description),
     }));
-    if let Some(faq) = out
+    if let Some(faq) = p
+        .output
         .get("faq")
         .and_then(Value::as_array)
         .filter(|f| !f.is_empty() && site.faq_markup)
@@ -539,36 +604,7 @@ fn render_page(
             .collect();
         graph.push(json!({"@type": "FAQPage", "mainEntity": questions}));
     }
-    let json_ld = script_safe_json(&without_nulls(
-        json!({"@context": "https://schema.org", "@graph": graph}),
-    ));
-
-    let ctx = json!({
-        "title": title,
-        "description": description,
-        "canonical": canonical,
-        "json_ld": json_ld,
-        "site_name": site.name,
-        "og_type": "article",
-        "job_title": section,
-        "hub": facts.hub.map(|h| json!({"name": h.name, "href": format!("groups/{}.html", h.slug)})),
-        "h1": h1,
-        "group": p.group,
-        "group_label": job.group_label,
-        "facts": p.facts.visible(),
-        "related_heading": related_heading(job, p.group.as_deref()),
-        "related": facts.related.iter().map(|(name, slug)| json!({"name": name, "href": format!("{slug}.html")})).collect::<Vec<_>>(),
-        "paragraphs": paragraphs,
-        "sections": sections,
-        "updated": updated,
-        "noindex": p.noindex.is_some(),
-    });
-    env.get_template("page.html")
-        .and_then(|t| t.render(minijinja::value::Serde(&ctx)))
-        .map_err(|e| PublishError::Render {
-            what: format!("the page of `{}`", p.key),
-            message: e.to_string(),
-        })
+    graph
 }
 
 /// The heading of a page's related links: "Similar products in Kitchen", or "Similar domains"
@@ -899,15 +935,7 @@ pub async fn publish_ahead(
     let env = environment();
     pages.sort_by(|a, b| a.key.cmp(&b.key));
     let manifest_path = format!("{}/manifest.json", job.name);
-    let stale = sink.remove_temporaries(&job.name)
-        + sink.remove_temporaries(&format!("{}/groups", job.name))
-        + sink.remove_temporaries("");
-    if stale > 0 {
-        tracing::info!(
-            files = stale,
-            "removed temporary files an interrupted publish left"
-        );
-    }
+    remove_temporaries(sink, &job.name);
     let previous = published_manifest(sink, &job.name).await?;
     check_publish(
         sink,
@@ -926,168 +954,30 @@ pub async fn publish_ahead(
         pages: pages.len(),
         ..Default::default()
     };
-    let mut entries = Vec::with_capacity(pages.len());
-    let mut writes: Vec<PageFile> = Vec::new();
     // One hub page per peer group, linking its members; every member page links to its hub.
     let hubs = hubs_of(&pages);
-    let slugs: Vec<String> = pages.iter().map(|p| slug(&p.key)).collect();
-    let related = related_links(&pages, &slugs, job.related);
-    let now = ahead.now.unwrap_or_else(crate::store::now_text);
-    for ((p, slug), related) in pages.iter().zip(&slugs).zip(&related) {
-        let prev = previous.get(&p.key);
-        let hub = p.group.as_ref().and_then(|g| hubs.get(g));
-        let (html, json, entry) =
-            render_entity(&env, site, job, p, slug, related, hub, prev, &now)?;
-        let w = entity_writes(&job.name, (html, json, &entry), prev, &ahead.files);
-        // A file written ahead was written by this run: it counts as written, not unchanged.
-        report.files_unchanged += w.unchanged;
-        report.files_written += w.ahead;
-        writes.extend(w.now);
-        entries.push(entry);
-    }
-    report.files_written += writes.len();
-    put_all(sink, writes).await?;
-
-    // Pages of entities that left the source (or changed slug) are removed: only pages this
-    // project's manifest lists, never other files of the folder.
-    let current: HashMap<&str, &str> = entries
-        .iter()
-        .map(|e| (e.key.as_str(), e.slug.as_str()))
-        .collect();
-    for (key, e) in &previous {
-        let now = current.get(key.as_str());
-        if now != Some(&e.slug.as_str()) {
-            sink.delete(&format!("{}/{}.html", job.name, e.slug))
-                .await?;
-            sink.delete(&format!("{}/{}.json", job.name, e.slug))
-                .await?;
-            report.files_removed += 2;
-            if now.is_none() {
-                report.removed_keys.push(key.clone());
-            }
-        }
-    }
-    report.removed_keys.sort();
-    report.pages_removed = report.removed_keys.len();
+    let entries = write_entity_pages(
+        sink,
+        (&env, site, job),
+        &pages,
+        &hubs,
+        &previous,
+        ahead,
+        &mut report,
+    )
+    .await?;
+    remove_gone_pages(sink, &job.name, &previous, &entries, &mut report).await?;
 
     // The job's index, its hubs, sitemaps and manifest; rewritten only when their bytes change.
-    let job_title = job_title(site, job);
-    let home = (site.name.clone(), format!("{}/index.html", site.base_url));
-    let section_url = format!("{}/{}/index.html", site.base_url, job.name);
-    let index_entries: Vec<Value> = entries
-        .iter()
-        .zip(&pages)
-        .map(|(e, p)| {
-            let hub = p.group.as_ref().and_then(|g| hubs.get(g));
-            json!({"href": format!("{}.html", e.slug), "name": e.name, "group": p.group,
-                   "group_href": hub.map(|h| format!("groups/{}.html", h.slug))})
-        })
-        .collect();
-    let listing = |title: &str,
-                   description: String,
-                   canonical: &str,
-                   css: &str,
-                   crumbs: Vec<(String, String, String)>,
-                   show_group: bool,
-                   entries: Vec<Value>,
-                   what: &str| {
-        let mut graph = site_identity(site);
-        let mut trail: Vec<(String, String)> = crumbs
-            .iter()
-            .map(|(n, _, u)| (n.clone(), u.clone()))
-            .collect();
-        trail.push((title.to_string(), canonical.to_string()));
-        graph.push(
-            json!({"@type": "CollectionPage", "@id": canonical, "url": canonical,
-            "name": title, "isPartOf": {"@id": format!("{}/#website", site.base_url)},
-            "breadcrumb": breadcrumb_list(&trail)}),
-        );
-        let json_ld = script_safe_json(&json!({"@context": "https://schema.org", "@graph": graph}));
-        let crumbs: Vec<Value> = crumbs
-            .into_iter()
-            .map(|(name, href, _)| json!({"name": name, "href": href}))
-            .collect();
-        env.get_template("index.html")
-            .and_then(|t| {
-                t.render(minijinja::value::Serde(json!({
-                    "title": title,
-                    "description": description,
-                    "canonical": canonical,
-                    "css": css,
-                    "site_name": site.name,
-                    "json_ld": json_ld,
-                    "crumbs": crumbs,
-                    "name_heading": humanize(&job.entity_label),
-                    "group_heading": humanize(&job.group_label),
-                    "show_group": show_group,
-                    "entries": entries,
-                })))
-            })
-            .map_err(|e| PublishError::Render {
-                what: what.to_string(),
-                message: e.to_string(),
-            })
+    let job_pages = listing::JobPages {
+        env: &env,
+        site,
+        job,
+        pages: &pages,
+        entries: &entries,
+        hubs: &hubs,
     };
-    let index = listing(
-        &index_title(site, job),
-        if job.description.is_empty() {
-            format!("{} {}s.", pages.len(), job.entity_label)
-        } else {
-            clip(
-                &format!(
-                    "{}: {} {}s.",
-                    job.description,
-                    pages.len(),
-                    job.entity_label
-                ),
-                crate::site_check::MAX_DESCRIPTION,
-            )
-        },
-        &section_url,
-        "../style.css",
-        vec![(home.0.clone(), "../index.html".into(), home.1.clone())],
-        pages.iter().any(|p| p.group.is_some()),
-        index_entries,
-        "the job index",
-    )?;
-    let mut files: Vec<(String, Vec<u8>)> =
-        vec![(format!("{}/index.html", job.name), index.into_bytes())];
-    for hub in hubs.values() {
-        let members: Vec<Value> = entries
-            .iter()
-            .zip(&pages)
-            .filter(|(_, p)| p.group.as_deref() == Some(hub.name.as_str()))
-            .map(|(e, _)| json!({"href": format!("../{}.html", e.slug), "name": e.name}))
-            .collect();
-        let title = format!("{}: {}", humanize(&job.group_label), hub.name);
-        let html = listing(
-            &title,
-            format!(
-                "{} {}s in the {} {}.",
-                members.len(),
-                job.entity_label,
-                hub.name,
-                job.group_label
-            ),
-            &format!("{}/{}/groups/{}.html", site.base_url, job.name, hub.slug),
-            "../../style.css",
-            vec![
-                (home.0.clone(), "../../index.html".into(), home.1.clone()),
-                (
-                    job_title.clone(),
-                    "../index.html".into(),
-                    section_url.clone(),
-                ),
-            ],
-            false,
-            members,
-            "a hub page",
-        )?;
-        files.push((
-            format!("{}/groups/{}.html", job.name, hub.slug),
-            html.into_bytes(),
-        ));
-    }
+    let mut files = job_pages.index_and_hubs()?;
     // Hubs of groups that are gone: removed, as listed in this project's manifest.
     if let Some(prev) = &previous_hubs {
         for gone in prev
@@ -1099,34 +989,7 @@ pub async fn publish_ahead(
             report.files_removed += 1;
         }
     }
-    // A `noindex` page is still published and linked, but no sitemap offers it for indexing.
-    let urls: Vec<(String, String)> = entries
-        .iter()
-        .zip(&pages)
-        .filter(|(_, p)| p.noindex.is_none())
-        .map(|(e, _)| {
-            (
-                format!("{}/{}/{}.html", site.base_url, job.name, e.slug),
-                e.modified_at.get(..10).unwrap_or("").to_string(),
-            )
-        })
-        .collect();
-    // Hub pages are pages too: listed, dated by their newest member.
-    let mut urls = urls;
-    for hub in hubs.values() {
-        let newest = entries
-            .iter()
-            .zip(&pages)
-            .filter(|(_, p)| p.group.as_deref() == Some(hub.name.as_str()))
-            .map(|(e, _)| e.modified_at.get(..10).unwrap_or(""))
-            .max()
-            .unwrap_or("")
-            .to_string();
-        urls.push((
-            format!("{}/{}/groups/{}.html", site.base_url, job.name, hub.slug),
-            newest,
-        ));
-    }
+    let urls = job_pages.sitemap_urls();
     let mut sitemaps = Vec::new();
     for (i, chunk) in urls.chunks(SITEMAP_MAX_URLS).enumerate() {
         let name = format!("{}/sitemap-{}.xml", job.name, i + 1);
@@ -1145,79 +1008,13 @@ pub async fn publish_ahead(
     ));
 
     // The root: merge this job into the root manifest, then index, sitemap index and style.
-    let mut root: RootManifest = sink
-        .get("manifest.json")
-        .await?
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    // Several projects may publish into one site: the first one names it, so each publishing
-    // the same pages does not flip the root files back and forth.
-    if root.site.is_empty() {
-        root.site = site.name.clone();
-    }
-    root.jobs.insert(
-        job.name.clone(),
-        RootJob {
-            title: job_title,
-            pages: pages.len(),
-            sitemaps: sitemaps.clone(),
-            manifest: manifest_path,
-        },
-    );
-    let mut sitemap_index = String::from(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<sitemapindex xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n",
-    );
-    for j in root.jobs.values() {
-        for s in &j.sitemaps {
-            sitemap_index.push_str(&format!(
-                "  <sitemap><loc>{}</loc></sitemap>\n",
-                xml_escape(&format!("{}/{s}", site.base_url))
-            ));
-        }
-    }
-    sitemap_index.push_str("</sitemapindex>\n");
-    let root_entries: Vec<Value> = root
-        .jobs
-        .iter()
-        .map(|(name, j)| json!({"href": format!("{name}/index.html"), "name": format!("{} ({} pages)", j.title, j.pages)}))
-        .collect();
-    let root_index = env
-        .get_template("index.html")
-        .and_then(|t| {
-            t.render(minijinja::value::Serde(json!({
-                "title": root.site,
-                "canonical": format!("{}/index.html", site.base_url),
-                "css": "style.css",
-                "site_name": root.site,
-                "json_ld": script_safe_json(&json!({"@context": "https://schema.org",
-                    "@graph": site_identity(&SiteInfo { name: root.site.clone(), ..site.clone() })})),
-                "name_heading": "Section",
-                "show_group": false,
-                "entries": root_entries,
-            })))
-        })
-        .map_err(|e| PublishError::Render {
-            what: "the site index".into(),
-            message: e.to_string(),
-        })?;
-    files.push(("index.html".into(), root_index.into_bytes()));
-    files.push(("sitemap.xml".into(), sitemap_index.into_bytes()));
-    files.push((
-        "robots.txt".into(),
-        format!(
-            "User-agent: *\nAllow: /\n\nSitemap: {}/sitemap.xml\n",
-            site.base_url
-        )
-        .into_bytes(),
-    ));
-    files.push((
-        "style.css".into(),
-        include_bytes!("templates/style.css").to_vec(),
-    ));
-    files.push((
-        "manifest.json".into(),
-        serde_json::to_vec_pretty(&root).expect("serialisable"),
-    ));
+    let this_job = RootJob {
+        title: job_title(site, job),
+        pages: pages.len(),
+        sitemaps: sitemaps.clone(),
+        manifest: manifest_path,
+    };
+    files.extend(listing::root_files(sink, &env, site, &job.name, this_job).await?);
     for (path, bytes) in files {
         if sink.put_if_changed(&path, bytes).await? {
             report.files_written += 1;
@@ -1228,84 +1025,76 @@ pub async fn publish_ahead(
     Ok(report)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Removes the temporary files an interrupted publish left in the job's folders and the root.
+fn remove_temporaries(sink: &Sink, job: &str) {
+    let stale = sink.remove_temporaries(job)
+        + sink.remove_temporaries(&format!("{job}/groups"))
+        + sink.remove_temporaries("");
+    if stale > 0 {
+        tracing::info!(
+            files = stale,
+            "removed temporary files an interrupted publish left"
+        );
+    }
+}
 
-    fn entry(slug: &str, html_hash: &str, json_hash: &str) -> ManifestEntry {
-        ManifestEntry {
-            key: "k".into(),
-            slug: slug.into(),
-            name: "K".into(),
-            input_hash: "i".into(),
-            generation_id: 1,
-            run_id: 1,
-            generated_at: "t".into(),
-            html_hash: html_hash.into(),
-            json_hash: json_hash.into(),
-            content_hash: "c".into(),
-            modified_at: "t".into(),
+/// Renders and writes the entity pages (the ones whose bytes changed, and not those an
+/// [`AheadWriter`] already wrote); their manifest entries, in page order.
+async fn write_entity_pages(
+    sink: &Sink,
+    (env, site, job): (&Environment<'static>, &SiteInfo, &JobInfo),
+    pages: &[PageInput],
+    hubs: &BTreeMap<String, Hub>,
+    previous: &HashMap<String, ManifestEntry>,
+    ahead: Ahead,
+    report: &mut PublishReport,
+) -> Result<Vec<ManifestEntry>, PublishError> {
+    let mut entries = Vec::with_capacity(pages.len());
+    let mut writes: Vec<PageFile> = Vec::new();
+    let slugs: Vec<String> = pages.iter().map(|p| slug(&p.key)).collect();
+    let related = related_links(pages, &slugs, job.related);
+    let now = ahead.now.unwrap_or_else(crate::store::now_text);
+    for ((p, slug), related) in pages.iter().zip(&slugs).zip(&related) {
+        let prev = previous.get(&p.key);
+        let hub = p.group.as_ref().and_then(|g| hubs.get(g));
+        let (html, json, entry) = render_entity(env, site, job, p, slug, related, hub, prev, &now)?;
+        let w = entity_writes(&job.name, (html, json, &entry), prev, &ahead.files);
+        // A file written ahead was written by this run: it counts as written, not unchanged.
+        report.files_unchanged += w.unchanged;
+        report.files_written += w.ahead;
+        writes.extend(w.now);
+        entries.push(entry);
+    }
+    report.files_written += writes.len();
+    put_all(sink, writes).await?;
+    Ok(entries)
+}
+
+/// Pages of entities that left the source (or changed slug) are removed: only pages this
+/// project's manifest lists, never other files of the folder.
+async fn remove_gone_pages(
+    sink: &Sink,
+    job: &str,
+    previous: &HashMap<String, ManifestEntry>,
+    entries: &[ManifestEntry],
+    report: &mut PublishReport,
+) -> Result<(), PublishError> {
+    let current: HashMap<&str, &str> = entries
+        .iter()
+        .map(|e| (e.key.as_str(), e.slug.as_str()))
+        .collect();
+    for (key, e) in previous {
+        let now = current.get(key.as_str());
+        if now != Some(&e.slug.as_str()) {
+            sink.delete(&format!("{job}/{}.html", e.slug)).await?;
+            sink.delete(&format!("{job}/{}.json", e.slug)).await?;
+            report.files_removed += 2;
+            if now.is_none() {
+                report.removed_keys.push(key.clone());
+            }
         }
     }
-
-    fn file(path: &str, bytes: &[u8], hash: &str) -> PageFile {
-        PageFile {
-            path: path.into(),
-            bytes: bytes.to_vec(),
-            hash: hash.into(),
-        }
-    }
-
-    #[test]
-    fn each_file_to_write_carries_its_own_manifest_hash() {
-        let e = entry("k", "H", "J");
-        let w = entity_writes(
-            "job",
-            (b"<html>".to_vec(), b"{}".to_vec(), &e),
-            None,
-            &HashMap::new(),
-        );
-        assert_eq!(
-            w.now,
-            vec![
-                file("job/k.html", b"<html>", "H"),
-                file("job/k.json", b"{}", "J")
-            ]
-        );
-        assert_eq!((w.unchanged, w.ahead), (0, 0));
-    }
-
-    #[test]
-    fn files_unchanged_since_the_last_publish_or_written_ahead_are_not_written_again() {
-        let e = entry("k", "H", "J");
-        // The HTML is as last published; the JSON differs from it.
-        let prev = entry("k", "H", "old");
-        let w = entity_writes(
-            "job",
-            (b"h".to_vec(), b"j".to_vec(), &e),
-            Some(&prev),
-            &HashMap::new(),
-        );
-        assert_eq!(w.now, vec![file("job/k.json", b"j", "J")]);
-        assert_eq!((w.unchanged, w.ahead), (1, 0));
-
-        // Written ahead with these bytes: not written again; with other bytes: written.
-        let ahead = HashMap::from([
-            ("job/k.json".to_string(), "J".to_string()),
-            ("job/k.html".to_string(), "stale".to_string()),
-        ]);
-        let w = entity_writes("job", (b"h".to_vec(), b"j".to_vec(), &e), None, &ahead);
-        assert_eq!(w.now, vec![file("job/k.html", b"h", "H")]);
-        assert_eq!((w.unchanged, w.ahead), (0, 1));
-
-        // A changed slug is never unchanged, whatever the hashes.
-        let moved = entry("old-slug", "H", "J");
-        let w = entity_writes(
-            "job",
-            (b"h".to_vec(), b"j".to_vec(), &e),
-            Some(&moved),
-            &HashMap::new(),
-        );
-        assert_eq!(w.now.len(), 2);
-    }
+    report.removed_keys.sort();
+    report.pages_removed = report.removed_keys.len();
+    Ok(())
 }

@@ -8,7 +8,8 @@
 use super::{job_info, key_index, page_input, site_info};
 use crate::config::{Job, Project};
 use crate::plan::{Plan, WorkItem};
-use crate::publish::{self, Ahead, AheadWriter, PageInput, sink::Sink};
+use crate::publish::{self, Ahead, AheadWriter, PageInput};
+use crate::sink::Sink;
 use crate::store::Store;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

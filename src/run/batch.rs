@@ -39,18 +39,7 @@ pub(super) async fn execute(
         .map(|i| (entities.keys[i].clone(), entities.name(i).to_string()))
         .collect();
     let validator = Validator::new(&job.schema, job.validate.clone()).map_err(RunError::Setup)?;
-    // The entities' template contexts, for the fact check of the answers collected.
-    let contexts: HashMap<String, serde_json::Value> = {
-        let features = plan::job_features(job, &entities);
-        (0..entities.len())
-            .map(|i| {
-                (
-                    entities.keys[i].clone(),
-                    crate::prompt::build_context(job, &entities, &features, i),
-                )
-            })
-            .collect()
-    };
+    let contexts = entity_contexts(job, &entities);
     let ctx = Collect {
         contexts: &contexts,
         project,
@@ -67,17 +56,7 @@ pub(super) async fn execute(
         ..Default::default()
     };
 
-    // Batches an earlier process submitted and never collected: they are paid for, collect them.
-    for b in store.open_batches(&job.name).await? {
-        info!(
-            row = b.row,
-            batch = b.batch_id.as_deref().unwrap_or("?"),
-            "resuming an open batch"
-        );
-        ctx.collect(&b, &mut figures)
-            .await
-            .map_err(|e| RunError::ProviderFatal(e.to_string()))?;
-    }
+    ctx.collect_open(&mut figures).await?;
 
     // One plan: the entities' hashes do not change between rounds, only their states do.
     let states = store.entity_states(&job.name).await?;
@@ -91,81 +70,15 @@ pub(super) async fn execute(
         figures.pending = (attempted.len() - limit) as u64;
         attempted.truncate(limit);
     }
-    let mut realtime_failed = None;
-    let mut fatal = None;
-    for round in 0..MAX_ROUNDS {
-        let mut work: Vec<WorkItem> = if round == 0 {
-            attempted.clone()
-        } else {
-            still_to_do(store.as_ref(), job, &plan, &attempted).await?
-        };
-        if work.is_empty() {
-            break;
-        }
-        if round == 0
-            && let Some(limit) = opts.max_cost
-        {
-            let est = plan::estimate_work(
-                project,
-                job,
-                &plan,
-                &work,
-                provider.as_ref(),
-                store.as_ref(),
-            )
-            .await?;
-            let batch_cost = project
-                .llm
-                .price()
-                .map(|p| p.cost(est.prompt_tokens, est.output_tokens, true));
-            match batch_cost {
-                Some(c) if c > limit => return Err(RunError::OverBudget { estimate: c, limit }),
-                None => {
-                    return Err(RunError::Setup(format!(
-                        "--max-cost needs [llm.prices.\"{}\"]",
-                        provider.model()
-                    )));
-                }
-                _ => {}
-            }
-        }
-        if round > 0 && project.llm.batch_retry == BatchRetry::Realtime {
-            info!(
-                requests = work.len(),
-                "retrying failed batch requests in real time"
-            );
-            let before = figures.failed;
-            fatal = super::generate(
-                project,
-                job,
-                &plan,
-                std::mem::take(&mut work),
-                run_id,
-                store.clone(),
-                provider.clone(),
-                opts,
-                &mut figures,
-            )
-            .await?
-            .fatal;
-            realtime_failed = Some(figures.failed - before);
-            break;
-        }
-        info!(round, requests = work.len(), "submitting batch work");
-        let records = match ctx.submit(&plan, &work).await {
-            Ok(r) => r,
-            Err(e) if e.class() == ErrorClass::FatalForRun => {
-                fatal = Some(e.to_string());
-                break;
-            }
-            Err(e) => return Err(RunError::ProviderFatal(e.to_string())),
-        };
-        for r in &records {
-            ctx.collect(r, &mut figures)
-                .await
-                .map_err(|e| RunError::ProviderFatal(e.to_string()))?;
-        }
-    }
+    let run = super::RunCtx {
+        project,
+        job,
+        run_id,
+        store: store.clone(),
+        provider: provider.clone(),
+    };
+    let (realtime_failed, fatal) =
+        rounds(&ctx, &run, &plan, &attempted, opts, &mut figures).await?;
 
     // Failed = attempted entities still without a good text for their current inputs.
     let still = match realtime_failed {
@@ -181,17 +94,7 @@ pub(super) async fn execute(
     }
     if fatal.is_none() {
         // Regenerations are real-time calls, like the retries of a batch run.
-        super::gate::run_gate(
-            project,
-            job,
-            &plan,
-            run_id,
-            store.clone(),
-            provider.clone(),
-            opts.max_cost,
-            &mut figures,
-        )
-        .await?;
+        super::gate::run_gate(&run, &plan, opts.max_cost, &mut figures).await?;
     }
     let (report, fatal) = super::publish_or_record(
         publish_job(
@@ -208,6 +111,108 @@ pub(super) async fn execute(
     figures.pages_written = report.files_written as u64;
     figures.pages_removed = report.pages_removed as u64;
     Ok((figures, report, fatal))
+}
+
+/// The rounds of batches: the attempted work first, then (at most [`MAX_ROUNDS`] in all) what
+/// is still without a good text, in follow-up batches or once in real time
+/// (`llm.batch_retry`). Returns how many real-time retries failed (when they ran) and the
+/// run-fatal provider error that stopped the rounds, if one did.
+async fn rounds(
+    ctx: &Collect<'_>,
+    run: &super::RunCtx<'_>,
+    plan: &plan::Plan,
+    attempted: &[WorkItem],
+    opts: &RunOptions,
+    figures: &mut RunFigures,
+) -> Result<(Option<u64>, Option<String>), RunError> {
+    let (project, job) = (ctx.project, ctx.job);
+    let mut realtime_failed = None;
+    let mut fatal = None;
+    for round in 0..MAX_ROUNDS {
+        let mut work: Vec<WorkItem> = if round == 0 {
+            attempted.to_vec()
+        } else {
+            still_to_do(ctx.store, job, plan, attempted).await?
+        };
+        if work.is_empty() {
+            break;
+        }
+        if round == 0
+            && let Some(limit) = opts.max_cost
+        {
+            check_batch_cost(ctx, plan, &work, limit).await?;
+        }
+        if round > 0 && project.llm.batch_retry == BatchRetry::Realtime {
+            info!(
+                requests = work.len(),
+                "retrying failed batch requests in real time"
+            );
+            let before = figures.failed;
+            fatal = super::generate(run, plan, std::mem::take(&mut work), opts, figures)
+                .await?
+                .fatal;
+            realtime_failed = Some(figures.failed - before);
+            break;
+        }
+        info!(round, requests = work.len(), "submitting batch work");
+        let records = match ctx.submit(plan, &work).await {
+            Ok(r) => r,
+            Err(e) if e.class() == ErrorClass::FatalForRun => {
+                fatal = Some(e.to_string());
+                break;
+            }
+            Err(e) => return Err(RunError::ProviderFatal(e.to_string())),
+        };
+        for r in &records {
+            ctx.collect(r, figures)
+                .await
+                .map_err(|e| RunError::ProviderFatal(e.to_string()))?;
+        }
+    }
+    Ok((realtime_failed, fatal))
+}
+
+/// Fails before anything is submitted when the first round's cost at batch prices is over
+/// `--max-cost`, or cannot be estimated (no price for the model).
+async fn check_batch_cost(
+    ctx: &Collect<'_>,
+    plan: &plan::Plan,
+    work: &[WorkItem],
+    limit: f64,
+) -> Result<(), RunError> {
+    let (project, job, provider, store) = (ctx.project, ctx.job, ctx.provider, ctx.store);
+    let est = plan::estimate_work(project, job, plan, work, provider, store).await?;
+    let batch_cost = project
+        .llm
+        .price()
+        .map(|p| p.cost(est.prompt_tokens, est.output_tokens, true));
+    match batch_cost {
+        Some(c) if c > limit => return Err(RunError::OverBudget { estimate: c, limit }),
+        None => {
+            return Err(RunError::Setup(format!(
+                "--max-cost needs [llm.prices.\"{}\"]",
+                provider.model()
+            )));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The entities' template contexts, for the fact check of the answers collected.
+fn entity_contexts(
+    job: &Job,
+    entities: &crate::source::Entities,
+) -> HashMap<String, serde_json::Value> {
+    let features = plan::job_features(job, entities);
+    (0..entities.len())
+        .map(|i| {
+            (
+                entities.keys[i].clone(),
+                crate::prompt::build_context(job, entities, &features, i),
+            )
+        })
+        .collect()
 }
 
 /// The attempted items whose entity still has no good text for its current input hash.
@@ -263,6 +268,21 @@ where
 }
 
 impl Collect<'_> {
+    /// Batches an earlier process submitted and never collected: they are paid for, collect them.
+    async fn collect_open(&self, figures: &mut RunFigures) -> Result<(), RunError> {
+        for b in self.store.open_batches(&self.job.name).await? {
+            info!(
+                row = b.row,
+                batch = b.batch_id.as_deref().unwrap_or("?"),
+                "resuming an open batch"
+            );
+            self.collect(&b, figures)
+                .await
+                .map_err(|e| RunError::ProviderFatal(e.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// Writes the work as batch files and creates the batches, recording each before creating it.
     async fn submit(
         &self,
@@ -381,81 +401,8 @@ impl Collect<'_> {
             {
                 continue;
             }
-            let name = self
-                .names
-                .get(&it.entity_key)
-                .cloned()
-                .unwrap_or_else(|| it.entity_key.clone());
-            let mut g = NewGeneration {
-                run_id: self.run_id,
-                job: self.job.name.clone(),
-                entity_key: it.entity_key.clone(),
-                input_hash: it.input_hash.clone(),
-                status: GenerationStatus::Failed,
-                prompt_system: it.prompt_system.clone(),
-                prompt_user: it.prompt_user.clone(),
-                output: None,
-                error: None,
-                provider: self.provider.name().to_string(),
-                model: self.provider.model().to_string(),
-                tokens_in: 0,
-                tokens_out: 0,
-                cost_usd: 0.0,
-                latency_ms: 0,
-                attempts: 1,
-                attempt_log: Vec::new(),
-            };
-            match results.remove(&it.custom_id) {
-                Some(BatchResult::Answer {
-                    content,
-                    usage,
-                    truncated,
-                }) => {
-                    g.tokens_in = usage.prompt_tokens;
-                    g.tokens_out = usage.completion_tokens;
-                    g.cost_usd = price.map_or(0.0, |p| {
-                        p.cost(
-                            usage.prompt_tokens as u64,
-                            usage.completion_tokens as u64,
-                            true,
-                        )
-                    });
-                    if truncated {
-                        g.error = Some("the answer was cut off at the output token limit".into());
-                        g.attempt_log.push(AttemptOutcome::Truncated.into());
-                    } else {
-                        let prompt = format!("{}\n{}", it.prompt_system, it.prompt_user);
-                        match self.validator.check(
-                            &content,
-                            &prompt,
-                            &name,
-                            self.contexts.get(&it.entity_key),
-                        ) {
-                            Ok(_) => {
-                                g.status = GenerationStatus::Ok;
-                                g.attempt_log.push(AttemptOutcome::Ok.into());
-                            }
-                            Err(rejection) => {
-                                g.status = GenerationStatus::Invalid;
-                                g.error = Some(rejection.to_string());
-                                g.attempt_log.push(AttemptOutcome::Invalid.into());
-                            }
-                        }
-                    }
-                    g.output = Some(content);
-                }
-                Some(BatchResult::Error(message)) => {
-                    g.error = Some(message);
-                    g.attempt_log.push(AttemptOutcome::BatchError.into());
-                }
-                None => {
-                    g.error = Some(format!(
-                        "no answer in batch {batch_id} (status {})",
-                        info.status
-                    ));
-                    g.attempt_log.push(AttemptOutcome::BatchMissing.into());
-                }
-            }
+            let result = results.remove(&it.custom_id);
+            let g = self.batch_generation(&it, result, &batch_id, &info, price);
             figures.tokens_in += g.tokens_in as u64;
             figures.tokens_out += g.tokens_out as u64;
             figures.cost_usd += g.cost_usd;
@@ -482,6 +429,94 @@ impl Collect<'_> {
             .await
             .map_err(fail)?;
         Ok(())
+    }
+
+    /// The generation of one batch request from its result in batch `info`: an answer
+    /// (validated, unless it was cut off), the provider's error for it, or none at all.
+    fn batch_generation(
+        &self,
+        it: &BatchItem,
+        result: Option<BatchResult>,
+        batch_id: &str,
+        info: &BatchInfo,
+        price: Option<crate::config::Price>,
+    ) -> NewGeneration {
+        let name = self
+            .names
+            .get(&it.entity_key)
+            .cloned()
+            .unwrap_or_else(|| it.entity_key.clone());
+        let mut g = NewGeneration {
+            run_id: self.run_id,
+            job: self.job.name.clone(),
+            entity_key: it.entity_key.clone(),
+            input_hash: it.input_hash.clone(),
+            status: GenerationStatus::Failed,
+            prompt_system: it.prompt_system.clone(),
+            prompt_user: it.prompt_user.clone(),
+            output: None,
+            error: None,
+            provider: self.provider.name().to_string(),
+            model: self.provider.model().to_string(),
+            tokens_in: 0,
+            tokens_out: 0,
+            cost_usd: 0.0,
+            latency_ms: 0,
+            attempts: 1,
+            attempt_log: Vec::new(),
+        };
+        match result {
+            Some(BatchResult::Answer {
+                content,
+                usage,
+                truncated,
+            }) => {
+                g.tokens_in = usage.prompt_tokens;
+                g.tokens_out = usage.completion_tokens;
+                g.cost_usd = price.map_or(0.0, |p| {
+                    p.cost(
+                        usage.prompt_tokens as u64,
+                        usage.completion_tokens as u64,
+                        true,
+                    )
+                });
+                if truncated {
+                    g.error = Some("the answer was cut off at the output token limit".into());
+                    g.attempt_log.push(AttemptOutcome::Truncated.into());
+                } else {
+                    let prompt = format!("{}\n{}", it.prompt_system, it.prompt_user);
+                    match self.validator.check(
+                        &content,
+                        &prompt,
+                        &name,
+                        self.contexts.get(&it.entity_key),
+                    ) {
+                        Ok(_) => {
+                            g.status = GenerationStatus::Ok;
+                            g.attempt_log.push(AttemptOutcome::Ok.into());
+                        }
+                        Err(rejection) => {
+                            g.status = GenerationStatus::Invalid;
+                            g.error = Some(rejection.to_string());
+                            g.attempt_log.push(AttemptOutcome::Invalid.into());
+                        }
+                    }
+                }
+                g.output = Some(content);
+            }
+            Some(BatchResult::Error(message)) => {
+                g.error = Some(message);
+                g.attempt_log.push(AttemptOutcome::BatchError.into());
+            }
+            None => {
+                g.error = Some(format!(
+                    "no answer in batch {batch_id} (status {})",
+                    info.status
+                ));
+                g.attempt_log.push(AttemptOutcome::BatchMissing.into());
+            }
+        }
+        g
     }
 
     /// A batch recorded by a process killed before it stored the provider's id: adopts the

@@ -164,17 +164,14 @@ fn too_similar(index: &Index, open: &[bool], max_similarity: f64) -> Vec<(usize,
 
 /// Runs the gate over a run's pages (see the module's doc); `None` when it is off
 /// (`max_similarity` 1) or the run wrote no page.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn run_gate(
-    project: &Project,
-    job: &Job,
+    run: &super::RunCtx<'_>,
     plan: &Plan,
-    run_id: i64,
-    store: Arc<dyn Store>,
-    provider: Arc<dyn Provider>,
     max_cost: Option<f64>,
     figures: &mut RunFigures,
 ) -> Result<Option<GateReport>, RunError> {
+    let (project, job, run_id) = (run.project, run.job, run.run_id);
+    let (store, provider) = (run.store.clone(), run.provider.clone());
     let max = project.publish.max_similarity;
     let mut pages = current_pages(store.as_ref(), job, plan, run_id).await?;
     if max >= 1.0 || !pages.iter().any(|p| p.this_run) {

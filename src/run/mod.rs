@@ -7,7 +7,8 @@ use crate::config::{Job, Project};
 use crate::llm::{ChatRequest, ErrorClass, Provider, ProviderError};
 use crate::plan::{self, Plan, WorkItem};
 use crate::prompt::Prompter;
-use crate::publish::{self, JobInfo, PageInput, PublishReport, SiteInfo, sink::Sink};
+use crate::publish::{self, JobInfo, PageInput, PublishReport, SiteInfo};
+use crate::sink::Sink;
 use crate::source;
 use crate::store::{AttemptOutcome, GenerationStatus, NewGeneration, RunFigures, RunStatus, Store};
 use crate::validate::Validator;
@@ -19,10 +20,12 @@ use tracing::{info, warn};
 
 mod ahead;
 mod batch;
+mod exclusive;
 pub mod gate;
-pub mod locked;
 pub mod spool;
 pub mod worker;
+
+pub use exclusive::{run_exclusive, run_holding_lease};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -191,7 +194,7 @@ pub async fn load_entities_as_of(
     let mut entities = source::fetch_entities(&settings, job, as_of).await?;
     if !job.checks.is_empty() {
         let t = Instant::now();
-        entities.checks = crate::checks::apply(
+        entities.checks = source::apply_checks(
             &settings,
             &job.checks,
             &job.key_column,
@@ -650,46 +653,20 @@ async fn execute(
         work.truncate(limit);
     }
     if let Some(limit) = opts.max_cost {
-        let est = plan::estimate_work(
-            project,
-            job,
-            &plan,
-            &work,
-            provider.as_ref(),
-            store.as_ref(),
-        )
-        .await?;
-        match est.cost_usd {
-            Some(c) if c > limit => return Err(RunError::OverBudget { estimate: c, limit }),
-            None if !work.is_empty() => {
-                return Err(RunError::Setup(format!(
-                    "--max-cost needs a price for model `{}`: add [llm.prices.\"{}\"] to shopscribe.toml",
-                    provider.model(),
-                    provider.model()
-                )));
-            }
-            _ => {}
-        }
-        info!(
-            estimate = est.cost_usd.unwrap_or(0.0),
-            limit, "cost estimate within --max-cost"
-        );
+        let (provider, store) = (provider.as_ref(), store.as_ref());
+        check_max_cost(project, job, &plan, &work, provider, store, limit).await?;
     }
 
     // Pages are written as their texts are stored, while the rest is still generating.
     let ahead = ahead::start(project, job, &plan, &work, run_id, store.clone(), policy).await;
-    let generated = generate(
+    let run = RunCtx {
         project,
         job,
-        &plan,
-        work,
         run_id,
-        store.clone(),
-        provider.clone(),
-        opts,
-        &mut figures,
-    )
-    .await;
+        store: store.clone(),
+        provider: provider.clone(),
+    };
+    let generated = generate(&run, &plan, work, opts, &mut figures).await;
     let ahead = ahead.finish().await;
     let fatal = generated?.fatal;
     info!(
@@ -701,17 +678,7 @@ async fn execute(
     // After a fatal provider error no regeneration could be paid for: the gate is left out
     // and the next run's gate sees this run's pages as earlier ones.
     if fatal.is_none() {
-        gate::run_gate(
-            project,
-            job,
-            &plan,
-            run_id,
-            store.clone(),
-            provider.clone(),
-            opts.max_cost,
-            &mut figures,
-        )
-        .await?;
+        gate::run_gate(&run, &plan, opts.max_cost, &mut figures).await?;
     }
 
     // Publish what is good, also after a fatal provider error: nothing generated is held back.
@@ -722,6 +689,36 @@ async fn execute(
     figures.pages_written = report.files_written as u64;
     figures.pages_removed = report.pages_removed as u64;
     Ok((figures, report, fatal))
+}
+
+/// Fails before anything is spent when the work's estimated cost is over `--max-cost`, or
+/// cannot be estimated (no price for the model).
+async fn check_max_cost(
+    project: &Project,
+    job: &Job,
+    plan: &Plan,
+    work: &[WorkItem],
+    provider: &dyn Provider,
+    store: &dyn Store,
+    limit: f64,
+) -> Result<(), RunError> {
+    let est = plan::estimate_work(project, job, plan, work, provider, store).await?;
+    match est.cost_usd {
+        Some(c) if c > limit => return Err(RunError::OverBudget { estimate: c, limit }),
+        None if !work.is_empty() => {
+            return Err(RunError::Setup(format!(
+                "--max-cost needs a price for model `{}`: add [llm.prices.\"{}\"] to shopscribe.toml",
+                provider.model(),
+                provider.model()
+            )));
+        }
+        _ => {}
+    }
+    info!(
+        estimate = est.cost_usd.unwrap_or(0.0),
+        limit, "cost estimate within --max-cost"
+    );
+    Ok(())
 }
 
 /// A publish that failed after generating fails the run with its figures kept (what was paid
@@ -747,6 +744,16 @@ fn publish_or_record(
     }
 }
 
+/// What the stages of one run of one job share: the project, the job, the run, the store and
+/// the provider.
+pub(crate) struct RunCtx<'a> {
+    pub project: &'a Project,
+    pub job: &'a Job,
+    pub run_id: i64,
+    pub store: Arc<dyn Store>,
+    pub provider: Arc<dyn Provider>,
+}
+
 /// The outcome of one entity's generation.
 struct Outcome {
     generation: NewGeneration,
@@ -757,245 +764,341 @@ struct Outcome {
     stopped: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Generates the work list's entities (at most `llm.max_in_flight` at once), storing their
+/// answers as they come in chunks and counting them into `figures`; stops starting requests
+/// after a run-fatal provider error, at `--max-cost`, or when the store does not take answers
+/// (those are kept and stored once more at the end, or spooled).
 pub(crate) async fn generate(
-    project: &Project,
-    job: &Job,
+    run: &RunCtx<'_>,
     plan: &Plan,
     work: Vec<WorkItem>,
-    run_id: i64,
-    store: Arc<dyn Store>,
-    provider: Arc<dyn Provider>,
     opts: &RunOptions,
     figures: &mut RunFigures,
 ) -> Result<Generated, RunError> {
-    let mut out = Generated::default();
+    let (project, job, run_id) = (run.project, run.job, run.run_id);
     if work.is_empty() {
-        return Ok(out);
+        return Ok(Generated::default());
     }
     let prompter = Arc::new(Prompter::new(job)?);
     let validator =
         Arc::new(Validator::new(&job.schema, job.validate.clone()).map_err(RunError::Setup)?);
-    let schema = Arc::new(job.schema.clone());
-    let stop = Arc::new(AtomicBool::new(false));
-    // Spend so far in micro-USD, updated by each task as it finishes so --max-cost stops new
-    // requests at once (not when the consumer gets to the result).
-    let spent = Arc::new(std::sync::atomic::AtomicU64::new(
-        (figures.cost_usd * 1e6) as u64,
-    ));
-    let max_cost = opts.max_cost;
+    let caller = EntityCaller {
+        prompter,
+        validator,
+        schema: Arc::new(job.schema.clone()),
+        provider: run.provider.clone(),
+        llm: &project.llm,
+        job: &job.name,
+        run_id,
+        stop: AtomicBool::new(false),
+        // Spend so far in micro-USD, updated by each task as it finishes so --max-cost stops
+        // new requests at once (not when the consumer gets to the result).
+        spent: std::sync::atomic::AtomicU64::new((figures.cost_usd * 1e6) as u64),
+        max_cost: opts.max_cost,
+    };
     let bar = progress_bar(work.len() as u64, opts.progress);
     let total = work.len() as u64;
-
-    let tasks = work.into_iter().map(|w| {
-        let key = plan.entities.keys[w.index].clone();
-        let name = plan.entities.name(w.index).to_string();
-        let (prompter, validator, provider, schema, stop, spent) = (
-            prompter.clone(),
-            validator.clone(),
-            provider.clone(),
-            schema.clone(),
-            stop.clone(),
-            spent.clone(),
-        );
-        let llm = project.llm.clone();
-        let job_name = job.name.clone();
-        async move {
-            if stop.load(Ordering::Relaxed) {
-                return Ok::<Option<Outcome>, RunError>(None);
-            }
-            let (system, user) = prompter.render(&key, &w.context)?;
-            let request = ChatRequest {
-                entity_key: key.clone(),
-                system,
-                user,
-                schema: schema.clone(),
-                max_output_tokens: llm.max_output_tokens,
-                temperature: llm.temperature,
-                context: w.context.clone(),
-                variation: 0,
-            };
-            let policy = AttemptPolicy {
-                max_attempts: llm.max_attempts,
-                budget: llm.max_entity_time,
-                price: llm.price(),
-            };
-            let mut outcome =
-                generate_one(&*provider, &validator, request, &name, policy, &stop).await;
-            // Too long for the model: render again with the template's optional parts left out
-            // (`trim` is true) and try once more, if that made the prompt shorter.
-            if outcome.last_attempt == Some(AttemptOutcome::ContextTooLong) {
-                let mut trimmed = (*w.context).clone();
-                trimmed["trim"] = serde_json::Value::Bool(true);
-                let (system, user) = prompter.render(&key, &trimmed)?;
-                let before = &outcome.generation;
-                let left = llm.max_attempts.saturating_sub(before.attempts);
-                if left > 0
-                    && system.len() + user.len()
-                        < before.prompt_system.len() + before.prompt_user.len()
-                {
-                    let request = ChatRequest {
-                        entity_key: key.clone(),
-                        system,
-                        user,
-                        schema: schema.clone(),
-                        max_output_tokens: llm.max_output_tokens,
-                        temperature: llm.temperature,
-                        context: Arc::new(trimmed),
-                        variation: 0,
-                    };
-                    let policy = AttemptPolicy {
-                        max_attempts: left,
-                        ..policy
-                    };
-                    let second =
-                        generate_one(&*provider, &validator, request, &name, policy, &stop).await;
-                    let first = std::mem::replace(&mut outcome, second);
-                    let g = &mut outcome.generation;
-                    g.attempts += first.generation.attempts;
-                    g.tokens_in += first.generation.tokens_in;
-                    g.tokens_out += first.generation.tokens_out;
-                    g.cost_usd += first.generation.cost_usd;
-                    g.latency_ms += first.generation.latency_ms;
-                    let mut log = first.generation.attempt_log;
-                    log.append(&mut g.attempt_log);
-                    g.attempt_log = log;
-                }
-            }
-            if outcome.fatal.is_some() {
-                // Stop here, not when the consumer sees it, so no further request is started.
-                stop.store(true, Ordering::Relaxed);
-            }
-            let total = spent.fetch_add(
-                (outcome.generation.cost_usd * 1e6) as u64,
-                Ordering::Relaxed,
-            ) + (outcome.generation.cost_usd * 1e6) as u64;
-            if max_cost.is_some_and(|m| total as f64 / 1e6 >= m)
-                && !stop.swap(true, Ordering::Relaxed)
-            {
-                warn!(
-                    spent = total as f64 / 1e6,
-                    "--max-cost reached; the rest stays pending"
-                );
-            }
-            Ok(Some(Outcome {
-                generation: NewGeneration {
-                    run_id,
-                    job: job_name,
-                    entity_key: key,
-                    input_hash: w.input_hash,
-                    // Real-time calls, also the retries of a batch run.
-                    provider: crate::llm::realtime_name(provider.name()).to_string(),
-                    model: provider.model().to_string(),
-                    ..outcome.generation
-                },
-                last_attempt: outcome.last_attempt,
-                fatal: outcome.fatal,
-                stopped: outcome.stopped,
-            }))
-        }
-    });
-
-    let mut fatal = None;
-    let mut done = 0u64;
-    // Paid answers the store would not take: kept (at most a chunk and the requests in flight,
-    // since no new request starts once the store failed), stored later or spooled.
-    let mut unsaved: Vec<NewGeneration> = Vec::new();
-    let mut first_error: Option<RunError> = None;
-    let mut results = futures::stream::iter(tasks)
+    let calls = work.into_iter().map(|w| caller.call(plan, w));
+    let mut collected = Collected {
+        figures,
+        out: Generated::default(),
+        done: 0,
+        unsaved: Vec::new(),
+        first_error: None,
+    };
+    let mut results = futures::stream::iter(calls)
         .buffer_unordered(project.llm.max_in_flight)
         .ready_chunks(64);
     while let Some(chunk) = results.next().await {
-        let mut batch = Vec::with_capacity(chunk.len());
-        for r in chunk {
-            let outcome = match r {
-                Ok(Some(outcome)) => outcome,
-                Ok(None) => continue,
-                Err(e) => {
-                    // Stop, but keep what the others were paid for: stored below, then the error.
-                    stop.store(true, Ordering::Relaxed);
-                    first_error.get_or_insert(e);
-                    continue;
-                }
-            };
-            if let Some(f) = outcome.fatal {
-                // The row that met a run-fatal error is not recorded: it stays pending.
-                if fatal.is_none() {
-                    warn!(error = %f, "provider error that no retry can fix; stopping the run");
-                    fatal = Some(f);
-                }
-                stop.store(true, Ordering::Relaxed);
-                continue;
-            }
-            let g = outcome.generation;
-            if outcome.stopped {
-                // Left pending; whatever its earlier attempts used is still counted as spent.
-                figures.tokens_in += g.tokens_in as u64;
-                figures.tokens_out += g.tokens_out as u64;
-                figures.cost_usd += g.cost_usd;
-                continue;
-            }
-            figures.tokens_in += g.tokens_in as u64;
-            figures.tokens_out += g.tokens_out as u64;
-            figures.cost_usd += g.cost_usd;
-            match g.status {
-                GenerationStatus::Ok => figures.generated += 1,
-                _ => {
-                    figures.failed += 1;
-                    warn!(key = %g.entity_key, error = g.error.as_deref().unwrap_or(""), "entity failed");
-                }
-            }
-            out.outcomes.push((g.entity_key.clone(), g.status));
-            batch.push(g);
+        let batch: Vec<NewGeneration> = chunk
+            .into_iter()
+            .filter_map(|r| collected.take(r, &caller.stop))
+            .collect();
+        collected
+            .store(batch, run.store.as_ref(), &caller.stop)
+            .await;
+        if let Some(b) = &bar {
+            b.set_position(collected.done);
         }
-        if !unsaved.is_empty() {
-            unsaved.append(&mut batch);
-            continue;
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    collected
+        .finish(project, job, run_id, run.store.as_ref(), total)
+        .await
+}
+
+/// What every entity's generation in [`generate`] shares: the prompt, the validator, the
+/// provider, and the flag and spend that stop new requests.
+struct EntityCaller<'a> {
+    prompter: Arc<Prompter>,
+    validator: Arc<Validator>,
+    schema: Arc<serde_json::Value>,
+    provider: Arc<dyn Provider>,
+    llm: &'a crate::config::LlmConfig,
+    job: &'a str,
+    run_id: i64,
+    stop: AtomicBool,
+    spent: std::sync::atomic::AtomicU64,
+    max_cost: Option<f64>,
+}
+
+impl EntityCaller<'_> {
+    /// One entity's generation, ready to be recorded; `None` when the run stopped before it
+    /// started.
+    async fn call(&self, plan: &Plan, w: WorkItem) -> Result<Option<Outcome>, RunError> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let key = plan.entities.keys[w.index].clone();
+        let name = plan.entities.name(w.index).to_string();
+        let (system, user) = self.prompter.render(&key, &w.context)?;
+        let request = self.request(&key, system, user, w.context.clone());
+        let policy = AttemptPolicy {
+            max_attempts: self.llm.max_attempts,
+            budget: self.llm.max_entity_time,
+            price: self.llm.price(),
+        };
+        let provider = &*self.provider;
+        let mut outcome = generate_one(
+            provider,
+            &self.validator,
+            request,
+            &name,
+            policy,
+            &self.stop,
+        )
+        .await;
+        if outcome.last_attempt == Some(AttemptOutcome::ContextTooLong) {
+            outcome = self
+                .retry_trimmed(&key, &name, &w.context, outcome, policy)
+                .await?;
+        }
+        if outcome.fatal.is_some() {
+            // Stop here, not when the consumer sees it, so no further request is started.
+            self.stop.store(true, Ordering::Relaxed);
+        }
+        self.count_spend(&outcome);
+        Ok(Some(Outcome {
+            generation: NewGeneration {
+                run_id: self.run_id,
+                job: self.job.to_string(),
+                entity_key: key,
+                input_hash: w.input_hash,
+                // Real-time calls, also the retries of a batch run.
+                provider: crate::llm::realtime_name(provider.name()).to_string(),
+                model: provider.model().to_string(),
+                ..outcome.generation
+            },
+            last_attempt: outcome.last_attempt,
+            fatal: outcome.fatal,
+            stopped: outcome.stopped,
+        }))
+    }
+
+    fn request(
+        &self,
+        key: &str,
+        system: String,
+        user: String,
+        context: Arc<serde_json::Value>,
+    ) -> ChatRequest {
+        ChatRequest {
+            entity_key: key.to_string(),
+            system,
+            user,
+            schema: self.schema.clone(),
+            max_output_tokens: self.llm.max_output_tokens,
+            temperature: self.llm.temperature,
+            context,
+            variation: 0,
+        }
+    }
+
+    /// Too long for the model: render again with the template's optional parts left out
+    /// (`trim` is true) and try once more, if that made the prompt shorter. The two tries'
+    /// attempts, tokens, cost and time add up on the one generation.
+    async fn retry_trimmed(
+        &self,
+        key: &str,
+        name: &str,
+        context: &serde_json::Value,
+        mut outcome: Outcome,
+        policy: AttemptPolicy,
+    ) -> Result<Outcome, RunError> {
+        let mut trimmed = context.clone();
+        trimmed["trim"] = serde_json::Value::Bool(true);
+        let (system, user) = self.prompter.render(key, &trimmed)?;
+        let before = &outcome.generation;
+        let left = self.llm.max_attempts.saturating_sub(before.attempts);
+        if left == 0
+            || system.len() + user.len() >= before.prompt_system.len() + before.prompt_user.len()
+        {
+            return Ok(outcome);
+        }
+        let request = self.request(key, system, user, Arc::new(trimmed));
+        let policy = AttemptPolicy {
+            max_attempts: left,
+            ..policy
+        };
+        let second = generate_one(
+            &*self.provider,
+            &self.validator,
+            request,
+            name,
+            policy,
+            &self.stop,
+        )
+        .await;
+        let first = std::mem::replace(&mut outcome, second);
+        let g = &mut outcome.generation;
+        g.attempts += first.generation.attempts;
+        g.tokens_in += first.generation.tokens_in;
+        g.tokens_out += first.generation.tokens_out;
+        g.cost_usd += first.generation.cost_usd;
+        g.latency_ms += first.generation.latency_ms;
+        let mut log = first.generation.attempt_log;
+        log.append(&mut g.attempt_log);
+        g.attempt_log = log;
+        Ok(outcome)
+    }
+
+    /// Adds an entity's cost to the run's spend; at `--max-cost`, no new request starts.
+    fn count_spend(&self, outcome: &Outcome) {
+        let cost = (outcome.generation.cost_usd * 1e6) as u64;
+        let total = self.spent.fetch_add(cost, Ordering::Relaxed) + cost;
+        if self.max_cost.is_some_and(|m| total as f64 / 1e6 >= m)
+            && !self.stop.swap(true, Ordering::Relaxed)
+        {
+            warn!(
+                spent = total as f64 / 1e6,
+                "--max-cost reached; the rest stays pending"
+            );
+        }
+    }
+}
+
+/// The answers of [`generate`] as they come: counted, stored chunk by chunk.
+struct Collected<'f> {
+    figures: &'f mut RunFigures,
+    out: Generated,
+    /// Answers the store took.
+    done: u64,
+    /// Paid answers the store would not take: kept (at most a chunk and the requests in
+    /// flight, since no new request starts once the store failed), stored later or spooled.
+    unsaved: Vec<NewGeneration>,
+    first_error: Option<RunError>,
+}
+
+impl Collected<'_> {
+    /// Counts one entity's result; its generation when it is to be stored (`None` for one left
+    /// pending: stopped, met a run-fatal error, or failed to render).
+    fn take(
+        &mut self,
+        r: Result<Option<Outcome>, RunError>,
+        stop: &AtomicBool,
+    ) -> Option<NewGeneration> {
+        let outcome = match r {
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => return None,
+            Err(e) => {
+                // Stop, but keep what the others were paid for: stored below, then the error.
+                stop.store(true, Ordering::Relaxed);
+                self.first_error.get_or_insert(e);
+                return None;
+            }
+        };
+        if let Some(f) = outcome.fatal {
+            // The row that met a run-fatal error is not recorded: it stays pending.
+            if self.out.fatal.is_none() {
+                warn!(error = %f, "provider error that no retry can fix; stopping the run");
+                self.out.fatal = Some(f);
+            }
+            stop.store(true, Ordering::Relaxed);
+            return None;
+        }
+        let g = outcome.generation;
+        let figures = &mut *self.figures;
+        // Left pending when stopped; whatever its earlier attempts used is still spent.
+        figures.tokens_in += g.tokens_in as u64;
+        figures.tokens_out += g.tokens_out as u64;
+        figures.cost_usd += g.cost_usd;
+        if outcome.stopped {
+            return None;
+        }
+        match g.status {
+            GenerationStatus::Ok => figures.generated += 1,
+            _ => {
+                figures.failed += 1;
+                warn!(key = %g.entity_key, error = g.error.as_deref().unwrap_or(""), "entity failed");
+            }
+        }
+        self.out.outcomes.push((g.entity_key.clone(), g.status));
+        Some(g)
+    }
+
+    /// Stores a chunk of answers; once the store failed, they are kept with the others.
+    async fn store(&mut self, mut batch: Vec<NewGeneration>, store: &dyn Store, stop: &AtomicBool) {
+        if !self.unsaved.is_empty() {
+            self.unsaved.append(&mut batch);
+            return;
         }
         match crate::store::with_reconnect("storing generations", || {
             store.record_generations(&batch)
         })
         .await
         {
-            Ok(()) => done += batch.len() as u64,
+            Ok(()) => self.done += batch.len() as u64,
             Err(e) => {
                 warn!(error = %e, answers = batch.len(), "cannot store the answers; no new request is started, and they are kept to be stored");
                 stop.store(true, Ordering::Relaxed);
-                unsaved = batch;
-            }
-        }
-        if let Some(b) = &bar {
-            b.set_position(done);
-        }
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    if !unsaved.is_empty() {
-        // Once more, the requests in flight drained (waiting out a connection failure).
-        match crate::store::with_reconnect("storing kept answers", || {
-            store.record_generations(&unsaved)
-        })
-        .await
-        {
-            Ok(()) => done += unsaved.len() as u64,
-            Err(source) => {
-                let path = spool::write(&project.spool_dir, &job.name, run_id, &unsaved)
-                    .map_err(RunError::Spool)?;
-                return Err(RunError::Spooled {
-                    answers: unsaved.len(),
-                    path,
-                    source,
-                });
+                self.unsaved = batch;
             }
         }
     }
-    if let Some(e) = first_error {
-        return Err(e);
+
+    /// Stores the kept answers once more (the requests in flight drained, waiting out a
+    /// connection failure) or spools them; then the first error, if any, or what was done.
+    async fn finish(
+        self,
+        project: &Project,
+        job: &Job,
+        run_id: i64,
+        store: &dyn Store,
+        total: u64,
+    ) -> Result<Generated, RunError> {
+        let Collected {
+            figures,
+            out,
+            mut done,
+            unsaved,
+            first_error,
+        } = self;
+        if !unsaved.is_empty() {
+            match crate::store::with_reconnect("storing kept answers", || {
+                store.record_generations(&unsaved)
+            })
+            .await
+            {
+                Ok(()) => done += unsaved.len() as u64,
+                Err(source) => {
+                    let path = spool::write(&project.spool_dir, &job.name, run_id, &unsaved)
+                        .map_err(RunError::Spool)?;
+                    return Err(RunError::Spooled {
+                        answers: unsaved.len(),
+                        path,
+                        source,
+                    });
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        figures.pending += total - done;
+        Ok(out)
     }
-    figures.pending += total - done;
-    out.fatal = fatal;
-    Ok(out)
 }
 
 /// What [`generate`] did.
@@ -1040,86 +1143,28 @@ async fn generate_one(
     let original_user = request.user.clone();
     let context = request.context.clone();
     let prompt_for_guard = format!("{}\n{}", request.system, original_user);
-    let mut g = NewGeneration {
-        run_id: 0,
-        job: String::new(),
-        entity_key: String::new(),
-        input_hash: String::new(),
-        status: GenerationStatus::Failed,
-        prompt_system: request.system.clone(),
-        prompt_user: request.user.clone(),
-        output: None,
-        error: None,
-        provider: String::new(),
-        model: String::new(),
-        tokens_in: 0,
-        tokens_out: 0,
-        cost_usd: 0.0,
-        latency_ms: 0,
-        attempts: 0,
-        attempt_log: Vec::new(),
-    };
-    let charge = |g: &mut NewGeneration, usage: crate::llm::Usage| {
-        g.tokens_in += usage.prompt_tokens;
-        g.tokens_out += usage.completion_tokens;
-        if let Some(p) = policy.price {
-            g.cost_usd += p.cost(
-                usage.prompt_tokens as u64,
-                usage.completion_tokens as u64,
-                false,
-            );
-        }
-    };
-    let mut last_attempt = None;
-    let log =
-        |g: &mut NewGeneration, last: &mut Option<AttemptOutcome>, outcome: AttemptOutcome| {
-            g.attempt_log.push(outcome.into());
-            *last = Some(outcome);
-        };
-    let (mut invalid_answers, mut truncated_answers) = (0u32, 0u32);
-    let mut backoff = Duration::from_millis(500);
-    while g.attempts < policy.max_attempts {
+    let mut a = Attempts::new(&request, policy.price);
+    while a.g.attempts < policy.max_attempts {
         if stop.load(Ordering::Relaxed) {
-            return Outcome {
-                generation: g,
-                last_attempt,
-                fatal: None,
-                stopped: true,
-            };
+            return a.outcome(None, true);
         }
         if started.elapsed() >= policy.budget {
-            g.error = Some(format!(
+            a.g.error = Some(format!(
                 "gave up after {:.0} s (llm.max_entity_seconds); last error: {}",
                 started.elapsed().as_secs_f64(),
-                g.error.as_deref().unwrap_or("none")
+                a.g.error.as_deref().unwrap_or("none")
             ));
             break;
         }
-        g.attempts += 1;
+        a.g.attempts += 1;
         match provider.complete(&request).await {
             Ok(resp) => {
-                charge(&mut g, resp.usage);
-                g.latency_ms += resp.latency.as_millis() as u64;
+                a.charge(resp.usage);
+                a.g.latency_ms += resp.latency.as_millis() as u64;
                 match validator.check(&resp.content, &prompt_for_guard, name, Some(&context)) {
-                    Ok(_) => {
-                        log(&mut g, &mut last_attempt, AttemptOutcome::Ok);
-                        g.status = GenerationStatus::Ok;
-                        g.output = Some(resp.content);
-                        g.error = None;
-                        return Outcome {
-                            generation: g,
-                            last_attempt,
-                            fatal: None,
-                            stopped: false,
-                        };
-                    }
+                    Ok(_) => return a.valid(resp.content),
                     Err(rejection) => {
-                        log(&mut g, &mut last_attempt, AttemptOutcome::Invalid);
-                        g.status = GenerationStatus::Invalid;
-                        g.error = Some(rejection.to_string());
-                        g.output = Some(resp.content.clone());
-                        invalid_answers += 1;
-                        if invalid_answers >= MAX_INVALID {
+                        if !a.invalid(rejection.to_string(), &resp.content) {
                             break;
                         }
                         request.user = format!(
@@ -1127,50 +1172,20 @@ async fn generate_one(
                              Previous answer:\n{}\n\nReturn a corrected JSON object.",
                             resp.content
                         );
-                        g.prompt_user = request.user.clone();
+                        a.g.prompt_user = request.user.clone();
                     }
                 }
             }
             Err(e) => {
-                log(&mut g, &mut last_attempt, AttemptOutcome::from(&e));
-                g.error = Some(e.to_string());
-                g.status = GenerationStatus::Failed;
+                a.log(AttemptOutcome::from(&e));
+                a.g.error = Some(e.to_string());
+                a.g.status = GenerationStatus::Failed;
                 match e.class() {
-                    ErrorClass::FatalForRun => {
-                        return Outcome {
-                            generation: g,
-                            last_attempt,
-                            fatal: Some(e.to_string()),
-                            stopped: false,
-                        };
-                    }
+                    ErrorClass::FatalForRun => return a.outcome(Some(e.to_string()), false),
                     ErrorClass::FatalForRow => break,
                     ErrorClass::Retryable => {
-                        let wait = match &e {
-                            ProviderError::Truncated { usage, .. } => {
-                                charge(&mut g, *usage);
-                                truncated_answers += 1;
-                                if truncated_answers >= MAX_TRUNCATED {
-                                    break;
-                                }
-                                if truncated_answers == 1 {
-                                    request.max_output_tokens =
-                                        request.max_output_tokens.saturating_mul(2);
-                                    Duration::ZERO
-                                } else {
-                                    full_jitter(Duration::from_millis(500))
-                                }
-                            }
-                            // The limiter already holds every request for the server's pause;
-                            // a little jitter spreads the restart.
-                            ProviderError::RateLimited { .. } => {
-                                full_jitter(Duration::from_millis(100))
-                            }
-                            _ => {
-                                let w = full_jitter(backoff);
-                                backoff = (backoff * 2).min(Duration::from_secs(30));
-                                w
-                            }
+                        let Some(wait) = a.retry_wait(&e, &mut request) else {
+                            break;
                         };
                         let left = policy.budget.saturating_sub(started.elapsed());
                         tokio::time::sleep(wait.min(left)).await;
@@ -1179,11 +1194,126 @@ async fn generate_one(
             }
         }
     }
-    Outcome {
-        generation: g,
-        last_attempt,
-        fatal: None,
-        stopped: false,
+    a.outcome(None, false)
+}
+
+/// One entity's attempts so far (see [`generate_one`]): the generation being recorded, how its
+/// last attempt ended, and the counts and back-off that bound its retries.
+struct Attempts {
+    g: NewGeneration,
+    last_attempt: Option<AttemptOutcome>,
+    price: Option<crate::config::Price>,
+    invalid_answers: u32,
+    truncated_answers: u32,
+    backoff: Duration,
+}
+
+impl Attempts {
+    fn new(request: &ChatRequest, price: Option<crate::config::Price>) -> Attempts {
+        Attempts {
+            g: NewGeneration {
+                run_id: 0,
+                job: String::new(),
+                entity_key: String::new(),
+                input_hash: String::new(),
+                status: GenerationStatus::Failed,
+                prompt_system: request.system.clone(),
+                prompt_user: request.user.clone(),
+                output: None,
+                error: None,
+                provider: String::new(),
+                model: String::new(),
+                tokens_in: 0,
+                tokens_out: 0,
+                cost_usd: 0.0,
+                latency_ms: 0,
+                attempts: 0,
+                attempt_log: Vec::new(),
+            },
+            last_attempt: None,
+            price,
+            invalid_answers: 0,
+            truncated_answers: 0,
+            backoff: Duration::from_millis(500),
+        }
+    }
+
+    /// Counts an answer's tokens and their cost.
+    fn charge(&mut self, usage: crate::llm::Usage) {
+        let g = &mut self.g;
+        g.tokens_in += usage.prompt_tokens;
+        g.tokens_out += usage.completion_tokens;
+        if let Some(p) = self.price {
+            g.cost_usd += p.cost(
+                usage.prompt_tokens as u64,
+                usage.completion_tokens as u64,
+                false,
+            );
+        }
+    }
+
+    fn log(&mut self, outcome: AttemptOutcome) {
+        self.g.attempt_log.push(outcome.into());
+        self.last_attempt = Some(outcome);
+    }
+
+    /// The entity's outcome as it stands.
+    fn outcome(self, fatal: Option<String>, stopped: bool) -> Outcome {
+        Outcome {
+            generation: self.g,
+            last_attempt: self.last_attempt,
+            fatal,
+            stopped,
+        }
+    }
+
+    /// An answer that validates: the entity is done.
+    fn valid(mut self, content: String) -> Outcome {
+        self.log(AttemptOutcome::Ok);
+        self.g.status = GenerationStatus::Ok;
+        self.g.output = Some(content);
+        self.g.error = None;
+        self.outcome(None, false)
+    }
+
+    /// An answer the validator rejected, kept with its reason; false once [`MAX_INVALID`] such
+    /// answers were given (the entity is given up), true when a repair may be asked for.
+    fn invalid(&mut self, rejection: String, content: &str) -> bool {
+        self.log(AttemptOutcome::Invalid);
+        self.g.status = GenerationStatus::Invalid;
+        self.g.error = Some(rejection);
+        self.g.output = Some(content.to_string());
+        self.invalid_answers += 1;
+        self.invalid_answers < MAX_INVALID
+    }
+
+    /// How long to wait before retrying after the retryable error `e`; `None` when the entity is
+    /// given up (too many truncated answers). A first truncated answer doubles the request's
+    /// output budget and is retried at once.
+    fn retry_wait(&mut self, e: &ProviderError, request: &mut ChatRequest) -> Option<Duration> {
+        Some(match e {
+            ProviderError::Truncated { usage, .. } => {
+                self.charge(*usage);
+                self.truncated_answers += 1;
+                if self.truncated_answers >= MAX_TRUNCATED {
+                    return None;
+                }
+                if self.truncated_answers == 1 {
+                    request.max_output_tokens = request.max_output_tokens.saturating_mul(2);
+                    Duration::ZERO
+                } else {
+                    full_jitter(Duration::from_millis(500))
+                }
+            }
+            // The limiter already holds every request for the server's pause;
+            // a little jitter spreads the restart.
+            ProviderError::RateLimited { .. } => full_jitter(Duration::from_millis(100)),
+            _ => {
+                let w = full_jitter(self.backoff);
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+                w
+            }
+        })
     }
 }
 

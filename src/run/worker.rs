@@ -48,8 +48,8 @@ pub async fn enqueue(
     let job = project.job(job_name).map_err(RunError::Setup)?;
     // Planned under the job's lock: no other run of the job meanwhile. The run's workers take
     // the lock again while they work it (under the run's own holder name, shared by them all).
-    let holder = super::locked::holder_name("enqueue");
-    super::locked::acquire(store, &job.name, &holder, wait).await?;
+    let holder = crate::lease::holder_name("enqueue");
+    super::exclusive::acquire(store, &job.name, &holder, wait).await?;
     let queued = enqueue_locked(project, job, store, provider, queue, opts).await;
     if let Err(e) = store.unlock_job(&job.name, &holder).await {
         warn!(error = %e, "could not release the job's lock; it lapses by itself");
@@ -192,7 +192,76 @@ pub async fn work(
     queue: &Queue,
     opts: &WorkerOptions,
 ) -> Result<WorkerReport, RunError> {
-    let (run_id, job_name) = match opts.run {
+    let (run_id, job_name) = run_to_work(store.as_ref(), queue, opts).await?;
+    let job = project.job(&job_name).map_err(RunError::Setup)?.clone();
+    let me = opts.id.clone();
+    info!(run_id, job = %job.name, worker = %me, "worker started");
+    // The job's lock, shared by the run's workers (one holder name): a CLI run, the API or
+    // `watch` running the job meanwhile wait for the workers, and a worker waits for them.
+    let lock = distributed_holder(run_id);
+    super::exclusive::acquire(store.as_ref(), &job.name, &lock, true).await?;
+    let worker = RunWorker {
+        project,
+        store,
+        provider,
+        queue,
+        run_id,
+        job,
+        me,
+        lock,
+    };
+
+    // Every worker derives the same features from the same source; contexts come from here.
+    let entities = load_entities(project, &worker.job).await?;
+    let plan = plan::make_plan(
+        &worker.job,
+        entities,
+        &HashMap::new(),
+        worker.provider.as_ref(),
+        true,
+    );
+
+    let beat = worker.start_heartbeat().await?;
+    let mut report = WorkerReport {
+        run_id,
+        job: worker.job.name.clone(),
+        ..Default::default()
+    };
+    let result = worker.work_tasks(&plan, &mut report).await;
+    beat.stop();
+    let _ = queue.leave(&worker.me).await;
+    let mut fatal = match result {
+        Ok(fatal) => fatal,
+        Err(e) => {
+            worker.release_if_last().await;
+            return Err(e);
+        }
+    };
+    info!(run_id, worker = %worker.me, claimed = report.claimed, generated = report.generated, "worker done");
+
+    // One process at a time finishes the run: the first to claim the (leased) publish step once
+    // no task is open, or once the run failed (a run-fatal error, here or in another worker).
+    let counts = queue.counts(run_id).await?;
+    let (status, error) = queue.run_status(run_id).await?;
+    if fatal.is_none() && status != RunStatus::Running {
+        fatal = Some(error.unwrap_or_else(|| format!("the run is {status}")));
+    }
+    if (counts.open() == 0 || fatal.is_some()) && queue.become_publisher(run_id, &worker.me).await?
+    {
+        report.finished = Some(worker.publish_and_finish(&plan, counts, fatal).await?);
+    } else {
+        worker.release_if_last().await;
+    }
+    Ok(report)
+}
+
+/// The run a worker works: `opts.run`, or else the oldest distributed run with work left.
+async fn run_to_work(
+    store: &dyn Store,
+    queue: &Queue,
+    opts: &WorkerOptions,
+) -> Result<(i64, String), RunError> {
+    Ok(match opts.run {
         Some(id) => {
             let run = store
                 .run(id)
@@ -209,164 +278,198 @@ pub async fn work(
                     .into(),
             )
             })?,
-    };
-    let job = project.job(&job_name).map_err(RunError::Setup)?.clone();
-    let me = opts.id.clone();
-    info!(run_id, job = %job.name, worker = %me, "worker started");
-    // The job's lock, shared by the run's workers (one holder name): a CLI run, the API or
-    // `watch` running the job meanwhile wait for the workers, and a worker waits for them.
-    let lock = distributed_holder(run_id);
-    super::locked::acquire(store.as_ref(), &job.name, &lock, true).await?;
+    })
+}
 
-    // Every worker derives the same features from the same source; contexts come from here.
-    let entities = load_entities(project, &job).await?;
-    let plan = plan::make_plan(&job, entities, &HashMap::new(), provider.as_ref(), true);
-    let index: HashMap<&str, usize> = plan
-        .work
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (plan.entities.keys[w.index].as_str(), i))
-        .collect();
+/// One worker on one distributed run: what each step of [`work`] needs.
+struct RunWorker<'a> {
+    project: &'a Project,
+    store: Arc<dyn Store>,
+    provider: Arc<dyn Provider>,
+    queue: &'a Queue,
+    run_id: i64,
+    job: crate::config::Job,
+    /// This worker's id (its task claims and heartbeats).
+    me: String,
+    /// The holder name of the job's lock, shared by the run's workers.
+    lock: String,
+}
 
-    // Heartbeats: keep leases alive and take 1/N of the rate limit, N = live workers.
-    let live = queue.heartbeat(run_id, &me).await?;
-    provider.set_rate_share(1.0 / live as f64);
-    let stop_beat = Arc::new(AtomicBool::new(false));
-    let beat = {
-        let (queue, me, provider, stop) = (
-            queue.clone(),
-            me.clone(),
-            provider.clone(),
-            stop_beat.clone(),
+/// The heartbeat task of a worker (see [`RunWorker::start_heartbeat`]).
+struct Heartbeat {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Heartbeat {
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.abort();
+    }
+}
+
+impl RunWorker<'_> {
+    /// Heartbeats: keep leases alive and take 1/N of the rate limit, N = live workers.
+    async fn start_heartbeat(&self) -> Result<Heartbeat, RunError> {
+        let run_id = self.run_id;
+        let live = self.queue.heartbeat(run_id, &self.me).await?;
+        self.provider.set_rate_share(1.0 / live as f64);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (queue, me, provider, stopped) = (
+            self.queue.clone(),
+            self.me.clone(),
+            self.provider.clone(),
+            stop.clone(),
         );
-        let (store, job_name, lock) = (store.clone(), job.name.clone(), lock.clone());
-        tokio::spawn(async move {
+        let (store, job_name, lock) =
+            (self.store.clone(), self.job.name.clone(), self.lock.clone());
+        let task = tokio::spawn(async move {
             // Often enough that a newly started worker is counted within a second (until then
             // the others run at their old share), rarely enough to cost nothing.
             let every = (queue.lease() / 3).min(Duration::from_secs(1));
-            while !stop.load(Ordering::Relaxed) {
+            while !stopped.load(Ordering::Relaxed) {
                 tokio::time::sleep(every).await;
                 match queue.heartbeat(run_id, &me).await {
                     Ok(n) => provider.set_rate_share(1.0 / n as f64),
                     Err(e) => warn!(error = %e, "heartbeat failed; retrying"),
                 }
                 if let Err(e) = store
-                    .try_lock_job(&job_name, &lock, super::locked::LOCK_TTL)
+                    .try_lock_job(&job_name, &lock, crate::lease::TTL)
                     .await
                 {
                     warn!(error = %e, "cannot renew the job's lock; retrying");
                 }
             }
-        })
-    };
+        });
+        Ok(Heartbeat { stop, task })
+    }
 
-    let mut report = WorkerReport {
-        run_id,
-        job: job.name.clone(),
-        ..Default::default()
-    };
-    let mut figures = RunFigures::default();
-    let run_opts = RunOptions::default();
-    let mut fatal = None;
-    let result: Result<(), RunError> = async {
+    /// Claims and works tasks until none is open or the run stops running; the run-fatal
+    /// error that stopped it, if one did (the run is then failed for every worker).
+    async fn work_tasks(
+        &self,
+        plan: &plan::Plan,
+        report: &mut WorkerReport,
+    ) -> Result<Option<String>, RunError> {
+        let index: HashMap<&str, usize> = plan
+            .work
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (plan.entities.keys[w.index].as_str(), i))
+            .collect();
+        let mut figures = RunFigures::default();
+        let (run_id, me) = (self.run_id, self.me.as_str());
         loop {
-            let (status, _) = queue.run_status(run_id).await?;
+            let (status, _) = self.queue.run_status(run_id).await?;
             if status != RunStatus::Running {
                 info!(run_id, status = %status, "the run is no longer running; stopping");
-                break;
+                return Ok(None);
             }
-            let tasks = queue
-                .claim(run_id, &me, project.workers.claim_batch as i64)
+            let tasks = self
+                .queue
+                .claim(run_id, me, self.project.workers.claim_batch as i64)
                 .await?;
             if tasks.is_empty() {
-                if queue.counts(run_id).await?.open() == 0 {
-                    break;
+                if self.queue.counts(run_id).await?.open() == 0 {
+                    return Ok(None);
                 }
                 // Others hold the rest; their leases may lapse if they died.
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 continue;
             }
             report.claimed += tasks.len() as u64;
-            let (work, done, gone) =
-                sort_tasks(&tasks, &plan.work, &index, store.as_ref(), &job.name).await?;
-            queue.complete(run_id, &me, &done, TaskState::Done).await?;
-            queue
-                .complete(run_id, &me, &gone, TaskState::Failed)
-                .await?;
-            let by_key: HashMap<&str, i64> = tasks
-                .iter()
-                .map(|t| (t.entity_key.as_str(), t.seq))
-                .collect();
-            let Generated { fatal: f, outcomes } = generate(
-                project,
-                &job,
-                &plan,
-                work,
-                run_id,
-                store.clone(),
-                provider.clone(),
-                &run_opts,
-                &mut figures,
-            )
-            .await?;
-            let (mut ok, mut bad) = (Vec::new(), Vec::new());
-            let mut answered = HashSet::new();
-            for (key, status) in &outcomes {
-                answered.insert(key.as_str());
-                if let Some(&seq) = by_key.get(key.as_str()) {
-                    if *status == GenerationStatus::Ok {
-                        ok.push(seq)
-                    } else {
-                        bad.push(seq)
-                    }
-                }
-            }
-            report.generated += ok.len() as u64;
-            report.failed += bad.len() as u64;
-            queue.complete(run_id, &me, &ok, TaskState::Done).await?;
-            queue.complete(run_id, &me, &bad, TaskState::Failed).await?;
-            let unanswered: Vec<i64> = tasks
-                .iter()
-                .filter(|t| {
-                    !answered.contains(t.entity_key.as_str())
-                        && !done.contains(&t.seq)
-                        && !gone.contains(&t.seq)
-                })
-                .map(|t| t.seq)
-                .collect();
-            if let Some(f) = f {
-                queue.release(run_id, &me, &unanswered).await?;
-                queue.fail_run(run_id, &f).await?;
-                fatal = Some(f);
-                break;
-            }
-            if !unanswered.is_empty() {
-                queue.release(run_id, &me, &unanswered).await?;
+            if let Some(fatal) = self
+                .work_claimed(&tasks, plan, &index, &mut figures, report)
+                .await?
+            {
+                return Ok(Some(fatal));
             }
         }
-        Ok(())
     }
-    .await;
-    stop_beat.store(true, Ordering::Relaxed);
-    beat.abort();
-    let _ = queue.leave(&me).await;
-    if let Err(e) = result {
-        release_if_last(queue, store.as_ref(), run_id, &job.name, &lock).await;
-        return Err(e);
-    }
-    info!(run_id, worker = %me, claimed = report.claimed, generated = report.generated, "worker done");
 
-    // One process at a time finishes the run: the first to claim the (leased) publish step once
-    // no task is open, or once the run failed (a run-fatal error, here or in another worker).
-    let counts = queue.counts(run_id).await?;
-    let (status, error) = queue.run_status(run_id).await?;
-    if fatal.is_none() && status != RunStatus::Running {
-        fatal = Some(error.unwrap_or_else(|| format!("the run is {status}")));
+    /// Works one claim: marks what needs no call, generates the rest, marks each task by its
+    /// outcome and gives back the ones left unanswered. A run-fatal error fails the run.
+    async fn work_claimed(
+        &self,
+        tasks: &[Task],
+        plan: &plan::Plan,
+        index: &HashMap<&str, usize>,
+        figures: &mut RunFigures,
+        report: &mut WorkerReport,
+    ) -> Result<Option<String>, RunError> {
+        let (queue, run_id, me) = (self.queue, self.run_id, self.me.as_str());
+        let (work, done, gone) = sort_tasks(
+            tasks,
+            &plan.work,
+            index,
+            self.store.as_ref(),
+            &self.job.name,
+        )
+        .await?;
+        queue.complete(run_id, me, &done, TaskState::Done).await?;
+        queue.complete(run_id, me, &gone, TaskState::Failed).await?;
+        let by_key: HashMap<&str, i64> = tasks
+            .iter()
+            .map(|t| (t.entity_key.as_str(), t.seq))
+            .collect();
+        let run = super::RunCtx {
+            project: self.project,
+            job: &self.job,
+            run_id,
+            store: self.store.clone(),
+            provider: self.provider.clone(),
+        };
+        let Generated { fatal, outcomes } =
+            generate(&run, plan, work, &RunOptions::default(), figures).await?;
+        let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        let mut answered = HashSet::new();
+        for (key, status) in &outcomes {
+            answered.insert(key.as_str());
+            if let Some(&seq) = by_key.get(key.as_str()) {
+                if *status == GenerationStatus::Ok {
+                    ok.push(seq)
+                } else {
+                    bad.push(seq)
+                }
+            }
+        }
+        report.generated += ok.len() as u64;
+        report.failed += bad.len() as u64;
+        queue.complete(run_id, me, &ok, TaskState::Done).await?;
+        queue.complete(run_id, me, &bad, TaskState::Failed).await?;
+        let unanswered: Vec<i64> = tasks
+            .iter()
+            .filter(|t| {
+                !answered.contains(t.entity_key.as_str())
+                    && !done.contains(&t.seq)
+                    && !gone.contains(&t.seq)
+            })
+            .map(|t| t.seq)
+            .collect();
+        if let Some(f) = fatal {
+            queue.release(run_id, me, &unanswered).await?;
+            queue.fail_run(run_id, &f).await?;
+            return Ok(Some(f));
+        }
+        if !unanswered.is_empty() {
+            queue.release(run_id, me, &unanswered).await?;
+        }
+        Ok(None)
     }
-    if (counts.open() == 0 || fatal.is_some()) && queue.become_publisher(run_id, &me).await? {
+
+    /// With the publish step won: publishes the job (renewing the step's lease meanwhile),
+    /// records the run's outcome, releases the job's lock and notifies.
+    async fn publish_and_finish(
+        &self,
+        plan: &plan::Plan,
+        counts: crate::queue::Counts,
+        fatal: Option<String>,
+    ) -> Result<RunSummary, RunError> {
+        let (queue, run_id, me) = (self.queue, self.run_id, self.me.as_str());
+        let project = self.project;
         // Renewed while publishing: should this worker die, another takes the step over.
         let renew = {
-            let (queue, me) = (queue.clone(), me.clone());
+            let (queue, me) = (queue.clone(), me.to_string());
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(queue.lease() / 3).await;
@@ -380,9 +483,9 @@ pub async fn work(
         let policy = super::shrink_policy(project, false);
         let published = publish_job(
             project,
-            &job,
+            &self.job,
             &plan.entities,
-            store.as_ref(),
+            self.store.as_ref(),
             policy,
             Default::default(),
         )
@@ -392,13 +495,55 @@ pub async fn work(
             Ok(r) => r,
             Err(e) => {
                 // Given up at once: the next worker (or this one's next start) publishes.
-                let _ = queue.resign_publisher(run_id, &me).await;
-                release_if_last(queue, store.as_ref(), run_id, &job.name, &lock).await;
+                let _ = queue.resign_publisher(run_id, me).await;
+                self.release_if_last().await;
                 return Err(e);
             }
         };
-        let (entities, skipped, started_at) = queue.run_started(run_id).await?;
-        let (tokens_in, tokens_out, cost) = queue.spend(run_id).await?;
+        let f = self.final_figures(counts, &report_pub).await?;
+        let status = if fatal.is_some() {
+            RunStatus::Failed
+        } else if f.failed > 0 {
+            RunStatus::Partial
+        } else {
+            RunStatus::Succeeded
+        };
+        let store = self.store.as_ref();
+        store
+            .finish_run(run_id, status, &f, fatal.as_deref())
+            .await?;
+        if let Err(e) = store.unlock_job(&self.job.name, &self.lock).await {
+            warn!(error = %e, "could not release the job's lock; it lapses by itself");
+        }
+        info!(run_id, worker = %me, status = status.as_str(), "run finished and published by this worker");
+        let summary = RunSummary {
+            run_id,
+            job: self.job.name.clone(),
+            status,
+            figures: f,
+            publish: report_pub,
+            site_url: project.publish.url.clone(),
+            provider: crate::llm::realtime_name(self.provider.name()).to_string(),
+            model: self.provider.model().to_string(),
+            error: fatal,
+            checks: crate::checks::recorded(store, run_id)
+                .await
+                .unwrap_or_default(),
+            similarity: super::gate::recorded(store, run_id).await,
+        };
+        crate::notify::send(project, &crate::notify::Event::Finished(summary.finished())).await;
+        Ok(summary)
+    }
+
+    /// The run's figures over all its workers: its tasks' counts, the spend its generations
+    /// recorded, its time since it started, and this publish.
+    async fn final_figures(
+        &self,
+        counts: crate::queue::Counts,
+        published: &crate::publish::PublishReport,
+    ) -> Result<RunFigures, RunError> {
+        let (entities, skipped, started_at) = self.queue.run_started(self.run_id).await?;
+        let (tokens_in, tokens_out, cost) = self.queue.spend(self.run_id).await?;
         let duration_ms = chrono::DateTime::parse_from_rfc3339(&started_at)
             .map(|t| {
                 (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
@@ -406,7 +551,7 @@ pub async fn work(
                     .max(0) as u64
             })
             .unwrap_or(0);
-        let f = RunFigures {
+        Ok(RunFigures {
             entities,
             generated: counts.done as u64,
             skipped,
@@ -416,44 +561,21 @@ pub async fn work(
             tokens_out: tokens_out as u64,
             cost_usd: cost,
             duration_ms,
-            pages_written: report_pub.files_written as u64,
-            pages_removed: report_pub.pages_removed as u64,
-        };
-        let status = if fatal.is_some() {
-            RunStatus::Failed
-        } else if f.failed > 0 {
-            RunStatus::Partial
-        } else {
-            RunStatus::Succeeded
-        };
-        store
-            .finish_run(run_id, status, &f, fatal.as_deref())
-            .await?;
-        if let Err(e) = store.unlock_job(&job.name, &lock).await {
-            warn!(error = %e, "could not release the job's lock; it lapses by itself");
-        }
-        info!(run_id, worker = %me, status = status.as_str(), "run finished and published by this worker");
-        let summary = RunSummary {
-            run_id,
-            job: job.name.clone(),
-            status,
-            figures: f,
-            publish: report_pub,
-            site_url: project.publish.url.clone(),
-            provider: crate::llm::realtime_name(provider.name()).to_string(),
-            model: provider.model().to_string(),
-            error: fatal,
-            checks: crate::checks::recorded(store.as_ref(), run_id)
-                .await
-                .unwrap_or_default(),
-            similarity: super::gate::recorded(store.as_ref(), run_id).await,
-        };
-        crate::notify::send(project, &crate::notify::Event::Finished(summary.finished())).await;
-        report.finished = Some(summary);
-    } else {
-        release_if_last(queue, store.as_ref(), run_id, &job.name, &lock).await;
+            pages_written: published.files_written as u64,
+            pages_removed: published.pages_removed as u64,
+        })
     }
-    Ok(report)
+
+    async fn release_if_last(&self) {
+        release_if_last(
+            self.queue,
+            self.store.as_ref(),
+            self.run_id,
+            &self.job.name,
+            &self.lock,
+        )
+        .await;
+    }
 }
 
 /// Releases the job's lock held for the run when no worker of the run is alive any more (this

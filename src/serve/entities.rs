@@ -408,19 +408,17 @@ impl EntityService {
             context: Arc::new(context),
         }];
         let mut figures = RunFigures::default();
-        let generated = crate::run::generate(
-            &self.project,
+        let run = crate::run::RunCtx {
+            project: &self.project,
             job,
-            &snap.plan,
-            work,
             run_id,
-            self.store.clone(),
-            self.provider.clone(),
-            &RunOptions::default(),
-            &mut figures,
-        )
-        .await
-        .map_err(|e| ApiError::internal(format!("generation could not start: {e}")))?;
+            store: self.store.clone(),
+            provider: self.provider.clone(),
+        };
+        let generated =
+            crate::run::generate(&run, &snap.plan, work, &RunOptions::default(), &mut figures)
+                .await
+                .map_err(|e| ApiError::internal(format!("generation could not start: {e}")))?;
         figures.duration_ms = t.elapsed().as_millis() as u64;
         if let Err(e) = self.account(&job.name, &figures).await {
             // The text itself is stored; only the service run's tally is behind.

@@ -96,6 +96,21 @@ fn operation(method: &str, path: &str, scope: &str, summary: &str) -> Value {
         op["responses"]["503"] =
             error_response("The request took longer than serve.request_timeout_seconds");
     }
+    route_responses(method, path, &mut op, &mut params);
+    if !params.is_empty() {
+        op["parameters"] = Value::Array(params);
+    }
+    if !scope.is_empty() {
+        op["security"] = json!([{"bearer": []}]);
+        op["x-scope"] = json!(scope);
+        op["responses"]["401"] = error_response("Missing or unknown token");
+        op["responses"]["403"] = error_response("The token lacks the scope");
+    }
+    op
+}
+
+/// What one route adds to its operation: its own responses, query parameters and body.
+fn route_responses(method: &str, path: &str, op: &mut Value, params: &mut Vec<Value>) {
     match (method, path) {
         ("get", "/healthz") => {
             op["responses"]["200"] = json_response(
@@ -170,16 +185,6 @@ fn operation(method: &str, path: &str, scope: &str, summary: &str) -> Value {
         }
         _ => {}
     }
-    if !params.is_empty() {
-        op["parameters"] = Value::Array(params);
-    }
-    if !scope.is_empty() {
-        op["security"] = json!([{"bearer": []}]);
-        op["x-scope"] = json!(scope);
-        op["responses"]["401"] = error_response("Missing or unknown token");
-        op["responses"]["403"] = error_response("The token lacks the scope");
-    }
-    op
 }
 
 pub fn document() -> Value {

@@ -7,8 +7,8 @@
 use super::entities::EntityService;
 use super::metrics::Metrics;
 use crate::config::Project;
+use crate::lease;
 use crate::llm::Provider;
-use crate::run::locked;
 use crate::store::{RunStatus, Store};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -84,7 +84,7 @@ impl Runner {
             provider,
             metrics,
             entities,
-            holder: locked::holder_name("serve"),
+            holder: lease::holder_name("serve"),
             slots: Mutex::default(),
             ingest_gate: tokio::sync::Mutex::new(()),
             tasks: TaskTracker::new(),
@@ -137,9 +137,9 @@ impl Runner {
             // lease period; it is then dropped loudly (that process's run, or the next one,
             // covers the data unless it started before the data arrived).
             let mut waited_closing = Duration::ZERO;
-            while !locked::try_lock(self.store.as_ref(), &job, &self.holder).await {
+            while !lease::try_take(self.store.as_ref(), &job, &self.holder).await {
                 if self.tasks.is_closed() {
-                    if waited_closing >= locked::LOCK_TTL {
+                    if waited_closing >= lease::TTL {
                         warn!(
                             job,
                             "shutting down: a requested run was still waiting for another process holding the job and is dropped; request it again"
@@ -152,7 +152,7 @@ impl Runner {
                 tokio::time::sleep(LOCK_POLL).await;
             }
             let mut run_id = None;
-            let result = locked::run_holding_lock(
+            let result = crate::run::run_holding_lease(
                 &self.project,
                 self.store.clone(),
                 self.provider.clone(),

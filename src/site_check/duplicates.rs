@@ -6,7 +6,7 @@
 
 use super::similarity::{Figures, Index, Page, output_text};
 use super::{Kind, Problem, SiteReport};
-use crate::publish::sink::{Sink, SinkError};
+use crate::sink::{Sink, SinkError};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};

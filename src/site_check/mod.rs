@@ -13,7 +13,7 @@ pub mod similarity;
 
 pub use duplicates::JobSimilarity;
 
-use crate::publish::sink::{Sink, SinkError};
+use crate::sink::{Sink, SinkError};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -141,15 +141,7 @@ pub async fn check_site_with(
     let files = sink.list().await?;
     let present: BTreeSet<&str> = files.iter().map(String::as_str).collect();
     let mut report = SiteReport::default();
-    let mut titles: HashMap<String, Vec<String>> = HashMap::new();
-    let mut descriptions: HashMap<String, Vec<String>> = HashMap::new();
-    let mut pages: BTreeSet<String> = BTreeSet::new();
-    let mut noindex: BTreeSet<String> = BTreeSet::new();
-    let problem = |file: &str, kind: Kind, message: String| Problem {
-        file: file.to_string(),
-        kind,
-        message,
-    };
+    let mut seen = Seen::default();
     let html: Vec<String> = files
         .iter()
         .filter(|f| f.ends_with(".html"))
@@ -157,123 +149,173 @@ pub async fn check_site_with(
         .collect();
     let mut reads = std::pin::pin!(sink.get_all(html));
     while let Some((file, bytes)) = futures::StreamExt::next(&mut reads).await {
-        let file = &file;
         let Some(bytes) = bytes? else {
             continue;
         };
         let text = String::from_utf8_lossy(&bytes);
         let page = html::Page::read(&text);
         report.pages += 1;
-        if page.noindex() {
-            noindex.insert(file.clone());
-        } else if is_published_page(file) {
-            pages.insert(file.clone());
-        }
-        if page.lang.as_deref().is_none_or(str::is_empty) {
-            report
-                .problems
-                .push(problem(file, Kind::NoLang, "<html> has no lang".into()));
-        }
-        match &page.title {
-            None => report
-                .problems
-                .push(problem(file, Kind::NoTitle, "no <title>".into())),
-            Some(t) => {
-                if t.chars().count() > MAX_TITLE {
-                    report.problems.push(problem(
-                        file,
-                        Kind::LongTitle,
-                        format!(
-                            "title of {} characters (at most {MAX_TITLE}): {t}",
-                            t.chars().count()
-                        ),
-                    ));
-                }
-                titles.entry(t.clone()).or_default().push(file.clone());
-            }
-        }
-        match &page.description {
-            None if is_published_page(file) => report.problems.push(problem(
-                file,
-                Kind::NoDescription,
-                "no meta description".into(),
-            )),
-            None => {}
-            Some(d) => {
-                if d.chars().count() > MAX_DESCRIPTION {
-                    report.problems.push(problem(
-                        file,
-                        Kind::LongDescription,
-                        format!(
-                            "meta description of {} characters (at most {MAX_DESCRIPTION})",
-                            d.chars().count()
-                        ),
-                    ));
-                }
-                descriptions
-                    .entry(d.clone())
-                    .or_default()
-                    .push(file.clone());
-            }
-        }
-        let own = format!("{base_url}/{file}");
-        match &page.canonical {
-            Some(c) if *c == own => {}
-            Some(c) => report.problems.push(problem(
-                file,
-                Kind::Canonical,
-                format!("canonical {c} is not the page's own URL {own}"),
-            )),
-            None => {
-                report
-                    .problems
-                    .push(problem(file, Kind::Canonical, "no canonical link".into()))
-            }
-        }
-        for block in &page.json_ld {
-            if let Err(m) = check_json_ld(block) {
-                report.problems.push(problem(file, Kind::JsonLd, m));
-            }
-        }
-        for href in &page.links {
-            if let Some(target) = resolve(file, href, base_url)
-                && !present.contains(target.as_str())
-            {
-                report.problems.push(problem(
-                    file,
-                    Kind::BrokenLink,
-                    format!("link {href} leads nowhere ({target} is not published)"),
-                ));
-            }
-        }
+        check_page(&file, &page, base_url, &present, &mut seen, &mut report);
     }
-    for (what, seen, kind) in [
-        ("title", &titles, Kind::DuplicateTitle),
-        (
-            "meta description",
-            &descriptions,
-            Kind::DuplicateDescription,
-        ),
-    ] {
-        for (value, files) in seen.iter().filter(|(_, f)| f.len() > 1) {
-            for f in files {
-                report.problems.push(problem(
-                    f,
-                    kind,
-                    format!(
-                        "the same {what} as {} other page(s): {value}",
-                        files.len() - 1
-                    ),
-                ));
-            }
-        }
-    }
+    seen.report_duplicates(&mut report);
+    let Seen { pages, noindex, .. } = seen;
     check_sitemaps(sink, base_url, &present, &pages, &noindex, &mut report).await?;
     duplicates::check(sink, &files, &noindex, opts.max_similarity, &mut report).await?;
     report
         .problems
         .sort_by(|a, b| (a.kind, &a.file).cmp(&(b.kind, &b.file)));
     Ok(report)
+}
+
+fn problem(file: &str, kind: Kind, message: String) -> Problem {
+    Problem {
+        file: file.to_string(),
+        kind,
+        message,
+    }
+}
+
+/// What the pages read so far show the site-wide checks: the pages with each title and
+/// description, the indexable published pages and the `noindex` ones.
+#[derive(Default)]
+struct Seen {
+    titles: HashMap<String, Vec<String>>,
+    descriptions: HashMap<String, Vec<String>>,
+    pages: BTreeSet<String>,
+    noindex: BTreeSet<String>,
+}
+
+impl Seen {
+    /// Every page that shares its title or description with another.
+    fn report_duplicates(&self, report: &mut SiteReport) {
+        for (what, seen, kind) in [
+            ("title", &self.titles, Kind::DuplicateTitle),
+            (
+                "meta description",
+                &self.descriptions,
+                Kind::DuplicateDescription,
+            ),
+        ] {
+            for (value, files) in seen.iter().filter(|(_, f)| f.len() > 1) {
+                for f in files {
+                    report.problems.push(problem(
+                        f,
+                        kind,
+                        format!(
+                            "the same {what} as {} other page(s): {value}",
+                            files.len() - 1
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The checks of one HTML page `file`: language, title, description, canonical link,
+/// structured data and internal links (against the files `present`).
+fn check_page(
+    file: &str,
+    page: &html::Page,
+    base_url: &str,
+    present: &BTreeSet<&str>,
+    seen: &mut Seen,
+    report: &mut SiteReport,
+) {
+    if page.noindex() {
+        seen.noindex.insert(file.to_string());
+    } else if is_published_page(file) {
+        seen.pages.insert(file.to_string());
+    }
+    if page.lang.as_deref().is_none_or(str::is_empty) {
+        report
+            .problems
+            .push(problem(file, Kind::NoLang, "<html> has no lang".into()));
+    }
+    check_title_and_description(file, page, seen, report);
+    let own = format!("{base_url}/{file}");
+    match &page.canonical {
+        Some(c) if *c == own => {}
+        Some(c) => report.problems.push(problem(
+            file,
+            Kind::Canonical,
+            format!("canonical {c} is not the page's own URL {own}"),
+        )),
+        None => report
+            .problems
+            .push(problem(file, Kind::Canonical, "no canonical link".into())),
+    }
+    for block in &page.json_ld {
+        if let Err(m) = check_json_ld(block) {
+            report.problems.push(problem(file, Kind::JsonLd, m));
+        }
+    }
+    for href in &page.links {
+        if let Some(target) = resolve(file, href, base_url)
+            && !present.contains(target.as_str())
+        {
+            report.problems.push(problem(
+                file,
+                Kind::BrokenLink,
+                format!("link {href} leads nowhere ({target} is not published)"),
+            ));
+        }
+    }
+}
+
+/// A page's title and meta description: there (a description on published pages), and not
+/// longer than search results show.
+fn check_title_and_description(
+    file: &str,
+    page: &html::Page,
+    seen: &mut Seen,
+    report: &mut SiteReport,
+) {
+    match &page.title {
+        None => report
+            .problems
+            .push(problem(file, Kind::NoTitle, "no <title>".into())),
+        Some(t) => {
+            if t.chars().count() > MAX_TITLE {
+                report.problems.push(problem(
+                    file,
+                    Kind::LongTitle,
+                    format!(
+                        "title of {} characters (at most {MAX_TITLE}): {t}",
+                        t.chars().count()
+                    ),
+                ));
+            }
+            seen.titles
+                .entry(t.clone())
+                .or_default()
+                .push(file.to_string());
+        }
+    }
+    match &page.description {
+        None if is_published_page(file) => report.problems.push(problem(
+            file,
+            Kind::NoDescription,
+            "no meta description".into(),
+        )),
+        None => {}
+        Some(d) => {
+            if d.chars().count() > MAX_DESCRIPTION {
+                report.problems.push(problem(
+                    file,
+                    Kind::LongDescription,
+                    format!(
+                        "meta description of {} characters (at most {MAX_DESCRIPTION})",
+                        d.chars().count()
+                    ),
+                ));
+            }
+            seen.descriptions
+                .entry(d.clone())
+                .or_default()
+                .push(file.to_string());
+        }
+    }
 }
 
 /// Entity pages and hubs (what sitemaps must list): HTML below a job's folder, not its index.

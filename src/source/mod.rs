@@ -1,10 +1,13 @@
 //! The job's source: its SQL, run against the store's own database or the user's PostgreSQL
 //! (`[source] url`, read-only), streamed row by row into entities (key, name, group,
-//! attributes, metric columns) so memory holds entities, never a result set.
+//! attributes, metric columns) so memory holds entities, never a result set. The job's data
+//! checks run on the same source right after (`checks.rs`).
 
+mod checks;
 mod params;
 mod pg;
 
+pub use checks::apply_checks;
 pub use params::{Style, rewrite};
 
 use crate::config::{Job, Project};
@@ -388,7 +391,7 @@ impl SourceSettings {
 
 fn connect_error(url: &str, e: sqlx::Error) -> SourceError {
     SourceError::Connect {
-        url: crate::config::redact_url(url),
+        url: crate::db::redact_url(url),
         message: e.to_string(),
     }
 }

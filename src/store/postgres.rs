@@ -19,7 +19,7 @@ impl PostgresStore {
     pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
         let db = Db::open(url).await?;
         let pool = db.postgres().cloned().ok_or_else(|| StoreError::Open {
-            url: crate::config::redact_url(url),
+            url: crate::db::redact_url(url),
             source: sqlx::Error::Configuration("not a PostgreSQL store URL".into()),
         })?;
         Ok(PostgresStore {

@@ -21,7 +21,7 @@ impl SqliteStore {
     pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
         let db = Db::open(url).await?;
         let pool = db.sqlite().cloned().ok_or_else(|| StoreError::Open {
-            url: crate::config::redact_url(url),
+            url: crate::db::redact_url(url),
             source: sqlx::Error::Configuration("not a SQLite store URL".into()),
         })?;
         Ok(SqliteStore {

@@ -158,6 +158,52 @@ fn negated(sentence: &str, at: usize) -> bool {
     })
 }
 
+/// The metric mentions of a sentence, (start, end, metric index) in order: the longest label
+/// winning where labels overlap ("revenue per visit" is not also "revenue").
+fn metric_mentions(sentence: &str, metrics: &[MetricTier]) -> Vec<(usize, usize, usize)> {
+    let mut mentions: Vec<(usize, usize, usize)> = Vec::new(); // (start, end, metric)
+    for (mi, m) in metrics.iter().enumerate() {
+        for at in find_words(sentence, &m.label) {
+            mentions.push((at, at + m.label.len(), mi));
+        }
+    }
+    mentions.sort_by_key(|&(s, e, _)| (s, std::cmp::Reverse(e)));
+    let mut kept: Vec<(usize, usize, usize)> = Vec::new();
+    for m in mentions {
+        if kept.last().is_none_or(|k| m.0 >= k.1) {
+            kept.push(m);
+        }
+    }
+    kept
+}
+
+/// What the fact check says of `phrase` about the metric `m` when its tier does not allow it.
+fn contradiction(m: &MetricTier, phrase: &str) -> String {
+    match &m.tier {
+        Some(t) => format!(
+            "the fact check: \"{phrase}\" about {} contradicts its tier ({}{}): describe {} as {} its peers",
+            m.label,
+            tier_label(t),
+            if m.lower_is_better {
+                ", where lower is better"
+            } else {
+                ""
+            },
+            m.label,
+            match t.as_str() {
+                "top_10" => "in the top 10 % of",
+                "above_median" => "above the median of",
+                "below_median" => "below the median of",
+                _ => "in the bottom 10 % of",
+            }
+        ),
+        None => format!(
+            "the fact check: \"{phrase}\" about {} has no data behind it (the metric is not available): do not position it",
+            m.label
+        ),
+    }
+}
+
 /// Every contradiction in `texts` (the output's strings) against `context`'s tiers, one message
 /// per metric and phrase, naming the metric, its tier and the offending phrase.
 pub fn contradictions(config: &FactCheckConfig, texts: &[&str], context: &Value) -> Vec<String> {
@@ -184,21 +230,7 @@ pub fn contradictions(config: &FactCheckConfig, texts: &[&str], context: &Value)
     for text in texts {
         let text = normalise(text);
         for sentence in sentences(&text) {
-            // Metric mentions, the longest label winning where labels overlap
-            // ("revenue per visit" is not also "revenue").
-            let mut mentions: Vec<(usize, usize, usize)> = Vec::new(); // (start, end, metric)
-            for (mi, m) in metrics.iter().enumerate() {
-                for at in find_words(sentence, &m.label) {
-                    mentions.push((at, at + m.label.len(), mi));
-                }
-            }
-            mentions.sort_by_key(|&(s, e, _)| (s, std::cmp::Reverse(e)));
-            let mut kept: Vec<(usize, usize, usize)> = Vec::new();
-            for m in mentions {
-                if kept.last().is_none_or(|k| m.0 >= k.1) {
-                    kept.push(m);
-                }
-            }
+            let kept = metric_mentions(sentence, &metrics);
             if kept.is_empty() {
                 continue;
             }
@@ -235,29 +267,7 @@ pub fn contradictions(config: &FactCheckConfig, texts: &[&str], context: &Value)
                 if ok {
                     continue;
                 }
-                let message = match &m.tier {
-                    Some(t) => format!(
-                        "the fact check: \"{phrase}\" about {} contradicts its tier ({}{}): describe {} as {} its peers",
-                        m.label,
-                        tier_label(t),
-                        if m.lower_is_better {
-                            ", where lower is better"
-                        } else {
-                            ""
-                        },
-                        m.label,
-                        match t.as_str() {
-                            "top_10" => "in the top 10 % of",
-                            "above_median" => "above the median of",
-                            "below_median" => "below the median of",
-                            _ => "in the bottom 10 % of",
-                        }
-                    ),
-                    None => format!(
-                        "the fact check: \"{phrase}\" about {} has no data behind it (the metric is not available): do not position it",
-                        m.label
-                    ),
-                };
+                let message = contradiction(m, phrase);
                 if !problems.contains(&message) {
                     problems.push(message);
                 }

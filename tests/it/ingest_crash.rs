@@ -202,7 +202,7 @@ async fn an_ingest_waits_for_a_live_holder_and_says_who() {
     )
     .unwrap();
     // This test process holds the lock, with a 3-second lease.
-    let me = shopscribe::run::locked::holder_name("test");
+    let me = shopscribe::lease::holder_name("test");
     assert!(
         store
             .try_lock_job("ingest:reviews", &me, Duration::from_secs(3))

@@ -97,8 +97,8 @@ pub struct Setup {
     pub pool: SqlitePool,
 }
 
-/// A `generations` row.
 crate::sqlite_row! {
+    /// A `generations` row.
     #[derive(Debug)]
     pub struct Gen {
         pub entity_key: String,

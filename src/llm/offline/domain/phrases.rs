@@ -36,6 +36,8 @@ pub(super) const BAD_LEADS: &[&str] = &[
 
 /// One sentence on metrics sharing `tier` (`labels` already joined, `n` of them). `later`: not
 /// the first sentence of its paragraph, so "also" and "too" read naturally.
+// Long because it is a phrase table: every tier's wordings side by side, so a reader compares
+// them (and their agreement with `n`) in one place; split up, the variants hide from each other.
 pub(super) fn group_sentence(
     f: &Facts,
     tier: Tier,
@@ -229,6 +231,8 @@ pub(super) fn no_weaknesses(f: &Facts, slot: u64) -> String {
 }
 
 /// The opening: where the shop stands overall and who it is compared with.
+// Long because it is a phrase table: the wordings of every verdict side by side (see
+// `group_sentence`).
 pub(super) fn opening(
     f: &Facts,
     v: Option<Verdict>,

@@ -1,4 +1,5 @@
-//! Where the site is written: any object_store location (`file:///dir`, `s3://bucket/prefix`).
+//! Where the site is written by `publish` and read back by `site_check`: any object_store
+//! location (`file:///dir`, `s3://bucket/prefix`).
 //! Local writes go to a temporary file renamed into place and S3 puts are atomic, so a reader
 //! never sees a half-written page.
 
