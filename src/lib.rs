@@ -16,6 +16,7 @@ pub mod checks;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod error;
 pub mod features;
 pub mod ingest;
 pub mod llm;
