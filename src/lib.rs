@@ -25,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod error;
 pub mod features;
 pub mod ingest;
 pub mod lease;

@@ -81,18 +81,28 @@ queue_sql!(
 const LIVE_WORKERS: &str = "SELECT count(*) FROM workers \
      WHERE run_id = ? AND heartbeat > now() - make_interval(secs => ?)";
 
+/// Why the task queue of distributed runs cannot be used or a query of it failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum QueueError {
+    /// The project's store is not PostgreSQL (`backend` names what it is).
     #[error(
-        "distributed runs need a PostgreSQL store (store.url = \"postgres://…\"); this project uses {0}"
+        "distributed runs need a PostgreSQL store (store.url = \"postgres://…\"); this project uses {backend}"
     )]
-    NotPostgres(String),
-    /// A query of the queue failed.
-    #[error("task queue: {0}")]
-    Db(#[from] sqlx::Error),
+    NotPostgres { backend: String },
+    /// A query of the queue failed. Its text is the database's message once, as for
+    /// [`StoreError::Query`] (no source chain repeating it).
+    #[error("task queue: {}", crate::db::error::describe(.0))]
+    Db(sqlx::Error),
     /// The store's database cannot be opened or migrated.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for QueueError {
+    fn from(e: sqlx::Error) -> QueueError {
+        QueueError::Db(e)
+    }
 }
 
 /// One claimed task.
@@ -129,16 +139,18 @@ pub struct Queue {
 impl Queue {
     pub async fn connect(store_url: &str, lease: Duration) -> Result<Queue, QueueError> {
         if !(store_url.starts_with("postgres://") || store_url.starts_with("postgresql://")) {
-            return Err(QueueError::NotPostgres(
-                store_url.split(':').next().unwrap_or("?").to_string(),
-            ));
+            return Err(QueueError::NotPostgres {
+                backend: store_url.split(':').next().unwrap_or("?").to_string(),
+            });
         }
         // The store's own pool and migrations: this process's handle on the database.
         let db = Db::open(store_url).await?;
         let pool = db
             .postgres()
             .cloned()
-            .ok_or_else(|| QueueError::NotPostgres(db.backend().name().to_string()))?;
+            .ok_or_else(|| QueueError::NotPostgres {
+                backend: db.backend().name().to_string(),
+            })?;
         Ok(Queue {
             _db: db,
             pool,

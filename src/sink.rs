@@ -7,15 +7,45 @@ use object_store::path::Path as ObjectPath;
 use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
 use std::sync::Arc;
 
+/// Why the publish location cannot be opened, written or read; the location or the object is
+/// named once, the object store's error is the source.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SinkError {
-    #[error("cannot open the publish location {url}: {message}")]
-    Open { url: String, message: String },
-    #[error("writing {path} failed: {source}")]
+    /// The location is neither `file://` nor `s3://`.
+    #[error("cannot open the publish location {url}: use file:///DIR or s3://BUCKET/PREFIX")]
+    Unsupported { url: String },
+    /// The location cannot be opened (its folder created, its URL parsed, its client built).
+    #[error("cannot open the publish location {url}")]
+    Open {
+        url: String,
+        #[source]
+        cause: OpenCause,
+    },
+    /// An object of the location cannot be written, read or removed.
+    #[error("writing {path} failed")]
     Io {
         path: String,
         source: object_store::Error,
     },
+}
+
+/// What stopped a publish location from opening.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenCause {
+    /// The local folder cannot be created.
+    #[error(transparent)]
+    Folder(#[from] std::io::Error),
+    /// The object store rejected the location or its settings.
+    #[error(transparent)]
+    Store(#[from] object_store::Error),
+    /// The `s3://` URL does not parse.
+    #[error(transparent)]
+    Url(#[from] url::ParseError),
+    /// The URL's path is not a valid object prefix.
+    #[error(transparent)]
+    Prefix(#[from] object_store::path::Error),
 }
 
 #[derive(Clone)]
@@ -31,14 +61,14 @@ pub struct Sink {
 
 impl Sink {
     pub fn open(url: &str) -> Result<Sink, SinkError> {
-        let open_err = |message: String| SinkError::Open {
+        let open_err = |cause: OpenCause| SinkError::Open {
             url: url.to_string(),
-            message,
+            cause,
         };
         if let Some(dir) = url.strip_prefix("file://") {
-            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+            std::fs::create_dir_all(dir).map_err(|e| open_err(e.into()))?;
             let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
-                .map_err(|e| open_err(e.to_string()))?;
+                .map_err(|e| open_err(e.into()))?;
             Ok(Sink {
                 store: Arc::new(fs),
                 prefix: ObjectPath::default(),
@@ -47,14 +77,14 @@ impl Sink {
                 local: Some(std::path::PathBuf::from(dir)),
             })
         } else if url.starts_with("s3://") {
-            let parsed = url::Url::parse(url).map_err(|e| open_err(e.to_string()))?;
+            let parsed = url::Url::parse(url).map_err(|e| open_err(e.into()))?;
             let s3 = object_store::aws::AmazonS3Builder::from_env()
                 .with_url(url)
                 .build()
-                .map_err(|e| open_err(e.to_string()))?;
+                .map_err(|e| open_err(e.into()))?;
             // Percent-encoded in the URL, plain in object paths.
             let prefix = ObjectPath::from_url_path(parsed.path().trim_matches('/'))
-                .map_err(|e| open_err(e.to_string()))?;
+                .map_err(|e| open_err(e.into()))?;
             Ok(Sink {
                 store: Arc::new(s3),
                 prefix,
@@ -63,7 +93,9 @@ impl Sink {
                 local: None,
             })
         } else {
-            Err(open_err("use file:///DIR or s3://BUCKET/PREFIX".into()))
+            Err(SinkError::Unsupported {
+                url: url.to_string(),
+            })
         }
     }
 

@@ -22,9 +22,15 @@ pub struct Rejection {
     pub problems: Vec<String>,
 }
 
+/// The job's output schema is not a JSON Schema that compiles (the config check catches this
+/// first; this is for a schema given directly).
+#[derive(Debug, thiserror::Error)]
+#[error("the job's output schema does not compile")]
+pub struct SchemaError(#[source] jsonschema::ValidationError<'static>);
+
 impl Validator {
-    pub fn new(schema: &Value, rules: ValidateConfig) -> Result<Validator, String> {
-        let schema = jsonschema::validator_for(schema).map_err(|e| e.to_string())?;
+    pub fn new(schema: &Value, rules: ValidateConfig) -> Result<Validator, SchemaError> {
+        let schema = jsonschema::validator_for(schema).map_err(SchemaError)?;
         Ok(Validator { schema, rules })
     }
 

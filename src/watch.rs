@@ -101,6 +101,7 @@ impl Watcher {
         let (fp, files) = match crate::ingest::fingerprint(&ds.from).await {
             Ok(f) => f,
             Err(e) => {
+                let e = crate::error::chain_text(&e);
                 warn!(dataset = %name, error = %e, "cannot list the delivery location");
                 poll.errors.push(format!("{name}: {e}"));
                 return;
@@ -139,6 +140,7 @@ impl Watcher {
                 }
             }
             Err(e) => {
+                let e = crate::error::chain_text(&e);
                 warn!(dataset = %name, error = %e, "ingest failed; its jobs run anyway and the ingest is retried next poll");
                 poll.errors.push(format!("{name}: {e}"));
             }
@@ -174,8 +176,9 @@ impl Watcher {
                 }
             }
             Err(e) => {
+                let e = crate::error::chain_text(&e);
                 warn!(error = %e, "the data version query failed");
-                poll.errors.push(e.to_string());
+                poll.errors.push(e);
             }
         }
         true
@@ -203,7 +206,8 @@ impl Watcher {
                     if created && !matches!(e, crate::run::RunError::LockLost { .. }) {
                         due.remove(&job);
                     }
-                    poll.errors.push(format!("{job}: {e}"));
+                    poll.errors
+                        .push(format!("{job}: {}", crate::error::Chain(&e)));
                 }
             }
         }

@@ -92,8 +92,9 @@ async fn ingest_and_run(app: &App, uris: &[String]) -> Result<ExitCode, Failure>
         match shopscribe::ingest::ingest(&app.project, ds, Some(uri)).await {
             Ok(reports) => print_delivered(dataset, &reports),
             Err(e) => {
+                let e = error_text(&e.into());
                 tracing::error!(target: LOG_TARGET, dataset, uri, error = %e, "ingesting a delivered object failed");
-                failed.push(format!("{dataset}: {uri}: {}", error_text(&e.into())));
+                failed.push(format!("{dataset}: {uri}: {e}"));
             }
         }
     }

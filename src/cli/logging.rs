@@ -48,18 +48,9 @@ pub fn report_error(format: LogFormat, e: &anyhow::Error, code: u8) {
     }
 }
 
-/// An error and its causes, each said once: a cause whose text the message already holds (many
-/// errors print their source inside their own text) is not repeated.
+/// An error and its causes, each said once (see [`shopscribe::error::Chain`]).
 pub fn error_text(e: &anyhow::Error) -> String {
-    let mut out = e.to_string();
-    for cause in e.chain().skip(1) {
-        let text = cause.to_string();
-        if !text.is_empty() && !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-    }
-    out
+    shopscribe::error::chain_text(e.as_ref())
 }
 
 #[cfg(test)]

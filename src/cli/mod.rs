@@ -243,12 +243,12 @@ impl App {
 
     /// The job named on the command line.
     pub fn job(&self, name: &str) -> Result<&Job, Failure> {
-        self.project.job(name).map_err(Failure::bad_usage)
+        self.project.job(name).map_err(Failure::usage)
     }
 
     /// The dataset named on the command line.
     pub fn dataset(&self, name: &str) -> Result<&Dataset, Failure> {
-        self.project.dataset(name).map_err(Failure::bad_usage)
+        self.project.dataset(name).map_err(Failure::usage)
     }
 
     /// One run of `job` under the job's lock (waiting for it unless `wait` is false).

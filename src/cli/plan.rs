@@ -97,7 +97,7 @@ async fn show_plan(
     )
     .await
     {
-        println!("A run would fail: {e}");
+        println!("A run would fail: {}", shopscribe::error::Chain(&e));
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

@@ -374,18 +374,26 @@ pub struct Project {
     pub jobs: BTreeMap<String, Job>,
 }
 
+/// A job or dataset the project does not define; the message lists those it does.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotFound {
+    /// No job of that name.
+    #[error("no job named `{name}` in this project; jobs: {}", known.join(", "))]
+    Job { name: String, known: Vec<String> },
+    /// No dataset of that name.
+    #[error(
+        "no dataset named `{name}` in this project; datasets: {}",
+        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+    )]
+    Dataset { name: String, known: Vec<String> },
+}
+
 impl Project {
-    pub fn dataset(&self, name: &str) -> Result<&Dataset, String> {
-        self.datasets.get(name).ok_or_else(|| {
-            let known: Vec<&str> = self.datasets.keys().map(String::as_str).collect();
-            format!(
-                "no dataset named `{name}` in this project; datasets: {}",
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
-            )
+    pub fn dataset(&self, name: &str) -> Result<&Dataset, NotFound> {
+        self.datasets.get(name).ok_or_else(|| NotFound::Dataset {
+            name: name.to_string(),
+            known: self.datasets.keys().cloned().collect(),
         })
     }
 
@@ -396,13 +404,10 @@ impl Project {
             .filter(move |j| j.datasets.iter().any(|d| d == dataset))
     }
 
-    pub fn job(&self, name: &str) -> Result<&Job, String> {
-        self.jobs.get(name).ok_or_else(|| {
-            let known: Vec<&str> = self.jobs.keys().map(String::as_str).collect();
-            format!(
-                "no job named `{name}` in this project; jobs: {}",
-                known.join(", ")
-            )
+    pub fn job(&self, name: &str) -> Result<&Job, NotFound> {
+        self.jobs.get(name).ok_or_else(|| NotFound::Job {
+            name: name.to_string(),
+            known: self.jobs.keys().cloned().collect(),
         })
     }
 }

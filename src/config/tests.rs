@@ -25,7 +25,12 @@ fn the_example_project_loads() {
     assert!(p.llm.fell_back_to_offline);
     assert!(p.store_url.starts_with("sqlite:///"));
     assert!(p.publish.url.ends_with("/site"));
-    assert!(p.job("nope").unwrap_err().contains("domain_summaries"));
+    assert!(
+        p.job("nope")
+            .unwrap_err()
+            .to_string()
+            .contains("domain_summaries")
+    );
 }
 
 #[test]

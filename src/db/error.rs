@@ -1,18 +1,26 @@
 //! The error of every database operation: the store, the ingest, the queue, the locks.
 
+/// Why a database operation failed: opening, migrating, or a query.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
-    /// The store cannot be opened or reached.
-    #[error("cannot open the store at {url}: {source}")]
+    /// The store cannot be opened or reached (sqlx's error is the source).
+    #[error("cannot open the store at {url}")]
     Open { url: String, source: sqlx::Error },
     /// Applying the schema migrations failed.
-    #[error("cannot migrate the store: {0}")]
+    #[error("cannot migrate the store")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// A query failed. Its text is the database's message once (no source chain repeating it),
     /// without the "at line N" sqlx adds for PostgreSQL: that is a line of PostgreSQL's own source
     /// code, not of any query or delivered file.
     #[error("store query failed: {}", describe(.0))]
     Query(sqlx::Error),
+    /// A file the store works in (an ingest's scratch database) cannot be created.
+    #[error("cannot create {}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -56,7 +64,7 @@ impl StoreError {
                     .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
                 _ => false,
             },
-            StoreError::Migrate(_) => false,
+            StoreError::Migrate(_) | StoreError::File { .. } => false,
         }
     }
 }

@@ -35,6 +35,21 @@ pub struct Block {
     pub data: Vec<u8>,
 }
 
+/// Why a stored block cannot be read back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BronzeError {
+    /// The block names a codec this version does not know.
+    #[error("unknown bronze codec `{0}`")]
+    UnknownCodec(String),
+    /// The LZ4 data does not decompress.
+    #[error("the block does not decompress")]
+    Decompress(#[source] lz4_flex::block::DecompressError),
+    /// The decompressed block does not hold what its header says.
+    #[error("{0}")]
+    Corrupt(&'static str),
+}
+
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -43,17 +58,19 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn get_varint(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
+fn get_varint(buf: &[u8], pos: &mut usize) -> Result<u64, BronzeError> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
-        let b = *buf.get(*pos).ok_or("truncated block")?;
+        let b = *buf
+            .get(*pos)
+            .ok_or(BronzeError::Corrupt("truncated block"))?;
         *pos += 1;
         v |= u64::from(b & 0x7f) << shift;
         if b & 0x80 == 0 {
             return Ok(v);
         }
     }
-    Err("bad varint in block".into())
+    Err(BronzeError::Corrupt("bad varint in block"))
 }
 
 /// Encodes items given in increasing line order as one block. `items` must not be empty.
@@ -105,13 +122,14 @@ impl Decoded {
 }
 
 /// Decompresses a stored block.
-pub fn decode(codec: &str, first_line: i64, data: &[u8]) -> Result<Decoded, String> {
+pub fn decode(codec: &str, first_line: i64, data: &[u8]) -> Result<Decoded, BronzeError> {
     let legacy = match codec {
         CODEC => false,
         LEGACY_CODEC => true,
-        _ => return Err(format!("unknown bronze codec `{codec}`")),
+        _ => return Err(BronzeError::UnknownCodec(codec.to_string())),
     };
-    let plain = lz4_flex::block::decompress_size_prepended(data).map_err(|e| e.to_string())?;
+    let plain =
+        lz4_flex::block::decompress_size_prepended(data).map_err(BronzeError::Decompress)?;
     let mut pos = 0;
     let count = get_varint(&plain, &mut pos)? as usize;
     let mut lens = Vec::with_capacity(count.min(plain.len()));
@@ -125,7 +143,7 @@ pub fn decode(codec: &str, first_line: i64, data: &[u8]) -> Result<Decoded, Stri
         let end = pos
             .checked_add(len)
             .filter(|e| *e <= plain.len())
-            .ok_or("block shorter than its lengths")?;
+            .ok_or(BronzeError::Corrupt("block shorter than its lengths"))?;
         heads.push((line, pos, end));
         pos = end;
     }
@@ -169,7 +187,12 @@ mod tests {
     #[test]
     fn corrupt_or_unknown_blocks_are_errors_not_panics() {
         let b = encode([(1, &b"hello"[..]), (2, &b"world"[..])].into_iter());
-        assert!(decode("zstd", 1, &b.data).unwrap_err().contains("codec"));
+        assert!(
+            decode("zstd", 1, &b.data)
+                .unwrap_err()
+                .to_string()
+                .contains("codec")
+        );
         let mut bad = b.data.clone();
         bad.truncate(bad.len() - 3);
         assert!(decode(CODEC, 1, &bad).is_err());

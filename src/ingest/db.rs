@@ -90,10 +90,9 @@ async fn scratch_conn(
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(|e| {
-                StoreError::Query(sqlx::Error::Configuration(
-                    format!("cannot create the scratch file {}: {e}", path.display()).into(),
-                ))
+            .map_err(|source| StoreError::File {
+                path: path.clone(),
+                source,
             })?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "ATTACH DATABASE ? AS {schema}"
@@ -1211,7 +1210,11 @@ impl IngestDb {
             for (first, codec, data) in &blocks {
                 let block = super::bronze::decode(codec, *first, data).map_err(|e| {
                     StoreError::Query(sqlx::Error::Decode(
-                        format!("bronze block {file_id}/{first}: {e}").into(),
+                        format!(
+                            "bronze block {file_id}/{first}: {}",
+                            crate::error::Chain(&e)
+                        )
+                        .into(),
                     ))
                 })?;
                 for (line, raw) in block.items() {

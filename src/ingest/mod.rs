@@ -14,17 +14,60 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use tracing::info;
 
+/// Why an ingest, or one file of it, failed. Each message names the file, folder or dataset
+/// once; the cause (an I/O, object store or store error) is the `source`.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum IngestError {
+    /// A query of the store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    #[error("cannot read {path}: {source}")]
+    /// A local file or folder cannot be read (or the temporary download written).
+    #[error("cannot read {}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The delivery location is not one the ingest reads (the problem says why).
+    #[error("{from}: {problem}")]
+    Location { from: String, problem: &'static str },
+    /// A `--from` location that is neither a folder, `file://` nor `s3://` (the message names
+    /// it).
     #[error("{0}")]
-    Setup(String),
+    Unsupported(String),
+    /// The S3 location cannot be reached or listed.
+    #[error("cannot list {from}")]
+    List {
+        from: String,
+        source: object_store::Error,
+    },
+    /// An object of the delivery cannot be downloaded.
+    #[error("cannot download {uri}")]
+    Download {
+        uri: String,
+        source: object_store::Error,
+    },
+    /// The file's name ends in no format the ingest reads.
+    #[error("{uri}: unknown file type")]
+    UnknownFileType { uri: String },
+    /// The reading thread stopped sending: the writer's own error is the one to report.
+    #[error("the writer stopped")]
+    WriterStopped,
+    /// The reading thread panicked or was cancelled.
+    #[error("the reader of the file failed")]
+    Reader(#[source] tokio::task::JoinError),
+    /// The dataset's gold table could not be rebuilt from silver.
+    #[error("cannot rebuild {table} of `{dataset}`")]
+    Gold {
+        table: &'static str,
+        dataset: String,
+        source: crate::store::StoreError,
+    },
+    /// The dataset's ingest lock lapsed and another process took it: this ingest stopped.
+    #[error(
+        "the ingest of `{dataset}` was stopped: its lock was lost to another process (the store was unreachable for longer than the lease); run it again"
+    )]
+    LockLost { dataset: String },
     /// Too many rejected lines: the file is recorded, the command fails.
     #[error(
         "{path}: {rejected} of {lines} lines rejected ({share:.1} %), above the {limit:.1} % limit; see `shopscribe ingest {dataset} --rejects`"
@@ -39,10 +82,12 @@ pub enum IngestError {
         /// What the file's ingest did all the same (its good lines are merged).
         report: Box<FileReport>,
     },
-    /// A store or set-up error while ingesting one file: the file named once, then the error.
-    #[error("{uri}: {error}")]
+    /// An error that does not name its file, while ingesting one: the file named once, the
+    /// error as the source.
+    #[error("{uri}")]
     InFile {
         uri: String,
+        #[source]
         error: Box<IngestError>,
     },
     /// Some files of a delivery failed; the others were ingested (their reports are here).
@@ -59,9 +104,10 @@ pub enum IngestError {
     },
 }
 
+/// The failed files, each with its whole cause chain (a list has no single source).
 fn files_failed(dataset: &str, failed: &[IngestError], files: usize) -> String {
     if let ([only], 1) = (failed, files) {
-        return only.to_string();
+        return crate::error::chain_text(only);
     }
     let mut out = format!(
         "{} of {files} files of `{dataset}` failed (the others were ingested):",
@@ -69,20 +115,22 @@ fn files_failed(dataset: &str, failed: &[IngestError], files: usize) -> String {
     );
     for e in failed {
         out.push_str("\n  ");
-        out.push_str(&e.to_string());
+        out.push_str(&crate::error::chain_text(e));
     }
     out
 }
 
 impl IngestError {
-    /// The error of a file: store and set-up errors get the file's URI in front (the others
+    /// The error of a file: errors that do not name the file get its URI in front (the others
     /// name it already).
     fn in_file(self, uri: &str) -> IngestError {
         match self {
-            e @ (IngestError::Store(_) | IngestError::Setup(_)) => IngestError::InFile {
-                uri: uri.to_string(),
-                error: Box::new(e),
-            },
+            e @ (IngestError::Store(_) | IngestError::WriterStopped | IngestError::Reader(_)) => {
+                IngestError::InFile {
+                    uri: uri.to_string(),
+                    error: Box::new(e),
+                }
+            }
             e => e,
         }
     }
@@ -159,35 +207,42 @@ async fn list_s3(
     IngestError,
 > {
     use futures::TryStreamExt;
-    let setup = |e: String| IngestError::Setup(format!("{from}: {e}"));
+    let location = |problem| IngestError::Location {
+        from: from.to_string(),
+        problem,
+    };
+    let list = |source| IngestError::List {
+        from: from.to_string(),
+        source,
+    };
     // Split by hand rather than parsed as a URL: object keys are plain text, and characters
     // such as '#', '?' or '%' (S3 allows them) must stay part of the key.
     let rest = from
         .strip_prefix("s3://")
-        .ok_or_else(|| setup("not an s3:// location".into()))?;
+        .ok_or_else(|| location("not an s3:// location"))?;
     let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
-        return Err(setup("no bucket name".into()));
+        return Err(location("no bucket name"));
     }
     let store: std::sync::Arc<dyn object_store::ObjectStore> = std::sync::Arc::new(
         object_store::aws::AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .build()
-            .map_err(|e| setup(e.to_string()))?,
+            .map_err(list)?,
     );
     let prefix = object_store::path::Path::from(key.trim_matches('/'));
     let mut objects: Vec<object_store::ObjectMeta> = store
         .list(Some(&prefix))
         .try_collect()
         .await
-        .map_err(|e| setup(e.to_string()))?;
+        .map_err(list)?;
     // A listing holds what is *under* the prefix; `from` may name one object itself.
     if objects.is_empty() && !prefix.as_ref().is_empty() {
         use object_store::ObjectStoreExt;
         match store.head(&prefix).await {
             Ok(meta) => objects.push(meta),
             Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(setup(e.to_string())),
+            Err(e) => return Err(list(e)),
         }
     }
     objects.sort_by(|a, b| a.location.cmp(&b.location));
@@ -246,6 +301,7 @@ pub async fn fingerprint(from: &str) -> Result<(String, usize), IngestError> {
 async fn download(
     store: &dyn object_store::ObjectStore,
     path: &object_store::path::Path,
+    uri: &str,
     dir: &Path,
 ) -> Result<PathBuf, IngestError> {
     use futures::StreamExt;
@@ -253,7 +309,10 @@ async fn download(
     use tokio::io::AsyncWriteExt;
     let name = path.filename().unwrap_or("delivery").to_string();
     let local = dir.join(name);
-    let err = |e: object_store::Error| IngestError::Setup(format!("downloading {path}: {e}"));
+    let err = |source| IngestError::Download {
+        uri: uri.to_string(),
+        source,
+    };
     let io = |source| IngestError::Io {
         path: local.clone(),
         source,
@@ -270,7 +329,10 @@ async fn download(
 /// The data files of a delivery location, in name order.
 pub fn list_files(from: &str) -> Result<Vec<PathBuf>, IngestError> {
     let Some(dir) = from.strip_prefix("file://") else {
-        return Err(IngestError::Setup(format!("{from}: not a local folder")));
+        return Err(IngestError::Location {
+            from: from.to_string(),
+            problem: "not a local folder",
+        });
     };
     let path = Path::new(dir);
     if path.is_file() {
@@ -319,10 +381,9 @@ pub async fn ingest(
     crate::lease::wait_and_hold(store, &lock, &holder, INGEST_LOCK_TTL, work)
         .await?
         .unwrap_or_else(|| {
-            Err(IngestError::Setup(format!(
-                "the ingest of `{}` was stopped: its lock was lost to another process (the store was unreachable for longer than the lease); run it again",
-                dataset.name
-            )))
+            Err(IngestError::LockLost {
+                dataset: dataset.name.clone(),
+            })
         })
 }
 
@@ -364,12 +425,10 @@ pub async fn rebuild_stale_gold(
         let db = IngestDb::connect(&project.store_url).await?;
         let n = gold::rebuild(&db, &dataset.name, table)
             .await
-            .map_err(|e| {
-                IngestError::Setup(format!(
-                    "rebuilding {} of `{}`: {e}",
-                    table.table(),
-                    dataset.name
-                ))
+            .map_err(|source| IngestError::Gold {
+                table: table.table(),
+                dataset: dataset.name.clone(),
+                source,
             })?;
         store.state_delete(&gold_stale_flag(&dataset.name)).await?;
         info!(dataset = %dataset.name, products = n, table = table.table(), "gold rebuilt (an earlier ingest stopped before it)");
@@ -433,7 +492,7 @@ async fn ingest_locked(
     let from = match from {
         Some(f) => {
             crate::config::normalise_location(f, &std::env::current_dir().unwrap_or_default())
-                .map_err(IngestError::Setup)?
+                .map_err(IngestError::Unsupported)?
         }
         None => dataset.from.clone(),
     };
@@ -450,7 +509,7 @@ async fn ingest_locked(
     let files = sources.len();
     for (uri, object, mut path) in sources {
         if let (Some(store), Some(object)) = (&s3, &object) {
-            match download(store.as_ref(), object, tmp.path()).await {
+            match download(store.as_ref(), object, &uri, tmp.path()).await {
                 Ok(p) => path = p,
                 Err(e) => {
                     // The error itself is reported once, with the others, at the end.
@@ -486,11 +545,11 @@ async fn ingest_locked(
                 info!(dataset = %dataset.name, products = n, table = table.table(), "gold rebuilt");
                 store.state_delete(&flag).await?;
             }
-            Err(e) => failed.push(IngestError::Setup(format!(
-                "rebuilding {} of `{}`: {e}",
-                table.table(),
-                dataset.name
-            ))),
+            Err(source) => failed.push(IngestError::Gold {
+                table: table.table(),
+                dataset: dataset.name.clone(),
+                source,
+            }),
         }
     } else if dataset.gold.is_some() {
         // Nothing merged: gold is as current as it was.
@@ -633,7 +692,7 @@ async fn discard_failed(db: &IngestDb, file_id: i64, report: &FileReport, e: &In
             crate::db::status::FileStatus::Failed,
             &report.counts(),
             &MergeCounts::default(),
-            Some(&e.to_string()),
+            Some(&crate::error::chain_text(e)),
         )
         .await;
 }
@@ -671,7 +730,7 @@ fn spawn_reader(
             let t = std::time::Instant::now();
             let sent = tx
                 .blocking_send(chunk)
-                .map_err(|_| IngestError::Setup("the writer stopped".into()));
+                .map_err(|_| IngestError::WriterStopped);
             waited += t.elapsed();
             sent
         };
@@ -746,8 +805,8 @@ async fn ingest_one(
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    let (format, gz) = read::format_of(name)
-        .ok_or_else(|| IngestError::Setup(format!("{uri}: unknown file type")))?;
+    let (format, gz) =
+        read::format_of(name).ok_or_else(|| IngestError::UnknownFileType { uri: uri.clone() })?;
     let (size, sum) = checksum(path)?;
     if let Some(done) = db.find_done(&ds.name, &sum).await? {
         info!(file = %uri, same_as = %done.uri, "already ingested with the same content; skipped");
@@ -776,9 +835,7 @@ async fn ingest_one(
     let mut write_result =
         write_chunks(&mut loader, rx, &mut report, bar.as_ref(), &mut key_order).await;
     write_result = write_result.and(loader.finish().await);
-    let read_result = reader
-        .await
-        .map_err(|e| IngestError::Setup(format!("reader task: {e}")))?;
+    let read_result = reader.await.map_err(IngestError::Reader)?;
     if let Err(e) = write_result.map_err(IngestError::from).and(read_result) {
         discard_failed(db, file_id, &report, &e).await;
         return Err(e);
@@ -853,4 +910,40 @@ fn within_reject_share(
         });
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_folder_is_named_once_with_the_os_error_as_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let e = list_files(&format!("file://{}", missing.display())).unwrap_err();
+        let source = std::error::Error::source(&e).expect("the cause is kept");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+        let text = crate::error::chain_text(&e);
+        assert_eq!(
+            text.matches(&*missing.to_string_lossy()).count(),
+            1,
+            "{text}"
+        );
+        assert!(text.ends_with(&io.to_string()), "{text}");
+    }
+
+    #[test]
+    fn an_error_that_names_no_file_gets_the_file_in_front_and_one_that_does_does_not() {
+        let uri = "file:///d/a.txt";
+        let named = IngestError::UnknownFileType { uri: uri.into() }.in_file(uri);
+        assert_eq!(crate::error::chain_text(&named).matches(uri).count(), 1);
+        let unnamed = IngestError::WriterStopped.in_file(uri);
+        assert_eq!(
+            crate::error::chain_text(&unnamed),
+            "file:///d/a.txt: the writer stopped"
+        );
+    }
 }

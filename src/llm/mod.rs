@@ -56,7 +56,10 @@ pub enum ErrorClass {
     FatalForRun,
 }
 
+/// Why a request to the writer failed, classed for retries by [`ProviderError::class`]. The
+/// texts are the provider's own words (its HTTP error body, kept short and without URLs).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProviderError {
     /// HTTP 429 or an equivalent signal; `retry_after` when the server said how long to wait.
     #[error("rate limited by the provider")]
@@ -78,6 +81,9 @@ pub enum ProviderError {
     /// Authentication, permission, quota or model problems that affect every request.
     #[error("provider unusable: {0}")]
     Fatal(String),
+    /// The HTTP client (or a request's multipart body) cannot be built: no request can be sent.
+    #[error("cannot build the HTTP client")]
+    Client(#[source] reqwest::Error),
 }
 
 impl ProviderError {
@@ -89,7 +95,7 @@ impl ProviderError {
             ProviderError::InvalidRequest(_) => "invalid_request",
             ProviderError::ContextTooLong(_) => "context_too_long",
             ProviderError::Truncated { .. } => "truncated",
-            ProviderError::Fatal(_) => "fatal",
+            ProviderError::Fatal(_) | ProviderError::Client(_) => "fatal",
         }
     }
 
@@ -101,7 +107,7 @@ impl ProviderError {
             ProviderError::InvalidRequest(_) | ProviderError::ContextTooLong(_) => {
                 ErrorClass::FatalForRow
             }
-            ProviderError::Fatal(_) => ErrorClass::FatalForRun,
+            ProviderError::Fatal(_) | ProviderError::Client(_) => ErrorClass::FatalForRun,
         }
     }
 }

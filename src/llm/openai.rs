@@ -217,7 +217,7 @@ pub(crate) fn http_client(
         .timeout(request_timeout)
         .pool_max_idle_per_host(limits.max_in_flight.max(8))
         .build()
-        .map_err(|e| ProviderError::Fatal(format!("cannot build the HTTP client: {e}")))
+        .map_err(ProviderError::Client)
 }
 
 pub(crate) fn transport_error(e: &reqwest::Error) -> ProviderError {

@@ -178,7 +178,7 @@ impl JobPages<'_> {
             })
             .map_err(|e| PublishError::Render {
                 what: l.what.to_string(),
-                message: e.to_string(),
+                source: e,
             })
     }
 
@@ -272,7 +272,7 @@ pub(super) async fn root_files(
         })
         .map_err(|e| PublishError::Render {
             what: "the site index".into(),
-            message: e.to_string(),
+            source: e,
         })?;
     Ok(vec![
         ("index.html".into(), root_index.into_bytes()),

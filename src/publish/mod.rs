@@ -21,12 +21,19 @@ use std::collections::{BTreeMap, HashMap};
 /// Most URLs in one sitemap file (the sitemaps.org limit).
 const SITEMAP_MAX_URLS: usize = 50_000;
 
+/// Why publishing a job's pages failed or was refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublishError {
+    /// The publish location cannot be opened, read or written.
     #[error(transparent)]
     Sink(#[from] SinkError),
-    #[error("rendering {what} failed: {message}")]
-    Render { what: String, message: String },
+    /// A page, listing or index did not render (minijinja's error is the source).
+    #[error("rendering {what} failed")]
+    Render {
+        what: String,
+        source: minijinja::Error,
+    },
     /// The run would remove more of the job's published pages than allowed (or all of them):
     /// nothing was removed or written.
     #[error(
@@ -494,7 +501,7 @@ fn render_page(
         .and_then(|t| t.render(minijinja::value::Serde(&ctx)))
         .map_err(|e| PublishError::Render {
             what: format!("the page of `{}`", p.key),
-            message: e.to_string(),
+            source: e,
         })
 }
 

@@ -38,7 +38,7 @@ pub(super) async fn execute(
     let names: HashMap<String, String> = (0..entities.len())
         .map(|i| (entities.keys[i].clone(), entities.name(i).to_string()))
         .collect();
-    let validator = Validator::new(&job.schema, job.validate.clone()).map_err(RunError::Setup)?;
+    let validator = Validator::new(&job.schema, job.validate.clone())?;
     let contexts = entity_contexts(job, &entities);
     let ctx = Collect {
         contexts: &contexts,
@@ -157,16 +157,14 @@ async fn rounds(
         info!(round, requests = work.len(), "submitting batch work");
         let records = match ctx.submit(plan, &work).await {
             Ok(r) => r,
-            Err(e) if e.class() == ErrorClass::FatalForRun => {
-                fatal = Some(e.to_string());
+            Err(e) if e.fatal_for_run() => {
+                fatal = Some(crate::error::chain_text(&e));
                 break;
             }
-            Err(e) => return Err(RunError::ProviderFatal(e.to_string())),
+            Err(e) => return Err(e.into()),
         };
         for r in &records {
-            ctx.collect(r, figures)
-                .await
-                .map_err(|e| RunError::ProviderFatal(e.to_string()))?;
+            ctx.collect(r, figures).await?;
         }
     }
     Ok((realtime_failed, fatal))
@@ -189,10 +187,9 @@ async fn check_batch_cost(
     match batch_cost {
         Some(c) if c > limit => return Err(RunError::OverBudget { estimate: c, limit }),
         None => {
-            return Err(RunError::Setup(format!(
-                "--max-cost needs [llm.prices.\"{}\"]",
-                provider.model()
-            )));
+            return Err(RunError::NoPrice {
+                model: provider.model().to_string(),
+            });
         }
         _ => {}
     }
@@ -247,6 +244,43 @@ struct Collect<'a> {
     provider: &'a dyn Provider,
 }
 
+/// Why submitting or collecting batches failed: the provider, or the store or a prompt on
+/// this side. Any of them stops the batch work; only the provider's classes say more.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+enum BatchError {
+    /// The batch API failed.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// Recording or reading the batches and their answers failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A prompt did not render.
+    #[error(transparent)]
+    Prompt(#[from] crate::prompt::PromptError),
+}
+
+impl BatchError {
+    /// No further batch of the run can succeed: the provider said so, or this side failed
+    /// (which, like a provider unusable, leaves the rest pending for the next run).
+    fn fatal_for_run(&self) -> bool {
+        match self {
+            BatchError::Provider(e) => e.class() == ErrorClass::FatalForRun,
+            BatchError::Store(_) | BatchError::Prompt(_) => true,
+        }
+    }
+}
+
+impl From<BatchError> for RunError {
+    fn from(e: BatchError) -> RunError {
+        match e {
+            BatchError::Provider(e) => RunError::ProviderFatal(e),
+            BatchError::Store(e) => RunError::Store(e),
+            BatchError::Prompt(e) => RunError::Prompt(e),
+        }
+    }
+}
+
 /// Retries a batch API call that failed transiently (5 attempts, backoff from 1 s).
 async fn retrying<T, F, Fut>(what: &str, mut f: F) -> Result<T, ProviderError>
 where
@@ -276,9 +310,7 @@ impl Collect<'_> {
                 batch = b.batch_id.as_deref().unwrap_or("?"),
                 "resuming an open batch"
             );
-            self.collect(&b, figures)
-                .await
-                .map_err(|e| RunError::ProviderFatal(e.to_string()))?;
+            self.collect(&b, figures).await?;
         }
         Ok(())
     }
@@ -288,16 +320,14 @@ impl Collect<'_> {
         &self,
         plan: &plan::Plan,
         work: &[WorkItem],
-    ) -> Result<Vec<BatchRecord>, ProviderError> {
-        let prompter = Prompter::new(self.job).map_err(|e| ProviderError::Fatal(e.to_string()))?;
+    ) -> Result<Vec<BatchRecord>, BatchError> {
+        let prompter = Prompter::new(self.job)?;
         let schema = Arc::new(self.job.schema.clone());
         let mut lines = Vec::with_capacity(work.len());
         let mut items = HashMap::with_capacity(work.len());
         for w in work {
             let key = &plan.entities.keys[w.index];
-            let (system, user) = prompter
-                .render(key, &w.context)
-                .map_err(|e| ProviderError::Fatal(e.to_string()))?;
+            let (system, user) = prompter.render(key, &w.context)?;
             let request = ChatRequest {
                 entity_key: key.clone(),
                 system,
@@ -338,14 +368,12 @@ impl Collect<'_> {
             let row = self
                 .store
                 .insert_batch(self.run_id, &self.job.name, &file_id, &chunk_items)
-                .await
-                .map_err(|e| ProviderError::Fatal(e.to_string()))?;
+                .await?;
             let info =
                 retrying("creating a batch", || self.client.create(&file_id, &chunk)).await?;
             self.store
                 .update_batch(row, Some(&info.id), BatchStatus::Submitted, None)
-                .await
-                .map_err(|e| ProviderError::Fatal(e.to_string()))?;
+                .await?;
             info!(batch = %info.id, requests = chunk_items.len(), "batch created");
             records.push(BatchRecord {
                 row,
@@ -362,12 +390,8 @@ impl Collect<'_> {
 
     /// Waits for one batch, then validates and stores every answer; a request without a good
     /// answer is stored as failed (its entity is retried by the next round or run).
-    async fn collect(
-        &self,
-        b: &BatchRecord,
-        figures: &mut RunFigures,
-    ) -> Result<(), ProviderError> {
-        let fail = |e: crate::store::StoreError| ProviderError::Fatal(e.to_string());
+    async fn collect(&self, b: &BatchRecord, figures: &mut RunFigures) -> Result<(), BatchError> {
+        let fail = BatchError::Store;
         let batch_id = match &b.batch_id {
             Some(id) => id.clone(),
             None => match self.adopt_or_recreate(b).await? {
@@ -523,8 +547,8 @@ impl Collect<'_> {
     /// batch if the provider created it, else creates it again where the provider kept the
     /// staged input; else (the requests died with the process) closes the row, and its entities
     /// are planned again by this run. Returns the batch id to collect, if any.
-    async fn adopt_or_recreate(&self, b: &BatchRecord) -> Result<Option<String>, ProviderError> {
-        let fail = |e: crate::store::StoreError| ProviderError::Fatal(e.to_string());
+    async fn adopt_or_recreate(&self, b: &BatchRecord) -> Result<Option<String>, BatchError> {
+        let fail = BatchError::Store;
         let found = retrying("listing batches", || {
             self.client.find_created(&b.input_file_id, b.requests)
         })

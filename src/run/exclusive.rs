@@ -63,7 +63,7 @@ pub async fn run_exclusive(
     opts: &RunOptions,
     wait: bool,
 ) -> Result<RunSummary, RunError> {
-    project.job(job).map_err(RunError::Setup)?;
+    project.job(job)?;
     let holder = lease::holder_name("run");
     acquire(store.as_ref(), job, &holder, wait).await?;
     let lost = RunError::LockLost {

@@ -324,8 +324,7 @@ async fn regenerate(
     provider: &Arc<dyn Provider>,
 ) -> Result<Vec<(usize, NewGeneration)>, RunError> {
     let prompter = Prompter::new(job)?;
-    let validator =
-        Arc::new(Validator::new(&job.schema, job.validate.clone()).map_err(RunError::Setup)?);
+    let validator = Arc::new(Validator::new(&job.schema, job.validate.clone())?);
     let schema = Arc::new(job.schema.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let llm = &project.llm;

@@ -27,18 +27,63 @@ pub mod worker;
 
 pub use exclusive::{run_exclusive, run_holding_lease};
 
+/// Why a run (or its planning, or a worker of a distributed run) failed or was refused. The
+/// lower layers' errors pass through as they are: each names its file, job or query itself.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RunError {
+    /// A store operation failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The job's source could not be read.
     #[error(transparent)]
     Source(#[from] source::SourceError),
+    /// A prompt template does not parse or render.
     #[error(transparent)]
     Prompt(#[from] crate::prompt::PromptError),
+    /// Publishing the site failed or was refused.
     #[error(transparent)]
     Publish(#[from] publish::PublishError),
-    #[error("{0}")]
-    Setup(String),
+    /// No job (or dataset) of that name in the project.
+    #[error(transparent)]
+    NotFound(#[from] crate::config::NotFound),
+    /// The job's output schema does not compile.
+    #[error(transparent)]
+    Schema(#[from] crate::validate::SchemaError),
+    /// Repairing a dataset's gold table (left stale by an interrupted ingest) failed.
+    #[error(transparent)]
+    Ingest(#[from] crate::ingest::IngestError),
+    /// The task queue of a distributed run failed or cannot be used with this store.
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
+    /// A worker was pointed at a run the store does not have.
+    #[error("no run {0}")]
+    NoSuchRun(i64),
+    /// A worker found no distributed run waiting for workers.
+    #[error("no distributed run is waiting; start one with `shopscribe run JOB --workers 0`")]
+    NoOpenRun,
+    /// `--max-cost` was given but the project has no price for the model.
+    #[error(
+        "--max-cost needs a price for model `{model}`: add [llm.prices.\"{model}\"] to shopscribe.toml"
+    )]
+    NoPrice { model: String },
+    /// The job's data checks excluded every entity of its source: nothing was spent, published
+    /// or removed.
+    #[error(
+        "the data checks of `{job}` excluded all {excluded} entities of its source: nothing was generated, published or removed (`plan` lists the checks; --allow-shrink accepts an empty site)"
+    )]
+    ChecksExcludedAll { job: String, excluded: usize },
+    /// The shrink guard stopped the publish, and data checks excluded some of the entities
+    /// missing from it (the guard's refusal is the source).
+    #[error(
+        "{} ({excluded} entit{} of the source were excluded by the job's data checks; `plan` lists them)",
+        crate::error::Chain(source),
+        if *excluded == 1 { "y" } else { "ies" }
+    )]
+    ShrunkByChecks {
+        excluded: usize,
+        source: publish::PublishError,
+    },
     /// The store would not take answers that were paid for: they were written to a spool file,
     /// which the next run of the job stores before it plans.
     #[error(
@@ -51,9 +96,9 @@ pub enum RunError {
         #[source]
         source: crate::store::StoreError,
     },
-    /// The published site has problems and `publish.check = "error"`.
-    #[error("the published site fails its check: {0} (see `shopscribe check-site`)")]
-    SiteCheck(String),
+    /// The published site has problems and `publish.check = "error"`; `summary` counts them.
+    #[error("the published site fails its check: {summary} (see `shopscribe check-site`)")]
+    SiteCheck { summary: String },
     /// Writing or reading the spool failed.
     #[error(transparent)]
     Spool(#[from] spool::SpoolError),
@@ -79,8 +124,8 @@ pub enum RunError {
     )]
     OverBudget { estimate: f64, limit: f64 },
     /// The provider cannot serve any request (bad key, unknown model, no quota).
-    #[error("the run was stopped: {0}")]
-    ProviderFatal(String),
+    #[error("the run was stopped")]
+    ProviderFatal(#[source] ProviderError),
     /// Another process runs the job (the API, `watch`, a distributed run, another `run`).
     #[error(
         "the job `{job}` is being run by {holder} (its lock's lease runs until {until}, renewed while it works); wait for it (run without --no-wait) or try again later"
@@ -264,7 +309,7 @@ pub async fn run_job(
     provider: Arc<dyn Provider>,
     opts: &RunOptions,
 ) -> Result<RunSummary, RunError> {
-    project.job(job_name).map_err(RunError::Setup)?;
+    project.job(job_name)?;
     let run_id = store
         .create_run(job_name, provider.name(), provider.model())
         .await?;
@@ -311,7 +356,7 @@ pub async fn run_created(
     provider: Arc<dyn Provider>,
     opts: &RunOptions,
 ) -> Result<RunSummary, RunError> {
-    let job = project.job(job_name).map_err(RunError::Setup)?.clone();
+    let job = project.job(job_name)?.clone();
     let started = Instant::now();
     // Renewed while this function runs: should the process die, the run is marked abandoned.
     let _lease = crate::store::RunLease::keep(store.clone(), run_id, project.workers.lease);
@@ -380,10 +425,10 @@ pub async fn run_created(
                 duration_ms: started.elapsed().as_millis() as u64,
                 ..Default::default()
             };
+            let message = crate::error::chain_text(&e);
             let _ = store
-                .finish_run(run_id, RunStatus::Failed, &figures, Some(&e.to_string()))
+                .finish_run(run_id, RunStatus::Failed, &figures, Some(&message))
                 .await;
-            let message = e.to_string();
             crate::notify::send(
                 project,
                 &crate::notify::Event::Failed {
@@ -406,9 +451,7 @@ async fn repair_gold(project: &Project, store: Arc<dyn Store>, job: &Job) -> Res
         let Ok(dataset) = project.dataset(name) else {
             continue;
         };
-        crate::ingest::rebuild_stale_gold(project, store.clone(), dataset)
-            .await
-            .map_err(|e| RunError::Setup(format!("dataset `{name}`: {e}")))?;
+        crate::ingest::rebuild_stale_gold(project, store.clone(), dataset).await?;
     }
     Ok(())
 }
@@ -456,10 +499,10 @@ pub async fn check_source_before_generating(
         });
     }
     if entities.is_empty() && policy.max_share < 1.0 && entities.checks.excluded > 0 {
-        return Err(RunError::Setup(format!(
-            "the data checks of `{}` excluded all {} entities of its source: nothing was generated, published or removed (`plan` lists the checks; --allow-shrink accepts an empty site)",
-            job.name, entities.checks.excluded
-        )));
+        return Err(RunError::ChecksExcludedAll {
+            job: job.name.clone(),
+            excluded: entities.checks.excluded,
+        });
     }
     if entities.is_empty() && policy.max_share < 1.0 {
         return Err(RunError::EmptySource {
@@ -482,15 +525,10 @@ pub async fn check_source_before_generating(
     // half the site is stopped by the same guard as a collapsed upstream, and says so.
     match checked {
         Err(e @ publish::PublishError::Shrink { .. }) if entities.checks.excluded > 0 => {
-            Err(RunError::Setup(format!(
-                "{e} ({} entit{} of the source were excluded by the job's data checks; `plan` lists them)",
-                entities.checks.excluded,
-                if entities.checks.excluded == 1 {
-                    "y"
-                } else {
-                    "ies"
-                }
-            )))
+            Err(RunError::ShrunkByChecks {
+                excluded: entities.checks.excluded,
+                source: e,
+            })
         }
         other => Ok(other?),
     }
@@ -596,7 +634,7 @@ async fn publish_job(
         let summary = checked.summary();
         report.check = Some(checked);
         if failed {
-            return Err(RunError::SiteCheck(summary));
+            return Err(RunError::SiteCheck { summary });
         }
     }
     if report.pages_removed > 0 {
@@ -706,11 +744,9 @@ async fn check_max_cost(
     match est.cost_usd {
         Some(c) if c > limit => return Err(RunError::OverBudget { estimate: c, limit }),
         None if !work.is_empty() => {
-            return Err(RunError::Setup(format!(
-                "--max-cost needs a price for model `{}`: add [llm.prices.\"{}\"] to shopscribe.toml",
-                provider.model(),
-                provider.model()
-            )));
+            return Err(RunError::NoPrice {
+                model: provider.model().to_string(),
+            });
         }
         _ => {}
     }
@@ -731,6 +767,7 @@ fn publish_or_record(
     match published {
         Ok(r) => (r, fatal),
         Err(e) => {
+            let e = crate::error::chain_text(&e);
             let failed = format!(
                 "publishing failed: {e}; the generated texts are stored and the next run publishes them"
             );
@@ -780,8 +817,7 @@ pub(crate) async fn generate(
         return Ok(Generated::default());
     }
     let prompter = Arc::new(Prompter::new(job)?);
-    let validator =
-        Arc::new(Validator::new(&job.schema, job.validate.clone()).map_err(RunError::Setup)?);
+    let validator = Arc::new(Validator::new(&job.schema, job.validate.clone())?);
     let caller = EntityCaller {
         prompter,
         validator,
@@ -1326,7 +1362,7 @@ impl From<&ProviderError> for AttemptOutcome {
             ProviderError::InvalidRequest(_) => AttemptOutcome::InvalidRequest,
             ProviderError::ContextTooLong(_) => AttemptOutcome::ContextTooLong,
             ProviderError::Truncated { .. } => AttemptOutcome::Truncated,
-            ProviderError::Fatal(_) => AttemptOutcome::Fatal,
+            ProviderError::Fatal(_) | ProviderError::Client(_) => AttemptOutcome::Fatal,
         }
     }
 }

@@ -8,23 +8,25 @@
 use crate::store::{NewGeneration, Store, StoreError};
 use std::path::{Path, PathBuf};
 
+/// Why spooled answers could not be written, read or stored; the spool file is named once.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpoolError {
     /// The spool folder or a file in it cannot be written or read.
-    #[error("spool {path}: {source}")]
+    #[error("cannot write or read the spool {}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
     /// A spool file is not what this module writes.
-    #[error("spool file {path}, line {line}: {source}")]
+    #[error("the spool file {}, line {line}, is not a spooled answer", path.display())]
     Parse {
         path: PathBuf,
         line: usize,
         source: serde_json::Error,
     },
     /// Storing the spooled answers failed (the store is still unreachable).
-    #[error("storing the spooled answers of {path}: {source}")]
+    #[error("cannot store the spooled answers of {}", path.display())]
     Store { path: PathBuf, source: StoreError },
 }
 

@@ -17,12 +17,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
-impl From<crate::queue::QueueError> for RunError {
-    fn from(e: crate::queue::QueueError) -> RunError {
-        RunError::Setup(e.to_string())
-    }
-}
-
 /// A run planned into the queue.
 #[derive(Debug, Clone)]
 pub struct Enqueued {
@@ -45,7 +39,7 @@ pub async fn enqueue(
     opts: &RunOptions,
     wait: bool,
 ) -> Result<Enqueued, RunError> {
-    let job = project.job(job_name).map_err(RunError::Setup)?;
+    let job = project.job(job_name)?;
     // Planned under the job's lock: no other run of the job meanwhile. The run's workers take
     // the lock again while they work it (under the run's own holder name, shared by them all).
     let holder = crate::lease::holder_name("enqueue");
@@ -193,7 +187,7 @@ pub async fn work(
     opts: &WorkerOptions,
 ) -> Result<WorkerReport, RunError> {
     let (run_id, job_name) = run_to_work(store.as_ref(), queue, opts).await?;
-    let job = project.job(&job_name).map_err(RunError::Setup)?.clone();
+    let job = project.job(&job_name)?.clone();
     let me = opts.id.clone();
     info!(run_id, job = %job.name, worker = %me, "worker started");
     // The job's lock, shared by the run's workers (one holder name): a CLI run, the API or
@@ -263,21 +257,13 @@ async fn run_to_work(
 ) -> Result<(i64, String), RunError> {
     Ok(match opts.run {
         Some(id) => {
-            let run = store
-                .run(id)
-                .await?
-                .ok_or_else(|| RunError::Setup(format!("no run {id}")))?;
+            let run = store.run(id).await?.ok_or(RunError::NoSuchRun(id))?;
             (id, run.job)
         }
         None => queue
             .open_run(opts.job.as_deref(), &[])
             .await?
-            .ok_or_else(|| {
-                RunError::Setup(
-                "no distributed run is waiting; start one with `shopscribe run JOB --workers 0`"
-                    .into(),
-            )
-            })?,
+            .ok_or(RunError::NoOpenRun)?,
     })
 }
 

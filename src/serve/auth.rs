@@ -64,9 +64,41 @@ impl std::fmt::Debug for Auth {
 /// The environment variable holding the tokens.
 pub const TOKENS_ENV: &str = "SHOPSCRIBE_API_TOKENS";
 
+/// Why `$SHOPSCRIBE_API_TOKENS` cannot be used; entries are counted from 1.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokensError {
+    /// An entry is not `NAME:SCOPE:TOKEN`.
+    #[error("${}: entry {entry} is not NAME:SCOPE:TOKEN", TOKENS_ENV)]
+    Malformed { entry: usize },
+    /// An entry's scope is neither `read` nor `write`.
+    #[error(
+        "${}: entry {entry} (`{name}`) has scope `{scope}`; use read or write",
+        TOKENS_ENV
+    )]
+    Scope {
+        entry: usize,
+        name: String,
+        scope: String,
+    },
+    /// A token too short to be a random secret.
+    #[error(
+        "${}: the token of `{name}` is shorter than 16 characters; use a random one (openssl rand -hex 32)",
+        TOKENS_ENV
+    )]
+    Short { name: String },
+    /// No token at all.
+    #[error(
+        "${} is empty: the API needs at least one token, e.g. {}=\"admin:write:$(openssl rand -hex 32)\"",
+        TOKENS_ENV,
+        TOKENS_ENV
+    )]
+    Empty,
+}
+
 impl Auth {
     /// Parses `NAME:SCOPE:TOKEN` entries separated by commas or whitespace.
-    pub fn parse(spec: &str) -> Result<Auth, String> {
+    pub fn parse(spec: &str) -> Result<Auth, TokensError> {
         let mut tokens = Vec::new();
         for (i, entry) in spec
             .split(|c: char| c == ',' || c.is_whitespace())
@@ -76,25 +108,23 @@ impl Auth {
             let mut parts = entry.splitn(3, ':');
             let (Some(name), Some(scope), Some(token)) = (parts.next(), parts.next(), parts.next())
             else {
-                return Err(format!(
-                    "${TOKENS_ENV}: entry {} is not NAME:SCOPE:TOKEN",
-                    i + 1
-                ));
+                return Err(TokensError::Malformed { entry: i + 1 });
             };
             let scope = match scope {
                 "read" => Scope::Read,
                 "write" => Scope::Write,
                 other => {
-                    return Err(format!(
-                        "${TOKENS_ENV}: entry {} (`{name}`) has scope `{other}`; use read or write",
-                        i + 1
-                    ));
+                    return Err(TokensError::Scope {
+                        entry: i + 1,
+                        name: name.to_string(),
+                        scope: other.to_string(),
+                    });
                 }
             };
             if token.len() < 16 {
-                return Err(format!(
-                    "${TOKENS_ENV}: the token of `{name}` is shorter than 16 characters; use a random one (openssl rand -hex 32)"
-                ));
+                return Err(TokensError::Short {
+                    name: name.to_string(),
+                });
             }
             tokens.push((
                 blake3::hash(token.as_bytes()),
@@ -105,15 +135,12 @@ impl Auth {
             ));
         }
         if tokens.is_empty() {
-            return Err(format!(
-                "${TOKENS_ENV} is empty: the API needs at least one token, e.g. \
-                 {TOKENS_ENV}=\"admin:write:$(openssl rand -hex 32)\""
-            ));
+            return Err(TokensError::Empty);
         }
         Ok(Auth { tokens })
     }
 
-    pub fn from_env() -> Result<Auth, String> {
+    pub fn from_env() -> Result<Auth, TokensError> {
         Auth::parse(&std::env::var(TOKENS_ENV).unwrap_or_default())
     }
 
@@ -175,16 +202,28 @@ mod tests {
 
     #[test]
     fn rejects_bad_specs() {
-        assert!(Auth::parse("").unwrap_err().contains("is empty"));
+        assert!(
+            Auth::parse("")
+                .unwrap_err()
+                .to_string()
+                .contains("is empty")
+        );
         assert!(
             Auth::parse("a:admin:0123456789abcdef0123")
                 .unwrap_err()
+                .to_string()
                 .contains("scope")
         );
-        assert!(Auth::parse("a:read:short").unwrap_err().contains("16"));
+        assert!(
+            Auth::parse("a:read:short")
+                .unwrap_err()
+                .to_string()
+                .contains("16")
+        );
         assert!(
             Auth::parse("justatoken")
                 .unwrap_err()
+                .to_string()
                 .contains("NAME:SCOPE:TOKEN")
         );
     }

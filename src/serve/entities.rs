@@ -186,7 +186,7 @@ impl EntityService {
                 ApiError::unavailable(
                     "source_unavailable",
                     format!("the source of job `{}` could not be read", job.name),
-                    e,
+                    crate::error::Chain(&e),
                 )
             })?;
         // A `fail_run` data check stops on-demand generation as it stops a run: nothing is
@@ -418,7 +418,12 @@ impl EntityService {
         let generated =
             crate::run::generate(&run, &snap.plan, work, &RunOptions::default(), &mut figures)
                 .await
-                .map_err(|e| ApiError::internal(format!("generation could not start: {e}")))?;
+                .map_err(|e| {
+                    ApiError::internal(format!(
+                        "generation could not start: {}",
+                        crate::error::Chain(&e)
+                    ))
+                })?;
         figures.duration_ms = t.elapsed().as_millis() as u64;
         if let Err(e) = self.account(&job.name, &figures).await {
             // The text itself is stored; only the service run's tally is behind.

@@ -87,7 +87,7 @@ impl From<crate::store::StoreError> for ApiError {
         ApiError::unavailable(
             "store_unavailable",
             "the store cannot be reached; try again shortly",
-            e,
+            crate::error::Chain(&e),
         )
     }
 }

@@ -176,23 +176,46 @@ fn handler_for(method: &str, path: &str) -> axum::routing::MethodRouter<Arc<AppS
     }
 }
 
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// `$SHOPSCRIBE_API_TOKENS` is missing or malformed.
+    #[error(transparent)]
+    Tokens(#[from] auth::TokensError),
+    /// The store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The writer cannot be built from the project's settings.
+    #[error(transparent)]
+    Provider(#[from] crate::llm::ProviderError),
+    /// The address cannot be listened on (in use, not permitted, not an address).
+    #[error("cannot listen on {bind}")]
+    Listen {
+        bind: String,
+        source: std::io::Error,
+    },
+}
+
 /// Runs the API until `shutdown` resolves, then finishes in-flight requests, runs and
 /// generations before returning.
 pub async fn serve(
     project: Project,
     bind: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let auth = Auth::from_env().map_err(anyhow::Error::msg)?;
+) -> Result<(), ServeError> {
+    let auth = Auth::from_env()?;
     let store = crate::store::open(&project.store_url).await?;
     let provider = crate::llm::from_config(&project.llm)?;
     let bind = bind.unwrap_or_else(|| project.serve.bind.clone());
     let project = Arc::new(project);
     let state = AppState::new(project, store, provider, auth);
-    let listener = tokio::net::TcpListener::bind(&bind)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
-    info!(address = %listener.local_addr()?, "serving the API");
+    let listen = |source| ServeError::Listen {
+        bind: bind.clone(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(&bind).await.map_err(listen)?;
+    info!(address = %listener.local_addr().map_err(listen)?, "serving the API");
     serve_with(state, listener, shutdown).await
 }
 
@@ -204,7 +227,7 @@ pub async fn serve_with(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> Result<(), ServeError> {
     let limits = conn::Limits::of(&state.project.serve);
     conn::serve(listener, app(state.clone()), limits, shutdown).await;
     info!("no more requests; finishing runs and generations in progress");
@@ -328,9 +351,12 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         Ok(Ok(())) => {
             Json(json!({"status": "ready", "store": state.store.backend()})).into_response()
         }
-        Ok(Err(e)) => {
-            ApiError::unavailable("not_ready", "the store does not answer", e).into_response()
-        }
+        Ok(Err(e)) => ApiError::unavailable(
+            "not_ready",
+            "the store does not answer",
+            crate::error::Chain(&e),
+        )
+        .into_response(),
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",

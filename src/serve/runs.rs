@@ -178,7 +178,7 @@ impl Runner {
                     self.metrics.run(&job, s.status.as_str());
                 }
                 Err(e) => {
-                    warn!(job, run_id, error = %e, "run failed");
+                    warn!(job, run_id, error = %crate::error::Chain(e), "run failed");
                     self.metrics.run(&job, RunStatus::Failed.as_str());
                 }
             }
@@ -211,6 +211,7 @@ impl Runner {
                 match crate::ingest::ingest(&this.project, ds, Some(uri)).await {
                     Ok(reports) => info!(dataset, uri, files = reports.len(), "ingested"),
                     Err(e) => {
+                        let e = crate::error::chain_text(&e);
                         warn!(dataset, uri, error = %e, "ingesting an announced file failed");
                         let what = format!("ingest {dataset}");
                         let message = format!("{uri}: {e}");

@@ -246,7 +246,8 @@ fn check_page(
             .push(problem(file, Kind::Canonical, "no canonical link".into())),
     }
     for block in &page.json_ld {
-        if let Err(m) = check_json_ld(block) {
+        if let Err(e) = check_json_ld(block) {
+            let m = crate::error::chain_text(&e);
             report.problems.push(problem(file, Kind::JsonLd, m));
         }
     }
@@ -365,19 +366,39 @@ fn resolve(from: &str, href: &str, base_url: &str) -> Option<String> {
     })
 }
 
+/// What is wrong with a page's JSON-LD block (a site check problem, not a failure).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JsonLdError {
+    /// The block is not JSON.
+    #[error("JSON-LD does not parse")]
+    Parse(#[source] serde_json::Error),
+    /// A top-level node has no `@type`.
+    #[error("a JSON-LD node has no @type")]
+    Untyped,
+    /// A node lacks a member its type requires.
+    #[error("JSON-LD {ty} has no {member}")]
+    Missing { ty: String, member: &'static str },
+    /// An AggregateRating counts nothing.
+    #[error("JSON-LD AggregateRating has neither reviewCount nor ratingCount")]
+    NoRatingCount,
+    /// A member written as `null` (absent members are left out).
+    #[error("JSON-LD member `{0}` is null")]
+    Null(String),
+}
+
 /// Required members per structured-data type (those this site writes), checked on every node,
 /// nested ones included (a page's `about` Product, its `breadcrumb`, a Product's rating); no
 /// member may be `null`.
-fn check_json_ld(text: &str) -> Result<(), String> {
-    let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("JSON-LD does not parse: {e}"))?;
+fn check_json_ld(text: &str) -> Result<(), JsonLdError> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(JsonLdError::Parse)?;
     let nodes: Vec<&serde_json::Value> = match v.get("@graph").and_then(|g| g.as_array()) {
         Some(g) => g.iter().collect(),
         None => vec![&v],
     };
     for n in nodes {
         if n.get("@type").and_then(|t| t.as_str()).is_none() {
-            return Err("a JSON-LD node has no @type".into());
+            return Err(JsonLdError::Untyped);
         }
         check_node(n)?;
     }
@@ -385,11 +406,11 @@ fn check_json_ld(text: &str) -> Result<(), String> {
 }
 
 /// One typed node and the typed nodes inside it.
-fn check_node(n: &serde_json::Value) -> Result<(), String> {
+fn check_node(n: &serde_json::Value) -> Result<(), JsonLdError> {
     use serde_json::Value;
     let present = |r: &str| n.get(r).is_some_and(|x| !x.is_null());
     if let Some(t) = n.get("@type").and_then(Value::as_str) {
-        let required: &[&str] = match t {
+        let required: &[&'static str] = match t {
             "WebPage" | "CollectionPage" => &["name", "url"],
             "WebSite" => &["name", "url"],
             "Organization" | "Brand" => &["name"],
@@ -401,11 +422,14 @@ fn check_node(n: &serde_json::Value) -> Result<(), String> {
         };
         for r in required {
             if !present(r) {
-                return Err(format!("JSON-LD {t} has no {r}"));
+                return Err(JsonLdError::Missing {
+                    ty: t.to_string(),
+                    member: r,
+                });
             }
         }
         if t == "AggregateRating" && !present("reviewCount") && !present("ratingCount") {
-            return Err("JSON-LD AggregateRating has neither reviewCount nor ratingCount".into());
+            return Err(JsonLdError::NoRatingCount);
         }
     }
     let Some(members) = n.as_object() else {
@@ -414,7 +438,7 @@ fn check_node(n: &serde_json::Value) -> Result<(), String> {
     for (k, v) in members {
         match v {
             // An absent member is left out, never written as null.
-            Value::Null => return Err(format!("JSON-LD member `{k}` is null")),
+            Value::Null => return Err(JsonLdError::Null(k.clone())),
             Value::Object(_) => check_node(v)?,
             Value::Array(items) => items.iter().try_for_each(check_node)?,
             _ => {}
@@ -527,12 +551,14 @@ mod tests {
         assert!(
             check_json_ld(r#"{"@type":"WebPage","name":"a"}"#)
                 .unwrap_err()
+                .to_string()
                 .contains("url")
         );
         assert!(check_json_ld(r#"{"@type":"Product","name":null}"#).is_err());
         assert!(
             check_json_ld(r#"{"@type":"WebPage","name":"a","url":"u","description":null}"#)
                 .unwrap_err()
+                .to_string()
                 .contains("null")
         );
         let product = |rating: &str| {
@@ -555,11 +581,13 @@ mod tests {
         assert!(
             check_json_ld(&product(r#"{"@type":"AggregateRating","ratingValue":4.5}"#))
                 .unwrap_err()
+                .to_string()
                 .contains("reviewCount")
         );
         assert!(
             check_json_ld(&product(r#"{"@type":"AggregateRating","reviewCount":3}"#))
                 .unwrap_err()
+                .to_string()
                 .contains("ratingValue")
         );
         assert!(
@@ -567,9 +595,15 @@ mod tests {
                 r#"{"@type":"WebPage","name":"a","url":"u","about":{"@type":"Product"}}"#
             )
             .unwrap_err()
+            .to_string()
             .contains("Product has no name"),
             "a nested Product is checked too"
         );
-        assert!(check_json_ld("{not json").unwrap_err().contains("parse"));
+        assert!(
+            check_json_ld("{not json")
+                .unwrap_err()
+                .to_string()
+                .contains("parse")
+        );
     }
 }

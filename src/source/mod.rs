@@ -9,6 +9,7 @@ mod pg;
 
 pub use checks::apply_checks;
 pub use params::{Style, rewrite};
+pub use pg::CellError;
 
 use crate::config::{Job, Project};
 use crate::features::{FeatureInput, NO_GROUP};
@@ -19,14 +20,24 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+/// Why the job's source (or a data check, or a data version query) could not be read. Each
+/// message names the SQL file (or the database) once.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SourceError {
-    /// The database rejected the job's SQL (PostgreSQL adds where: "at line L, column C").
+    /// The database rejected the SQL, in its own words (PostgreSQL's position turned into "at
+    /// line L, column C" of the file), or the SQL does not fit what shopscribe binds and reads.
     #[error("the query in {file} failed: {message}")]
     Query { file: PathBuf, message: String },
+    /// The rows could not be read (the connection dropped mid-stream, a value did not decode).
+    #[error("cannot read the rows of {file}")]
+    Read { file: PathBuf, source: sqlx::Error },
+    /// A value of the result cannot be read (its type, its bytes).
+    #[error("cannot read a value of {file}")]
+    Cell { file: PathBuf, source: CellError },
     /// The source database cannot be reached.
-    #[error("cannot connect to the source database {url}: {message}")]
-    Connect { url: String, message: String },
+    #[error("cannot connect to the source database {url}")]
+    Connect { url: String, source: sqlx::Error },
     /// The rows do not fit the job's declaration (missing column, duplicate or null key).
     #[error("the rows from {file} do not fit job `{job}`: {message}")]
     Shape {
@@ -389,10 +400,10 @@ impl SourceSettings {
     }
 }
 
-fn connect_error(url: &str, e: sqlx::Error) -> SourceError {
+fn connect_error(url: &str, source: sqlx::Error) -> SourceError {
     SourceError::Connect {
         url: crate::db::redact_url(url),
-        message: e.to_string(),
+        source,
     }
 }
 
@@ -430,9 +441,10 @@ async fn connect_pg(
 pub async fn data_version(settings: &SourceSettings, sql: &str) -> Result<String, SourceError> {
     let url = &settings.url;
     let file = PathBuf::from("watch.data_version_sql");
-    let query_err = |e: sqlx::Error| SourceError::Query {
+    let query_err = |e: sqlx::Error| query_error(&file, sql, e);
+    let cell_err = |e: CellError| SourceError::Cell {
         file: file.clone(),
-        message: e.to_string(),
+        source: e,
     };
     let cell = if url.starts_with("sqlite://") {
         let mut conn = connect_sqlite(url).await?;
@@ -442,19 +454,14 @@ pub async fn data_version(settings: &SourceSettings, sql: &str) -> Result<String
             .map_err(query_err)?;
         row.map(|r| sqlite_cell(&r, 0))
             .transpose()
-            .map_err(query_err)?
+            .map_err(|e| cell_err(e.into()))?
     } else {
         let mut conn = connect_pg(settings, "shopscribe-watch").await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
             .fetch_optional(&mut conn)
             .await
             .map_err(query_err)?;
-        row.map(|r| pg::cell(&r, 0))
-            .transpose()
-            .map_err(|message| SourceError::Query {
-                file: file.clone(),
-                message,
-            })?
+        row.map(|r| pg::cell(&r, 0)).transpose().map_err(cell_err)?
     };
     Ok(match cell {
         None | Some(Cell::Null) => String::new(),
@@ -477,6 +484,10 @@ pub async fn fetch_keys(
     let query_err = |message: String| SourceError::Query {
         file: file.to_path_buf(),
         message,
+    };
+    let cell_err = |e: CellError| SourceError::Cell {
+        file: file.to_path_buf(),
+        source: e,
     };
     let style = if url.starts_with("sqlite://") {
         Style::Question
@@ -506,13 +517,13 @@ pub async fn fetch_keys(
         while let Some(r) = rows
             .try_next()
             .await
-            .map_err(|e| query_err(describe(&sql, e)))?
+            .map_err(|e| query_error(file, &sql, e))?
         {
             let i = match column {
                 Some(i) => i,
                 None => *column.insert(pick(column_names(r.columns()))?),
             };
-            let cell = sqlite_cell(&r, i).map_err(|e| query_err(e.to_string()))?;
+            let cell = sqlite_cell(&r, i).map_err(|e| cell_err(e.into()))?;
             out.extend(cell.as_text());
         }
     } else {
@@ -525,13 +536,13 @@ pub async fn fetch_keys(
         while let Some(r) = rows
             .try_next()
             .await
-            .map_err(|e| query_err(describe(&sql, e)))?
+            .map_err(|e| query_error(file, &sql, e))?
         {
             let i = match column {
                 Some(i) => i,
                 None => *column.insert(pick(column_names(r.columns()))?),
             };
-            out.extend(pg::cell(&r, i).map_err(query_err)?.as_text());
+            out.extend(pg::cell(&r, i).map_err(cell_err)?.as_text());
         }
     }
     Ok(out)
@@ -556,7 +567,7 @@ pub async fn fetch_entities(
         }
         let rows = q.fetch(&mut conn);
         collect(job, &sql, rows, |r, i| {
-            sqlite_cell(r, i).map_err(|e| e.to_string())
+            sqlite_cell(r, i).map_err(CellError::from)
         })
         .await
     } else {
@@ -580,13 +591,14 @@ async fn collect<R: Row>(
     job: &Job,
     sql: &str,
     mut rows: impl futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
-    cell: impl Fn(&R, usize) -> Result<Cell, String>,
+    cell: impl Fn(&R, usize) -> Result<Cell, CellError>,
 ) -> Result<Entities, SourceError> {
     let mut builder: Option<EntityBuilder> = None;
-    while let Some(r) = rows.try_next().await.map_err(|e| SourceError::Query {
-        file: job.sql_file.clone(),
-        message: describe(sql, e),
-    })? {
+    while let Some(r) = rows
+        .try_next()
+        .await
+        .map_err(|e| query_error(&job.sql_file, sql, e))?
+    {
         let b = match &mut builder {
             Some(b) => b,
             None => builder.insert(EntityBuilder::new(job, &column_names(r.columns()))?),
@@ -594,9 +606,9 @@ async fn collect<R: Row>(
         let cells = (0..r.columns().len())
             .map(|i| cell(&r, i))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|m| SourceError::Query {
+            .map_err(|e| SourceError::Cell {
                 file: job.sql_file.clone(),
-                message: m,
+                source: e,
             })?;
         b.push(&cells)?;
     }
@@ -621,10 +633,14 @@ fn sqlite_cell(r: &sqlx::sqlite::SqliteRow, i: usize) -> Result<Cell, sqlx::Erro
     })
 }
 
-/// The database's message, with PostgreSQL's position turned into a line and column of the SQL.
-fn describe(sql: &str, e: sqlx::Error) -> String {
+/// A failed query of `file`: the database's own message, with PostgreSQL's position turned
+/// into a line and column of the SQL; any other failure (I/O, decoding) kept as the source.
+fn query_error(file: &std::path::Path, sql: &str, e: sqlx::Error) -> SourceError {
     let sqlx::Error::Database(d) = e else {
-        return e.to_string();
+        return SourceError::Read {
+            file: file.to_path_buf(),
+            source: e,
+        };
     };
     let mut msg = d.message().to_string();
     if let Some(pg) = d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
@@ -639,5 +655,25 @@ fn describe(sql: &str, e: sqlx::Error) -> String {
             msg = format!("{msg}; hint: {hint}");
         }
     }
-    msg
+    SourceError::Query {
+        file: file.to_path_buf(),
+        message: msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_failed_connection_keeps_the_database_error_as_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/no/such/source.db", dir.path().display());
+        let e = super::connect_sqlite(&url).await.unwrap_err();
+        assert!(matches!(e, super::SourceError::Connect { .. }), "{e:?}");
+        let source = std::error::Error::source(&e).expect("the cause is kept");
+        assert!(source.downcast_ref::<sqlx::Error>().is_some(), "{source:?}");
+        assert_eq!(
+            e.to_string(),
+            format!("cannot connect to the source database {url}")
+        );
+    }
 }

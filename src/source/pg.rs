@@ -5,14 +5,31 @@ use super::Cell;
 use sqlx::postgres::{PgRow, PgValueRef};
 use sqlx::{Column, Row, TypeInfo, ValueRef};
 
-/// The cell at column `i`, or a message naming the column and its type.
-pub fn cell(row: &PgRow, i: usize) -> Result<Cell, String> {
-    let raw: PgValueRef = row.try_get_raw(i).map_err(|e| e.to_string())?;
+/// Why a PostgreSQL value cannot be read into a [`Cell`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CellError {
+    /// sqlx could not decode the value as its declared type.
+    #[error(transparent)]
+    Decode(#[from] sqlx::Error),
+    /// The column's type is not one shopscribe reads.
+    #[error(
+        "column `{column}` has PostgreSQL type {ty}, which shopscribe does not read; cast it in the SQL (::text or ::float8)"
+    )]
+    UnsupportedType { column: String, ty: String },
+    /// A NUMERIC, DATE or TIMESTAMP value whose bytes are not that type's wire format.
+    #[error("{0}")]
+    Malformed(&'static str),
+}
+
+/// The cell at column `i`; an unsupported type's error names the column and its type.
+pub fn cell(row: &PgRow, i: usize) -> Result<Cell, CellError> {
+    let raw: PgValueRef = row.try_get_raw(i)?;
     if raw.is_null() {
         return Ok(Cell::Null);
     }
     let ty = raw.type_info().name().to_string();
-    let err = |e: sqlx::Error| e.to_string();
+    let err = CellError::Decode;
     Ok(match ty.as_str() {
         "BOOL" => Cell::Int(row.try_get::<bool, _>(i).map_err(err)? as i64),
         "INT2" => Cell::Int(row.try_get::<i16, _>(i).map_err(err)? as i64),
@@ -23,27 +40,32 @@ pub fn cell(row: &PgRow, i: usize) -> Result<Cell, String> {
         "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CITEXT" | "UNKNOWN" => {
             Cell::Text(row.try_get::<String, _>(i).map_err(err)?)
         }
-        "NUMERIC" => Cell::Float(numeric(raw.as_bytes().map_err(|e| e.to_string())?)?),
-        "DATE" => Cell::Text(date(raw.as_bytes().map_err(|e| e.to_string())?)?),
+        "NUMERIC" => Cell::Float(numeric(raw.as_bytes().map_err(undecodable)?)?),
+        "DATE" => Cell::Text(date(raw.as_bytes().map_err(undecodable)?)?),
         "TIMESTAMP" | "TIMESTAMPTZ" => Cell::Text(timestamp(
-            raw.as_bytes().map_err(|e| e.to_string())?,
+            raw.as_bytes().map_err(undecodable)?,
             ty == "TIMESTAMPTZ",
         )?),
         other => {
-            return Err(format!(
-                "column `{}` has PostgreSQL type {other}, which shopscribe does not read; cast it in the SQL (::text or ::float8)",
-                row.columns()[i].name()
-            ));
+            return Err(CellError::UnsupportedType {
+                column: row.columns()[i].name().to_string(),
+                ty: other.to_string(),
+            });
         }
     })
 }
 
+/// A value whose bytes sqlx could not hand over.
+fn undecodable(e: sqlx::error::BoxDynError) -> CellError {
+    CellError::Decode(sqlx::Error::Decode(e))
+}
+
 /// NUMERIC binary format: ndigits, weight, sign, dscale (i16 each), then base-10000 digits.
-pub fn numeric(b: &[u8]) -> Result<f64, String> {
-    let rd = |o: usize| -> Result<i16, String> {
+pub fn numeric(b: &[u8]) -> Result<f64, CellError> {
+    let rd = |o: usize| -> Result<i16, CellError> {
         b.get(o..o + 2)
             .map(|x| i16::from_be_bytes([x[0], x[1]]))
-            .ok_or_else(|| "short NUMERIC value".to_string())
+            .ok_or(CellError::Malformed("short NUMERIC value"))
     };
     let (ndigits, weight, sign) = (rd(0)?, rd(2)?, rd(4)? as u16);
     if sign == 0xC000 {
@@ -72,17 +94,20 @@ fn civil(days_since_2000: i64) -> (i64, u32, u32) {
 }
 
 /// DATE: i32 days since 2000-01-01 → "YYYY-MM-DD".
-pub fn date(b: &[u8]) -> Result<String, String> {
-    let days = i32::from_be_bytes(b.try_into().map_err(|_| "bad DATE value".to_string())?) as i64;
+pub fn date(b: &[u8]) -> Result<String, CellError> {
+    let days = i32::from_be_bytes(
+        b.try_into()
+            .map_err(|_| CellError::Malformed("bad DATE value"))?,
+    ) as i64;
     let (y, m, d) = civil(days);
     Ok(format!("{y:04}-{m:02}-{d:02}"))
 }
 
 /// TIMESTAMP(TZ): i64 microseconds since 2000-01-01 00:00 (UTC for TZ) → RFC 3339.
-pub fn timestamp(b: &[u8], tz: bool) -> Result<String, String> {
+pub fn timestamp(b: &[u8], tz: bool) -> Result<String, CellError> {
     let us = i64::from_be_bytes(
         b.try_into()
-            .map_err(|_| "bad TIMESTAMP value".to_string())?,
+            .map_err(|_| CellError::Malformed("bad TIMESTAMP value"))?,
     );
     let days = us.div_euclid(86_400_000_000);
     let rem = us.rem_euclid(86_400_000_000);

@@ -2,7 +2,8 @@
 //! their file, line and variable and stop `plan` and `run` before anything is spent; metric
 //! values that are not numbers are counted; every unknown config key is listed at once; logs
 //! carry no colour codes off a terminal and stay JSON under `--log-format json`; the report
-//! shows money like every other output, and its charts have axis values.
+//! shows money like every other output, and its charts have axis values; an ingest error names
+//! its file or folder once, followed by its cause.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -284,4 +285,45 @@ fn the_report_shows_cost_as_money_latency_per_entity_and_axis_values() {
         8,
         "one latency per entity"
     );
+}
+
+#[test]
+fn an_ingest_error_names_its_folder_or_file_once_then_its_cause() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    shopscribe::demo::write_reviews_project(&dir, true).unwrap();
+    let p = dir.to_str().unwrap();
+    let error_line = |out: &Output| {
+        let err = stderr(out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        err.lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_else(|| panic!("no error line in {err}"))
+            .to_string()
+    };
+
+    // The dataset's delivery folder is missing: its path once, then the OS's words.
+    let folder = dir.join("data/reviews");
+    std::fs::remove_dir_all(&folder).unwrap();
+    let line = error_line(&shopscribe(&["ingest", "reviews", "-p", p]));
+    let os = std::io::Error::from_raw_os_error(2).to_string();
+    assert_eq!(
+        line,
+        format!("error: cannot read {}: {os}", folder.display()),
+        "{line}"
+    );
+
+    // A file of no known format, named on the command line: named once.
+    let notes = dir.join("notes.txt");
+    std::fs::write(&notes, "not a delivery\n").unwrap();
+    let line = error_line(&shopscribe(&[
+        "ingest",
+        "reviews",
+        "-p",
+        p,
+        "--from",
+        notes.to_str().unwrap(),
+    ]));
+    assert_eq!(line.matches("notes.txt").count(), 1, "{line}");
+    assert!(line.ends_with("notes.txt: unknown file type"), "{line}");
 }

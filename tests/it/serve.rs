@@ -27,7 +27,7 @@ struct Api {
     store: Arc<dyn Store>,
     _dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    server: Option<tokio::task::JoinHandle<Result<(), shopscribe::serve::ServeError>>>,
 }
 
 async fn start(server: &MockServer, domains: usize, tune: impl FnOnce(&mut Project)) -> Api {

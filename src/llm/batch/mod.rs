@@ -164,7 +164,7 @@ fn http_client(
         .connect_timeout(connect_timeout)
         .timeout(request_timeout.max(Duration::from_secs(600)))
         .build()
-        .map_err(|e| ProviderError::Fatal(format!("cannot build the HTTP client: {e}")))
+        .map_err(ProviderError::Client)
 }
 
 /// The body of a batch API answer, or its error classified by `classify`.

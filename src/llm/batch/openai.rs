@@ -58,7 +58,7 @@ impl BatchClient {
         let part = reqwest::multipart::Part::bytes(jsonl)
             .file_name("shopscribe-batch.jsonl")
             .mime_str("application/jsonl")
-            .map_err(|e| ProviderError::Fatal(e.to_string()))?;
+            .map_err(ProviderError::Client)?;
         let form = reqwest::multipart::Form::new()
             .text("purpose", "batch")
             .part("file", part);
