@@ -92,7 +92,7 @@ async fn ingest_and_run(app: &App, uris: &[String]) -> Result<ExitCode, Failure>
         match shopscribe::ingest::ingest(&app.project, ds, Some(uri)).await {
             Ok(reports) => print_delivered(dataset, &reports),
             Err(e) => {
-                let e = error_text(&e.into());
+                let e = error_text(&e);
                 tracing::error!(target: LOG_TARGET, dataset, uri, error = %e, "ingesting a delivered object failed");
                 failed.push(format!("{dataset}: {uri}: {e}"));
             }
@@ -107,10 +107,8 @@ async fn ingest_and_run(app: &App, uris: &[String]) -> Result<ExitCode, Failure>
         }
     }
     if !failed.is_empty() {
-        return Err(Failure::Run(anyhow::anyhow!(
-            "ingesting failed: {}",
-            failed.join("; ")
-        )));
+        let message = format!("ingesting failed: {}", failed.join("; "));
+        return Err(Failure::Run(message.into()));
     }
     Ok(code)
 }

@@ -5,7 +5,6 @@
 use super::LOG_TARGET;
 use super::summary::{exit_for, print_summary};
 use super::{App, Failure};
-use anyhow::Context;
 use shopscribe::config::Overrides;
 use shopscribe::run::{RunOptions, RunSummary};
 use std::path::{Path, PathBuf};
@@ -46,12 +45,18 @@ pub async fn demo(DemoArgs { dir, domains, seed }: DemoArgs) -> Result<ExitCode,
 /// The domains half: DIR holds the example project, its sample rows go into its store, and
 /// `domain_summaries` publishes DIR/site.
 async fn demo_domains(dir: &Path, domains: usize, seed: u64) -> Result<RunSummary, Failure> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))
-        .map_err(Failure::Usage)?;
-    shopscribe::demo::write_project(dir, false)
-        .with_context(|| format!("cannot write the example project into {}", dir.display()))
-        .map_err(Failure::Usage)?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Failure::usage(super::Context::new(
+            format!("cannot create {}", dir.display()),
+            e,
+        ))
+    })?;
+    shopscribe::demo::write_project(dir, false).map_err(|e| {
+        Failure::usage(super::Context::new(
+            format!("cannot write the example project into {}", dir.display()),
+            e,
+        ))
+    })?;
     let app = App::load(dir)?;
     let store = shopscribe::store::sqlite::SqliteStore::open(&app.project.store_url)
         .await
@@ -72,9 +77,12 @@ async fn demo_domains(dir: &Path, domains: usize, seed: u64) -> Result<RunSummar
 /// (bronze, rejects, SCD2, gold) and `product_insights` publishes into the same site.
 async fn demo_reviews(dir: &Path, seed: u64) -> Result<RunSummary, Failure> {
     let rdir = dir.join("reviews");
-    shopscribe::demo::write_reviews_project(&rdir, false)
-        .with_context(|| format!("cannot write the reviews example into {}", rdir.display()))
-        .map_err(Failure::Usage)?;
+    shopscribe::demo::write_reviews_project(&rdir, false).map_err(|e| {
+        Failure::usage(super::Context::new(
+            format!("cannot write the reviews example into {}", rdir.display()),
+            e,
+        ))
+    })?;
     write_review_data(&rdir, seed)?;
     // One site for both examples: the reviews pages go next to the domain pages.
     let overrides = Overrides {

@@ -1,7 +1,6 @@
 //! `shopscribe init DIR`: the example project, without data, to edit.
 
 use super::Failure;
-use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,9 +11,12 @@ pub struct InitArgs {
 }
 
 pub fn init(InitArgs { dir }: InitArgs) -> Result<ExitCode, Failure> {
-    let written = shopscribe::demo::write_project(&dir, false)
-        .with_context(|| format!("cannot write the project into {}", dir.display()))
-        .map_err(Failure::Usage)?;
+    let written = shopscribe::demo::write_project(&dir, false).map_err(|e| {
+        Failure::usage(super::Context::new(
+            format!("cannot write the project into {}", dir.display()),
+            e,
+        ))
+    })?;
     println!(
         "Project in {}: wrote {} file(s){}.",
         dir.display(),

@@ -39,7 +39,7 @@ fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
 
 /// The last line of a failed command: plain text for people, a JSON event under
 /// `--log-format json` so that stderr stays one JSON object per line.
-pub fn report_error(format: LogFormat, e: &anyhow::Error, code: u8) {
+pub fn report_error(format: LogFormat, e: &(dyn std::error::Error + 'static), code: u8) {
     match format {
         LogFormat::Human => eprintln!("error: {}", error_text(e)),
         LogFormat::Json => {
@@ -49,8 +49,8 @@ pub fn report_error(format: LogFormat, e: &anyhow::Error, code: u8) {
 }
 
 /// An error and its causes, each said once (see [`shopscribe::error::Chain`]).
-pub fn error_text(e: &anyhow::Error) -> String {
-    shopscribe::error::chain_text(e.as_ref())
+pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
+    shopscribe::error::chain_text(e)
 }
 
 #[cfg(test)]

@@ -139,27 +139,30 @@ pub async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
     }
 }
 
+/// Any error a command fails with, its causes kept (the last line prints them with
+/// [`shopscribe::error::Chain`]).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Errors that are the user's to fix (exit 2) versus failures of the work (exit 1).
+#[derive(Debug)]
 pub enum Failure {
-    Usage(anyhow::Error),
-    Run(anyhow::Error),
+    Usage(BoxError),
+    Run(BoxError),
 }
 
 impl Failure {
     /// A usage or configuration error with its cause kept.
-    fn usage(e: impl Into<anyhow::Error>) -> Self {
+    fn usage(e: impl Into<BoxError>) -> Self {
         Failure::Usage(e.into())
     }
 
     /// A usage or configuration error the library words as text (`no job named …`).
-    fn bad_usage(
-        message: impl std::fmt::Display + std::fmt::Debug + Send + Sync + 'static,
-    ) -> Self {
-        Failure::Usage(anyhow::Error::msg(message))
+    fn bad_usage(message: impl std::fmt::Display) -> Self {
+        Failure::Usage(message.to_string().into())
     }
 
     /// A failure of the work itself.
-    fn run(e: impl Into<anyhow::Error>) -> Self {
+    fn run(e: impl Into<BoxError>) -> Self {
         Failure::Run(e.into())
     }
 
@@ -171,9 +174,28 @@ impl Failure {
         }
     }
 
-    pub fn error(&self) -> &anyhow::Error {
+    pub fn error(&self) -> &(dyn std::error::Error + 'static) {
         match self {
-            Failure::Usage(e) | Failure::Run(e) => e,
+            Failure::Usage(e) | Failure::Run(e) => e.as_ref(),
+        }
+    }
+}
+
+/// What a command was doing when an error happened ("cannot create DIR"), the error itself kept
+/// as the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{doing}")]
+pub struct Context {
+    doing: String,
+    #[source]
+    source: BoxError,
+}
+
+impl Context {
+    pub fn new(doing: impl Into<String>, source: impl Into<BoxError>) -> Context {
+        Context {
+            doing: doing.into(),
+            source: source.into(),
         }
     }
 }
