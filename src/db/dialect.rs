@@ -10,6 +10,7 @@
 //! | bulk loads | multi-row `INSERT`s in a transaction | `COPY … FROM STDIN` streams ([`BulkLoad`]) |
 //! | scratch tables of an ingest | an attached database file | `UNLOGGED` tables |
 //! | the task queue | absent (distributed runs need PostgreSQL) | `tasks`, `workers` |
+//! | a list of texts in one parameter (a JSON array) | `json_each(?)` | `json_array_elements_text(…)` ([`Backend::text_list_sql`]) |
 
 use std::borrow::Cow;
 
@@ -81,6 +82,16 @@ impl Backend {
         match self {
             Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
             Backend::Postgres => "(extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+        }
+    }
+
+    /// A table source with one column `value`: the texts of one bound parameter holding a JSON
+    /// array of strings. `… IN (SELECT value FROM <this>)` matches a list of any length with
+    /// one statement text (one prepared statement), where `IN (?, ?, …)` needs one per length.
+    pub fn text_list_sql(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "json_each(?)",
+            Backend::Postgres => "json_array_elements_text(CAST(? AS json))",
         }
     }
 

@@ -177,7 +177,8 @@ pub trait Store: Send + Sync {
     /// Appends generations and moves each entity's current pointer, atomically per batch.
     async fn record_generations(&self, batch: &[NewGeneration]) -> Result<(), StoreError>;
     async fn entity_states(&self, job: &str) -> Result<HashMap<String, EntityState>, StoreError>;
-    /// The latest good generation of each listed entity (entities without one are left out).
+    /// The latest good generation of each listed entity (entities without one are left out),
+    /// in key order. Its cost follows the number of keys, not the job's size, for a few keys.
     async fn good_generations(
         &self,
         job: &str,

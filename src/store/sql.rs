@@ -6,6 +6,10 @@ use super::*;
 use crate::db::status::decode;
 use crate::db::{Backend, Db, sql};
 
+/// Up to this many keys, [`Store::good_generations`] reads the keys' rows by the primary key;
+/// beyond, one pass over the job's rows costs less than that many lookups.
+const KEYED_READ_MAX: usize = 1000;
+
 pub struct SqlStore {
     db: Db,
 }
@@ -245,19 +249,31 @@ impl Store for SqlStore {
         job: &str,
         keys: &[String],
     ) -> Result<Vec<GoodGeneration>, StoreError> {
-        let wanted: std::collections::HashSet<&str> = keys.iter().map(String::as_str).collect();
         type Row = (i64, i64, String, String, Option<String>, String);
-        let rows: Vec<Row> = sql(
-            "SELECT g.id, g.run_id, g.entity_key, g.input_hash, g.output, g.created_at \
-             FROM entity_state s JOIN generations g ON g.id = s.good_generation_id \
-             WHERE s.job = ? ORDER BY g.entity_key",
-        )
-        .bind(job)
-        .fetch_all(&self.db)
-        .await?;
+        const COLUMNS: &str = "SELECT g.id, g.run_id, g.entity_key, g.input_hash, g.output, g.created_at \
+             FROM entity_state s JOIN generations g ON g.id = s.good_generation_id WHERE s.job = ?";
+        let rows: Vec<Row> = if keys.len() <= KEYED_READ_MAX {
+            // A few keys (a worker's claim, one page): read just theirs. Reading the whole job
+            // here made every claim of a distributed run fetch every text stored so far.
+            let list = serde_json::to_string(keys).expect("a list of strings");
+            let text = format!(
+                "{COLUMNS} AND s.entity_key IN (SELECT value FROM {}) ORDER BY g.entity_key",
+                self.db.backend().text_list_sql()
+            );
+            sql(text).bind(job).bind(list).fetch_all(&self.db).await?
+        } else {
+            // Most of the job (a publish): one pass over it, filtered here.
+            let wanted: std::collections::HashSet<&str> = keys.iter().map(String::as_str).collect();
+            let all: Vec<Row> = sql(format!("{COLUMNS} ORDER BY g.entity_key"))
+                .bind(job)
+                .fetch_all(&self.db)
+                .await?;
+            all.into_iter()
+                .filter(|r| wanted.contains(r.2.as_str()))
+                .collect()
+        };
         Ok(rows
             .into_iter()
-            .filter(|r| wanted.contains(r.2.as_str()))
             .map(
                 |(generation_id, run_id, entity_key, input_hash, output, created_at)| {
                     GoodGeneration {

@@ -161,6 +161,57 @@ async fn generations_and_current_pointer(store: Arc<dyn Store>) {
     );
 }
 
+/// The good texts of a few keys (read by key) and of many (one pass over the job) are the same
+/// rows, in key order; keys that need escaping in the list and keys without a text are fine.
+async fn good_generations_by_key(store: Arc<dyn Store>) {
+    let run = store.create_run("j", "offline", "m").await.unwrap();
+    let odd = ["it's \"quoted\"", "back\\slash", "ünïcode ✓", "what?"];
+    let mut keys: Vec<String> = (0..1200).map(|i| format!("k{i:04}")).collect();
+    keys.extend(odd.iter().map(|k| k.to_string()));
+    let batch: Vec<NewGeneration> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let status = if i < 1200 && i % 7 == 3 {
+                GenerationStatus::Failed
+            } else {
+                GenerationStatus::Ok
+            };
+            generation(run, k, "h", status, 1)
+        })
+        .collect();
+    store.record_generations(&batch).await.unwrap();
+    let mut asked: Vec<String> = odd.iter().map(|k| k.to_string()).collect();
+    asked.extend(["k0003", "k0004", "k0004", "absent"].map(String::from));
+    let few = store.good_generations("j", &asked).await.unwrap();
+    // In the database's key order (its collation), the same in both reads (compared below).
+    let mut few_keys: Vec<&str> = few.iter().map(|g| g.entity_key.as_str()).collect();
+    few_keys.sort_unstable();
+    let mut expected: Vec<&str> = odd.iter().copied().chain(["k0004"]).collect();
+    expected.sort_unstable();
+    assert_eq!(few_keys, expected, "k0003 failed, `absent` has no text");
+    assert_eq!(
+        few[0].output,
+        format!("{{\"k\":\"{}\"}}", few[0].entity_key)
+    );
+    let many = store.good_generations("j", &keys).await.unwrap();
+    assert_eq!(
+        many.len(),
+        keys.len() - (0..1200).filter(|i| i % 7 == 3).count()
+    );
+    let from_many: Vec<_> = many
+        .iter()
+        .filter(|g| asked.contains(&g.entity_key))
+        .map(|g| (&g.entity_key, g.generation_id, &g.output, &g.created_at))
+        .collect();
+    let from_few: Vec<_> = few
+        .iter()
+        .map(|g| (&g.entity_key, g.generation_id, &g.output, &g.created_at))
+        .collect();
+    assert_eq!(from_few, from_many);
+    assert!(store.good_generations("j", &[]).await.unwrap().is_empty());
+}
+
 /// Batches: recorded with their items, submitted, collected.
 async fn batches(store: Arc<dyn Store>) {
     let r1 = store.create_run("j", "offline", "m").await.unwrap();
@@ -358,6 +409,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     runs,
     generations_and_current_pointer,
+    good_generations_by_key,
     batches,
     service_state_and_locks,
     run_leases,
