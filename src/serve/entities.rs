@@ -440,12 +440,26 @@ impl EntityService {
                 )
             });
         }
-        match generated.outcomes.first().map(|o| o.1) {
+        self.answer_of(job, snap, i, &key, generated.outcomes.first().map(|o| o.1))
+            .await
+    }
+
+    /// The API's answer for an entity whose generation ended with `status` (`None`: stopped
+    /// before it finished): the stored text, or why there is none.
+    async fn answer_of(
+        &self,
+        job: &Job,
+        snap: &Snapshot,
+        i: usize,
+        key: &str,
+        status: Option<GenerationStatus>,
+    ) -> Result<Arc<Cached>, ApiError> {
+        match status {
             Some(GenerationStatus::Ok) => {
                 self.metrics.generation(GenerationStatus::Ok.as_str());
                 let good = self
                     .store
-                    .good_generations(&job.name, std::slice::from_ref(&key))
+                    .good_generations(&job.name, &[key.to_string()])
                     .await?;
                 let g = good
                     .into_iter()
@@ -456,7 +470,7 @@ impl EntityService {
             Some(_) => {
                 // Invalid answers count as failed here, as they always did.
                 self.metrics.generation(GenerationStatus::Failed.as_str());
-                let last = self.store.generations_of(&job.name, &key).await?;
+                let last = self.store.generations_of(&job.name, key).await?;
                 let last = last.last().map(|(g, _)| g);
                 let error = last.and_then(|g| g.error.clone());
                 // A validator's reason is about the text and helps the client; a provider's
