@@ -135,9 +135,9 @@ fn metric_values_that_are_not_numbers_are_counted_and_warned_in_plan_and_run() {
     let d = dir.to_str().unwrap();
     edit(
         &dir.join("sql/domain_summaries.sql"),
-        "       l.visits,\n",
-        "       CASE WHEN l.domain IN (SELECT domain FROM ltm ORDER BY domain LIMIT 3) \
-         THEN 'n/a' ELSE l.visits END AS visits,\n",
+        "       visits,\n",
+        "       CASE WHEN domain IN (SELECT domain FROM per_domain ORDER BY domain LIMIT 3) \
+         THEN 'n/a' ELSE visits END AS visits,\n",
     );
     let warning = "metric column `visits`: 3 entities have a value that is not a number \
                    (e.g. \"n/a\"), counted as not available";
