@@ -12,9 +12,6 @@
     reason = "counts, sizes, durations, tokens and costs converted for arithmetic and display, far inside the target types; not yet reviewed cast by cast (the policy is enforced in features/)"
 )]
 
-// The command layer's `shopscribe::…` paths name this crate from inside it as well.
-extern crate self as shopscribe;
-
 pub mod checks;
 /// The `shopscribe` binary's commands (parsing, then a call into the library). They live in the
 /// library rather than in the binary's crate because the async functions they await would

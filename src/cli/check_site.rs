@@ -1,7 +1,7 @@
 //! `shopscribe check-site`: lint a published site (the project's, or any folder or bucket).
 
 use super::{App, Failure};
-use shopscribe::site_check::{CheckOptions, SiteReport};
+use crate::site_check::{CheckOptions, SiteReport};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -25,17 +25,17 @@ pub async fn check_site(args: CheckSiteArgs) -> Result<ExitCode, Failure> {
     let publish = &app.project.publish;
     let url = match args.site {
         Some(s) => {
-            shopscribe::config::normalise_location(&s, &std::env::current_dir().unwrap_or_default())
+            crate::config::normalise_location(&s, &std::env::current_dir().unwrap_or_default())
                 .map_err(Failure::bad_usage)?
         }
         None => publish.url.clone(),
     };
     let base = args.base_url.unwrap_or_else(|| publish.base_url.clone());
-    let sink = shopscribe::sink::Sink::open(&url).map_err(Failure::usage)?;
+    let sink = crate::sink::Sink::open(&url).map_err(Failure::usage)?;
     let opts = CheckOptions {
         max_similarity: publish.max_similarity,
     };
-    let report = shopscribe::site_check::check_site_with(&sink, &base, &opts)
+    let report = crate::site_check::check_site_with(&sink, &base, &opts)
         .await
         .map_err(Failure::run)?;
     print_report(&url, &report, args.limit);

@@ -5,10 +5,10 @@ use super::LOG_TARGET;
 use super::logging::error_text;
 use super::summary::print_summary;
 use super::{App, Failure};
-use shopscribe::ingest::FileReport;
-use shopscribe::run::RunOptions;
-use shopscribe::serve::events::{self, RunRequest};
-use shopscribe::store::RunStatus;
+use crate::ingest::FileReport;
+use crate::run::RunOptions;
+use crate::serve::events::{self, RunRequest};
+use crate::store::RunStatus;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -89,7 +89,7 @@ async fn ingest_and_run(app: &App, uris: &[String]) -> Result<ExitCode, Failure>
     let mut failed = Vec::new();
     for (dataset, uri) in &objects {
         let ds = app.dataset(dataset)?;
-        match shopscribe::ingest::ingest(&app.project, ds, Some(uri)).await {
+        match crate::ingest::ingest(&app.project, ds, Some(uri)).await {
             Ok(reports) => print_delivered(dataset, &reports),
             Err(e) => {
                 let e = error_text(&e);

@@ -5,8 +5,8 @@
 use super::LOG_TARGET;
 use super::summary::{exit_for, print_summary};
 use super::{App, Failure};
-use shopscribe::config::Overrides;
-use shopscribe::run::{RunOptions, RunSummary};
+use crate::config::Overrides;
+use crate::run::{RunOptions, RunSummary};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -51,18 +51,18 @@ async fn demo_domains(dir: &Path, domains: usize, seed: u64) -> Result<RunSummar
             e,
         ))
     })?;
-    shopscribe::demo::write_project(dir, false).map_err(|e| {
+    crate::demo::write_project(dir, false).map_err(|e| {
         Failure::usage(super::Context::new(
             format!("cannot write the example project into {}", dir.display()),
             e,
         ))
     })?;
     let app = App::load(dir)?;
-    let store = shopscribe::store::sqlite::SqliteStore::open(&app.project.store_url)
+    let store = crate::store::sqlite::SqliteStore::open(&app.project.store_url)
         .await
         .map_err(Failure::run)?;
-    let rows = shopscribe::demo::sample_rows(domains, seed);
-    shopscribe::demo::load_rows(store.pool(), &rows)
+    let rows = crate::demo::sample_rows(domains, seed);
+    crate::demo::load_rows(store.pool(), &rows)
         .await
         .map_err(Failure::run)?;
     tracing::info!(
@@ -77,7 +77,7 @@ async fn demo_domains(dir: &Path, domains: usize, seed: u64) -> Result<RunSummar
 /// (bronze, rejects, SCD2, gold) and `product_insights` publishes into the same site.
 async fn demo_reviews(dir: &Path, seed: u64) -> Result<RunSummary, Failure> {
     let rdir = dir.join("reviews");
-    shopscribe::demo::write_reviews_project(&rdir, false).map_err(|e| {
+    crate::demo::write_reviews_project(&rdir, false).map_err(|e| {
         Failure::usage(super::Context::new(
             format!("cannot write the reviews example into {}", rdir.display()),
             e,
@@ -103,7 +103,7 @@ async fn demo_reviews(dir: &Path, seed: u64) -> Result<RunSummary, Failure> {
 fn write_review_data(rdir: &Path, seed: u64) -> Result<(), Failure> {
     let data = rdir.join("data/reviews");
     std::fs::create_dir_all(&data).map_err(Failure::usage)?;
-    let (day1, day2) = shopscribe::demo::review_deliveries(PRODUCTS, seed);
+    let (day1, day2) = crate::demo::review_deliveries(PRODUCTS, seed);
     for (name, text) in [("day1.jsonl", day1), ("day2.jsonl", day2)] {
         std::fs::write(data.join(name), text).map_err(Failure::usage)?;
     }
@@ -111,7 +111,7 @@ fn write_review_data(rdir: &Path, seed: u64) -> Result<(), Failure> {
     std::fs::create_dir_all(&products).map_err(Failure::usage)?;
     std::fs::write(
         products.join("catalog.jsonl"),
-        shopscribe::demo::product_metadata(PRODUCTS),
+        crate::demo::product_metadata(PRODUCTS),
     )
     .map_err(Failure::usage)
 }
@@ -119,7 +119,7 @@ fn write_review_data(rdir: &Path, seed: u64) -> Result<(), Failure> {
 /// Ingests one dataset of the demo's reviews project, logging what each file brought.
 async fn demo_ingest(app: &App, rdir: &Path, dataset: &str) -> Result<(), Failure> {
     let ds = app.dataset(dataset)?;
-    let reports = shopscribe::ingest::ingest(&app.project, ds, None)
+    let reports = crate::ingest::ingest(&app.project, ds, None)
         .await
         .map_err(Failure::run)?;
     for r in &reports {

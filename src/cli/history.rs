@@ -1,7 +1,7 @@
 //! `shopscribe history JOB KEY`: every generated version of one entity's text.
 
 use super::{App, Failure, parse_time};
-use shopscribe::store::{GenerationStatus, NewGeneration};
+use crate::store::{GenerationStatus, NewGeneration};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

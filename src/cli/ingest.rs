@@ -2,9 +2,9 @@
 //! and `--bronze ID` read back what was recorded.
 
 use super::{App, Failure};
-use shopscribe::config::Dataset;
-use shopscribe::ingest::db::IngestDb;
-use shopscribe::ingest::{FileReport, IngestError};
+use crate::config::Dataset;
+use crate::ingest::db::IngestDb;
+use crate::ingest::{FileReport, IngestError};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -45,13 +45,13 @@ pub async fn ingest(args: IngestArgs) -> Result<ExitCode, Failure> {
     if args.rejects {
         return list_rejects(store_url, &ds.name, args.limit).await;
     }
-    shopscribe::ingest::show_progress(true);
+    crate::ingest::show_progress(true);
     ingest_files(&app, ds, args.from.as_deref()).await
 }
 
 /// Ingests the dataset's files (or those at `from`) and prints what each brought.
 async fn ingest_files(app: &App, ds: &Dataset, from: Option<&str>) -> Result<ExitCode, Failure> {
-    let (reports, failure) = match shopscribe::ingest::ingest(&app.project, ds, from).await {
+    let (reports, failure) = match crate::ingest::ingest(&app.project, ds, from).await {
         Ok(reports) => (reports, None),
         // Some files failed: the others' outcomes are shown, then the failures.
         Err(e @ IngestError::Files { .. }) => {
@@ -148,7 +148,7 @@ async fn list_files(store_url: &str, dataset: &str, limit: i64) -> Result<ExitCo
 
 /// `--bronze ID`: one file's lines exactly as delivered, on stdout.
 async fn print_bronze(store_url: &str, dataset: &str, id: i64) -> Result<ExitCode, Failure> {
-    use shopscribe::store::StoreError;
+    use crate::store::StoreError;
     use std::io::Write;
     let db = IngestDb::connect(store_url).await.map_err(Failure::run)?;
     if db.file(dataset, id).await.map_err(Failure::run)?.is_none() {

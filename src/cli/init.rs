@@ -11,7 +11,7 @@ pub struct InitArgs {
 }
 
 pub fn init(InitArgs { dir }: InitArgs) -> Result<ExitCode, Failure> {
-    let written = shopscribe::demo::write_project(&dir, false).map_err(|e| {
+    let written = crate::demo::write_project(&dir, false).map_err(|e| {
         Failure::usage(super::Context::new(
             format!("cannot write the project into {}", dir.display()),
             e,
@@ -21,7 +21,7 @@ pub fn init(InitArgs { dir }: InitArgs) -> Result<ExitCode, Failure> {
         "Project in {}: wrote {} file(s){}.",
         dir.display(),
         written.len(),
-        if written.len() < shopscribe::demo::DOMAINS_PROJECT.len() {
+        if written.len() < crate::demo::DOMAINS_PROJECT.len() {
             " (existing files kept)"
         } else {
             ""

@@ -48,9 +48,9 @@ pub fn report_error(format: LogFormat, e: &(dyn std::error::Error + 'static), co
     }
 }
 
-/// An error and its causes, each said once (see [`shopscribe::error::Chain`]).
+/// An error and its causes, each said once (see [`crate::error::Chain`]).
 pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
-    shopscribe::error::chain_text(e)
+    crate::error::chain_text(e)
 }
 
 #[cfg(test)]

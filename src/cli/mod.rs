@@ -16,11 +16,11 @@ mod summary;
 mod watch;
 mod worker;
 
+use crate::config::{self, Dataset, Job, Project};
+use crate::llm::Provider;
+use crate::run::{RunOptions, RunSummary};
+use crate::store::Store;
 use clap::{Parser, Subcommand};
-use shopscribe::config::{self, Dataset, Job, Project};
-use shopscribe::llm::Provider;
-use shopscribe::run::{RunOptions, RunSummary};
-use shopscribe::store::Store;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
@@ -140,7 +140,7 @@ pub async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
 }
 
 /// Any error a command fails with, its causes kept (the last line prints them with
-/// [`shopscribe::error::Chain`]).
+/// [`crate::error::Chain`]).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Errors that are the user's to fix (exit 2) versus failures of the work (exit 1).
@@ -229,7 +229,7 @@ impl App {
     /// The project's store, opened (and migrated) on first use.
     pub async fn store(&self) -> Result<Arc<dyn Store>, Failure> {
         self.store
-            .get_or_try_init(|| shopscribe::store::open(&self.project.store_url))
+            .get_or_try_init(|| crate::store::open(&self.project.store_url))
             .await
             .cloned()
             .map_err(Failure::run)
@@ -247,7 +247,7 @@ impl App {
 
     /// A writer of its own (with its own rate limiter), for a local worker of a distributed run.
     pub fn new_provider(&self) -> Result<Arc<dyn Provider>, Failure> {
-        shopscribe::llm::from_config(&self.project.llm).map_err(Failure::usage)
+        crate::llm::from_config(&self.project.llm).map_err(Failure::usage)
     }
 
     /// The store and the writer, opened in that order.
@@ -257,8 +257,8 @@ impl App {
     }
 
     /// The PostgreSQL task queue of distributed runs (another store is a usage error).
-    pub async fn queue(&self) -> Result<shopscribe::queue::Queue, Failure> {
-        shopscribe::queue::Queue::connect(&self.project.store_url, self.project.workers.lease)
+    pub async fn queue(&self) -> Result<crate::queue::Queue, Failure> {
+        crate::queue::Queue::connect(&self.project.store_url, self.project.workers.lease)
             .await
             .map_err(Failure::usage)
     }
@@ -282,7 +282,7 @@ impl App {
     ) -> Result<RunSummary, Failure> {
         self.job(job)?;
         let (store, provider) = self.store_and_provider().await?;
-        shopscribe::run::run_exclusive(&self.project, store, provider, job, opts, wait)
+        crate::run::run_exclusive(&self.project, store, provider, job, opts, wait)
             .await
             .map_err(Failure::run)
     }
@@ -300,7 +300,7 @@ fn note_offline(project: &Project) {
 
 /// `--as-of`: a date or RFC 3339 time, normalised; a bad one is a usage error.
 fn parse_time(t: Option<String>) -> Result<Option<String>, Failure> {
-    t.map(|t| shopscribe::run::parse_as_of(&t))
+    t.map(|t| crate::run::parse_as_of(&t))
         .transpose()
         .map_err(Failure::bad_usage)
 }

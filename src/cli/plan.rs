@@ -3,10 +3,10 @@
 
 use super::summary::print_checks;
 use super::{App, Failure, parse_time};
-use shopscribe::config::{Job, format_usd};
-use shopscribe::llm::Provider;
-use shopscribe::plan::{Estimate, Plan};
-use shopscribe::run::RunOptions;
+use crate::config::{Job, format_usd};
+use crate::llm::Provider;
+use crate::plan::{Estimate, Plan};
+use crate::run::RunOptions;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -63,8 +63,8 @@ async fn show_plan(
     let project = &app.project;
     let job = app.job(job_name)?;
     let (store, provider) = app.store_and_provider().await?;
-    let as_of = as_of.unwrap_or_else(shopscribe::store::now_text);
-    let plan = shopscribe::run::plan_job_as_of(
+    let as_of = as_of.unwrap_or_else(crate::store::now_text);
+    let plan = crate::run::plan_job_as_of(
         project,
         job,
         store.as_ref(),
@@ -74,7 +74,7 @@ async fn show_plan(
     )
     .await
     .map_err(Failure::run)?;
-    let est = shopscribe::plan::estimate_work(
+    let est = crate::plan::estimate_work(
         project,
         job,
         &plan,
@@ -87,8 +87,8 @@ async fn show_plan(
     print_plan(job, &plan, &est, provider.as_ref(), force);
     // What a run would refuse (an empty or collapsed source, another project's folder) is
     // told here, before anything is spent; exit 1 as the run would.
-    let policy = shopscribe::run::shrink_policy(project, allow_shrink);
-    if let Err(e) = shopscribe::run::check_source_before_generating(
+    let policy = crate::run::shrink_policy(project, allow_shrink);
+    if let Err(e) = crate::run::check_source_before_generating(
         project,
         job,
         &plan.entities,
@@ -97,7 +97,7 @@ async fn show_plan(
     )
     .await
     {
-        println!("A run would fail: {}", shopscribe::error::Chain(&e));
+        println!("A run would fail: {}", crate::error::Chain(&e));
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

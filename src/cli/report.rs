@@ -18,7 +18,7 @@ pub struct ReportArgs {
 pub async fn report(args: ReportArgs) -> Result<ExitCode, Failure> {
     let app = App::load(&args.project)?;
     let store = app.store().await?;
-    let Some((data, page)) = shopscribe::report::report(store.as_ref(), args.run)
+    let Some((data, page)) = crate::report::report(store.as_ref(), args.run)
         .await
         .map_err(Failure::run)?
     else {

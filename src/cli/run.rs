@@ -2,7 +2,7 @@
 
 use super::summary::{exit_for, print_summary};
 use super::{App, Failure, parse_time};
-use shopscribe::run::RunOptions;
+use crate::run::RunOptions;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

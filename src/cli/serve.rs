@@ -17,11 +17,11 @@ pub struct ServeArgs {
 pub async fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
     let app = App::load(&args.project)?;
     // Missing or malformed tokens are a set-up problem (exit 2), found before binding.
-    shopscribe::serve::auth::Auth::from_env().map_err(Failure::usage)?;
+    crate::serve::auth::Auth::from_env().map_err(Failure::usage)?;
     note_offline(&app.project);
     // The service opens its own store and writer.
     let project = Arc::unwrap_or_clone(app.project);
-    shopscribe::serve::serve(project, args.bind, shutdown_signal())
+    crate::serve::serve(project, args.bind, shutdown_signal())
         .await
         .map_err(Failure::run)?;
     Ok(ExitCode::SUCCESS)

@@ -1,8 +1,8 @@
 //! What a finished run prints (run, demo, deliver, workers) and the exit code it means.
 
-use shopscribe::config::format_usd;
-use shopscribe::run::RunSummary;
-use shopscribe::store::RunStatus;
+use crate::config::format_usd;
+use crate::run::RunSummary;
+use crate::store::RunStatus;
 use std::process::ExitCode;
 
 #[expect(
@@ -60,7 +60,7 @@ pub fn print_summary(s: &RunSummary) {
 }
 
 /// One line per data check: how many entities it excluded, flagged or failed, with examples.
-pub fn print_checks(checks: &shopscribe::checks::CheckReport) {
+pub fn print_checks(checks: &crate::checks::CheckReport) {
     if checks.is_empty() {
         return;
     }
@@ -77,7 +77,7 @@ pub fn print_checks(checks: &shopscribe::checks::CheckReport) {
 }
 
 /// The near-duplicate gate's lines of a run summary.
-fn print_gate(g: &shopscribe::run::gate::GateReport) {
+fn print_gate(g: &crate::run::gate::GateReport) {
     let f = &g.figures;
     println!(
         "  similarity {:>8}  pages of this run compared; nearest neighbour p99 {:.2}, max {:.2}, mean {:.2}; pairwise mean {:.2}",

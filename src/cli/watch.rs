@@ -2,7 +2,7 @@
 
 use super::LOG_TARGET;
 use super::{App, Failure, shutdown_signal};
-use shopscribe::watch::{Poll, Watcher};
+use crate::watch::{Poll, Watcher};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;

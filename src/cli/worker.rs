@@ -3,8 +3,8 @@
 
 use super::summary::{exit_for, print_summary};
 use super::{App, Failure};
-use shopscribe::run::RunOptions;
-use shopscribe::run::worker::{Enqueued, WorkerOptions};
+use crate::run::RunOptions;
+use crate::run::worker::{Enqueued, WorkerOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,10 +32,9 @@ pub async fn worker(args: WorkerArgs) -> Result<ExitCode, Failure> {
     };
     let queue = app.queue().await?;
     let (store, provider) = app.store_and_provider().await?;
-    let reports =
-        shopscribe::run::worker::work_until_idle(&app.project, store, provider, &queue, &opts)
-            .await
-            .map_err(Failure::run)?;
+    let reports = crate::run::worker::work_until_idle(&app.project, store, provider, &queue, &opts)
+        .await
+        .map_err(Failure::run)?;
     if reports.is_empty() {
         println!(
             "No distributed run has work left for a worker{}: nothing to do. Queue one with `shopscribe run JOB --workers 0`.",
@@ -74,7 +73,7 @@ pub async fn distributed(
     app.job(job)?;
     let queue = app.queue().await?;
     let (store, provider) = app.store_and_provider().await?;
-    let e = shopscribe::run::worker::enqueue(
+    let e = crate::run::worker::enqueue(
         &app.project,
         job,
         store.as_ref(),
@@ -103,7 +102,7 @@ pub async fn distributed(
             job: None,
         };
         handles.push(tokio::spawn(async move {
-            shopscribe::run::worker::work(&project, store, provider, &queue, &opts).await
+            crate::run::worker::work(&project, store, provider, &queue, &opts).await
         }));
     }
     let mut code = ExitCode::SUCCESS;
