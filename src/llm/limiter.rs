@@ -56,6 +56,11 @@ struct Bucket {
     rate: f64,
     /// How much the bucket holds: one second of the rate until the server's headers say more.
     learned_capacity: Option<f64>,
+    /// Whether any answer has come back. Until one has, the bucket holds only the half second it
+    /// starts with: a client configured above the server's limit, idle for a moment before its
+    /// first request (rendering prompts, reading the store), would otherwise have refilled to a
+    /// second of its configured rate and sent more at once than the server's second holds.
+    answered: bool,
     level: f64,
     /// Everything acquired so far, so an answer can tell what was sent after its request.
     sent: f64,
@@ -72,6 +77,7 @@ impl Bucket {
             server_rate: None,
             rate,
             learned_capacity: None,
+            answered: false,
             level: (rate * 0.5).max(1.0),
             sent: 0.0,
         }
@@ -84,9 +90,12 @@ impl Bucket {
             .map_or(configured, |s| configured.min(s * self.share))
     }
     fn capacity(&self) -> f64 {
-        self.learned_capacity
-            .map_or(self.rate, |c| c * self.share)
-            .max(1.0)
+        match self.learned_capacity {
+            Some(c) => c * self.share,
+            None if self.answered => self.rate,
+            None => self.rate * 0.5,
+        }
+        .max(1.0)
     }
     fn refill(&mut self, dt: f64) {
         self.level = (self.level + self.rate * dt).min(self.capacity());
@@ -117,6 +126,7 @@ impl Bucket {
     /// Takes in what the server said about this bucket in the answer to a request that was
     /// acquired `elapsed` ago, when `sent_then` had been acquired in all.
     fn learn(&mut self, seen: BucketHeaders, sent_then: f64, elapsed: f64) {
+        self.answered = true;
         if let Some(limit) = seen.limit_per_minute.filter(|l| *l > 0.0) {
             self.server_rate = Some(limit / 60.0);
             self.rate = self.rate.min(self.ceiling());
@@ -580,6 +590,7 @@ mod tests {
         // 1,000 tokens per second from an initial 500: five requests of 1,000 tokens take 4.5 s.
         for _ in 0..5 {
             let p = l.acquire(1000).await;
+            l.observe(&RateLimitHeaders::default(), &p);
             drop(p);
         }
         let took = start.elapsed().as_secs_f64();
@@ -804,6 +815,31 @@ mod tests {
             at_ms: learned.at_ms - 8 * 24 * 3600 * 1000,
             ..learned
         });
-        assert!((stale.request_capacity() - 10.0).abs() < 1e-6);
+        assert!((stale.request_capacity() - 5.0).abs() < 1e-6);
+    }
+
+    /// CI defect (Dec 2): under load the run took half a second from building its limiter to its
+    /// first request; the bucket had refilled to a second of the configured 24/s and sent 25 at
+    /// once to a server holding 20, so five 429s. Before any answer the bucket holds the half
+    /// second it starts with, however long it waits.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_limiter_holds_no_more_than_half_a_second_before_its_first_answer() {
+        let l = limiter(1440.0);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let t = Instant::now();
+        let mut permits = Vec::new();
+        for _ in 0..12 {
+            permits.push(l.acquire(1).await);
+        }
+        assert!(t.elapsed().is_zero(), "half a second of 24/s goes at once");
+        permits.push(l.acquire(1).await);
+        assert!(
+            t.elapsed() >= Duration::from_millis(40),
+            "{:?}",
+            t.elapsed()
+        );
+        // After the first answer (no headers) the bucket holds one second of the rate.
+        l.observe(&RateLimitHeaders::default(), &permits[0]);
+        assert!((l.request_capacity() - 24.0).abs() < 1e-6);
     }
 }

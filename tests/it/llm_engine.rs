@@ -639,9 +639,11 @@ async fn a_per_second_limit_below_the_configured_one_is_kept_without_429s() {
     let n429 = server.count(429);
     assert!(n429 * 100 <= total, "{n429} × 429 of {total}");
     assert!(server.busiest_window(Duration::from_secs(1)) <= 41);
-    // 200 requests at 20/s with 20 held at the start: ≥ 9 s.
+    // 200 requests at 20/s with 20 held at the start: ≥ 9 s. The upper bound catches a client
+    // pacing at half the limit (19 s); 9.8 s quiet, and up to 15.7 s was seen with the other
+    // engine tests running beside six busy loops on two cores.
     assert!(took >= Duration::from_secs(9), "took {took:?}");
-    assert!(took < Duration::from_secs(14), "took {took:?}");
+    assert!(took < Duration::from_secs(18), "took {took:?}");
 }
 
 /// The same per-second server without `x-ratelimit-limit-*` (only remaining and reset): the
