@@ -2,8 +2,9 @@
 //! refilled token buckets, a cap on requests in flight, reconciliation with the real token usage
 //! of responses, and one shared pause for every request when the provider answers 429.
 //!
-//! The buckets mirror the provider's own. Before the first answer the client assumes one second
-//! of burst (safe against a provider that enforces its limit per second). Every answer's
+//! The buckets mirror the provider's own. Before the first answer the client holds half a second
+//! of its configured rate, however long it was idle (safe against a provider that enforces its
+//! limit per second, even one configured 20 % above); after it, one second. Every answer's
 //! `x-ratelimit-limit/remaining/reset-*` headers then say the server's refill rate (limit / 60 s),
 //! its capacity (remaining + refill × time until full) and its level when the request arrived;
 //! the client's level becomes that level, refilled since and minus everything it sent since. A
