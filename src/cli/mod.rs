@@ -121,6 +121,29 @@ pub enum Command {
 /// that log filters and whoever reads the logs see the same lines.
 const LOG_TARGET: &str = "shopscribe";
 
+/// The whole `shopscribe` process: parse the command line, set up logging, run the command on a
+/// tokio runtime, turn its outcome into an exit code. Synchronous and in the library so that the
+/// binary only calls it: a `block_on` of [`dispatch`]'s future in `main.rs` made the binary's
+/// crate generate code for the library's async state machines a second time (62 s of a clean
+/// release build).
+pub fn main() -> ExitCode {
+    let args = Cli::parse();
+    let format = args.log_format;
+    logging::init(format, args.verbose);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(dispatch(args.command)) {
+        Ok(code) => code,
+        Err(failure) => {
+            let code = failure.exit_code();
+            logging::report_error(format, failure.error(), code);
+            ExitCode::from(code)
+        }
+    }
+}
+
 /// Runs one command to its exit code.
 pub async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
     match command {
