@@ -16,7 +16,7 @@ use crate::config::{Job, Project};
 use crate::llm::{ChatRequest, Provider};
 use crate::plan::{Plan, WorkItem};
 use crate::prompt::Prompter;
-use crate::site_check::similarity::{Figures, Index, Page, output_text};
+use crate::site_check::similarity::{Comparison, Figures, Index, Page, output_text};
 use crate::store::{GenerationStatus, NewGeneration, RunFigures, Store};
 use crate::validate::Validator;
 use futures::StreamExt;
@@ -140,8 +140,7 @@ async fn current_pages(
 /// The pages open to regeneration that are too similar to a page that stays, with that page
 /// and the similarity. Pages not open stay; an open page stays unless it resembles one that
 /// stays, taken in key order (so of two new look-alikes the first stays).
-fn too_similar(index: &Index, open: &[bool], max_similarity: f64) -> Vec<(usize, usize, f64)> {
-    let cmp = index.compare();
+fn too_similar(cmp: &Comparison, open: &[bool], max_similarity: f64) -> Vec<(usize, usize, f64)> {
     let mut over: Vec<Vec<(usize, f64)>> = vec![Vec::new(); open.len()];
     for &(a, b, s) in cmp.pairs.iter().filter(|p| p.2 > max_similarity) {
         over[a as usize].push((b as usize, s));
@@ -191,12 +190,15 @@ pub(super) async fn run_gate(
     let mut open: Vec<bool> = pages.iter().map(|p| p.this_run).collect();
     let mut regenerated = vec![false; pages.len()];
     let mut variation = 0;
-    let (index, over) = loop {
+    // The last comparison gives the report's figures too: all pairs of a job up to 1,000 pages
+    // are compared exactly, so comparing again would double the gate's time.
+    let (index, cmp, over) = loop {
         let index = Index::new(pages.par_iter().map(Current::page).collect());
-        let over = too_similar(&index, &open, max);
+        let cmp = index.compare();
+        let over = too_similar(&cmp, &open, max);
         let spent = max_cost.is_some_and(|m| figures.cost_usd >= m);
         if over.is_empty() || variation >= project.publish.max_variations || spent {
-            break (index, over);
+            break (index, cmp, over);
         }
         variation += 1;
         let asked: Vec<(usize, f64)> = over.iter().map(|&(p, _, s)| (p, s)).collect();
@@ -235,7 +237,7 @@ pub(super) async fn run_gate(
     };
     report.regenerated = regenerated.iter().filter(|r| **r).count();
     report.noindex = marks(&pages, &over, variation, max);
-    report.figures = index.figures(&index.compare());
+    report.figures = index.figures(&cmp);
     keep(store.as_ref(), job, run_id, &pages, &report).await?;
     info!(job = %job.name, checked = report.checked, regenerated = report.regenerated, calls = report.calls, noindex = report.noindex.len(), max = report.figures.nearest_max, ms = t.elapsed().as_millis() as u64, "near-duplicate gate");
     Ok(Some(report))
@@ -461,17 +463,20 @@ mod tests {
     fn of_two_new_look_alikes_the_first_stays_and_earlier_pages_always_stay() {
         // k0 and k1 new and alike: k1 is regenerated (like k0), k2 differs.
         let i = index(&[A, A, B]);
-        assert_eq!(too_similar(&i, &[true, true, true], 0.9), vec![(1, 0, 1.0)]);
+        assert_eq!(
+            too_similar(&i.compare(), &[true, true, true], 0.9),
+            vec![(1, 0, 1.0)]
+        );
         // k0 earlier, k1 and k2 new copies of it: both are regenerated, k0 stays.
         let i = index(&[A, A, A]);
         assert_eq!(
-            too_similar(&i, &[false, true, true], 0.9),
+            too_similar(&i.compare(), &[false, true, true], 0.9),
             vec![(1, 0, 1.0), (2, 0, 1.0)]
         );
         // Only earlier pages alike: nothing of this run to regenerate.
-        assert!(too_similar(&i, &[false, false, false], 0.9).is_empty());
+        assert!(too_similar(&i.compare(), &[false, false, false], 0.9).is_empty());
         // At or under the threshold nothing is.
-        assert!(too_similar(&index(&[A, A]), &[true, true], 1.0).is_empty());
+        assert!(too_similar(&index(&[A, A]).compare(), &[true, true], 1.0).is_empty());
     }
 
     #[test]
