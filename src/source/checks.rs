@@ -23,9 +23,14 @@ pub async fn apply_checks(
         .enumerate()
         .map(|(i, k)| (k.as_str(), i))
         .collect();
+    let mut session = None;
     for check in checks {
+        let session = match &mut session {
+            Some(s) => s,
+            None => session.insert(super::Session::open(settings, "shopscribe-checks").await?),
+        };
         let keys =
-            super::fetch_keys(settings, &check.sql, &check.sql_file, key_column, as_of).await?;
+            super::fetch_keys(session, &check.sql, &check.sql_file, key_column, as_of).await?;
         let mut hit: Vec<usize> = keys
             .iter()
             .filter_map(|k| index.get(k.as_str()).copied())
