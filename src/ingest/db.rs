@@ -1,6 +1,7 @@
 //! Ingestion's tables on either backend. The statements are written once with `?` placeholders
-//! (rewritten to `$n` for PostgreSQL); bulk writes use multi-row INSERTs on SQLite and array
-//! parameters (`UNNEST`) on PostgreSQL. The SCD2 merge is set-based SQL in one transaction.
+//! (rewritten to `$n` for PostgreSQL); bulk writes use multi-row INSERTs on SQLite, and on
+//! PostgreSQL one COPY stream for the staged lines and array parameters (`UNNEST`) for bronze
+//! blocks and rejects. The SCD2 merge is set-based SQL in one transaction.
 
 use super::parse::Candidate;
 use crate::db::dialect::copy_escape;
@@ -1035,9 +1036,6 @@ impl IngestDb {
         }
     }
 
-    /// Marks the dataset's files still `loading` as failed and removes their scratch tables:
-    /// called under the dataset's ingest lock, where no other ingest can be loading them.
-    /// Evaluates to their ids.
     /// Removes what a file that did not finish wrote: its scratch tables, and its bronze blocks
     /// and rejects, so a file ingested again (it is, whole, as a new file) is never listed twice.
     pub async fn discard_partial(&self, file_id: i64) -> Result<(), StoreError> {
@@ -1054,6 +1052,9 @@ impl IngestDb {
         Ok(())
     }
 
+    /// Marks the dataset's files still `loading` as failed and removes their scratch tables:
+    /// called under the dataset's ingest lock, where no other ingest can be loading them.
+    /// Evaluates to their ids.
     pub async fn recover_interrupted(&self, dataset: &str) -> Result<Vec<i64>, StoreError> {
         let sql = "SELECT id FROM ingested_files WHERE dataset = ? AND status = ? ORDER BY id";
         let ids: Vec<(i64,)> = crate::db::sql(sql)

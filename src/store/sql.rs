@@ -250,21 +250,22 @@ impl Store for SqlStore {
         keys: &[String],
     ) -> Result<Vec<GoodGeneration>, StoreError> {
         type Row = (i64, i64, String, String, Option<String>, String);
-        const COLUMNS: &str = "SELECT g.id, g.run_id, g.entity_key, g.input_hash, g.output, g.created_at \
+        // The statement up to its filter on the job; both reads below extend it.
+        const PREFIX: &str = "SELECT g.id, g.run_id, g.entity_key, g.input_hash, g.output, g.created_at \
              FROM entity_state s JOIN generations g ON g.id = s.good_generation_id WHERE s.job = ?";
         let rows: Vec<Row> = if keys.len() <= KEYED_READ_MAX {
             // A few keys (a worker's claim, one page): read just theirs. Reading the whole job
             // here made every claim of a distributed run fetch every text stored so far.
             let list = serde_json::to_string(keys).expect("a list of strings");
             let text = format!(
-                "{COLUMNS} AND s.entity_key IN (SELECT value FROM {}) ORDER BY g.entity_key",
+                "{PREFIX} AND s.entity_key IN (SELECT value FROM {}) ORDER BY g.entity_key",
                 self.db.backend().text_list_sql()
             );
             sql(text).bind(job).bind(list).fetch_all(&self.db).await?
         } else {
             // Most of the job (a publish): one pass over it, filtered here.
             let wanted: std::collections::HashSet<&str> = keys.iter().map(String::as_str).collect();
-            let all: Vec<Row> = sql(format!("{COLUMNS} ORDER BY g.entity_key"))
+            let all: Vec<Row> = sql(format!("{PREFIX} ORDER BY g.entity_key"))
                 .bind(job)
                 .fetch_all(&self.db)
                 .await?;
